@@ -1,0 +1,112 @@
+/* Run configuration: defaults (the field's census experiments), then an INI
+ * file (--config), then command-line options, each overriding the last.
+ * Every key has one name, used both as `key = value` in the INI file (in any
+ * section) and as `--key value` / `--key=value` on the command line, where
+ * '_' and '-' are interchangeable (--batch-size == batch_size). */
+#ifndef MTL_CONFIG_H
+#define MTL_CONFIG_H
+
+#include <stdint.h>
+
+#include "mtl/error.h"
+
+#define MTL_MAX_LAYERS 8
+#define MTL_MAX_TASKS 16
+#define MTL_PATH_MAX 1024
+
+typedef enum {
+    MTL_MODEL_SHARED_BOTTOM = 0,
+    MTL_MODEL_ESMM,
+    MTL_MODEL_MMOE,
+    MTL_MODEL_CGC,
+    MTL_MODEL_PLE
+} mtl_model_kind;
+
+typedef enum { MTL_CMD_TRAIN = 0, MTL_CMD_PREDICT, MTL_CMD_HELP, MTL_CMD_VERSION } mtl_command;
+
+typedef struct {
+    int n;
+    int units[MTL_MAX_LAYERS];
+} mtl_units; /* a DNN's layer widths; n == 0 means no layers */
+
+typedef struct {
+    mtl_command command;
+    char config_path[MTL_PATH_MAX];
+
+    /* data */
+    char train_path[MTL_PATH_MAX], valid_path[MTL_PATH_MAX], test_path[MTL_PATH_MAX];
+    char data_path[MTL_PATH_MAX];       /* predict: input */
+    char checkpoint_path[MTL_PATH_MAX]; /* predict: model */
+    int data_order_global;              /* --data-order local|global */
+
+    /* model */
+    mtl_model_kind model;
+    int embedding_dim;
+    mtl_units bottom_units, tower_units, expert_units, gate_units;
+    int num_experts;          /* mmoe */
+    int num_experts_specific; /* cgc, ple: per task */
+    int num_experts_shared;   /* cgc, ple */
+    int num_levels;           /* ple */
+    int batch_norm;           /* 0/1 */
+    float dropout;
+    char ctr_task[64], ctcvr_task[64]; /* esmm: task names from /labels */
+    /* per-task type, "binary" or "regression"; n_task_types == 0 = infer
+     * from the labels (all labels in {0,1} -> binary) */
+    int n_task_types;
+    int task_regression[MTL_MAX_TASKS];
+
+    /* loss */
+    int n_loss_weights;
+    float loss_weights[MTL_MAX_TASKS];
+    int loss_uncertainty; /* --loss-weighting fixed|uncertainty */
+
+    /* optimization */
+    int optimizer; /* mtl_optim_kind */
+    float lr;
+    float momentum;
+    float l2_embedding, l2_dnn;
+    int batch_size; /* global batch, over all ranks */
+    int epochs;
+    uint64_t seed;
+    int early_stop_patience;       /* 0 = off */
+    char early_stop_metric[80];    /* "valid_loss" or "auc:TASK" */
+    int skip_nonfinite_steps;
+
+    /* outputs and checkpoints */
+    char metrics_out[MTL_PATH_MAX];
+    char predict_out[MTL_PATH_MAX];
+    char checkpoint_dir[MTL_PATH_MAX];
+    char resume[MTL_PATH_MAX]; /* a file, or "latest" (newest in checkpoint_dir) */
+    int64_t checkpoint_every_steps;
+    double checkpoint_every_seconds;
+    int keep_checkpoints;
+
+    /* runtime */
+    int threads;             /* OpenBLAS threads per rank */
+    int64_t max_steps;       /* stop after this many steps (0 = no limit); benchmarks */
+    int quiet;
+} mtl_config;
+
+void mtl_config_defaults(mtl_config *cfg);
+/* Parse argv (argv[0] is the program; an optional first word "train" or
+ * "predict" selects the command). Loads --config FILE first wherever it
+ * appears, then applies the other options in order. Unknown options, missing
+ * values, malformed numbers, out-of-range values and unknown config keys are
+ * errors naming the option or "file:line: key". */
+int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err);
+/* Apply one INI file on top of cfg. */
+int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err);
+/* Set one key from a string, as from a file or command line; `where` names
+ * the source for messages ("--lr", "run.ini:7: lr"). */
+int mtl_config_set(mtl_config *cfg, const char *key, const char *value, const char *where,
+                   mtl_error *err);
+/* Cross-field checks once everything is parsed (a train file is given,
+ * ESMM's tasks are named, ...). */
+int mtl_config_validate(const mtl_config *cfg, mtl_error *err);
+
+const char *mtl_model_name(mtl_model_kind kind);
+int mtl_model_parse(const char *name); /* -1 if unknown */
+/* The --help text. */
+const char *mtl_config_usage(void);
+
+#endif

@@ -1,0 +1,105 @@
+/* Datasets: the HDF5 layout (see data/README.md), the sharded reader, a
+ * chunked writer, and mini-batch gathering.
+ *
+ * Layout of one split file (the contract users' h5py scripts rely on):
+ *   /sparse  int32   [N, S]  attrs: vocab_sizes int64 [S], names (S vlen UTF-8 strings)
+ *   /dense   float32 [N, D]  attrs: names
+ *   /labels  float32 [N, T]  attrs: names (task names); NaN = missing label
+ *   /weights float32 [N]     optional sample weights (default 1)
+ *   /meta    optional group written by mtl_prep: the fitted encoding
+ *            (per field vocabulary, per dense column min/max) so other files
+ *            can be encoded identically (--vocab-from).
+ * S or D may be 0 (the dataset may then be absent). */
+#ifndef MTL_DATA_H
+#define MTL_DATA_H
+
+#include <stdint.h>
+
+#include "mtl/error.h"
+
+/* Rows [begin, begin+count) of N owned by `rank` of `world`: contiguous,
+ * the first N % world ranks get one extra row. */
+void mtl_shard_range(int64_t n, int rank, int world, int64_t *begin, int64_t *count);
+
+/* Fitted encoding stored in /meta (all NULL/0 when absent). */
+typedef struct {
+    int S;                 /* categorical fields */
+    int64_t *vocab_len;    /* [S] number of known categories of field s */
+    char ***vocab;         /* [S][vocab_len[s]] raw strings; index i encodes as i */
+    int D;                 /* numeric columns */
+    double *dense_min;     /* [D] */
+    double *dense_max;     /* [D] */
+} mtl_meta;
+
+void mtl_meta_free(mtl_meta *meta);
+
+typedef struct {
+    char *path;
+    int64_t n_total;   /* rows in the file */
+    int64_t row_begin; /* global index of this shard's first row */
+    int64_t n_rows;    /* rows held here */
+    int S, D, T;
+    int32_t *sparse;      /* [n_rows x S] */
+    float *dense;         /* [n_rows x D] */
+    float *labels;        /* [n_rows x T] */
+    float *weights;       /* [n_rows] or NULL when the file has none */
+    int64_t *vocab_sizes; /* [S] */
+    char **sparse_names;  /* [S] */
+    char **dense_names;   /* [D] */
+    char **task_names;    /* [T] */
+} mtl_dataset;
+
+/* Load rank's shard (hyperslab of rows) of the file at path. Validates the
+ * layout: dataset ranks and dtypes (any integer/float storage is rejected
+ * unless it is int32/float32 as documented), equal N across datasets, names
+ * attributes of the right length, vocab_sizes > 0, every sparse value in
+ * 0..vocab-1, no NaN/Inf in /dense or /weights, labels finite or NaN.
+ * Errors name the file, the dataset and the first offending (global) row. */
+int mtl_dataset_load(mtl_dataset *ds, const char *path, int rank, int world, mtl_error *err);
+/* Only the header: N, S, D, T, names and vocab sizes (no rows read). */
+int mtl_dataset_load_header(mtl_dataset *ds, const char *path, mtl_error *err);
+void mtl_dataset_free(mtl_dataset *ds);
+/* Read /meta from a file written by mtl_prep. */
+int mtl_meta_load(mtl_meta *meta, const char *path, mtl_error *err);
+
+/* Chunked writer: rows are appended in pieces (chunked, extendable datasets)
+ * so a 10-million-row file never needs all rows in memory. Writes to
+ * "<path>.tmp" and renames to path on close, so a failed run leaves no
+ * partial output. */
+typedef struct mtl_writer mtl_writer;
+int mtl_writer_open(mtl_writer **w, const char *path, int S, const char *const *sparse_names,
+                    const int64_t *vocab_sizes, int D, const char *const *dense_names, int T,
+                    const char *const *task_names, int with_weights, mtl_error *err);
+/* Append n rows; dense/sparse may be NULL when D/S is 0, weights NULL when
+ * the writer has none. */
+int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense,
+                      const float *labels, const float *weights, int64_t n, mtl_error *err);
+/* Write meta (may be NULL), close, and rename into place. Frees w. */
+int mtl_writer_close(mtl_writer *w, const mtl_meta *meta, mtl_error *err);
+/* Close and delete the temporary file. Frees w. Safe on NULL. */
+void mtl_writer_abort(mtl_writer *w);
+
+/* Write a whole in-memory dataset (all n_rows rows) to path. */
+int mtl_dataset_save(const mtl_dataset *ds, const char *path, const mtl_meta *meta,
+                     mtl_error *err);
+
+/* A contiguous mini-batch gathered from a dataset's rows. Buffers are
+ * allocated once for `capacity` rows. */
+typedef struct {
+    int capacity, n; /* rows allocated, rows filled */
+    int S, D, T;
+    int32_t *sparse; /* [capacity x S] */
+    float *dense;    /* [capacity x D] */
+    float *labels;   /* [capacity x T] */
+    float *weights;  /* [capacity] (all 1 when the dataset has none) */
+} mtl_batch;
+
+int mtl_batch_alloc(mtl_batch *b, int capacity, int S, int D, int T, mtl_error *err);
+void mtl_batch_free(mtl_batch *b);
+/* Gather rows[0..n) (local indices into ds) into b (n <= capacity). */
+void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, int n);
+
+/* perm[i] = i, then a Fisher-Yates shuffle seeded by (seed, epoch, rank). */
+void mtl_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, int rank);
+
+#endif

@@ -1,0 +1,26 @@
+/* Evaluation metrics over a whole split. NaN labels (missing) are skipped. */
+#ifndef MTL_METRICS_H
+#define MTL_METRICS_H
+
+#include <stddef.h>
+
+#include "mtl/error.h"
+
+/* Exact ROC AUC (sort by score, tied scores share their average rank), equal
+ * to scikit-learn's roc_auc_score. score/label have strides (in floats) so a
+ * column of a [N x T] matrix can be passed. `work` is scratch for 2*n
+ * size_t-sized entries, or NULL to allocate internally. Returns NaN when
+ * only one class is present (sklearn raises; we report NaN). */
+double mtl_auc(const float *score, size_t score_stride, const float *label, size_t label_stride,
+               size_t n);
+
+/* Mean binary cross-entropy of probabilities p (clamped to [1e-7, 1-1e-7]). */
+double mtl_logloss(const float *p, size_t p_stride, const float *label, size_t label_stride,
+                   size_t n);
+/* Mean squared and mean absolute error. */
+double mtl_mse_metric(const float *pred, size_t pred_stride, const float *label,
+                      size_t label_stride, size_t n);
+double mtl_mae_metric(const float *pred, size_t pred_stride, const float *label,
+                      size_t label_stride, size_t n);
+
+#endif

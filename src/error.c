@@ -1,0 +1,46 @@
+#include "mtl/error.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int mtl_fail(mtl_error *err, const char *where, const char *fmt, ...) {
+    if (!err) return MTL_ERR;
+    size_t used = 0;
+    if (where) {
+        int n = snprintf(err->msg, sizeof err->msg, "%s: ", where);
+        used = n > 0 ? (size_t)n : 0;
+        if (used >= sizeof err->msg) used = sizeof err->msg - 1;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg + used, sizeof err->msg - used, fmt, ap);
+    va_end(ap);
+    return MTL_ERR;
+}
+
+int mtl_fail_prefix(mtl_error *err, const char *fmt, ...) {
+    if (!err) return MTL_ERR;
+    char prefix[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    char rest[sizeof err->msg];
+    memcpy(rest, err->msg, sizeof rest);
+    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, rest);
+    return MTL_ERR;
+}
+
+void *mtl_alloc(size_t count, size_t size, const char *what, mtl_error *err) {
+    if (count == 0) count = 1;
+    if (size != 0 && count > (size_t)-1 / size) {
+        mtl_fail(err, NULL, "%s: size overflow (%zu x %zu bytes)", what, count, size);
+        return NULL;
+    }
+    void *p = calloc(count, size);
+    if (!p)
+        mtl_fail(err, NULL, "%s: out of memory allocating %.1f MiB", what,
+                 (double)count * (double)size / 1048576.0);
+    return p;
+}
