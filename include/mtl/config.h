@@ -89,10 +89,12 @@ typedef struct {
 
 void mtl_config_defaults(mtl_config *cfg);
 /* Parse argv (argv[0] is the program; an optional first word "train" or
- * "predict" selects the command). Loads --config FILE first wherever it
- * appears, then applies the other options in order. Unknown options, missing
- * values, malformed numbers, out-of-range values and unknown config keys are
- * errors naming the option or "file:line: key". */
+ * "predict" selects the command). cfg is reset to the defaults first; --help,
+ * -h or --version anywhere only set command (nothing else is checked). Loads
+ * --config FILE first wherever it appears, then applies the other options in
+ * order. Unknown options, missing values, malformed numbers, out-of-range
+ * values and unknown config keys are errors naming the option or
+ * "file:line: key". */
 int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err);
 /* Apply one INI file on top of cfg. */
 int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err);

@@ -8,9 +8,10 @@
 
 /* Exact ROC AUC (sort by score, tied scores share their average rank), equal
  * to scikit-learn's roc_auc_score. score/label have strides (in floats) so a
- * column of a [N x T] matrix can be passed. `work` is scratch for 2*n
- * size_t-sized entries, or NULL to allocate internally. Returns NaN when
- * only one class is present (sklearn raises; we report NaN). */
+ * column of a [N x T] matrix can be passed. Labels >= 0.5 count as positive.
+ * Scratch is allocated internally. Returns NaN when only one class is present
+ * (sklearn raises; we report NaN), when a labelled item has a NaN score, or
+ * when the allocation fails. */
 double mtl_auc(const float *score, size_t score_stride, const float *label, size_t label_stride,
                size_t n);
 

@@ -1,0 +1,54 @@
+/* Checkpoints and prediction files (HDF5; every HDF5 call outside the dataset
+ * reader lives in checkpoint.c).
+ *
+ * Checkpoint layout (readable from h5py):
+ *   /params/<name>            float32, [rows, cols] (vectors 1-D [cols]): every parameter
+ *                             under its stable name, e.g. /params/experts.3.dense0.weight
+ *                             ([out, in], PyTorch's nn.Linear layout)
+ *   /optimizer/m/<name>, /optimizer/v/<name>   optimizer state, same shapes
+ *   /buffers/<name>           batch-norm running statistics
+ *   /best/<name>              early stopping's best parameters (when kept)
+ *   root attributes: format, step, epoch, batch_in_epoch, world_size, seed,
+ *   dropout_rng (uint64 [4]), best_metric, best_epoch, bad_epochs,
+ *   train_loss_sum / train_count (float64 [T], the epoch so far),
+ *   config (the model's hyperparameters as "key = value" lines),
+ *   task_names, task_regression, sparse vocab_sizes, S, D.
+ * Written to "<path>.tmp.<pid>", flushed, fsync'ed and renamed, so a crash
+ * leaves the previous file or the new one, never half of one. */
+#ifndef MTL_CHECKPOINT_H
+#define MTL_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "mtl/error.h"
+#include "mtl/model.h"
+
+typedef struct {
+    int64_t step, epoch, batch_in_epoch;
+    int world_size;
+    uint64_t seed;
+    uint64_t dropout_rng[4];
+    double best_metric;
+    int64_t best_epoch, bad_epochs;
+    double train_loss_sum[MTL_MAX_TASKS], train_count[MTL_MAX_TASKS];
+    char config[8192];
+    mtl_data_shape shape;
+} mtl_ckpt_state;
+
+/* best may be NULL (no early-stopping copy). */
+int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
+                        const mtl_ckpt_state *st, mtl_error *err);
+/* Attributes only: what is needed to rebuild the model. Rejects files that
+ * are not complete mtl_dist checkpoints. */
+int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *err);
+/* Every tensor of the model by name and shape (missing or misshapen: error);
+ * optimizer state when with_optimizer; best (may be NULL) when present.
+ * *has_best tells whether /best was there. */
+int mtl_checkpoint_load_tensors(const char *path, mtl_model *m, int with_optimizer, float *best,
+                                int *has_best, mtl_error *err);
+
+/* /predictions float32 [n, cols] with attribute names. Temp name + rename. */
+int mtl_predictions_save(const char *path, const float *pred, int64_t n, int cols,
+                         const char *const *names, mtl_error *err);
+
+#endif

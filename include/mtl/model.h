@@ -1,0 +1,190 @@
+/* Models: Shared-Bottom, ESMM, MMoE, CGC and PLE, built from the layers of
+ * layers.h over one parameter block (params.h) and one activation arena.
+ *
+ * Building blocks (all views into the blocks, resolved once after building):
+ *  - a stack is a DNN: hidden layers (dense + bias, optional batch norm,
+ *    ReLU, optional dropout) and optionally a final head (dense without bias
+ *    or activation: a gate's logits, a tower's logit);
+ *  - a group is a set of stacks whose first layers read the same input: their
+ *    weights are adjacent rows of the parameter block, so the group's first
+ *    layers run as ONE cblas_sgemm forward and two in backward;
+ *  - a gate is a stack whose head gives K logits, a softmax over them, and the
+ *    mixture of K expert stacks' outputs.
+ * The activation arena and its gradient arena have the same layout; every
+ * buffer is [max_batch x ld] at a fixed offset, so nothing is allocated while
+ * training. */
+#ifndef MTL_MODEL_H
+#define MTL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mtl/config.h"
+#include "mtl/data.h"
+#include "mtl/error.h"
+#include "mtl/layers.h"
+#include "mtl/params.h"
+
+#define MTL_MAX_GROUP 256
+
+/* What a model needs to know about the data. */
+typedef struct {
+    int S;                        /* categorical fields */
+    int64_t vocab_sizes[256];     /* [S] */
+    int D;                        /* dense features */
+    int T;                        /* tasks (label columns) */
+    char task_names[MTL_MAX_TASKS][64];
+    int task_regression[MTL_MAX_TASKS];
+} mtl_data_shape;
+
+#define MTL_NONE ((size_t)-1)
+
+typedef struct {
+    int in_dim, out_dim, ld; /* ld: row stride of the output buffer */
+    int hidden;              /* bias + [BN] + ReLU + [dropout]; else head: linear, no bias */
+    int w, b, gamma, beta;   /* parameter indices (-1 if absent) */
+    int run_mean, run_var;   /* buffer indices (-1 if absent) */
+    size_t z;                /* arena offset of the output */
+    size_t xhat, invstd, bn_dx, mask; /* arena offsets or MTL_NONE */
+    /* resolved views */
+    float *W, *dW, *bias, *dbias, *gam, *dgam, *bet, *dbet, *rmean, *rvar;
+} mtl_layer;
+
+typedef struct {
+    char name[64];
+    int n;                        /* layers */
+    mtl_layer layer[MTL_MAX_LAYERS + 1];
+    size_t in;                    /* arena offset of the input */
+    int in_ld, in_dim;
+    int fused;                    /* layer 0's product is done by its group */
+} mtl_stack;
+
+typedef struct {
+    size_t in;
+    int in_ld, in_dim;
+    int n_members, members[MTL_MAX_GROUP]; /* stack indices; biased first layers first */
+    int n_out, n_biased;
+    size_t out; /* arena offset of column 0 of the group's output */
+    int out_ld;
+    int w0, b0; /* first member's weight / bias tensor indices */
+    float *W, *dW, *bias, *dbias;
+} mtl_group;
+
+typedef struct {
+    int stack;              /* whose head gives the K logits */
+    int K, D;               /* experts mixed, expert output width */
+    int experts[MTL_MAX_GROUP];
+    int expert_ld;
+    size_t out;             /* mixture output [B x D] at stride out_ld */
+    int out_ld;
+    const float **expert_out; /* [K] resolved pointers */
+    float **expert_grad;      /* [K] */
+} mtl_gate;
+
+typedef struct mtl_model {
+    mtl_model_kind kind;
+    mtl_data_shape shape;
+    int T, P;            /* tasks, prediction columns (ESMM: 3) */
+    int embedding_dim, in_dim;
+    int max_batch;
+    float dropout;
+    int batch_norm;
+    int esmm_ctr, esmm_ctcvr; /* label columns */
+    int loss_uncertainty;
+    float loss_weights[MTL_MAX_TASKS];
+
+    mtl_params params;  /* trained, allreduced, checkpointed */
+    mtl_params buffers; /* batch-norm running statistics: checkpointed, not trained */
+    int emb[256];       /* embedding table tensor per field */
+    int dims[256];
+    float *tables[256], *dtables[256];
+    int log_var;        /* uncertainty weighting: [T] log-variances, or -1 */
+
+    mtl_stack *stacks;
+    int n_stacks, cap_stacks;
+    mtl_group *groups;
+    int n_groups, cap_groups;
+    mtl_gate *gates;
+    int n_gates, cap_gates;
+    int tower[MTL_MAX_TASKS]; /* tower stack per task; its head writes logits column t */
+
+    /* the model's structure as composed by its file in src/models/ */
+    void (*forward_body)(struct mtl_model *m, int B, int train);
+    void (*backward_body)(struct mtl_model *m, int B);
+    void *arch; /* per-architecture plan (levels of experts...) */
+
+    size_t arena_size;
+    float *act, *grad;
+    size_t x0;     /* input rows [B x in_dim] */
+    size_t logits; /* [B x T] */
+    size_t preds;  /* [B x P] */
+    mtl_rng dropout_rng;
+} mtl_model;
+
+int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shape *shape,
+                     int max_batch, mtl_error *err);
+void mtl_model_free(mtl_model *m);
+
+/* Forward over b->n rows: predictions [n x P] (probabilities for binary
+ * tasks; ESMM: pCTR, pCVR, pCTCVR). train: batch statistics and dropout. */
+void mtl_model_forward(mtl_model *m, const mtl_batch *b, int train);
+static inline const float *mtl_model_predictions(const mtl_model *m) {
+    return m->act + m->preds;
+}
+/* Local labelled counts per task of this batch (what the ranks sum). */
+void mtl_model_count_labels(const mtl_model *m, const mtl_batch *b, double *count);
+/* Loss of the batch after forward. global_count[t] is the number of labelled
+ * samples of task t in the GLOBAL batch (summed over ranks): gradients are
+ * scaled by 1/global_count so that summing the ranks' gradients gives the
+ * gradient of the mean loss. loss_sum[t] receives this rank's summed
+ * (unweighted) per-sample loss of task t. Writes the logits' gradient, and
+ * (uncertainty weighting) the log-variances' gradient; is_root adds the
+ * regularizer's constant part once over all ranks. */
+void mtl_model_loss(mtl_model *m, const mtl_batch *b, const double *global_count, int is_root,
+                    double *loss_sum);
+/* Backward after loss: ACCUMULATES into m->params.grads. */
+void mtl_model_backward(mtl_model *m, const mtl_batch *b);
+/* Training FLOPs per sample of the matrix products (forward + backward). */
+double mtl_model_flops_per_sample(const mtl_model *m);
+/* The task column a prediction column belongs to (ESMM: pCVR has none: -1). */
+const char *mtl_model_prediction_name(const mtl_model *m, int col);
+
+/* ---- building blocks for the files of src/models ---- */
+size_t mtl_arena_add(mtl_model *m, int cols);
+/* A stack reading arena offset `in` (row stride in_ld, in_dim wide) with
+ * hidden layers `hidden` and, if head_dim > 0, a linear head. Its output is
+ * its own buffer unless out/out_ld given for the last layer (MTL_NONE: own). */
+int mtl_stack_add(mtl_model *m, const char *name, size_t in, int in_ld, int in_dim,
+                  const mtl_units *hidden, int head_dim, size_t last_out, int last_ld,
+                  mtl_error *err);
+/* Fuse the first layers of stacks (which must all read the same input) into
+ * one group writing columns [0, n_out) at arena offset out with stride out_ld
+ * (MTL_NONE: its own buffer). Call before registering parameters. */
+int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld,
+                  mtl_error *err);
+int mtl_gate_add(mtl_model *m, int stack, const int *experts, int K, mtl_error *err);
+/* Register parameters of groups and stacks (in order), embeddings, allocate. */
+int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err);
+/* Execution of the blocks */
+void mtl_group_forward(mtl_model *m, const mtl_group *g, int B);
+void mtl_group_backward(mtl_model *m, const mtl_group *g, int B);
+void mtl_stack_forward(mtl_model *m, mtl_stack *s, int B, int train);
+void mtl_stack_backward(mtl_model *m, mtl_stack *s, int B);
+void mtl_gate_forward(mtl_model *m, const mtl_gate *g, int B);
+void mtl_gate_backward(mtl_model *m, const mtl_gate *g, int B);
+static inline float *mtl_stack_out(const mtl_model *m, const mtl_stack *s) {
+    return m->act + s->layer[s->n - 1].z;
+}
+
+/* the architectures (src/models/) */
+int mtl_build_shared_bottom(mtl_model *m, const mtl_config *cfg, mtl_error *err);
+int mtl_build_esmm(mtl_model *m, const mtl_config *cfg, mtl_error *err);
+int mtl_build_mmoe(mtl_model *m, const mtl_config *cfg, mtl_error *err);
+int mtl_build_cgc(mtl_model *m, const mtl_config *cfg, mtl_error *err);
+int mtl_build_ple(mtl_model *m, const mtl_config *cfg, mtl_error *err);
+/* Levels of experts and gates shared by MMoE (one level, shared experts
+ * only), CGC (one level) and PLE (several levels). */
+int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int num_specific,
+                      int num_shared, const char *prefix, mtl_error *err);
+
+#endif

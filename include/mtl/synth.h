@@ -1,0 +1,72 @@
+/* Synthetic datasets for benchmarks and tests (mtl_prep synth).
+ *
+ * mmoe: the MMoE paper's task-relatedness benchmark (Ma et al., KDD 2018,
+ *   "Modeling Task Relationships in Multi-task Learning with Multi-gate
+ *   Mixture-of-Experts", section 3.2): two regression tasks whose linear parts
+ *   have Pearson correlation p.
+ * ctr: a click-log-like stream: Zipf-distributed categorical fields, dense
+ *   features, and T >= 2 funnel labels (click, then conversion) from a hidden
+ *   logistic model; written in chunks so 10M rows need O(chunk) memory. */
+#ifndef MTL_SYNTH_H
+#define MTL_SYNTH_H
+
+#include <stdint.h>
+
+#include "mtl/error.h"
+#include "mtl/layers.h"
+#include "mtl/prep.h"
+
+/* ---- MMoE synthetic regression ---- */
+#define MTL_MMOE_D 100 /* input dimension d (paper: d = 100) */
+#define MTL_MMOE_M 10  /* sinusoid count m (PLE paper's replication: m = 10) */
+
+typedef struct {
+    double p;                 /* correlation of the linear parts */
+    double w[2][MTL_MMOE_D];  /* w1 = c u1, w2 = c (p u1 + sqrt(1-p^2) u2) */
+    double alpha[MTL_MMOE_M]; /* alpha_i ~ N(0,1) */
+    double beta[MTL_MMOE_M];  /* beta_i ~ N(0,1) */
+} mtl_mmoe_model;
+
+/* Draw u1, u2, alpha, beta from rng (consumes rng; call first). */
+void mtl_mmoe_init(mtl_mmoe_model *m, double p, mtl_rng *rng);
+/* n rows: x [n x 100] ~ N(0, I), y [n x 2] targets; lin [n x 2] (may be
+ * NULL) receives the linear parts w1^T x, w2^T x without sinusoids or noise. */
+void mtl_mmoe_sample(const mtl_mmoe_model *m, mtl_rng *rng, int64_t n, float *x, float *y,
+                     double *lin);
+
+typedef struct {
+    int64_t rows;       /* total over the splits */
+    double correlation; /* p in [-1, 1] */
+    uint64_t seed;
+    int n_split; /* 0: default 0.8,0.1,0.1 */
+    double split[MTL_SPLIT_MAX];
+    const char *output_dir;
+    int quiet;
+} mtl_synth_mmoe_options;
+
+/* Writes train/valid/test.h5: /dense [N x 100] names x0..x99, /labels
+ * [N x 2] names y1, y2, no /sparse. */
+int mtl_synth_mmoe(const mtl_synth_mmoe_options *opt, mtl_error *err);
+
+/* ---- click-log-like stream ---- */
+typedef struct {
+    int64_t rows;
+    int sparse_fields; /* S */
+    int64_t vocab;     /* V categories per field (codes 1..V, 0 = OOV unused) */
+    int dense_fields;  /* D */
+    int tasks;         /* T >= 2 */
+    uint64_t seed;
+    int n_split; /* 0: default 0.8,0.1,0.1 */
+    double split[MTL_SPLIT_MAX];
+    const char *output_dir;
+    int64_t chunk_rows; /* rows per append; 0: 65536 */
+    int quiet;
+} mtl_synth_ctr_options;
+
+/* Writes train/valid/test.h5: /sparse [N x S] names c0.., vocab V+1,
+ * /dense [N x D] names d0.. in [0,1), /labels [N x T] in {0,1}: "click",
+ * "conversion" (= click AND converted, the CTCVR label ESMM trains on), then
+ * "stage2", "stage3", ... each implying the previous one. */
+int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err);
+
+#endif

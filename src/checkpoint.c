@@ -1,0 +1,396 @@
+#define _POSIX_C_SOURCE 200809L
+#include "mtl/checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FORMAT "mtl_dist checkpoint 1"
+
+/* ---- small HDF5 helpers: each returns MTL_OK/MTL_ERR with err filled ---- */
+
+static int attr_write(hid_t loc, const char *name, hid_t mem_type, hid_t file_type, hsize_t n,
+                      const void *buf, const char *path, mtl_error *err) {
+    hid_t space = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+    hid_t a = space < 0 ? -1 : H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, mem_type, buf);
+    if (a >= 0) H5Aclose(a);
+    if (space >= 0) H5Sclose(space);
+    return rc < 0 ? mtl_fail(err, path, "cannot write attribute %s", name) : MTL_OK;
+}
+
+static int attr_write_string(hid_t loc, const char *name, const char *value, const char *path,
+                             mtl_error *err) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    int rc = attr_write(loc, name, t, t, 0, &value, path, err);
+    H5Tclose(t);
+    return rc;
+}
+
+static int attr_write_strings(hid_t loc, const char *name, const char *const *values, int n,
+                              const char *path, mtl_error *err) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    int rc = attr_write(loc, name, t, t, (hsize_t)n, values, path, err);
+    H5Tclose(t);
+    return rc;
+}
+
+/* Read a numeric attribute of exactly n elements (n == 0: scalar). */
+static int attr_read(hid_t loc, const char *name, hid_t mem_type, hsize_t n, void *buf,
+                     const char *path, mtl_error *err) {
+    if (H5Aexists(loc, name) <= 0)
+        return mtl_fail(err, path, "not a complete mtl_dist checkpoint: attribute %s missing",
+                        name);
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t space = a < 0 ? -1 : H5Aget_space(a);
+    hssize_t count = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    int rc = MTL_OK;
+    if (count < 0 || (hsize_t)count != (n == 0 ? 1 : n))
+        rc = mtl_fail(err, path, "attribute %s: expected %llu values", name,
+                      (unsigned long long)(n == 0 ? 1 : n));
+    else if (H5Aread(a, mem_type, buf) < 0)
+        rc = mtl_fail(err, path, "attribute %s: cannot read", name);
+    if (space >= 0) H5Sclose(space);
+    if (a >= 0) H5Aclose(a);
+    return rc;
+}
+
+/* Read string attribute values (vlen or fixed) into out[i] (cap bytes each). */
+static int attr_read_strings(hid_t loc, const char *name, int n, char *out, size_t cap,
+                             const char *path, mtl_error *err) {
+    if (H5Aexists(loc, name) <= 0)
+        return mtl_fail(err, path, "not a complete mtl_dist checkpoint: attribute %s missing",
+                        name);
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t space = a < 0 ? -1 : H5Aget_space(a);
+    hssize_t count = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    int rc = MTL_OK;
+    if (count != (n == 0 ? 1 : n)) {
+        rc = mtl_fail(err, path, "attribute %s: expected %d strings", name, n == 0 ? 1 : n);
+    } else {
+        int k = n == 0 ? 1 : n;
+        char **vals = calloc((size_t)k, sizeof *vals);
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5T_CSET_UTF8);
+        if (!vals || H5Aread(a, t, vals) < 0) {
+            rc = mtl_fail(err, path, "attribute %s: cannot read strings", name);
+        } else {
+            for (int i = 0; i < k; i++) {
+                if (!vals[i] || strlen(vals[i]) >= cap) {
+                    rc = mtl_fail(err, path, "attribute %s: string %d too long", name, i);
+                    break;
+                }
+                strcpy(out + (size_t)i * cap, vals[i]);
+            }
+            H5Dvlen_reclaim(t, space, H5P_DEFAULT, vals);
+        }
+        H5Tclose(t);
+        free(vals);
+    }
+    if (space >= 0) H5Sclose(space);
+    if (a >= 0) H5Aclose(a);
+    return rc;
+}
+
+static int write_tensor(hid_t group, const mtl_tensor *t, const float *block, const char *path,
+                        mtl_error *err) {
+    hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
+    int rank = t->rows == 1 ? 1 : 2;
+    hid_t space = H5Screate_simple(rank, rank == 1 ? dims + 1 : dims, NULL);
+    hid_t d = space < 0 ? -1
+                        : H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT,
+                                     H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc =
+        d < 0 ? -1 : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, block + t->offset);
+    if (d >= 0) H5Dclose(d);
+    if (space >= 0) H5Sclose(space);
+    return rc < 0 ? mtl_fail(err, path, "cannot write tensor %s", t->name) : MTL_OK;
+}
+
+static int write_block(hid_t file, const char *group_name, const mtl_params *p,
+                       const float *block, const char *path, mtl_error *err) {
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t g = H5Gcreate2(file, group_name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    if (g < 0) return mtl_fail(err, path, "cannot create group %s", group_name);
+    int rc = MTL_OK;
+    for (int i = 0; i < p->n && rc == MTL_OK; i++)
+        rc = write_tensor(g, &p->tensors[i], block, path, err);
+    H5Gclose(g);
+    return rc;
+}
+
+static int fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static void parent_dir(const char *path, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, cap, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+static int commit_file(const char *tmp, const char *path, mtl_error *err) {
+    if (fsync_path(tmp) != 0) {
+        unlink(tmp);
+        return mtl_fail(err, path, "cannot flush to disk: %s", strerror(errno));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return mtl_fail(err, path, "cannot rename into place: %s", strerror(e));
+    }
+    char dir[1024];
+    parent_dir(path, dir, sizeof dir);
+    fsync_path(dir); /* make the rename itself durable; best effort */
+    return MTL_OK;
+}
+
+static hid_t create_tmp(const char *path, char *tmp, size_t cap, mtl_error *err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        mtl_fail(err, path, "is a directory");
+        return -1;
+    }
+    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        char dir[1024];
+        parent_dir(path, dir, sizeof dir);
+        mtl_fail(err, path, "cannot create file (is %s writable?)", dir);
+    }
+    return f;
+}
+
+int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
+                        const mtl_ckpt_state *st, mtl_error *err) {
+    char tmp[1200];
+    hid_t f = create_tmp(path, tmp, sizeof tmp, err);
+    if (f < 0) return MTL_ERR;
+    int rc = MTL_OK;
+    const mtl_data_shape *sh = &st->shape;
+    const char *names[MTL_MAX_TASKS];
+    int64_t regression[MTL_MAX_TASKS];
+    for (int t = 0; t < sh->T; t++) {
+        names[t] = sh->task_names[t];
+        regression[t] = sh->task_regression[t];
+    }
+    int64_t S = sh->S, D = sh->D, world = st->world_size;
+    rc = rc ? rc : attr_write_string(f, "format", FORMAT, path, err);
+    rc = rc ? rc : attr_write(f, "step", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->step, path, err);
+    rc = rc ? rc
+            : attr_write(f, "epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->epoch, path, err);
+    rc = rc ? rc
+            : attr_write(f, "batch_in_epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0,
+                         &st->batch_in_epoch, path, err);
+    rc = rc ? rc
+            : attr_write(f, "world_size", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &world, path, err);
+    rc = rc ? rc : attr_write(f, "seed", H5T_NATIVE_UINT64, H5T_STD_U64LE, 0, &st->seed, path, err);
+    rc = rc ? rc
+            : attr_write(f, "dropout_rng", H5T_NATIVE_UINT64, H5T_STD_U64LE, 4, st->dropout_rng,
+                         path, err);
+    rc = rc ? rc
+            : attr_write(f, "best_metric", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 0, &st->best_metric,
+                         path, err);
+    rc = rc ? rc
+            : attr_write(f, "best_epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->best_epoch,
+                         path, err);
+    rc = rc ? rc
+            : attr_write(f, "bad_epochs", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->bad_epochs,
+                         path, err);
+    rc = rc ? rc
+            : attr_write(f, "train_loss_sum", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE,
+                         (hsize_t)sh->T, st->train_loss_sum, path, err);
+    rc = rc ? rc
+            : attr_write(f, "train_count", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, (hsize_t)sh->T,
+                         st->train_count, path, err);
+    rc = rc ? rc : attr_write_string(f, "config", st->config, path, err);
+    rc = rc ? rc : attr_write_strings(f, "task_names", names, sh->T, path, err);
+    rc = rc ? rc
+            : attr_write(f, "task_regression", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->T,
+                         regression, path, err);
+    rc = rc ? rc : attr_write(f, "S", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &S, path, err);
+    rc = rc ? rc : attr_write(f, "D", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &D, path, err);
+    if (sh->S > 0)
+        rc = rc ? rc
+                : attr_write(f, "vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->S,
+                             sh->vocab_sizes, path, err);
+    rc = rc ? rc : write_block(f, "params", &m->params, m->params.values, path, err);
+    rc = rc ? rc : write_block(f, "optimizer/m", &m->params, m->params.m, path, err);
+    rc = rc ? rc : write_block(f, "optimizer/v", &m->params, m->params.v, path, err);
+    if (m->buffers.n > 0) rc = rc ? rc : write_block(f, "buffers", &m->buffers, m->buffers.values, path, err);
+    if (best) rc = rc ? rc : write_block(f, "best", &m->params, best, path, err);
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 && rc == MTL_OK)
+        rc = mtl_fail(err, path, "cannot flush (disk full?)");
+    if (H5Fclose(f) < 0 && rc == MTL_OK) rc = mtl_fail(err, path, "cannot close (disk full?)");
+    if (rc != MTL_OK) {
+        unlink(tmp);
+        return MTL_ERR;
+    }
+    return commit_file(tmp, path, err);
+}
+
+static hid_t open_checkpoint(const char *path, mtl_error *err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        mtl_fail(err, path, "cannot open checkpoint: %s", strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        mtl_fail(err, path, "is a directory, not a checkpoint file");
+        return -1;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        mtl_fail(err, path, "not an HDF5 file (truncated or corrupt checkpoint?)");
+        return -1;
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) mtl_fail(err, path, "cannot open as HDF5 (truncated or corrupt checkpoint?)");
+    return f;
+}
+
+int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *err) {
+    memset(st, 0, sizeof *st);
+    hid_t f = open_checkpoint(path, err);
+    if (f < 0) return MTL_ERR;
+    char format[64] = "";
+    int rc = attr_read_strings(f, "format", 0, format, sizeof format, path, err);
+    if (rc == MTL_OK && strcmp(format, FORMAT) != 0)
+        rc = mtl_fail(err, path, "not an mtl_dist checkpoint (format '%s')", format);
+    int64_t S = 0, D = 0, world = 0, T = 0;
+    rc = rc ? rc : attr_read(f, "step", H5T_NATIVE_INT64, 0, &st->step, path, err);
+    rc = rc ? rc : attr_read(f, "epoch", H5T_NATIVE_INT64, 0, &st->epoch, path, err);
+    rc = rc ? rc : attr_read(f, "batch_in_epoch", H5T_NATIVE_INT64, 0, &st->batch_in_epoch, path, err);
+    rc = rc ? rc : attr_read(f, "world_size", H5T_NATIVE_INT64, 0, &world, path, err);
+    rc = rc ? rc : attr_read(f, "seed", H5T_NATIVE_UINT64, 0, &st->seed, path, err);
+    rc = rc ? rc : attr_read(f, "dropout_rng", H5T_NATIVE_UINT64, 4, st->dropout_rng, path, err);
+    rc = rc ? rc : attr_read(f, "best_metric", H5T_NATIVE_DOUBLE, 0, &st->best_metric, path, err);
+    rc = rc ? rc : attr_read(f, "best_epoch", H5T_NATIVE_INT64, 0, &st->best_epoch, path, err);
+    rc = rc ? rc : attr_read(f, "bad_epochs", H5T_NATIVE_INT64, 0, &st->bad_epochs, path, err);
+    rc = rc ? rc : attr_read(f, "S", H5T_NATIVE_INT64, 0, &S, path, err);
+    rc = rc ? rc : attr_read(f, "D", H5T_NATIVE_INT64, 0, &D, path, err);
+    if (rc == MTL_OK) {
+        hid_t a = H5Aopen(f, "task_names", H5P_DEFAULT);
+        hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+        T = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+        if (sp >= 0) H5Sclose(sp);
+        if (a >= 0) H5Aclose(a);
+        if (T < 1 || T > MTL_MAX_TASKS || S < 0 || S > 256 || D < 0)
+            rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
+    }
+    st->world_size = (int)world;
+    st->shape.S = (int)S;
+    st->shape.D = (int)D;
+    st->shape.T = (int)T;
+    rc = rc ? rc
+            : attr_read_strings(f, "task_names", (int)T, &st->shape.task_names[0][0],
+                                sizeof st->shape.task_names[0], path, err);
+    int64_t regression[MTL_MAX_TASKS];
+    rc = rc ? rc : attr_read(f, "task_regression", H5T_NATIVE_INT64, (hsize_t)T, regression, path, err);
+    for (int t = 0; rc == MTL_OK && t < T; t++) st->shape.task_regression[t] = (int)regression[t];
+    rc = rc ? rc : attr_read(f, "train_loss_sum", H5T_NATIVE_DOUBLE, (hsize_t)T, st->train_loss_sum, path, err);
+    rc = rc ? rc : attr_read(f, "train_count", H5T_NATIVE_DOUBLE, (hsize_t)T, st->train_count, path, err);
+    if (S > 0)
+        rc = rc ? rc : attr_read(f, "vocab_sizes", H5T_NATIVE_INT64, (hsize_t)S, st->shape.vocab_sizes, path, err);
+    rc = rc ? rc : attr_read_strings(f, "config", 0, st->config, sizeof st->config, path, err);
+    H5Fclose(f);
+    return rc;
+}
+
+static int read_block(hid_t f, const char *group, const mtl_params *p, float *block,
+                      const char *path, mtl_error *err) {
+    hid_t g = H5Gopen2(f, group, H5P_DEFAULT);
+    if (g < 0) return mtl_fail(err, path, "corrupt checkpoint: group /%s missing", group);
+    int rc = MTL_OK;
+    for (int i = 0; i < p->n && rc == MTL_OK; i++) {
+        const mtl_tensor *t = &p->tensors[i];
+        if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0) {
+            rc = mtl_fail(err, path, "/%s/%s missing (checkpoint of another model?)", group, t->name);
+            break;
+        }
+        hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
+        hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+        hssize_t npts = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+        if (npts != (hssize_t)t->size)
+            rc = mtl_fail(err, path, "/%s/%s: %lld values, the model needs %zu (%lld x %lld)",
+                          group, t->name, (long long)npts, t->size, (long long)t->rows,
+                          (long long)t->cols);
+        else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, block + t->offset) < 0)
+            rc = mtl_fail(err, path, "/%s/%s: cannot read (truncated or corrupt checkpoint?)",
+                          group, t->name);
+        if (sp >= 0) H5Sclose(sp);
+        if (d >= 0) H5Dclose(d);
+        for (size_t k = 0; rc == MTL_OK && k < t->size; k++)
+            if (!isfinite(block[t->offset + k]))
+                rc = mtl_fail(err, path, "/%s/%s: value %zu is not finite", group, t->name, k);
+    }
+    H5Gclose(g);
+    return rc;
+}
+
+int mtl_checkpoint_load_tensors(const char *path, mtl_model *m, int with_optimizer, float *best,
+                                int *has_best, mtl_error *err) {
+    hid_t f = open_checkpoint(path, err);
+    if (f < 0) return MTL_ERR;
+    int rc = read_block(f, "params", &m->params, m->params.values, path, err);
+    if (rc == MTL_OK && with_optimizer) {
+        rc = read_block(f, "optimizer/m", &m->params, m->params.m, path, err);
+        rc = rc ? rc : read_block(f, "optimizer/v", &m->params, m->params.v, path, err);
+    }
+    if (rc == MTL_OK && m->buffers.n > 0)
+        rc = read_block(f, "buffers", &m->buffers, m->buffers.values, path, err);
+    if (has_best) *has_best = 0;
+    if (rc == MTL_OK && best && H5Lexists(f, "best", H5P_DEFAULT) > 0) {
+        rc = read_block(f, "best", &m->params, best, path, err);
+        if (has_best) *has_best = rc == MTL_OK;
+    }
+    H5Fclose(f);
+    return rc;
+}
+
+int mtl_predictions_save(const char *path, const float *pred, int64_t n, int cols,
+                         const char *const *names, mtl_error *err) {
+    char tmp[1200];
+    hid_t f = create_tmp(path, tmp, sizeof tmp, err);
+    if (f < 0) return MTL_ERR;
+    hsize_t dims[2] = {(hsize_t)n, (hsize_t)cols};
+    hid_t space = H5Screate_simple(2, dims, NULL);
+    hid_t d = space < 0 ? -1
+                        : H5Dcreate2(f, "predictions", H5T_IEEE_F32LE, space, H5P_DEFAULT,
+                                     H5P_DEFAULT, H5P_DEFAULT);
+    int rc = MTL_OK;
+    if (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, pred) < 0)
+        rc = mtl_fail(err, path, "cannot write /predictions");
+    if (rc == MTL_OK) rc = attr_write_strings(d, "names", names, cols, path, err);
+    if (d >= 0) H5Dclose(d);
+    if (space >= 0) H5Sclose(space);
+    if (H5Fclose(f) < 0 && rc == MTL_OK) rc = mtl_fail(err, path, "cannot close (disk full?)");
+    if (rc != MTL_OK) {
+        unlink(tmp);
+        return MTL_ERR;
+    }
+    return commit_file(tmp, path, err);
+}

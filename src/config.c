@@ -1,0 +1,922 @@
+/* Run configuration: defaults, then the INI file (--config), then the command
+ * line. Every key is described once in the table `keys` below (type, field,
+ * range) and that one entry serves the INI file, the command line and
+ * mtl_config_set, so the three can never disagree. Parsing is strict: a
+ * number must be consumed whole, be finite and in range, and every message
+ * names where the bad value came from ("--lr", "run.ini:7: lr"). */
+#include "mtl/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mtl/optim.h"
+
+/* ------------------------------------------------------------------------ */
+/* defaults and names */
+
+static void set_units(mtl_units *u, int n, const int *units) {
+    memset(u, 0, sizeof *u);
+    u->n = n;
+    for (int i = 0; i < n; i++) u->units[i] = units[i];
+}
+
+void mtl_config_defaults(mtl_config *cfg) {
+    memset(cfg, 0, sizeof *cfg); // every path and task name empty, every list empty
+    cfg->command = MTL_CMD_TRAIN;
+    cfg->data_order_global = 0;
+
+    // model: the census experiments of the MMoE/PLE papers' open-source ports
+    cfg->model = MTL_MODEL_MMOE;
+    cfg->embedding_dim = 4;
+    const int u16[] = {16}, u8[] = {8};
+    set_units(&cfg->bottom_units, 1, u16);
+    set_units(&cfg->tower_units, 1, u8);
+    set_units(&cfg->expert_units, 1, u16);
+    set_units(&cfg->gate_units, 0, NULL);
+    cfg->num_experts = 8;
+    cfg->num_experts_specific = 4;
+    cfg->num_experts_shared = 4;
+    cfg->num_levels = 2;
+    cfg->batch_norm = 0;
+    cfg->dropout = 0.0f;
+
+    cfg->loss_uncertainty = 0;
+
+    cfg->optimizer = MTL_OPT_ADAM;
+    cfg->lr = 0.01f;
+    cfg->momentum = 0.0f;
+    cfg->l2_embedding = 1e-5f;
+    cfg->l2_dnn = 0.0f;
+    cfg->batch_size = 1024;
+    cfg->epochs = 10;
+    cfg->seed = 1024;
+    cfg->early_stop_patience = 0;
+    strcpy(cfg->early_stop_metric, "valid_loss");
+    cfg->skip_nonfinite_steps = 0;
+
+    cfg->checkpoint_every_steps = 0;
+    cfg->checkpoint_every_seconds = 0.0;
+    cfg->keep_checkpoints = 3;
+
+    cfg->threads = 1;
+    cfg->max_steps = 0;
+    cfg->quiet = 0;
+}
+
+static const char *const model_names[] = {"shared_bottom", "esmm", "mmoe", "cgc", "ple"};
+
+const char *mtl_model_name(mtl_model_kind kind) {
+    if ((int)kind < 0 || (int)kind >= (int)(sizeof model_names / sizeof model_names[0]))
+        return "unknown";
+    return model_names[kind];
+}
+
+int mtl_model_parse(const char *name) {
+    if (!name) return -1;
+    for (int i = 0; i < (int)(sizeof model_names / sizeof model_names[0]); i++)
+        if (strcmp(name, model_names[i]) == 0) return i;
+    if (strcmp(name, "shared-bottom") == 0) return MTL_MODEL_SHARED_BOTTOM;
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* strict scalar parsing; `where` prefixes every message */
+
+static const char *skip_space(const char *s) {
+    while (*s && isspace((unsigned char)*s)) s++;
+    return s;
+}
+
+/* true when [s, end) is followed only by whitespace */
+static int only_space(const char *end) {
+    return *skip_space(end) == '\0';
+}
+
+static int parse_double(const char *text, double *out, const char *where, mtl_error *err) {
+    const char *s = skip_space(text);
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (end == s || !only_space(end)) return mtl_fail(err, where, "'%s' is not a number", text);
+    // strtod accepts "nan" and "inf" and overflows to HUGE_VAL: none is a
+    // usable setting (an underflow, also ERANGE, is a usable tiny number)
+    if (!isfinite(d)) return mtl_fail(err, where, "'%s' is not a finite number", text);
+    *out = d;
+    return MTL_OK;
+}
+
+static int parse_i64(const char *text, int64_t lo, int64_t hi, int64_t *out, const char *where,
+                     mtl_error *err) {
+    const char *s = skip_space(text);
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || !only_space(end)) {
+        double d;
+        mtl_error ignore;
+        if (parse_double(text, &d, NULL, &ignore) == MTL_OK) // "1.5", "1e3"
+            return mtl_fail(err, where, "'%s' is not an integer", text);
+        return mtl_fail(err, where, "'%s' is not a number", text);
+    }
+    if (errno == ERANGE || v < lo || v > hi)
+        return mtl_fail(err, where, "%s is out of range (%lld..%lld)", s, (long long)lo,
+                        (long long)hi);
+    *out = (int64_t)v;
+    return MTL_OK;
+}
+
+static int parse_u64(const char *text, uint64_t *out, const char *where, mtl_error *err) {
+    const char *s = skip_space(text);
+    char *end = NULL;
+    errno = 0;
+    // strtoull silently negates "-1" to 2^64-1, so a sign is rejected up front
+    unsigned long long v = (*s == '-') ? 0 : strtoull(s, &end, 10);
+    if (*s == '-' || end == s || !only_space(end)) {
+        if (*s == '-' && isdigit((unsigned char)s[1]))
+            return mtl_fail(err, where, "%s is out of range (0..%llu)", s,
+                            (unsigned long long)UINT64_MAX);
+        return mtl_fail(err, where, "'%s' is not a number", text);
+    }
+    if (errno == ERANGE)
+        return mtl_fail(err, where, "%s is out of range (0..%llu)", s,
+                        (unsigned long long)UINT64_MAX);
+    *out = (uint64_t)v;
+    return MTL_OK;
+}
+
+/* case-insensitive equality (strcasecmp is POSIX, not C11) */
+static int eq_nocase(const char *a, const char *b) {
+    for (; *a && *b; a++, b++)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
+    return *a == *b;
+}
+
+/* 1/0 for a boolean word, -1 if it is not one */
+static int bool_word(const char *s) {
+    static const char *const yes[] = {"true", "1", "on", "yes"};
+    static const char *const no[] = {"false", "0", "off", "no"};
+    for (int i = 0; i < 4; i++) {
+        if (eq_nocase(s, yes[i])) return 1;
+        if (eq_nocase(s, no[i])) return 0;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the key table */
+
+typedef enum {
+    KT_STR,    /* char[size] */
+    KT_INT,    /* int in [ilo, ihi] */
+    KT_I64,    /* int64_t in [ilo, ihi] */
+    KT_U64,    /* uint64_t, any */
+    KT_FLOAT,  /* float in the range (flo, fhi, lo_open, hi_open) */
+    KT_DOUBLE, /* double, same */
+    KT_BOOL,   /* int 0/1; on the command line the value may be omitted (= true) */
+    KT_UNITS,  /* mtl_units; ilo = minimum number of layers */
+    KT_FN      /* custom setter */
+} key_type;
+
+typedef int (*key_setter)(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+
+typedef struct {
+    const char *name; /* canonical, with '_' */
+    key_type type;
+    size_t offset;
+    size_t size; /* KT_STR: buffer size */
+    int64_t ilo, ihi;
+    double flo, fhi;
+    int lo_open, hi_open; /* float range (flo, ...) / [..., fhi) */
+    key_setter set;
+} key_def;
+
+#define FIELD(f) offsetof(mtl_config, f)
+#define K_STR(n, f)                                                                                \
+    { .name = n, .type = KT_STR, .offset = FIELD(f), .size = sizeof(((mtl_config *)0)->f) }
+#define K_INT(n, f, lo, hi)                                                                        \
+    { .name = n, .type = KT_INT, .offset = FIELD(f), .ilo = lo, .ihi = hi }
+#define K_I64(n, f, lo, hi)                                                                        \
+    { .name = n, .type = KT_I64, .offset = FIELD(f), .ilo = lo, .ihi = hi }
+#define K_FLT(n, t, f, lo, hi, lo_o, hi_o)                                                         \
+    {                                                                                              \
+        .name = n, .type = t, .offset = FIELD(f), .flo = lo, .fhi = hi, .lo_open = lo_o,           \
+        .hi_open = hi_o                                                                            \
+    }
+#define K_BOOL(n, f)                                                                               \
+    { .name = n, .type = KT_BOOL, .offset = FIELD(f) }
+#define K_UNITS(n, f, min_layers)                                                                  \
+    { .name = n, .type = KT_UNITS, .offset = FIELD(f), .ilo = min_layers }
+#define K_FN(n, fn)                                                                                \
+    { .name = n, .type = KT_FN, .set = fn }
+
+#define MAX_UNITS 1000000 /* one layer's width; far above anything sensible */
+
+static int set_config(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+static int set_model(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+static int set_optimizer(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+static int set_data_order(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
+                              mtl_error *err);
+static int set_task_types(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+static int set_loss_weights(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+static int set_early_stop_metric(mtl_config *cfg, const char *value, const char *where,
+                                 mtl_error *err);
+
+static const key_def keys[] = {
+    K_FN("config", set_config),
+    // data
+    K_STR("train", train_path),
+    K_STR("valid", valid_path),
+    K_STR("test", test_path),
+    K_STR("data", data_path),
+    K_STR("checkpoint", checkpoint_path),
+    K_FN("data_order", set_data_order),
+    // model
+    K_FN("model", set_model),
+    K_INT("embedding_dim", embedding_dim, 1, 65536),
+    K_UNITS("bottom_units", bottom_units, 1),
+    K_UNITS("tower_units", tower_units, 1),
+    K_UNITS("expert_units", expert_units, 1),
+    K_UNITS("gate_units", gate_units, 0),
+    K_INT("num_experts", num_experts, 1, 1024),
+    K_INT("num_experts_specific", num_experts_specific, 1, 1024),
+    K_INT("num_experts_shared", num_experts_shared, 1, 1024),
+    K_INT("num_levels", num_levels, 1, 64),
+    K_BOOL("batch_norm", batch_norm),
+    K_FLT("dropout", KT_FLOAT, dropout, 0.0, 1.0, 0, 1),
+    K_STR("ctr_task", ctr_task),
+    K_STR("ctcvr_task", ctcvr_task),
+    K_FN("task_types", set_task_types),
+    // loss
+    K_FN("loss_weights", set_loss_weights),
+    K_FN("loss_weighting", set_loss_weighting),
+    // optimization
+    K_FN("optimizer", set_optimizer),
+    K_FLT("lr", KT_FLOAT, lr, 0.0, INFINITY, 1, 0),
+    K_FLT("momentum", KT_FLOAT, momentum, 0.0, 1.0, 0, 1),
+    K_FLT("l2_embedding", KT_FLOAT, l2_embedding, 0.0, INFINITY, 0, 0),
+    K_FLT("l2_dnn", KT_FLOAT, l2_dnn, 0.0, INFINITY, 0, 0),
+    K_INT("batch_size", batch_size, 1, 100000000),
+    K_INT("epochs", epochs, 1, 1000000000),
+    {.name = "seed", .type = KT_U64, .offset = FIELD(seed)},
+    K_INT("early_stop_patience", early_stop_patience, 0, 1000000000),
+    K_FN("early_stop_metric", set_early_stop_metric),
+    K_BOOL("skip_nonfinite_steps", skip_nonfinite_steps),
+    // outputs and checkpoints
+    K_STR("metrics_out", metrics_out),
+    K_STR("predict_out", predict_out),
+    K_STR("checkpoint_dir", checkpoint_dir),
+    K_STR("resume", resume),
+    K_I64("checkpoint_every_steps", checkpoint_every_steps, 0, INT64_MAX),
+    K_FLT("checkpoint_every_seconds", KT_DOUBLE, checkpoint_every_seconds, 0.0, INFINITY, 0, 0),
+    K_INT("keep_checkpoints", keep_checkpoints, 1, 1000000),
+    // runtime
+    K_INT("threads", threads, 1, 4096),
+    K_I64("max_steps", max_steps, 0, INT64_MAX),
+    K_BOOL("quiet", quiet),
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+/* Look a key up; '-' and '_' are the same character. NULL if unknown. */
+static const key_def *find_key(const char *name, size_t len) {
+    for (size_t k = 0; k < N_KEYS; k++) {
+        const char *c = keys[k].name;
+        size_t i = 0;
+        for (; i < len && c[i]; i++) {
+            char a = name[i] == '-' ? '_' : name[i];
+            if (a != c[i]) break;
+        }
+        if (i == len && c[i] == '\0') return &keys[k];
+    }
+    return NULL;
+}
+
+static int float_range_error(const key_def *k, const char *text, const char *where,
+                             mtl_error *err) {
+    if (isinf(k->fhi))
+        return mtl_fail(err, where, "'%s' must be %s %g", text, k->lo_open ? ">" : ">=", k->flo);
+    return mtl_fail(err, where, "'%s' must be in %c%g, %g%c", text, k->lo_open ? '(' : '[', k->flo,
+                    k->fhi, k->hi_open ? ')' : ']');
+}
+
+static int in_float_range(const key_def *k, double v) {
+    if (k->lo_open ? !(v > k->flo) : !(v >= k->flo)) return 0;
+    if (k->hi_open ? !(v < k->fhi) : !(v <= k->fhi)) return 0;
+    return 1;
+}
+
+static int parse_units(mtl_units *out, const char *value, int min_layers, const char *where,
+                       mtl_error *err);
+
+static int apply_key(mtl_config *cfg, const key_def *k, const char *value, const char *where,
+                     mtl_error *err) {
+    char *field = (char *)cfg + k->offset;
+    switch (k->type) {
+    case KT_STR: {
+        size_t len = strlen(value);
+        if (len >= k->size)
+            return mtl_fail(err, where, "value is too long (%zu characters, at most %zu)", len,
+                            k->size - 1);
+        memcpy(field, value, len + 1);
+        return MTL_OK;
+    }
+    case KT_INT:
+    case KT_I64: {
+        int64_t v;
+        if (parse_i64(value, k->ilo, k->ihi, &v, where, err) != MTL_OK) return MTL_ERR;
+        if (k->type == KT_INT)
+            *(int *)field = (int)v; // the range is within int
+        else
+            *(int64_t *)field = v;
+        return MTL_OK;
+    }
+    case KT_U64:
+        return parse_u64(value, (uint64_t *)field, where, err);
+    case KT_FLOAT:
+    case KT_DOUBLE: {
+        double d;
+        if (parse_double(value, &d, where, err) != MTL_OK) return MTL_ERR;
+        if (k->type == KT_FLOAT) {
+            // check the value actually stored: 1e-50 is > 0 but rounds to 0.0f
+            float f = (float)d;
+            if (!isfinite(f)) return mtl_fail(err, where, "'%s' is too large", value);
+            if (!in_float_range(k, (double)f)) return float_range_error(k, value, where, err);
+            *(float *)field = f;
+        } else {
+            if (!in_float_range(k, d)) return float_range_error(k, value, where, err);
+            *(double *)field = d;
+        }
+        return MTL_OK;
+    }
+    case KT_BOOL: {
+        char buf[16];
+        const char *s = skip_space(value);
+        size_t len = strlen(s);
+        while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
+        int b = -1;
+        if (len < sizeof buf) {
+            memcpy(buf, s, len);
+            buf[len] = '\0';
+            b = bool_word(buf);
+        }
+        if (b < 0)
+            return mtl_fail(err, where, "'%s' is not a boolean (true/false, 1/0, on/off, yes/no)",
+                            value);
+        *(int *)field = b;
+        return MTL_OK;
+    }
+    case KT_UNITS:
+        return parse_units((mtl_units *)field, value, (int)k->ilo, where, err);
+    case KT_FN:
+        return k->set(cfg, value, where, err);
+    }
+    return mtl_fail(err, NULL, "%s: key '%s' has no type", MTL_HERE, k->name);
+}
+
+int mtl_config_set(mtl_config *cfg, const char *key, const char *value, const char *where,
+                   mtl_error *err) {
+    if (!where) where = key;
+    const key_def *k = find_key(key, strlen(key));
+    if (!k) return mtl_fail(err, where, "unknown key");
+    return apply_key(cfg, k, value ? value : "", where, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* custom setters */
+
+static int set_config(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    (void)where;
+    return mtl_config_load_ini(cfg, value, err);
+}
+
+/* copy value into a small buffer with surrounding whitespace removed (names
+ * and enum words; too long = cannot be a valid word) */
+static void trimmed(char *buf, size_t size, const char *value) {
+    const char *s = skip_space(value);
+    size_t len = strlen(s);
+    while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
+    if (len >= size) len = size - 1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+}
+
+static int set_model(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    char w[32];
+    trimmed(w, sizeof w, value);
+    int m = mtl_model_parse(w);
+    if (m < 0)
+        return mtl_fail(err, where, "'%s' is not a model (shared_bottom, esmm, mmoe, cgc, ple)",
+                        value);
+    cfg->model = (mtl_model_kind)m;
+    return MTL_OK;
+}
+
+static int set_optimizer(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    char w[32];
+    trimmed(w, sizeof w, value);
+    int o = mtl_optim_parse(w);
+    if (o < 0) return mtl_fail(err, where, "'%s' is not an optimizer (adam, sgd, adagrad)", value);
+    cfg->optimizer = o;
+    return MTL_OK;
+}
+
+static int set_data_order(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    char w[32];
+    trimmed(w, sizeof w, value);
+    if (strcmp(w, "local") == 0)
+        cfg->data_order_global = 0;
+    else if (strcmp(w, "global") == 0)
+        cfg->data_order_global = 1;
+    else
+        return mtl_fail(err, where, "'%s' is not a data order (local, global)", value);
+    return MTL_OK;
+}
+
+static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
+                              mtl_error *err) {
+    char w[32];
+    trimmed(w, sizeof w, value);
+    if (strcmp(w, "fixed") == 0)
+        cfg->loss_uncertainty = 0;
+    else if (strcmp(w, "uncertainty") == 0)
+        cfg->loss_uncertainty = 1;
+    else
+        return mtl_fail(err, where, "'%s' is not a loss weighting (fixed, uncertainty)", value);
+    return MTL_OK;
+}
+
+/* Split a comma list into whitespace-trimmed items, calling item() on each.
+ * "" and "none" are the empty list. Returns the item count or -1 on error. */
+typedef int (*item_fn)(void *out, int i, const char *item, const char *where, mtl_error *err);
+static int parse_list(const char *value, int max_items, const char *noun, item_fn item, void *out,
+                      const char *where, mtl_error *err) {
+    const char *s = skip_space(value);
+    if (*s == '\0' || (eq_nocase(s, "none") && only_space(s + 4))) return 0;
+    char item_where[256]; // "--bottom-units: '16,x'": the bad item is shown in its list
+    snprintf(item_where, sizeof item_where, "%s: '%s'", where ? where : "", value);
+    int n = 0;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        char raw[64], tok[64];
+        if (len >= sizeof raw) len = sizeof raw - 1; // shown cut; no valid item is this long
+        memcpy(raw, s, len);
+        raw[len] = '\0';
+        trimmed(tok, sizeof tok, raw);
+        if (n == max_items) {
+            mtl_fail(err, where, "'%s' has more than %d %s", value, max_items, noun);
+            return -1;
+        }
+        if (item(out, n, tok, item_where, err) != MTL_OK) return -1;
+        n++;
+        if (!comma) break;
+        s = comma + 1;
+    }
+    return n;
+}
+
+static int units_item(void *out, int i, const char *item, const char *where, mtl_error *err) {
+    int64_t w;
+    if (parse_i64(item, 1, MAX_UNITS, &w, where, err) != MTL_OK) return MTL_ERR;
+    ((int *)out)[i] = (int)w;
+    return MTL_OK;
+}
+
+/* A comma list "16,8" of layer widths; "" or "none" = no layers. */
+static int parse_units(mtl_units *out, const char *value, int min_layers, const char *where,
+                       mtl_error *err) {
+    mtl_units u;
+    memset(&u, 0, sizeof u);
+    int n = parse_list(value, MTL_MAX_LAYERS, "layers", units_item, u.units, where, err);
+    if (n < 0) return MTL_ERR;
+    if (n < min_layers)
+        return mtl_fail(err, where, "'%s' must have at least %d layer%s", value, min_layers,
+                        min_layers == 1 ? "" : "s");
+    u.n = n;
+    *out = u;
+    return MTL_OK;
+}
+
+static int task_type_item(void *out, int i, const char *item, const char *where, mtl_error *err) {
+    int *regression = out;
+    if (strcmp(item, "binary") == 0)
+        regression[i] = 0;
+    else if (strcmp(item, "regression") == 0)
+        regression[i] = 1;
+    else
+        return mtl_fail(err, where, "'%s' is not a task type (binary, regression)", item);
+    return MTL_OK;
+}
+
+static int set_task_types(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    int types[MTL_MAX_TASKS];
+    int n = parse_list(value, MTL_MAX_TASKS, "task types", task_type_item, types, where, err);
+    if (n < 0) return MTL_ERR;
+    cfg->n_task_types = n;
+    memcpy(cfg->task_regression, types, sizeof types);
+    return MTL_OK;
+}
+
+static int loss_weight_item(void *out, int i, const char *item, const char *where, mtl_error *err) {
+    float *w = out;
+    double d;
+    if (parse_double(item, &d, where, err) != MTL_OK) return MTL_ERR;
+    if (!(d >= 0.0)) return mtl_fail(err, where, "'%s' must be >= 0", item);
+    if (!isfinite((float)d)) return mtl_fail(err, where, "'%s' is too large", item);
+    w[i] = (float)d;
+    return MTL_OK;
+}
+
+static int set_loss_weights(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    float w[MTL_MAX_TASKS] = {0};
+    int n = parse_list(value, MTL_MAX_TASKS, "weights", loss_weight_item, w, where, err);
+    if (n < 0) return MTL_ERR;
+    cfg->n_loss_weights = n;
+    memcpy(cfg->loss_weights, w, sizeof w);
+    return MTL_OK;
+}
+
+/* "valid_loss" or "auc:TASK" */
+static int check_early_stop_metric(const char *m, const char *where, mtl_error *err) {
+    if (strcmp(m, "valid_loss") == 0) return MTL_OK;
+    if (strncmp(m, "auc:", 4) == 0 && m[4] != '\0') {
+        for (const char *c = m + 4; *c; c++)
+            if (isspace((unsigned char)*c))
+                return mtl_fail(err, where, "'%s': a task name has no spaces", m);
+        return MTL_OK;
+    }
+    return mtl_fail(err, where, "'%s' is not valid_loss or auc:TASK", m);
+}
+
+static int set_early_stop_metric(mtl_config *cfg, const char *value, const char *where,
+                                 mtl_error *err) {
+    char m[sizeof cfg->early_stop_metric];
+    if (strlen(value) >= sizeof m)
+        return mtl_fail(err, where, "value is too long (%zu characters, at most %zu)",
+                        strlen(value), sizeof m - 1);
+    trimmed(m, sizeof m, value);
+    if (check_early_stop_metric(m, where, err) != MTL_OK) return MTL_ERR;
+    memcpy(cfg->early_stop_metric, m, sizeof m);
+    return MTL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* INI files */
+
+typedef struct {
+    FILE *f;
+    const char *path;
+    mtl_config *cfg;
+    mtl_error *err;
+    int lineno;   /* lines handed to inih so far = the line being parsed */
+    int failed;   /* err holds our first error (reader or handler) */
+    int err_line; /* its line */
+} ini_ctx;
+
+/* fgets for inih that also counts lines, refuses lines inih would silently
+ * split (its buffer is `num` bytes), strips leading whitespace -- so an
+ * indented key is a key, not inih's "continuation of the previous value" --
+ * and strips '#' inline comments (inih itself only knows ';'). */
+static char *ini_read_line(char *str, int num, void *stream) {
+    ini_ctx *ctx = stream;
+    if (ctx->failed) return NULL; // stop at our first error
+    int len = 0, c = EOF;
+    while ((c = getc(ctx->f)) != EOF) {
+        if (c == '\n') break;
+        if (len >= num - 3) { // room for "\n\0" and inih's own margin
+            ctx->lineno++;
+            ctx->failed = 1;
+            ctx->err_line = ctx->lineno;
+            mtl_fail(ctx->err, NULL, "%s:%d: line is too long (at most %d characters)", ctx->path,
+                     ctx->lineno, num - 3);
+            return NULL;
+        }
+        str[len++] = (char)c;
+    }
+    if (len == 0 && c == EOF) return NULL;
+    ctx->lineno++;
+    str[len] = '\0';
+
+    int start = 0;
+    while (start < len && isspace((unsigned char)str[start])) start++;
+    memmove(str, str + start, (size_t)(len - start) + 1);
+    len -= start;
+    for (int i = 1; i < len; i++)
+        if (str[i] == '#' && isspace((unsigned char)str[i - 1])) {
+            str[i] = '\0';
+            len = i;
+            break;
+        }
+    str[len] = '\n';
+    str[len + 1] = '\0';
+    return str;
+}
+
+static int ini_on_key(void *user, const char *section, const char *name, const char *value) {
+    (void)section; // sections only organize the file; keys are global
+    ini_ctx *ctx = user;
+    if (ctx->failed) return 0;
+    char where[MTL_PATH_MAX + 128];
+    snprintf(where, sizeof where, "%s:%d: %s", ctx->path, ctx->lineno, name);
+    const key_def *k = find_key(name, strlen(name));
+    int rc;
+    if (!k)
+        rc = mtl_fail(ctx->err, where, "unknown key");
+    else if (k->type == KT_FN && k->set == set_config)
+        rc = mtl_fail(ctx->err, where, "not allowed in a config file (use --config)");
+    else
+        rc = apply_key(ctx->cfg, k, value, where, ctx->err);
+    if (rc != MTL_OK) {
+        ctx->failed = 1;
+        ctx->err_line = ctx->lineno;
+        return 0;
+    }
+    return 1;
+}
+
+int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err) {
+    size_t len = strlen(path);
+    if (len >= sizeof cfg->config_path)
+        return mtl_fail(err, "--config", "path is too long (%zu characters, at most %zu)", len,
+                        sizeof cfg->config_path - 1);
+    FILE *f = fopen(path, "r");
+    if (!f) return mtl_fail(err, path, "cannot open: %s", strerror(errno));
+    memcpy(cfg->config_path, path, len + 1);
+
+    ini_ctx ctx = {.f = f, .path = path, .cfg = cfg, .err = err};
+    int rc = ini_parse_stream(ini_read_line, &ctx, ini_on_key, &ctx);
+    int read_errno = errno;
+    int read_failed = ferror(f);
+    fclose(f);
+    if (read_failed) return mtl_fail(err, path, "cannot read: %s", strerror(read_errno));
+    if (rc > 0 && (!ctx.failed || rc < ctx.err_line))
+        return mtl_fail(err, NULL,
+                        "%s:%d: syntax error (expected 'key = value', '[section]' or a comment)",
+                        path, rc);
+    if (ctx.failed) return MTL_ERR;
+    if (rc != 0) return mtl_fail(err, path, "cannot parse (inih error %d)", rc);
+    return MTL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* command line */
+
+/* One command-line item: an option with its value, or a positional word. */
+typedef struct {
+    const key_def *key; /* NULL for a positional word */
+    const char *value;  /* option value, or the word */
+    char where[80];     /* "--batch-size" as typed */
+} cli_item;
+
+/* Read the item at argv[*i] and advance *i past it (and its value). */
+static int cli_next(int argc, char **argv, int *i, cli_item *it, mtl_error *err) {
+    const char *arg = argv[*i];
+    memset(it, 0, sizeof *it);
+    if (arg[0] != '-' || arg[1] == '\0') { // a word (or "-")
+        it->value = arg;
+        (*i)++;
+        return MTL_OK;
+    }
+    if (arg[1] != '-' || arg[2] == '\0') // -x, --
+        return mtl_fail(err, arg, "unknown option (see --help)");
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+    snprintf(it->where, sizeof it->where, "--%.*s", (int)(name_len < 60 ? name_len : 60), name);
+    it->key = find_key(name, name_len);
+    if (!it->key) return mtl_fail(err, it->where, "unknown option (see --help)");
+    (*i)++;
+    if (eq) {
+        it->value = eq + 1;
+    } else if (it->key->type == KT_BOOL) {
+        // a flag: "--quiet" alone is true; "--quiet false" also works since a
+        // positional word is never a boolean word
+        if (*i < argc && bool_word(argv[*i]) >= 0)
+            it->value = argv[(*i)++];
+        else
+            it->value = "true";
+    } else {
+        // "--lr --epochs 3": a value never starts with "--" (use --key=--x if
+        // one really must); negative numbers ("-1") are still values
+        if (*i >= argc || strncmp(argv[*i], "--", 2) == 0)
+            return mtl_fail(err, it->where, "missing value");
+        it->value = argv[(*i)++];
+    }
+    return MTL_OK;
+}
+
+int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err) {
+    mtl_config_defaults(cfg);
+
+    // --help and --version win over everything else, even a broken command
+    // line: they are what one types to find out how to fix it
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            cfg->command = MTL_CMD_HELP;
+            return MTL_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            cfg->command = MTL_CMD_VERSION;
+            return MTL_OK;
+        }
+    }
+
+    // pass 1: syntax, the command word, and --config (so the file is the base
+    // the other options override, wherever --config appears)
+    int have_command = 0;
+    for (int i = 1; i < argc;) {
+        cli_item it;
+        if (cli_next(argc, argv, &i, &it, err) != MTL_OK) return MTL_ERR;
+        if (!it.key) {
+            if (have_command)
+                return mtl_fail(err, NULL, "'%s': unexpected argument (see --help)", it.value);
+            if (strcmp(it.value, "train") == 0)
+                cfg->command = MTL_CMD_TRAIN;
+            else if (strcmp(it.value, "predict") == 0)
+                cfg->command = MTL_CMD_PREDICT;
+            else
+                return mtl_fail(err, NULL, "'%s': unknown command (train, predict; see --help)",
+                                it.value);
+            have_command = 1;
+        } else if (it.key->set == set_config) {
+            if (apply_key(cfg, it.key, it.value, it.where, err) != MTL_OK) return MTL_ERR;
+        }
+    }
+
+    // pass 2: every other option in order, the last one winning
+    for (int i = 1; i < argc;) {
+        cli_item it;
+        if (cli_next(argc, argv, &i, &it, err) != MTL_OK) return MTL_ERR;
+        if (!it.key || it.key->set == set_config) continue;
+        if (apply_key(cfg, it.key, it.value, it.where, err) != MTL_OK) return MTL_ERR;
+    }
+    return MTL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* cross-field checks */
+
+static int check_units(const mtl_units *u, const char *name, int min_layers, mtl_error *err) {
+    if (u->n < min_layers || u->n > MTL_MAX_LAYERS)
+        return mtl_fail(err, name, "%d layers (must be %d..%d)", u->n, min_layers, MTL_MAX_LAYERS);
+    for (int i = 0; i < u->n; i++)
+        if (u->units[i] < 1 || u->units[i] > MAX_UNITS)
+            return mtl_fail(err, name, "layer %d has %d units (must be 1..%d)", i + 1, u->units[i],
+                            MAX_UNITS);
+    return MTL_OK;
+}
+
+int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
+    if (cfg->command == MTL_CMD_HELP || cfg->command == MTL_CMD_VERSION) return MTL_OK;
+
+    if (cfg->command == MTL_CMD_TRAIN && cfg->train_path[0] == '\0')
+        return mtl_fail(err, NULL,
+                        "no training data: give --train FILE (or train = FILE in the config)");
+    if (cfg->command == MTL_CMD_PREDICT) {
+        if (cfg->checkpoint_path[0] == '\0')
+            return mtl_fail(err, NULL, "predict needs --checkpoint FILE (the model to load)");
+        if (cfg->data_path[0] == '\0')
+            return mtl_fail(err, NULL, "predict needs --data FILE (the rows to score)");
+        if (cfg->predict_out[0] == '\0')
+            return mtl_fail(err, NULL, "predict needs --predict-out FILE (where to write)");
+    }
+
+    if (cfg->model == MTL_MODEL_ESMM) {
+        if (cfg->ctr_task[0] == '\0' || cfg->ctcvr_task[0] == '\0')
+            return mtl_fail(err, NULL,
+                            "model esmm needs --ctr-task and --ctcvr-task (task names in the "
+                            "data's /labels)");
+        if (strcmp(cfg->ctr_task, cfg->ctcvr_task) == 0)
+            return mtl_fail(err, NULL, "esmm: ctr_task and ctcvr_task are both '%s'",
+                            cfg->ctr_task);
+    }
+
+    if (check_early_stop_metric(cfg->early_stop_metric, "early_stop_metric", err) != MTL_OK)
+        return MTL_ERR;
+    if (cfg->command == MTL_CMD_TRAIN && cfg->early_stop_patience > 0 && cfg->valid_path[0] == '\0')
+        return mtl_fail(err, NULL,
+                        "early stopping (early_stop_patience %d) needs a validation set "
+                        "(--valid FILE)",
+                        cfg->early_stop_patience);
+
+    if (cfg->n_loss_weights < 0 || cfg->n_loss_weights > MTL_MAX_TASKS)
+        return mtl_fail(err, "loss_weights", "%d values (at most %d)", cfg->n_loss_weights,
+                        MTL_MAX_TASKS);
+    if (cfg->n_task_types < 0 || cfg->n_task_types > MTL_MAX_TASKS)
+        return mtl_fail(err, "task_types", "%d values (at most %d)", cfg->n_task_types,
+                        MTL_MAX_TASKS);
+    if (cfg->n_loss_weights > 0 && cfg->n_task_types > 0 &&
+        cfg->n_loss_weights != cfg->n_task_types)
+        return mtl_fail(err, NULL, "loss_weights has %d values but task_types has %d",
+                        cfg->n_loss_weights, cfg->n_task_types);
+
+    if (check_units(&cfg->bottom_units, "bottom_units", 1, err) != MTL_OK ||
+        check_units(&cfg->tower_units, "tower_units", 1, err) != MTL_OK ||
+        check_units(&cfg->expert_units, "expert_units", 1, err) != MTL_OK ||
+        check_units(&cfg->gate_units, "gate_units", 0, err) != MTL_OK)
+        return MTL_ERR;
+
+    if (cfg->command == MTL_CMD_TRAIN) {
+        if (strcmp(cfg->resume, "latest") == 0 && cfg->checkpoint_dir[0] == '\0')
+            return mtl_fail(err, NULL, "--resume latest needs --checkpoint-dir DIR");
+        if ((cfg->checkpoint_every_steps > 0 || cfg->checkpoint_every_seconds > 0.0) &&
+            cfg->checkpoint_dir[0] == '\0')
+            return mtl_fail(err, NULL,
+                            "periodic checkpoints (checkpoint_every_*) need --checkpoint-dir DIR");
+    }
+    return MTL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* --help */
+
+const char *mtl_config_usage(void) {
+    return "Usage:\n"
+           "  mtl_dist [train] [--config FILE] [options]     train a multi-task model\n"
+           "  mtl_dist predict --checkpoint F.h5 --data F.h5 --predict-out P.h5 [options]\n"
+           "  mtl_dist --help | --version\n"
+           "Data parallel under MPI: mpirun -n 4 mtl_dist --config run.ini\n"
+           "\n"
+           "Options are --key VALUE or --key=VALUE; '-' and '_' are interchangeable in\n"
+           "names (--batch-size = --batch_size). Each also works as \"key = VALUE\" in the\n"
+           "INI file given by --config (any [section]; ';' and '#' start comments). The\n"
+           "file is read first wherever --config appears, so the command line overrides\n"
+           "it. Lists are comma separated (16,8); \"none\" or \"\" is an empty list.\n"
+           "Booleans: true/false, 1/0, on/off, yes/no; a bare --flag means true.\n"
+           "\n"
+           "General:\n"
+           "  --config FILE                 INI file of options (command line only)\n"
+           "  -h, --help                    show this text\n"
+           "  --version                     show the version\n"
+           "  --quiet[=BOOL]                print less progress output (default off)\n"
+           "  --threads N                   OpenBLAS threads per MPI rank (default 1)\n"
+           "  --seed N                      random seed, 0..2^64-1 (default 1024)\n"
+           "\n"
+           "Data (HDF5 files written by mtl_prep):\n"
+           "  --train FILE                  training set (required to train)\n"
+           "  --valid FILE                  validation set, scored each epoch (default none)\n"
+           "  --test FILE                   test set, scored after training (default none)\n"
+           "  --data-order local|global     local: each rank shuffles only its own shard;\n"
+           "                                global: one shuffle over all rows\n"
+           "                                (default local)\n"
+           "  --data FILE                   predict: rows to score\n"
+           "  --checkpoint FILE             predict: model checkpoint to load\n"
+           "  --predict-out FILE            predict: output file of predictions\n"
+           "\n"
+           "Model:\n"
+           "  --model NAME                  shared_bottom|esmm|mmoe|cgc|ple (default mmoe)\n"
+           "  --embedding-dim N             embedding width per sparse field (default 4)\n"
+           "  --bottom-units LIST           shared bottom DNN, >= 1 layer (default 16)\n"
+           "  --tower-units LIST            per-task tower DNN, >= 1 layer (default 8)\n"
+           "  --expert-units LIST           each expert DNN, >= 1 layer (default 16)\n"
+           "  --gate-units LIST             hidden layers of each gate (default none)\n"
+           "  --num-experts N               mmoe: shared experts (default 8)\n"
+           "  --num-experts-specific N      cgc/ple: experts per task (default 4)\n"
+           "  --num-experts-shared N        cgc/ple: shared experts (default 4)\n"
+           "  --num-levels N                ple: extraction levels (default 2)\n"
+           "  --batch-norm[=BOOL]           batch normalization in the DNNs (default off)\n"
+           "  --dropout P                   dropout rate in [0, 1) (default 0)\n"
+           "  --ctr-task NAME               esmm: the CTR task (a /labels name; required)\n"
+           "  --ctcvr-task NAME             esmm: the CTCVR task (a /labels name; required)\n"
+           "  --task-types LIST             binary|regression per task (default: inferred,\n"
+           "                                binary if all labels are 0/1)\n"
+           "\n"
+           "Loss:\n"
+           "  --loss-weights LIST           per-task weights >= 0 (default all 1)\n"
+           "  --loss-weighting MODE         fixed (the weights above) or uncertainty\n"
+           "                                (learned, Kendall et al.) (default fixed)\n"
+           "\n"
+           "Optimization:\n"
+           "  --optimizer NAME              adam, sgd or adagrad (default adam)\n"
+           "  --lr X                        learning rate > 0 (default 0.01)\n"
+           "  --momentum X                  sgd momentum in [0, 1) (default 0)\n"
+           "  --l2-embedding X              L2 on embedding tables, >= 0 (default 1e-05)\n"
+           "  --l2-dnn X                    L2 on dense weights, >= 0 (default 0)\n"
+           "  --batch-size N                global batch over all ranks, 1..100000000\n"
+           "                                (default 1024)\n"
+           "  --epochs N                    passes over the training set, >= 1 (default 10)\n"
+           "  --max-steps N                 stop after N updates, 0 = no limit (default 0)\n"
+           "  --early-stop-patience N       stop after N epochs without improvement,\n"
+           "                                0 = off (default 0; needs --valid)\n"
+           "  --early-stop-metric M         valid_loss or auc:TASK (default valid_loss)\n"
+           "  --skip-nonfinite-steps[=BOOL] skip an update whose loss or gradient is NaN/Inf\n"
+           "                                instead of failing (default off)\n"
+           "\n"
+           "Outputs and checkpoints:\n"
+           "  --metrics-out FILE            write per-epoch metrics here (default none)\n"
+           "  --checkpoint-dir DIR          where checkpoints are written (default none)\n"
+           "  --checkpoint-every-steps N    checkpoint every N updates, 0 = off (default 0)\n"
+           "  --checkpoint-every-seconds S  checkpoint every S seconds, 0 = off (default 0)\n"
+           "  --keep-checkpoints N          newest checkpoints kept in DIR, >= 1 (default 3)\n"
+           "  --resume FILE|latest          continue from a checkpoint; latest = newest in\n"
+           "                                --checkpoint-dir (default none)\n"
+           "\n"
+           "Example:\n"
+           "  mpirun -n 2 mtl_dist --config census.ini --model ple --lr=0.005\n";
+}

@@ -1,0 +1,1149 @@
+/* Datasets: the HDF5 layout described in include/mtl/data.h and
+ * data/README.md, a sharded reader, a chunked writer, mini-batch gathering
+ * and the per-epoch shuffle.
+ *
+ * The reader is deliberately strict: every user error (wrong dtype, wrong
+ * rank, a category id outside its vocabulary, a NaN feature) is reported with
+ * the file, the dataset and the first offending global row, because the
+ * alternative is a silent out-of-bounds embedding lookup or a NaN loss many
+ * hours later. HDF5's own error stack printing is switched off so that users
+ * see only our message. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "mtl/data.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mtl/layers.h"
+
+/* ------------------------------------------------------------------------- */
+/* sharding */
+
+void mtl_shard_range(int64_t n, int rank, int world, int64_t *begin, int64_t *count) {
+    if (n <= 0 || world <= 0 || rank < 0 || rank >= world) {
+        *begin = n > 0 ? n : 0;
+        *count = 0;
+        return;
+    }
+    int64_t base = n / world, extra = n % world;
+    *begin = rank * base + (rank < extra ? rank : extra);
+    *count = base + (rank < extra ? 1 : 0);
+}
+
+/* ------------------------------------------------------------------------- */
+/* small helpers */
+
+static void close_id(hid_t *id, herr_t (*fn)(hid_t)) {
+    if (*id >= 0) fn(*id);
+    *id = H5I_INVALID_HID;
+}
+
+static char *dup_str(const char *s, mtl_error *err) {
+    if (!s) s = "";
+    size_t n = strlen(s);
+    char *p = mtl_alloc(n + 1, 1, "string", err);
+    if (p) memcpy(p, s, n + 1);
+    return p;
+}
+
+static void free_strs(char **s, int64_t n) {
+    if (!s) return;
+    for (int64_t i = 0; i < n; i++) free(s[i]);
+    free(s);
+}
+
+/* "int64", "float32", "string"... for messages about a wrong dtype. */
+static void describe_type(hid_t t, char *buf, size_t len) {
+    H5T_class_t c = H5Tget_class(t);
+    size_t bits = H5Tget_size(t) * 8;
+    switch (c) {
+    case H5T_INTEGER:
+        snprintf(buf, len, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", bits);
+        break;
+    case H5T_FLOAT:
+        snprintf(buf, len, "float%zu", bits);
+        break;
+    case H5T_STRING:
+        snprintf(buf, len, "string");
+        break;
+    case H5T_COMPOUND:
+        snprintf(buf, len, "compound");
+        break;
+    case H5T_ENUM:
+        snprintf(buf, len, "enum (bool?)");
+        break;
+    case H5T_ARRAY:
+        snprintf(buf, len, "array");
+        break;
+    case H5T_VLEN:
+        snprintf(buf, len, "vlen");
+        break;
+    case H5T_OPAQUE:
+        snprintf(buf, len, "opaque");
+        break;
+    case H5T_BITFIELD:
+        snprintf(buf, len, "bitfield");
+        break;
+    case H5T_REFERENCE:
+        snprintf(buf, len, "reference");
+        break;
+    default:
+        snprintf(buf, len, "unknown type");
+        break;
+    }
+}
+
+/* Common checks before handing a path to HDF5: a missing file or a directory
+ * gets a plain message instead of an HDF5 error stack. */
+static int open_h5(hid_t *file, const char *path, mtl_error *err) {
+    *file = H5I_INVALID_HID;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) return mtl_fail(err, path, "no such file");
+        return mtl_fail(err, path, "%s", strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) return mtl_fail(err, path, "is a directory");
+    FILE *f = fopen(path, "rb");
+    if (!f) return mtl_fail(err, path, "cannot read: %s", strerror(errno));
+    fclose(f);
+    if (H5Fis_hdf5(path) <= 0) return mtl_fail(err, path, "not an HDF5 file");
+    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (*file < 0) return mtl_fail(err, path, "cannot open HDF5 file (corrupt or truncated?)");
+    return MTL_OK;
+}
+
+/* Read a 1-D array of strings (an attribute when is_attr, else a dataset) into
+ * freshly allocated C strings. Accepts variable-length strings (UTF-8 or
+ * ASCII, what h5py writes for str) and fixed-length ones (numpy 'S' arrays). */
+static int read_strings(hid_t obj, int is_attr, char ***out, int64_t *n_out, const char *path,
+                        const char *what, mtl_error *err) {
+    *out = NULL;
+    *n_out = 0;
+    int rc = MTL_ERR;
+    hid_t ftype = is_attr ? H5Aget_type(obj) : H5Dget_type(obj);
+    hid_t space = is_attr ? H5Aget_space(obj) : H5Dget_space(obj);
+    hid_t mtype = H5I_INVALID_HID;
+    char **vbuf = NULL;
+    char *fbuf = NULL;
+    char **strs = NULL;
+    int64_t n = 0;
+    if (ftype < 0 || space < 0) {
+        mtl_fail(err, path, "%s: cannot read type/shape", what);
+        goto done;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(space);
+    if (np < 0) {
+        mtl_fail(err, path, "%s: cannot read shape", what);
+        goto done;
+    }
+    n = (int64_t)np;
+    if (H5Tget_class(ftype) != H5T_STRING) {
+        /* h5py stores an empty Python list as an empty float64 array; with no
+         * entries there is nothing to misread, so let it pass. */
+        if (n == 0) {
+            rc = MTL_OK;
+            goto done;
+        }
+        char tname[64];
+        describe_type(ftype, tname, sizeof tname);
+        mtl_fail(err, path, "%s: must be strings (got %s)", what, tname);
+        goto done;
+    }
+    strs = mtl_alloc((size_t)n, sizeof(char *), what, err);
+    if (!strs) goto done;
+    if (n == 0) {
+        rc = MTL_OK;
+        goto done;
+    }
+    H5T_cset_t cset = H5Tget_cset(ftype);
+    htri_t is_var = H5Tis_variable_str(ftype);
+    if (is_var < 0 || cset < 0) {
+        mtl_fail(err, path, "%s: cannot read string type", what);
+        goto done;
+    }
+    mtype = H5Tcopy(H5T_C_S1);
+    if (mtype < 0) {
+        mtl_fail(err, path, "%s: H5Tcopy failed", what);
+        goto done;
+    }
+    if (is_var) {
+        if (H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Tset_cset(mtype, cset) < 0) {
+            mtl_fail(err, path, "%s: cannot build string type", what);
+            goto done;
+        }
+        vbuf = mtl_alloc((size_t)n, sizeof(char *), what, err);
+        if (!vbuf) goto done;
+        herr_t r = is_attr ? H5Aread(obj, mtype, vbuf)
+                           : H5Dread(obj, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, vbuf);
+        if (r < 0) {
+            mtl_fail(err, path, "%s: cannot read strings", what);
+            free(vbuf); /* nothing was allocated by HDF5 */
+            vbuf = NULL;
+            goto done;
+        }
+        int ok = 1;
+        for (int64_t i = 0; i < n && ok; i++) {
+            strs[i] = dup_str(vbuf[i], err);
+            if (!strs[i]) ok = 0;
+        }
+#if H5_VERSION_GE(1, 12, 0)
+        H5Treclaim(mtype, space, H5P_DEFAULT, vbuf);
+#else
+        H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, vbuf);
+#endif
+        if (!ok) goto done;
+    } else {
+        size_t len = H5Tget_size(ftype);
+        H5T_str_t pad = H5Tget_strpad(ftype);
+        if (len == 0 || H5Tset_size(mtype, len) < 0 || H5Tset_cset(mtype, cset) < 0 ||
+            H5Tset_strpad(mtype, H5T_STR_NULLPAD) < 0) {
+            mtl_fail(err, path, "%s: cannot build string type", what);
+            goto done;
+        }
+        fbuf = mtl_alloc((size_t)n, len, what, err);
+        if (!fbuf) goto done;
+        herr_t r = is_attr ? H5Aread(obj, mtype, fbuf)
+                           : H5Dread(obj, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, fbuf);
+        if (r < 0) {
+            mtl_fail(err, path, "%s: cannot read strings", what);
+            goto done;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const char *src = fbuf + (size_t)i * len;
+            size_t k = 0;
+            while (k < len && src[k] != '\0') k++;
+            if (pad == H5T_STR_SPACEPAD)
+                while (k > 0 && src[k - 1] == ' ') k--;
+            strs[i] = mtl_alloc(k + 1, 1, what, err);
+            if (!strs[i]) goto done;
+            memcpy(strs[i], src, k);
+        }
+    }
+    rc = MTL_OK;
+done:
+    if (rc == MTL_OK) {
+        *out = strs;
+        *n_out = n;
+    } else {
+        free_strs(strs, n);
+    }
+    free(vbuf);
+    free(fbuf);
+    close_id(&mtype, H5Tclose);
+    close_id(&space, H5Sclose);
+    close_id(&ftype, H5Tclose);
+    return rc;
+}
+
+/* The "names" attribute of dataset `d` (/name): exactly `cols` strings. */
+static int read_names(hid_t d, const char *name, int cols, char ***out, const char *path,
+                      mtl_error *err) {
+    *out = NULL;
+    htri_t ex = H5Aexists(d, "names");
+    if (ex < 0) return mtl_fail(err, path, "/%s: cannot look up attribute names", name);
+    if (!ex) {
+        if (cols == 0) return MTL_OK;
+        return mtl_fail(err, path, "/%s: attribute names missing (need %d strings, one per column)",
+                        name, cols);
+    }
+    hid_t a = H5Aopen(d, "names", H5P_DEFAULT);
+    if (a < 0) return mtl_fail(err, path, "/%s: cannot open attribute names", name);
+    char what[64];
+    snprintf(what, sizeof what, "/%s: attribute names", name);
+    char **strs = NULL;
+    int64_t n = 0;
+    int rc = read_strings(a, 1, &strs, &n, path, what, err);
+    H5Aclose(a);
+    if (rc != MTL_OK) return rc;
+    if (n != cols) {
+        free_strs(strs, n);
+        return mtl_fail(err, path, "/%s: attribute names has %lld entries but /%s has %d columns",
+                        name, (long long)n, name, cols);
+    }
+    if (cols == 0) {
+        free_strs(strs, n);
+        strs = NULL;
+    }
+    *out = strs;
+    return MTL_OK;
+}
+
+/* /sparse's vocab_sizes attribute: S integers, each > 0. Any integer storage
+ * is accepted (numpy defaults to int64, but int32 on some platforms). */
+static int read_vocab_sizes(hid_t d, int S, char **names, int64_t **out, const char *path,
+                            mtl_error *err) {
+    *out = NULL;
+    htri_t ex = H5Aexists(d, "vocab_sizes");
+    if (ex < 0) return mtl_fail(err, path, "/sparse: cannot look up attribute vocab_sizes");
+    if (!ex) {
+        if (S == 0) return MTL_OK;
+        return mtl_fail(
+            err, path, "/sparse: attribute vocab_sizes missing (need %d int64, one per column)", S);
+    }
+    int rc = MTL_ERR;
+    hid_t a = H5Aopen(d, "vocab_sizes", H5P_DEFAULT);
+    hid_t t = H5I_INVALID_HID, sp = H5I_INVALID_HID;
+    int64_t *v = NULL;
+    if (a < 0) {
+        mtl_fail(err, path, "/sparse: cannot open attribute vocab_sizes");
+        goto done;
+    }
+    t = H5Aget_type(a);
+    sp = H5Aget_space(a);
+    if (t < 0 || sp < 0) {
+        mtl_fail(err, path, "/sparse: cannot read attribute vocab_sizes");
+        goto done;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    if (np != S) {
+        mtl_fail(err, path,
+                 "/sparse: attribute vocab_sizes has %lld entries but /sparse has %d "
+                 "columns",
+                 (long long)np, S);
+        goto done;
+    }
+    if (S == 0) {
+        rc = MTL_OK;
+        goto done;
+    }
+    if (H5Tget_class(t) != H5T_INTEGER) {
+        char tname[64];
+        describe_type(t, tname, sizeof tname);
+        mtl_fail(err, path, "/sparse: attribute vocab_sizes must be int64 (got %s)", tname);
+        goto done;
+    }
+    v = mtl_alloc((size_t)S, sizeof(int64_t), "vocab_sizes", err);
+    if (!v) goto done;
+    if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) {
+        mtl_fail(err, path, "/sparse: cannot read attribute vocab_sizes");
+        goto done;
+    }
+    for (int s = 0; s < S; s++) {
+        if (v[s] <= 0) {
+            mtl_fail(err, path, "/sparse: vocab_sizes[%d] (%s) is %lld, must be > 0", s,
+                     names ? names[s] : "?", (long long)v[s]);
+            goto done;
+        }
+    }
+    *out = v;
+    v = NULL;
+    rc = MTL_OK;
+done:
+    free(v);
+    close_id(&sp, H5Sclose);
+    close_id(&t, H5Tclose);
+    close_id(&a, H5Aclose);
+    return rc;
+}
+
+enum { WANT_INT32, WANT_FLOAT32 };
+
+/* Open /name if it exists (required: error when missing), check its rank and
+ * element type, and return its dims. *d stays invalid when absent. */
+static int open_checked(hid_t file, const char *name, int required, int rank, int want, hid_t *d,
+                        hsize_t dims[2], const char *path, mtl_error *err) {
+    *d = H5I_INVALID_HID;
+    dims[0] = dims[1] = 0;
+    htri_t ex = H5Lexists(file, name, H5P_DEFAULT);
+    if (ex < 0) return mtl_fail(err, path, "/%s: cannot look up", name);
+    if (!ex) return required ? mtl_fail(err, path, "/%s missing", name) : MTL_OK;
+    *d = H5Dopen2(file, name, H5P_DEFAULT);
+    if (*d < 0) return mtl_fail(err, path, "/%s: is not a dataset", name);
+    hid_t sp = H5Dget_space(*d);
+    if (sp < 0) return mtl_fail(err, path, "/%s: cannot read shape", name);
+    int nd = H5Sget_simple_extent_ndims(sp);
+    if (nd != rank) {
+        H5Sclose(sp);
+        if (rank == 2)
+            return mtl_fail(err, path, "/%s: must be 2-D [N, %s] (got rank %d)", name,
+                            name[0] == 's'   ? "S"
+                            : name[0] == 'd' ? "D"
+                                             : "T",
+                            nd);
+        return mtl_fail(err, path, "/%s: must be 1-D [N] (got rank %d)", name, nd);
+    }
+    herr_t r = H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
+    if (r < 0) return mtl_fail(err, path, "/%s: cannot read shape", name);
+    if (rank == 2 && dims[1] > INT_MAX)
+        return mtl_fail(err, path, "/%s: too many columns (%llu)", name,
+                        (unsigned long long)dims[1]);
+    hid_t t = H5Dget_type(*d);
+    if (t < 0) return mtl_fail(err, path, "/%s: cannot read dtype", name);
+    H5T_class_t c = H5Tget_class(t);
+    size_t sz = H5Tget_size(t);
+    int ok = want == WANT_INT32 ? (c == H5T_INTEGER && sz == 4 && H5Tget_sign(t) == H5T_SGN_2)
+                                : (c == H5T_FLOAT && sz == 4);
+    char tname[64];
+    describe_type(t, tname, sizeof tname);
+    H5Tclose(t);
+    if (!ok)
+        return mtl_fail(err, path, "/%s: dtype must be %s (got %s)", name,
+                        want == WANT_INT32 ? "int32" : "float32", tname);
+    return MTL_OK;
+}
+
+/* Read rows [begin, begin+n) x all `cols` columns of a 1-D (cols == 0 means
+ * rank 1) or 2-D dataset into buf. */
+static int read_rows(hid_t d, int rank, hsize_t begin, hsize_t n, hsize_t cols, hid_t memtype,
+                     void *buf, const char *name, const char *path, mtl_error *err) {
+    if (n == 0 || (rank == 2 && cols == 0)) return MTL_OK;
+    int rc = MTL_ERR;
+    hsize_t start[2] = {begin, 0}, count[2] = {n, cols};
+    hid_t fs = H5Dget_space(d);
+    hid_t ms = H5Screate_simple(rank, count, NULL);
+    if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) {
+        mtl_fail(err, path, "/%s: cannot select rows %llu..%llu", name, (unsigned long long)begin,
+                 (unsigned long long)(begin + n - 1));
+        goto done;
+    }
+    if (H5Dread(d, memtype, ms, fs, H5P_DEFAULT, buf) < 0) {
+        mtl_fail(err, path, "/%s: cannot read rows %llu..%llu (corrupt file?)", name,
+                 (unsigned long long)begin, (unsigned long long)(begin + n - 1));
+        goto done;
+    }
+    rc = MTL_OK;
+done:
+    close_id(&ms, H5Sclose);
+    close_id(&fs, H5Sclose);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/* value validation, shared by the reader and the writer. `row0` is the global
+ * index of the first row, `path` what the message is about. */
+
+static int check_sparse(const int32_t *x, int64_t n, int S, const int64_t *vocab,
+                        char *const *names, int64_t row0, const char *path, mtl_error *err) {
+    for (int64_t i = 0; i < n; i++)
+        for (int s = 0; s < S; s++) {
+            int32_t v = x[i * S + s];
+            if (v < 0 || v >= vocab[s])
+                return mtl_fail(err, path,
+                                "/sparse: row %lld, column %d (%s): value %d outside 0..%lld "
+                                "(vocab_sizes)",
+                                (long long)(row0 + i), s, names ? names[s] : "?", (int)v,
+                                (long long)(vocab[s] - 1));
+        }
+    return MTL_OK;
+}
+
+static int check_dense(const float *x, int64_t n, int D, char *const *names, int64_t row0,
+                       const char *path, mtl_error *err) {
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < D; j++) {
+            float v = x[i * D + j];
+            if (!isfinite(v))
+                return mtl_fail(err, path,
+                                "/dense: row %lld, column %d (%s): value %s is not finite "
+                                "(impute missing values before writing)",
+                                (long long)(row0 + i), j, names ? names[j] : "?",
+                                isnan(v) ? "NaN"
+                                : v > 0  ? "Inf"
+                                         : "-Inf");
+        }
+    return MTL_OK;
+}
+
+static int check_labels(const float *x, int64_t n, int T, char *const *names, int64_t row0,
+                        const char *path, mtl_error *err) {
+    for (int64_t i = 0; i < n; i++)
+        for (int t = 0; t < T; t++) {
+            float v = x[i * T + t];
+            if (isinf(v))
+                return mtl_fail(err, path,
+                                "/labels: row %lld, column %d (%s): value %s (labels must be "
+                                "finite, or NaN for a missing label)",
+                                (long long)(row0 + i), t, names ? names[t] : "?",
+                                v > 0 ? "Inf" : "-Inf");
+        }
+    return MTL_OK;
+}
+
+static int check_weights(const float *w, int64_t n, int64_t row0, const char *path,
+                         mtl_error *err) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = w[i];
+        if (!isfinite(v))
+            return mtl_fail(err, path, "/weights: row %lld: value %s is not finite",
+                            (long long)(row0 + i),
+                            isnan(v) ? "NaN"
+                            : v > 0  ? "Inf"
+                                     : "-Inf");
+        if (v < 0)
+            return mtl_fail(err, path, "/weights: row %lld: value %g is negative",
+                            (long long)(row0 + i), (double)v);
+    }
+    return MTL_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* reader */
+
+void mtl_dataset_free(mtl_dataset *ds) {
+    if (!ds) return;
+    free(ds->path);
+    free(ds->sparse);
+    free(ds->dense);
+    free(ds->labels);
+    free(ds->weights);
+    free(ds->vocab_sizes);
+    free_strs(ds->sparse_names, ds->S);
+    free_strs(ds->dense_names, ds->D);
+    free_strs(ds->task_names, ds->T);
+    memset(ds, 0, sizeof *ds);
+}
+
+static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int with_rows,
+                     mtl_error *err) {
+    memset(ds, 0, sizeof *ds);
+    if (world < 1 || rank < 0 || rank >= world)
+        return mtl_fail(err, path, "bad shard: rank %d of world %d", rank, world);
+    hid_t file, d_sp = H5I_INVALID_HID, d_de = H5I_INVALID_HID, d_la = H5I_INVALID_HID,
+                d_we = H5I_INVALID_HID;
+    if (open_h5(&file, path, err) != MTL_OK) return MTL_ERR;
+    int rc = MTL_ERR;
+    hsize_t dsp[2], dde[2], dla[2], dwe[2];
+    if (open_checked(file, "labels", 1, 2, WANT_FLOAT32, &d_la, dla, path, err) ||
+        open_checked(file, "sparse", 0, 2, WANT_INT32, &d_sp, dsp, path, err) ||
+        open_checked(file, "dense", 0, 2, WANT_FLOAT32, &d_de, dde, path, err) ||
+        open_checked(file, "weights", 0, 1, WANT_FLOAT32, &d_we, dwe, path, err))
+        goto done;
+    hsize_t N = dla[0];
+    /* /labels defines N; every other dataset must agree row for row. */
+    struct {
+        hid_t d;
+        const char *name;
+        hsize_t rows;
+    } others[3] = {{d_sp, "sparse", dsp[0]}, {d_de, "dense", dde[0]}, {d_we, "weights", dwe[0]}};
+    for (int k = 0; k < 3; k++)
+        if (others[k].d >= 0 && others[k].rows != N) {
+            mtl_fail(err, path, "/labels has %llu rows but /%s has %llu", (unsigned long long)N,
+                     others[k].name, (unsigned long long)others[k].rows);
+            goto done;
+        }
+    if (N == 0) {
+        mtl_fail(err, path, "no rows");
+        goto done;
+    }
+    if (dla[1] == 0) {
+        mtl_fail(err, path, "/labels: has 0 columns (need at least one task)");
+        goto done;
+    }
+    ds->n_total = (int64_t)N;
+    ds->S = d_sp >= 0 ? (int)dsp[1] : 0;
+    ds->D = d_de >= 0 ? (int)dde[1] : 0;
+    ds->T = (int)dla[1];
+    ds->path = dup_str(path, err);
+    if (!ds->path) goto done;
+    if (d_sp >= 0 && (read_names(d_sp, "sparse", ds->S, &ds->sparse_names, path, err) ||
+                      read_vocab_sizes(d_sp, ds->S, ds->sparse_names, &ds->vocab_sizes, path, err)))
+        goto done;
+    if (d_de >= 0 && read_names(d_de, "dense", ds->D, &ds->dense_names, path, err)) goto done;
+    if (read_names(d_la, "labels", ds->T, &ds->task_names, path, err)) goto done;
+    if (!with_rows) {
+        rc = MTL_OK;
+        goto done;
+    }
+
+    int64_t begin, count;
+    mtl_shard_range(ds->n_total, rank, world, &begin, &count);
+    ds->row_begin = begin;
+    ds->n_rows = count;
+    size_t n = (size_t)count;
+    ds->sparse = mtl_alloc(n * (size_t)ds->S, sizeof(int32_t), "sparse rows", err);
+    ds->dense = mtl_alloc(n * (size_t)ds->D, sizeof(float), "dense rows", err);
+    ds->labels = mtl_alloc(n * (size_t)ds->T, sizeof(float), "label rows", err);
+    if (!ds->sparse || !ds->dense || !ds->labels) goto done;
+    if (d_we >= 0) {
+        ds->weights = mtl_alloc(n, sizeof(float), "weight rows", err);
+        if (!ds->weights) goto done;
+    }
+    hsize_t b = (hsize_t)begin, c = (hsize_t)count;
+    if (read_rows(d_sp, 2, b, c, (hsize_t)ds->S, H5T_NATIVE_INT32, ds->sparse, "sparse", path,
+                  err) ||
+        read_rows(d_de, 2, b, c, (hsize_t)ds->D, H5T_NATIVE_FLOAT, ds->dense, "dense", path, err) ||
+        read_rows(d_la, 2, b, c, (hsize_t)ds->T, H5T_NATIVE_FLOAT, ds->labels, "labels", path,
+                  err) ||
+        (d_we >= 0 &&
+         read_rows(d_we, 1, b, c, 1, H5T_NATIVE_FLOAT, ds->weights, "weights", path, err)))
+        goto done;
+    if (check_sparse(ds->sparse, count, ds->S, ds->vocab_sizes, ds->sparse_names, begin, path,
+                     err) ||
+        check_dense(ds->dense, count, ds->D, ds->dense_names, begin, path, err) ||
+        check_labels(ds->labels, count, ds->T, ds->task_names, begin, path, err) ||
+        (ds->weights && check_weights(ds->weights, count, begin, path, err)))
+        goto done;
+    rc = MTL_OK;
+done:
+    close_id(&d_we, H5Dclose);
+    close_id(&d_la, H5Dclose);
+    close_id(&d_de, H5Dclose);
+    close_id(&d_sp, H5Dclose);
+    if (H5Fclose(file) < 0 && rc == MTL_OK) rc = mtl_fail(err, path, "cannot close file");
+    if (rc != MTL_OK) mtl_dataset_free(ds);
+    return rc;
+}
+
+int mtl_dataset_load(mtl_dataset *ds, const char *path, int rank, int world, mtl_error *err) {
+    return load_impl(ds, path, rank, world, 1, err);
+}
+
+int mtl_dataset_load_header(mtl_dataset *ds, const char *path, mtl_error *err) {
+    return load_impl(ds, path, 0, 1, 0, err);
+}
+
+/* ------------------------------------------------------------------------- */
+/* /meta
+ *
+ *   /meta                 group, attrs n_sparse int64, n_dense int64
+ *   /meta/vocab/<s>       vlen UTF-8 string [vocab_len[s]], s = 0..n_sparse-1
+ *   /meta/dense_min       float64 [n_dense]
+ *   /meta/dense_max       float64 [n_dense]
+ */
+
+void mtl_meta_free(mtl_meta *meta) {
+    if (!meta) return;
+    if (meta->vocab)
+        for (int s = 0; s < meta->S; s++) free_strs(meta->vocab[s], meta->vocab_len[s]);
+    free(meta->vocab);
+    free(meta->vocab_len);
+    free(meta->dense_min);
+    free(meta->dense_max);
+    memset(meta, 0, sizeof *meta);
+}
+
+static int read_scalar_i64(hid_t obj, const char *name, int64_t *v, const char *path,
+                           mtl_error *err) {
+    htri_t ex = H5Aexists(obj, name);
+    if (ex <= 0) return mtl_fail(err, path, "/meta: attribute %s missing", name);
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return mtl_fail(err, path, "/meta: cannot open attribute %s", name);
+    herr_t r = H5Aread(a, H5T_NATIVE_INT64, v);
+    H5Aclose(a);
+    if (r < 0) return mtl_fail(err, path, "/meta: cannot read attribute %s", name);
+    return MTL_OK;
+}
+
+static int read_f64_vec(hid_t g, const char *name, int64_t n, double *out, const char *path,
+                        mtl_error *err) {
+    htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
+    if (ex <= 0) return mtl_fail(err, path, "/meta/%s missing", name);
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    if (d < 0) return mtl_fail(err, path, "/meta/%s: is not a dataset", name);
+    int rc = MTL_ERR;
+    hid_t sp = H5Dget_space(d);
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (np != n) {
+        mtl_fail(err, path, "/meta/%s: has %lld values, expected %lld (n_dense)", name,
+                 (long long)np, (long long)n);
+    } else if (n > 0 && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+        mtl_fail(err, path, "/meta/%s: cannot read", name);
+    } else {
+        rc = MTL_OK;
+    }
+    close_id(&sp, H5Sclose);
+    H5Dclose(d);
+    return rc;
+}
+
+int mtl_meta_load(mtl_meta *meta, const char *path, mtl_error *err) {
+    memset(meta, 0, sizeof *meta);
+    hid_t file;
+    if (open_h5(&file, path, err) != MTL_OK) return MTL_ERR;
+    int rc = MTL_ERR;
+    hid_t g = H5I_INVALID_HID, gv = H5I_INVALID_HID;
+    htri_t ex = H5Lexists(file, "meta", H5P_DEFAULT);
+    if (ex < 0) {
+        mtl_fail(err, path, "/meta: cannot look up");
+        goto done;
+    }
+    if (!ex) { /* no fitted encoding stored: an empty meta, not an error */
+        rc = MTL_OK;
+        goto done;
+    }
+    g = H5Gopen2(file, "meta", H5P_DEFAULT);
+    if (g < 0) {
+        mtl_fail(err, path, "/meta: is not a group");
+        goto done;
+    }
+    int64_t S, D;
+    if (read_scalar_i64(g, "n_sparse", &S, path, err) ||
+        read_scalar_i64(g, "n_dense", &D, path, err))
+        goto done;
+    if (S < 0 || S > INT_MAX || D < 0 || D > INT_MAX) {
+        mtl_fail(err, path, "/meta: bad n_sparse %lld / n_dense %lld", (long long)S, (long long)D);
+        goto done;
+    }
+    meta->vocab_len = mtl_alloc((size_t)S, sizeof(int64_t), "meta vocab_len", err);
+    meta->vocab = mtl_alloc((size_t)S, sizeof(char **), "meta vocab", err);
+    meta->dense_min = mtl_alloc((size_t)D, sizeof(double), "meta dense_min", err);
+    meta->dense_max = mtl_alloc((size_t)D, sizeof(double), "meta dense_max", err);
+    if (!meta->vocab_len || !meta->vocab || !meta->dense_min || !meta->dense_max) goto done;
+    meta->S = (int)S;
+    meta->D = (int)D;
+    if (S > 0) {
+        if (H5Lexists(g, "vocab", H5P_DEFAULT) <= 0 ||
+            (gv = H5Gopen2(g, "vocab", H5P_DEFAULT)) < 0) {
+            mtl_fail(err, path, "/meta/vocab missing");
+            goto done;
+        }
+        for (int s = 0; s < meta->S; s++) {
+            char name[32], what[64];
+            snprintf(name, sizeof name, "%d", s);
+            snprintf(what, sizeof what, "/meta/vocab/%d", s);
+            if (H5Lexists(gv, name, H5P_DEFAULT) <= 0) {
+                mtl_fail(err, path, "%s missing", what);
+                goto done;
+            }
+            hid_t d = H5Dopen2(gv, name, H5P_DEFAULT);
+            if (d < 0) {
+                mtl_fail(err, path, "%s: is not a dataset", what);
+                goto done;
+            }
+            int r = read_strings(d, 0, &meta->vocab[s], &meta->vocab_len[s], path, what, err);
+            H5Dclose(d);
+            if (r != MTL_OK) goto done;
+        }
+    }
+    if (read_f64_vec(g, "dense_min", D, meta->dense_min, path, err) ||
+        read_f64_vec(g, "dense_max", D, meta->dense_max, path, err))
+        goto done;
+    rc = MTL_OK;
+done:
+    close_id(&gv, H5Gclose);
+    close_id(&g, H5Gclose);
+    if (H5Fclose(file) < 0 && rc == MTL_OK) rc = mtl_fail(err, path, "cannot close file");
+    if (rc != MTL_OK) mtl_meta_free(meta);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/* writer */
+
+struct mtl_writer {
+    char *path, *tmp_path;
+    hid_t file;
+    hid_t d_sparse, d_dense, d_labels, d_weights; /* d_weights invalid when none */
+    int S, D, T;
+    int64_t n; /* rows written so far */
+    int64_t *vocab_sizes;
+    char **sparse_names, **dense_names, **task_names; /* for error messages */
+};
+
+/* A vlen UTF-8 string type, what h5py reads back as str. */
+static hid_t vlen_utf8(void) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0) return t;
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+/* A 1-D dataspace of n elements (n may be 0: h5py reads that back as an
+ * empty array, where an H5S_NULL space would come back as h5py.Empty). */
+static hid_t space_1d(hsize_t n) {
+    return H5Screate_simple(1, &n, NULL);
+}
+
+static int write_str_attr(hid_t obj, const char *name, const char *const *strs, int n,
+                          const char *path, mtl_error *err) {
+    int rc = MTL_ERR;
+    hid_t t = vlen_utf8(), sp = space_1d((hsize_t)n), a = H5I_INVALID_HID;
+    const char **tmp = mtl_alloc((size_t)n, sizeof(char *), "names", err);
+    if (!tmp) goto done;
+    for (int i = 0; i < n; i++) tmp[i] = strs[i] ? strs[i] : "";
+    if (t < 0 || sp < 0 || (a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        (n > 0 && H5Awrite(a, t, tmp) < 0)) {
+        mtl_fail(err, path, "cannot write attribute %s", name);
+        goto done;
+    }
+    rc = MTL_OK;
+done:
+    free(tmp);
+    close_id(&a, H5Aclose);
+    close_id(&sp, H5Sclose);
+    close_id(&t, H5Tclose);
+    return rc;
+}
+
+static int write_i64_attr(hid_t obj, const char *name, const int64_t *v, int n, int scalar,
+                          const char *path, mtl_error *err) {
+    hid_t sp = scalar ? H5Screate(H5S_SCALAR) : space_1d((hsize_t)n);
+    hid_t a = sp >= 0 ? H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT)
+                      : H5I_INVALID_HID;
+    int ok = a >= 0 && ((!scalar && n == 0) || H5Awrite(a, H5T_NATIVE_INT64, v) >= 0);
+    close_id(&a, H5Aclose);
+    close_id(&sp, H5Sclose);
+    return ok ? MTL_OK : mtl_fail(err, path, "cannot write attribute %s", name);
+}
+
+/* An empty, extendable dataset [0, cols] (rank 2) or [0] (rank 1), chunked by
+ * rows. Chunks are kept <= ~1 MiB so a chunk being filled by successive
+ * appends stays in HDF5's default chunk cache. */
+static hid_t create_rows_dataset(hid_t file, const char *name, hid_t type, int rank, int cols) {
+    hsize_t dims[2] = {0, (hsize_t)cols};
+    /* A zero-width fixed dimension cannot be chunked; make it unlimited. */
+    hsize_t maxdims[2] = {H5S_UNLIMITED, cols > 0 ? (hsize_t)cols : H5S_UNLIMITED};
+    hsize_t width = cols > 0 ? (hsize_t)cols : 1;
+    hsize_t rows = 8192;
+    while (rows > 64 && rows * width * 4 > (1u << 20)) rows /= 2;
+    hsize_t chunk[2] = {rows, width};
+    hid_t sp = H5Screate_simple(rank, dims, maxdims);
+    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t d = H5I_INVALID_HID;
+    if (sp >= 0 && pl >= 0 && H5Pset_chunk(pl, rank, chunk) >= 0)
+        d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    close_id(&pl, H5Pclose);
+    close_id(&sp, H5Sclose);
+    return d;
+}
+
+static void writer_free(mtl_writer *w) {
+    free(w->path);
+    free(w->tmp_path);
+    free(w->vocab_sizes);
+    free_strs(w->sparse_names, w->S);
+    free_strs(w->dense_names, w->D);
+    free_strs(w->task_names, w->T);
+    free(w);
+}
+
+static void writer_close_handles(mtl_writer *w) {
+    close_id(&w->d_sparse, H5Dclose);
+    close_id(&w->d_dense, H5Dclose);
+    close_id(&w->d_labels, H5Dclose);
+    close_id(&w->d_weights, H5Dclose);
+    close_id(&w->file, H5Fclose);
+}
+
+void mtl_writer_abort(mtl_writer *w) {
+    if (!w) return;
+    writer_close_handles(w);
+    if (w->tmp_path) unlink(w->tmp_path);
+    writer_free(w);
+}
+
+static int copy_names(char ***dst, const char *const *src, int n, mtl_error *err) {
+    *dst = NULL;
+    if (n == 0) return MTL_OK;
+    *dst = mtl_alloc((size_t)n, sizeof(char *), "names", err);
+    if (!*dst) return MTL_ERR;
+    for (int i = 0; i < n; i++)
+        if (!((*dst)[i] = dup_str(src ? src[i] : NULL, err))) return MTL_ERR;
+    return MTL_OK;
+}
+
+int mtl_writer_open(mtl_writer **out, const char *path, int S, const char *const *sparse_names,
+                    const int64_t *vocab_sizes, int D, const char *const *dense_names, int T,
+                    const char *const *task_names, int with_weights, mtl_error *err) {
+    *out = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (S < 0 || D < 0 || T < 1)
+        return mtl_fail(err, path, "writer: bad shape S=%d D=%d T=%d (need S, D >= 0, T >= 1)", S,
+                        D, T);
+    if (S > 0 && !vocab_sizes) return mtl_fail(err, path, "writer: vocab_sizes is NULL");
+    for (int s = 0; s < S; s++)
+        if (vocab_sizes[s] <= 0)
+            return mtl_fail(err, path, "writer: vocab_sizes[%d] is %lld, must be > 0", s,
+                            (long long)vocab_sizes[s]);
+    mtl_writer *w = mtl_alloc(1, sizeof *w, "writer", err);
+    if (!w) return MTL_ERR;
+    w->file = w->d_sparse = w->d_dense = w->d_labels = w->d_weights = H5I_INVALID_HID;
+    w->S = S;
+    w->D = D;
+    w->T = T;
+    size_t plen = strlen(path);
+    w->path = dup_str(path, err);
+    w->tmp_path = mtl_alloc(plen + 5, 1, "tmp path", err);
+    w->vocab_sizes = mtl_alloc((size_t)S, sizeof(int64_t), "vocab_sizes", err);
+    if (!w->path || !w->tmp_path || !w->vocab_sizes) goto fail_nofile;
+    snprintf(w->tmp_path, plen + 5, "%s.tmp", path);
+    if (S > 0) memcpy(w->vocab_sizes, vocab_sizes, (size_t)S * sizeof(int64_t));
+    if (copy_names(&w->sparse_names, sparse_names, S, err) ||
+        copy_names(&w->dense_names, dense_names, D, err) ||
+        copy_names(&w->task_names, task_names, T, err))
+        goto fail_nofile;
+
+    /* Object headers of HDF5 >= 1.8 so that big names attributes go to dense
+     * attribute storage instead of hitting the 64 KiB object-header limit. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
+        close_id(&fapl, H5Pclose);
+        mtl_fail(err, path, "writer: cannot set up file access properties");
+        goto fail_nofile;
+    }
+    w->file = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (w->file < 0) {
+        mtl_fail(err, w->tmp_path,
+                 "cannot create HDF5 file (does the directory exist and is it writable?)");
+        goto fail_nofile;
+    }
+    w->d_sparse = create_rows_dataset(w->file, "sparse", H5T_STD_I32LE, 2, S);
+    w->d_dense = create_rows_dataset(w->file, "dense", H5T_IEEE_F32LE, 2, D);
+    w->d_labels = create_rows_dataset(w->file, "labels", H5T_IEEE_F32LE, 2, T);
+    if (with_weights) w->d_weights = create_rows_dataset(w->file, "weights", H5T_IEEE_F32LE, 1, 1);
+    if (w->d_sparse < 0 || w->d_dense < 0 || w->d_labels < 0 ||
+        (with_weights && w->d_weights < 0)) {
+        mtl_fail(err, w->tmp_path, "cannot create datasets");
+        goto fail;
+    }
+    if (write_str_attr(w->d_sparse, "names", (const char *const *)w->sparse_names, S, w->tmp_path,
+                       err) ||
+        write_i64_attr(w->d_sparse, "vocab_sizes", w->vocab_sizes, S, 0, w->tmp_path, err) ||
+        write_str_attr(w->d_dense, "names", (const char *const *)w->dense_names, D, w->tmp_path,
+                       err) ||
+        write_str_attr(w->d_labels, "names", (const char *const *)w->task_names, T, w->tmp_path,
+                       err))
+        goto fail;
+    *out = w;
+    return MTL_OK;
+fail:
+    mtl_writer_abort(w);
+    return MTL_ERR;
+fail_nofile:
+    writer_free(w);
+    return MTL_ERR;
+}
+
+/* Append n rows x cols of buf after the first `row0` rows of d. */
+static int append_rows(hid_t d, int rank, hsize_t row0, hsize_t n, hsize_t cols, hid_t memtype,
+                       const void *buf, const char *name, const char *path, mtl_error *err) {
+    hsize_t newdims[2] = {row0 + n, cols};
+    if (H5Dset_extent(d, newdims) < 0)
+        return mtl_fail(err, path, "/%s: cannot extend to %llu rows", name,
+                        (unsigned long long)(row0 + n));
+    if (rank == 2 && cols == 0) return MTL_OK;
+    int rc = MTL_ERR;
+    hsize_t start[2] = {row0, 0}, count[2] = {n, cols};
+    hid_t fs = H5Dget_space(d);
+    hid_t ms = H5Screate_simple(rank, count, NULL);
+    if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dwrite(d, memtype, ms, fs, H5P_DEFAULT, buf) < 0)
+        mtl_fail(err, path, "/%s: cannot write rows %llu..%llu (disk full?)", name,
+                 (unsigned long long)row0, (unsigned long long)(row0 + n - 1));
+    else
+        rc = MTL_OK;
+    close_id(&ms, H5Sclose);
+    close_id(&fs, H5Sclose);
+    return rc;
+}
+
+int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense, const float *labels,
+                      const float *weights, int64_t n, mtl_error *err) {
+    if (n < 0) return mtl_fail(err, w->path, "writer: negative row count %lld", (long long)n);
+    if (n == 0) return MTL_OK;
+    if ((w->S > 0 && !sparse) || (w->D > 0 && !dense) || !labels || (w->d_weights >= 0 && !weights))
+        return mtl_fail(err, w->path, "writer: missing input array for append");
+    /* Validate with the reader's rules, so a file we write always loads. */
+    if (check_sparse(sparse, n, w->S, w->vocab_sizes, w->sparse_names, w->n, w->path, err) ||
+        check_dense(dense, n, w->D, w->dense_names, w->n, w->path, err) ||
+        check_labels(labels, n, w->T, w->task_names, w->n, w->path, err) ||
+        (w->d_weights >= 0 && check_weights(weights, n, w->n, w->path, err)))
+        return MTL_ERR;
+    hsize_t r0 = (hsize_t)w->n, k = (hsize_t)n;
+    if (append_rows(w->d_sparse, 2, r0, k, (hsize_t)w->S, H5T_NATIVE_INT32, sparse, "sparse",
+                    w->tmp_path, err) ||
+        append_rows(w->d_dense, 2, r0, k, (hsize_t)w->D, H5T_NATIVE_FLOAT, dense, "dense",
+                    w->tmp_path, err) ||
+        append_rows(w->d_labels, 2, r0, k, (hsize_t)w->T, H5T_NATIVE_FLOAT, labels, "labels",
+                    w->tmp_path, err) ||
+        (w->d_weights >= 0 && append_rows(w->d_weights, 1, r0, k, 1, H5T_NATIVE_FLOAT, weights,
+                                          "weights", w->tmp_path, err)))
+        return MTL_ERR;
+    w->n += n;
+    return MTL_OK;
+}
+
+static int write_meta(hid_t file, const mtl_meta *m, const char *path, mtl_error *err) {
+    if (m->S < 0 || m->D < 0 || (m->S > 0 && (!m->vocab || !m->vocab_len)) ||
+        (m->D > 0 && (!m->dense_min || !m->dense_max)))
+        return mtl_fail(err, path, "/meta: inconsistent meta (S=%d D=%d)", m->S, m->D);
+    int rc = MTL_ERR;
+    hid_t g = H5Gcreate2(file, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t gv =
+        g >= 0 ? H5Gcreate2(g, "vocab", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : H5I_INVALID_HID;
+    hid_t t = vlen_utf8();
+    const char **tmp = NULL;
+    if (g < 0 || gv < 0 || t < 0) {
+        mtl_fail(err, path, "/meta: cannot create group");
+        goto done;
+    }
+    int64_t S = m->S, D = m->D;
+    if (write_i64_attr(g, "n_sparse", &S, 1, 1, path, err) ||
+        write_i64_attr(g, "n_dense", &D, 1, 1, path, err))
+        goto done;
+    for (int s = 0; s < m->S; s++) {
+        int64_t n = m->vocab_len[s];
+        char name[32];
+        snprintf(name, sizeof name, "%d", s);
+        free(tmp);
+        tmp = mtl_alloc((size_t)n, sizeof(char *), "meta vocab", err);
+        if (!tmp) goto done;
+        for (int64_t i = 0; i < n; i++) tmp[i] = m->vocab[s][i] ? m->vocab[s][i] : "";
+        hid_t sp = space_1d((hsize_t)n);
+        hid_t d = sp >= 0 ? H5Dcreate2(gv, name, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+                          : H5I_INVALID_HID;
+        int ok = d >= 0 && (n == 0 || H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp) >= 0);
+        close_id(&d, H5Dclose);
+        close_id(&sp, H5Sclose);
+        if (!ok) {
+            mtl_fail(err, path, "/meta/vocab/%d: cannot write", s);
+            goto done;
+        }
+    }
+    const char *vec_names[2] = {"dense_min", "dense_max"};
+    const double *vecs[2] = {m->dense_min, m->dense_max};
+    for (int k = 0; k < 2; k++) {
+        hid_t sp = space_1d((hsize_t)D);
+        hid_t d = sp >= 0 ? H5Dcreate2(g, vec_names[k], H5T_IEEE_F64LE, sp, H5P_DEFAULT,
+                                       H5P_DEFAULT, H5P_DEFAULT)
+                          : H5I_INVALID_HID;
+        int ok = d >= 0 && (D == 0 || H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                               vecs[k]) >= 0);
+        close_id(&d, H5Dclose);
+        close_id(&sp, H5Sclose);
+        if (!ok) {
+            mtl_fail(err, path, "/meta/%s: cannot write", vec_names[k]);
+            goto done;
+        }
+    }
+    rc = MTL_OK;
+done:
+    free(tmp);
+    close_id(&t, H5Tclose);
+    close_id(&gv, H5Gclose);
+    close_id(&g, H5Gclose);
+    return rc;
+}
+
+int mtl_writer_close(mtl_writer *w, const mtl_meta *meta, mtl_error *err) {
+    if (!w) return mtl_fail(err, NULL, "mtl_writer_close: NULL writer");
+    if (meta && write_meta(w->file, meta, w->tmp_path, err) != MTL_OK) {
+        mtl_writer_abort(w);
+        return MTL_ERR;
+    }
+    /* Close every object before the file so H5Fclose really flushes and
+     * closes it (and reports a failed flush, e.g. a full disk). */
+    close_id(&w->d_sparse, H5Dclose);
+    close_id(&w->d_dense, H5Dclose);
+    close_id(&w->d_labels, H5Dclose);
+    close_id(&w->d_weights, H5Dclose);
+    herr_t r = H5Fclose(w->file);
+    w->file = H5I_INVALID_HID;
+    if (r < 0) {
+        mtl_fail(err, w->tmp_path, "cannot close HDF5 file (disk full?)");
+        mtl_writer_abort(w);
+        return MTL_ERR;
+    }
+    if (rename(w->tmp_path, w->path) != 0) {
+        mtl_fail(err, w->path, "cannot rename %s into place: %s", w->tmp_path, strerror(errno));
+        mtl_writer_abort(w);
+        return MTL_ERR;
+    }
+    writer_free(w);
+    return MTL_OK;
+}
+
+int mtl_dataset_save(const mtl_dataset *ds, const char *path, const mtl_meta *meta,
+                     mtl_error *err) {
+    mtl_writer *w;
+    if (mtl_writer_open(&w, path, ds->S, (const char *const *)ds->sparse_names, ds->vocab_sizes,
+                        ds->D, (const char *const *)ds->dense_names, ds->T,
+                        (const char *const *)ds->task_names, ds->weights != NULL, err) != MTL_OK)
+        return MTL_ERR;
+    if (mtl_writer_append(w, ds->sparse, ds->dense, ds->labels, ds->weights, ds->n_rows, err) !=
+        MTL_OK) {
+        mtl_writer_abort(w);
+        return MTL_ERR;
+    }
+    return mtl_writer_close(w, meta, err);
+}
+
+/* ------------------------------------------------------------------------- */
+/* mini-batches */
+
+int mtl_batch_alloc(mtl_batch *b, int capacity, int S, int D, int T, mtl_error *err) {
+    memset(b, 0, sizeof *b);
+    if (capacity < 1 || S < 0 || D < 0 || T < 0)
+        return mtl_fail(err, NULL, "mtl_batch_alloc: bad shape capacity=%d S=%d D=%d T=%d",
+                        capacity, S, D, T);
+    size_t c = (size_t)capacity;
+    b->sparse = mtl_alloc(c * (size_t)S, sizeof(int32_t), "batch sparse", err);
+    b->dense = mtl_alloc(c * (size_t)D, sizeof(float), "batch dense", err);
+    b->labels = mtl_alloc(c * (size_t)T, sizeof(float), "batch labels", err);
+    b->weights = mtl_alloc(c, sizeof(float), "batch weights", err);
+    if (!b->sparse || !b->dense || !b->labels || !b->weights) {
+        mtl_batch_free(b);
+        return MTL_ERR;
+    }
+    b->capacity = capacity;
+    b->S = S;
+    b->D = D;
+    b->T = T;
+    return MTL_OK;
+}
+
+void mtl_batch_free(mtl_batch *b) {
+    if (!b) return;
+    free(b->sparse);
+    free(b->dense);
+    free(b->labels);
+    free(b->weights);
+    memset(b, 0, sizeof *b);
+}
+
+void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, int n) {
+    assert(n >= 0 && n <= b->capacity);
+    assert(b->S == ds->S && b->D == ds->D && b->T == ds->T);
+    size_t S = (size_t)ds->S, D = (size_t)ds->D, T = (size_t)ds->T;
+    for (int i = 0; i < n; i++) {
+        int64_t r = rows[i];
+        assert(r >= 0 && r < ds->n_rows);
+        size_t ri = (size_t)r, bi = (size_t)i;
+        if (S) memcpy(b->sparse + bi * S, ds->sparse + ri * S, S * sizeof(int32_t));
+        if (D) memcpy(b->dense + bi * D, ds->dense + ri * D, D * sizeof(float));
+        if (T) memcpy(b->labels + bi * T, ds->labels + ri * T, T * sizeof(float));
+        b->weights[i] = ds->weights ? ds->weights[r] : 1.0f;
+    }
+    b->n = n;
+}
+
+/* ------------------------------------------------------------------------- */
+/* shuffle */
+
+/* splitmix64's finalizer: a bijective 64-bit mixer, so distinct (seed, epoch,
+ * rank) combine into well-spread, distinct-looking generator seeds. */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void mtl_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, int rank) {
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL);
+    h = mix64(h ^ ((uint64_t)epoch + 0x632be59bd9b4e019ULL));
+    h = mix64(h ^ ((uint64_t)(uint32_t)rank + 0x85ebca77c2b2ae63ULL));
+    mtl_rng rng;
+    mtl_rng_seed(&rng, h);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)mtl_rng_below(&rng, (uint64_t)i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}

@@ -1,0 +1,125 @@
+#include "mtl/dist.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static void check(const mtl_dist *d, int rc, const char *what) {
+    if (rc == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING + 128], text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    snprintf(msg, sizeof msg, "%s failed: %s", what, text);
+    mtl_dist_abort(d, 3, msg);
+}
+
+int mtl_dist_init(int *argc, char ***argv, mtl_dist *d) {
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "mtl_dist: MPI_Init failed\n");
+        return -1;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+    return 0;
+}
+
+void mtl_dist_finalize(void) {
+    MPI_Finalize();
+}
+
+void mtl_dist_abort(const mtl_dist *d, int code, const char *msg) {
+    if (d->world > 1)
+        fprintf(stderr, "mtl_dist: rank %d: %s\n", d->rank, msg);
+    else
+        fprintf(stderr, "mtl_dist: %s\n", msg);
+    fflush(stderr);
+    if (d->world > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    MPI_Finalize();
+    exit(code);
+}
+
+double mtl_dist_time(void) {
+    return MPI_Wtime();
+}
+
+void mtl_dist_sum_floats(const mtl_dist *d, float *buf, size_t n) {
+    if (d->world == 1) return;
+    check(d, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+          "MPI_Allreduce of gradients");
+}
+
+void mtl_dist_sum_doubles(const mtl_dist *d, double *buf, size_t n) {
+    if (d->world == 1) return;
+    check(d, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+          "MPI_Allreduce");
+}
+
+void mtl_dist_sum_doubles_start(const mtl_dist *d, double *buf, size_t n, mtl_dist_pending *p) {
+    _Static_assert(sizeof(MPI_Request) <= sizeof p->request, "MPI_Request does not fit");
+    p->active = 0;
+    if (d->world == 1) return;
+    check(d,
+          MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD,
+                         (MPI_Request *)(void *)p->request),
+          "MPI_Iallreduce");
+    p->active = 1;
+}
+
+void mtl_dist_wait(const mtl_dist *d, mtl_dist_pending *p) {
+    if (!p->active) return;
+    check(d, MPI_Wait((MPI_Request *)(void *)p->request, MPI_STATUS_IGNORE), "MPI_Wait");
+    p->active = 0;
+}
+
+int mtl_dist_max_int(const mtl_dist *d, int v) {
+    if (d->world == 1) return v;
+    check(d, MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD),
+          "MPI_Allreduce");
+    return v;
+}
+
+void mtl_dist_bcast_floats(const mtl_dist *d, float *buf, size_t n, int root) {
+    if (d->world == 1) return;
+    check(d, MPI_Bcast(buf, (int)n, MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+void mtl_dist_bcast_bytes(const mtl_dist *d, void *buf, size_t n, int root) {
+    if (d->world == 1) return;
+    check(d, MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, float *recv,
+                            int64_t recv_capacity) {
+    if (d->world == 1) {
+        for (int64_t i = 0; i < n && i < recv_capacity; i++) recv[i] = send[i];
+        return;
+    }
+    int count = (int)n;
+    int *counts = NULL, *displs = NULL;
+    if (d->rank == 0) {
+        counts = malloc((size_t)d->world * sizeof *counts);
+        displs = malloc((size_t)d->world * sizeof *displs);
+        if (!counts || !displs) mtl_dist_abort(d, 3, "out of memory gathering predictions");
+    }
+    check(d, MPI_Gather(&count, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Gather");
+    if (d->rank == 0) {
+        int64_t off = 0;
+        for (int r = 0; r < d->world; r++) {
+            displs[r] = (int)off;
+            off += counts[r];
+        }
+        if (off > recv_capacity) mtl_dist_abort(d, 3, "gathered more predictions than expected");
+    }
+    check(d,
+          MPI_Gatherv(send, count, MPI_FLOAT, recv, counts, displs, MPI_FLOAT, 0, MPI_COMM_WORLD),
+          "MPI_Gatherv");
+    free(counts);
+    free(displs);
+}
+
+void mtl_dist_barrier(const mtl_dist *d) {
+    if (d->world == 1) return;
+    check(d, MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+}

@@ -1,0 +1,497 @@
+/* Layers: forward/backward pairs on a mini-batch. See include/mtl/layers.h for
+ * the conventions (row-major float32, leading dimensions, backward +=).
+ *
+ * Dense layers go through cblas_sgemm; everything else is written as plain
+ * loops with the innermost loop over contiguous columns and restrict-qualified
+ * pointers so GCC vectorizes them at -O3 without -ffast-math. Where a float
+ * reduction would block vectorization (dot products), we keep 8 independent
+ * partial sums that GCC maps onto one vector register. */
+#include "mtl/layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* random numbers                                                           */
+
+static inline uint64_t rotl64(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
+
+/* splitmix64 spreads any seed (0, 1, 2, ...) over the whole 256-bit state, so
+ * nearby seeds give unrelated streams and the state is never all zero. */
+void mtl_rng_seed(mtl_rng *rng, uint64_t seed) {
+    uint64_t z = seed;
+    for (int i = 0; i < 4; i++) {
+        z += 0x9e3779b97f4a7c15ULL;
+        uint64_t t = z;
+        t = (t ^ (t >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        t = (t ^ (t >> 27)) * 0x94d049bb133111ebULL;
+        rng->s[i] = t ^ (t >> 31);
+    }
+}
+
+uint64_t mtl_rng_next(mtl_rng *rng) {
+    uint64_t *s = rng->s;
+    uint64_t result = rotl64(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+/* top bits: the low bits of xoshiro256** are fine, but the top ones are the
+ * conventional choice and 24 bits is all a float mantissa holds, which also
+ * guarantees the result is < 1 (no rounding up to 1.0f). */
+float mtl_rng_uniform(mtl_rng *rng) {
+    return (float)(mtl_rng_next(rng) >> 40) * 0x1.0p-24f;
+}
+
+double mtl_rng_uniform_double(mtl_rng *rng) {
+    return (double)(mtl_rng_next(rng) >> 11) * 0x1.0p-53;
+}
+
+double mtl_rng_normal(mtl_rng *rng) {
+    /* 1 - u is in (0, 1], so the log is finite */
+    double u1 = 1.0 - mtl_rng_uniform_double(rng);
+    double u2 = mtl_rng_uniform_double(rng);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586476925 * u2);
+}
+
+/* Rejection sampling: drop the 2^64 mod n smallest draws so that every residue
+ * appears equally often among the accepted ones. At most half the draws are
+ * rejected in the worst case (n just above 2^63), usually none. n == 0 has no
+ * valid answer; we return 0 rather than loop forever. */
+uint64_t mtl_rng_below(mtl_rng *rng, uint64_t n) {
+    if (n == 0) return 0;
+    uint64_t threshold = (0 - n) % n; /* == 2^64 mod n */
+    for (;;) {
+        uint64_t r = mtl_rng_next(rng);
+        if (r >= threshold) return r % n;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* dense                                                                    */
+
+void mtl_dense_forward(float *out, int out_ld, const float *in, int in_ld, const float *w,
+                       const float *b, int B, int in_dim, int out_dim) {
+    if (B <= 0 || out_dim <= 0) return;
+    float beta = 0.0f;
+    if (b) {
+        /* pre-fill with the bias and let sgemm accumulate on top (beta=1):
+         * one pass over out instead of a second bias pass after the product */
+        for (int i = 0; i < B; i++) memcpy(out + (size_t)i * out_ld, b, sizeof(float) * out_dim);
+        beta = 1.0f;
+    }
+    if (in_dim <= 0) {
+        if (!b)
+            for (int i = 0; i < B; i++)
+                memset(out + (size_t)i * out_ld, 0, sizeof(float) * out_dim);
+        return;
+    }
+    /* out[B x out] = in[B x in] * w^T, w is [out x in] with row stride in_dim */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_dim, in_dim, 1.0f, in, in_ld, w,
+                in_dim, beta, out, out_ld);
+}
+
+void mtl_dense_backward(float *din, int din_ld, float *dw, float *db, const float *dout,
+                        int dout_ld, const float *in, int in_ld, const float *w, int B, int in_dim,
+                        int out_dim) {
+    if (B <= 0 || out_dim <= 0) return;
+    if (in_dim > 0) {
+        /* dw[out x in] += dout^T[out x B] * in[B x in] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, B, 1.0f, dout,
+                    dout_ld, in, in_ld, 1.0f, dw, in_dim);
+        /* din[B x in] += dout[B x out] * w[out x in] */
+        if (din)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in_dim, out_dim, 1.0f, dout,
+                        dout_ld, w, in_dim, 1.0f, din, din_ld);
+    }
+    if (db) {
+        /* row-wise accumulation keeps the inner loop contiguous */
+        float *restrict dbr = db;
+        for (int i = 0; i < B; i++) {
+            const float *restrict d = dout + (size_t)i * dout_ld;
+            for (int j = 0; j < out_dim; j++) dbr[j] += d[j];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* activations                                                              */
+
+void mtl_relu_forward(float *x, int x_ld, int B, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict r = x + (size_t)i * x_ld;
+        /* written as "< 0 -> 0" rather than "> 0 ? x : 0" so a NaN stays NaN
+         * and the trainer's non-finite check still sees it downstream */
+        for (int j = 0; j < D; j++) r[j] = r[j] < 0.0f ? 0.0f : r[j];
+    }
+}
+
+void mtl_relu_backward(float *d, int d_ld, const float *y, int y_ld, int B, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict dr = d + (size_t)i * d_ld;
+        const float *restrict yr = y + (size_t)i * y_ld;
+        for (int j = 0; j < D; j++) dr[j] = yr[j] > 0.0f ? dr[j] : 0.0f;
+    }
+}
+
+/* y may alias x: no restrict. 1/(1+exp(-x)) is already stable in float:
+ * exp(-x) overflows to inf for x < -88 and the result is then exactly 0. */
+void mtl_sigmoid_forward(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+/* K is the number of experts (a handful), so these run per row with scalar
+ * loops; y may alias x and dx may alias dy (each element is read before the
+ * same element is written). */
+void mtl_softmax_forward(float *y, int y_ld, const float *x, int x_ld, int B, int K) {
+    if (K <= 0) return;
+    for (int i = 0; i < B; i++) {
+        const float *xr = x + (size_t)i * x_ld;
+        float *yr = y + (size_t)i * y_ld;
+        float m = xr[0];
+        for (int k = 1; k < K; k++) m = xr[k] > m ? xr[k] : m;
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) {
+            float e = expf(xr[k] - m); /* <= 1: no overflow */
+            yr[k] = e;
+            s += e;
+        }
+        float inv = 1.0f / s; /* s >= 1 because the max term is exp(0) */
+        for (int k = 0; k < K; k++) yr[k] *= inv;
+    }
+}
+
+void mtl_softmax_backward(float *dx, int dx_ld, const float *dy, int dy_ld, const float *y,
+                          int y_ld, int B, int K) {
+    for (int i = 0; i < B; i++) {
+        const float *dyr = dy + (size_t)i * dy_ld;
+        const float *yr = y + (size_t)i * y_ld;
+        float *dxr = dx + (size_t)i * dx_ld;
+        float dot = 0.0f;
+        for (int k = 0; k < K; k++) dot += dyr[k] * yr[k];
+        for (int k = 0; k < K; k++) dxr[k] = yr[k] * (dyr[k] - dot);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* mixture of experts                                                       */
+
+/* Dot product with 8 independent partial sums: a single float accumulator is
+ * a serial dependency chain GCC may not reorder (no -ffast-math); 8 lanes let
+ * it use one vector register of accumulators. */
+static inline float dot_f32(const float *restrict a, const float *restrict b, int n) {
+    float acc[8] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
+    float s = 0.0f;
+    for (; j < n; j++) s += a[j] * b[j];
+    return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+void mtl_mixture_forward(float *out, int out_ld, const float *gate, int gate_ld,
+                         const float *const *expert, int expert_ld, int B, int K, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict o = out + (size_t)i * out_ld;
+        const float *g = gate + (size_t)i * gate_ld;
+        if (K <= 0) {
+            memset(o, 0, sizeof(float) * D);
+            continue;
+        }
+        /* first expert initializes the row (no separate zeroing pass) */
+        const float *restrict e0 = expert[0] + (size_t)i * expert_ld;
+        float g0 = g[0];
+        for (int j = 0; j < D; j++) o[j] = g0 * e0[j];
+        for (int k = 1; k < K; k++) {
+            const float *restrict e = expert[k] + (size_t)i * expert_ld;
+            float gk = g[k];
+            for (int j = 0; j < D; j++) o[j] += gk * e[j];
+        }
+    }
+}
+
+void mtl_mixture_backward(float *dgate, int dgate_ld, float *const *dexpert, const float *dout,
+                          int dout_ld, const float *gate, int gate_ld, const float *const *expert,
+                          int expert_ld, int B, int K, int D) {
+    for (int i = 0; i < B; i++) {
+        const float *restrict d = dout + (size_t)i * dout_ld;
+        const float *g = gate + (size_t)i * gate_ld;
+        float *dg = dgate + (size_t)i * dgate_ld;
+        for (int k = 0; k < K; k++) {
+            const float *restrict e = expert[k] + (size_t)i * expert_ld;
+            float *restrict de = dexpert[k] + (size_t)i * expert_ld;
+            dg[k] += dot_f32(d, e, D);
+            float gk = g[k];
+            for (int j = 0; j < D; j++) de[j] += gk * d[j];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* input row: embeddings + dense features                                   */
+
+void mtl_input_forward(float *out, int out_ld, const int32_t *sparse, int sparse_ld,
+                       const float *const *table, const int *dims, int S, const float *dense,
+                       int dense_ld, int D, int B) {
+    for (int i = 0; i < B; i++) {
+        float *o = out + (size_t)i * out_ld;
+        const int32_t *idx = sparse + (size_t)i * sparse_ld;
+        for (int s = 0; s < S; s++) {
+            int dim = dims[s];
+            memcpy(o, table[s] + (size_t)idx[s] * dim, sizeof(float) * dim);
+            o += dim;
+        }
+        if (D > 0) memcpy(o, dense + (size_t)i * dense_ld, sizeof(float) * D);
+    }
+}
+
+/* Sequential over the batch, so repeated indices simply accumulate. */
+void mtl_input_backward(float *const *dtable, const int *dims, int S, const int32_t *sparse,
+                        int sparse_ld, const float *dout, int dout_ld, int B) {
+    for (int i = 0; i < B; i++) {
+        const float *d = dout + (size_t)i * dout_ld;
+        const int32_t *idx = sparse + (size_t)i * sparse_ld;
+        for (int s = 0; s < S; s++) {
+            int dim = dims[s];
+            float *restrict t = dtable[s] + (size_t)idx[s] * dim;
+            const float *restrict ds = d;
+            for (int j = 0; j < dim; j++) t[j] += ds[j];
+            d += dim;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* batch normalization                                                      */
+
+/* Per-column statistics are accumulated row by row (contiguous inner loop)
+ * into small stack buffers, one block of columns at a time: the header
+ * promises no allocation and gives no scratch for the per-column sums. */
+#define BN_BLOCK 256
+
+void mtl_batchnorm_forward_train(float *y, int y_ld, float *xhat, float *invstd,
+                                 float *running_mean, float *running_var, const float *x, int x_ld,
+                                 const float *gamma, const float *beta, int B, int D,
+                                 float momentum, float eps) {
+    if (B <= 0) return;
+    float inv_b = 1.0f / (float)B;
+    /* running_var tracks the unbiased variance (as PyTorch does); with one
+     * row there is no unbiased estimate and we fall back to the biased one */
+    float unbias = B > 1 ? (float)B / (float)(B - 1) : 1.0f;
+    for (int j0 = 0; j0 < D; j0 += BN_BLOCK) {
+        int n = D - j0 < BN_BLOCK ? D - j0 : BN_BLOCK;
+        float mean[BN_BLOCK], var[BN_BLOCK];
+        for (int j = 0; j < n; j++) mean[j] = var[j] = 0.0f;
+        for (int i = 0; i < B; i++) {
+            const float *restrict xr = x + (size_t)i * x_ld + j0;
+            for (int j = 0; j < n; j++) mean[j] += xr[j];
+        }
+        for (int j = 0; j < n; j++) mean[j] *= inv_b;
+        /* two passes (mean, then centered squares) avoid the cancellation of
+         * E[x^2] - E[x]^2; the centered values are parked in xhat */
+        for (int i = 0; i < B; i++) {
+            const float *restrict xr = x + (size_t)i * x_ld + j0;
+            float *restrict xh = xhat + (size_t)i * D + j0;
+            for (int j = 0; j < n; j++) {
+                float c = xr[j] - mean[j];
+                xh[j] = c;
+                var[j] += c * c;
+            }
+        }
+        for (int j = 0; j < n; j++) {
+            float v = var[j] * inv_b; /* biased: what normalization uses */
+            invstd[j0 + j] = 1.0f / sqrtf(v + eps);
+            running_mean[j0 + j] = (1.0f - momentum) * running_mean[j0 + j] + momentum * mean[j];
+            running_var[j0 + j] = (1.0f - momentum) * running_var[j0 + j] + momentum * (v * unbias);
+        }
+        /* y is written only now, after every read of x: y may alias x */
+        const float *restrict inv = invstd + j0;
+        const float *restrict g = gamma + j0;
+        const float *restrict bt = beta + j0;
+        for (int i = 0; i < B; i++) {
+            float *restrict xh = xhat + (size_t)i * D + j0;
+            float *restrict yr = y + (size_t)i * y_ld + j0;
+            for (int j = 0; j < n; j++) {
+                float h = xh[j] * inv[j];
+                xh[j] = h;
+                yr[j] = g[j] * h + bt[j];
+            }
+        }
+    }
+}
+
+void mtl_batchnorm_forward_infer(float *y, int y_ld, const float *x, int x_ld, const float *gamma,
+                                 const float *beta, const float *running_mean,
+                                 const float *running_var, int B, int D, float eps) {
+    /* fold into y = x * scale + shift per column */
+    for (int j0 = 0; j0 < D; j0 += BN_BLOCK) {
+        int n = D - j0 < BN_BLOCK ? D - j0 : BN_BLOCK;
+        float scale[BN_BLOCK], shift[BN_BLOCK];
+        for (int j = 0; j < n; j++) {
+            scale[j] = gamma[j0 + j] / sqrtf(running_var[j0 + j] + eps);
+            shift[j] = beta[j0 + j] - running_mean[j0 + j] * scale[j];
+        }
+        for (int i = 0; i < B; i++) {
+            const float *xr = x + (size_t)i * x_ld + j0;
+            float *yr = y + (size_t)i * y_ld + j0;
+            for (int j = 0; j < n; j++) yr[j] = xr[j] * scale[j] + shift[j];
+        }
+    }
+}
+
+/* With xhat = (x - mean) * invstd and y = gamma * xhat + beta:
+ *   dx = gamma * invstd * (dy - mean_b(dy) - xhat * mean_b(dy * xhat)) */
+void mtl_batchnorm_backward(float *dx, int dx_ld, float *dgamma, float *dbeta, const float *dy,
+                            int dy_ld, const float *xhat, const float *invstd, const float *gamma,
+                            int B, int D) {
+    if (B <= 0) return;
+    float inv_b = 1.0f / (float)B;
+    for (int j0 = 0; j0 < D; j0 += BN_BLOCK) {
+        int n = D - j0 < BN_BLOCK ? D - j0 : BN_BLOCK;
+        float sdy[BN_BLOCK], sdyx[BN_BLOCK], k[BN_BLOCK];
+        for (int j = 0; j < n; j++) sdy[j] = sdyx[j] = 0.0f;
+        for (int i = 0; i < B; i++) {
+            const float *restrict d = dy + (size_t)i * dy_ld + j0;
+            const float *restrict xh = xhat + (size_t)i * D + j0;
+            for (int j = 0; j < n; j++) {
+                sdy[j] += d[j];
+                sdyx[j] += d[j] * xh[j];
+            }
+        }
+        for (int j = 0; j < n; j++) {
+            dgamma[j0 + j] += sdyx[j];
+            dbeta[j0 + j] += sdy[j];
+            k[j] = gamma[j0 + j] * invstd[j0 + j];
+            sdy[j] *= inv_b;
+            sdyx[j] *= inv_b;
+        }
+        for (int i = 0; i < B; i++) {
+            const float *restrict d = dy + (size_t)i * dy_ld + j0;
+            const float *restrict xh = xhat + (size_t)i * D + j0;
+            float *restrict dxr = dx + (size_t)i * dx_ld + j0;
+            for (int j = 0; j < n; j++) dxr[j] += k[j] * (d[j] - sdy[j] - xh[j] * sdyx[j]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* dropout                                                                  */
+
+/* Each 64-bit draw decides two elements (32 bits each, compared against
+ * p * 2^32): half the generator calls of one-draw-per-element, and 32 bits
+ * resolve p far finer than any dropout rate anyone sets. */
+void mtl_dropout_forward(float *x, int x_ld, float *mask, int B, int D, float p, mtl_rng *rng) {
+    size_t n = (size_t)(B > 0 ? B : 0) * (size_t)(D > 0 ? D : 0);
+    if (p <= 0.0f) {
+        for (size_t i = 0; i < n; i++) mask[i] = 1.0f;
+        return; /* x unchanged */
+    }
+    if (p >= 1.0f) {
+        /* 1/(1-p) would be inf and inf*0 NaN: drop everything */
+        memset(mask, 0, sizeof(float) * n);
+    } else {
+        float scale = 1.0f / (1.0f - p);
+        uint32_t threshold = (uint32_t)((double)p * 4294967296.0); /* p < 1: fits */
+        size_t i = 0;
+        for (; i + 2 <= n; i += 2) {
+            uint64_t r = mtl_rng_next(rng);
+            mask[i] = (uint32_t)r >= threshold ? scale : 0.0f;
+            mask[i + 1] = (uint32_t)(r >> 32) >= threshold ? scale : 0.0f;
+        }
+        if (i < n) mask[i] = (uint32_t)(mtl_rng_next(rng) >> 32) >= threshold ? scale : 0.0f;
+    }
+    mtl_dropout_backward(x, x_ld, mask, B, D); /* x *= mask, same loop */
+}
+
+void mtl_dropout_backward(float *d, int d_ld, const float *mask, int B, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict dr = d + (size_t)i * d_ld;
+        const float *restrict m = mask + (size_t)i * D;
+        for (int j = 0; j < D; j++) dr[j] *= m[j];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* losses                                                                   */
+
+/* A task column has B values (a few thousand): computing in double costs
+ * nothing measurable and keeps the summed loss exact enough to compare runs. */
+
+double mtl_bce_logits(float *dlogit, int dlogit_ld, const float *logit, int ld, const float *label,
+                      int label_ld, const float *weight, int B, float grad_scale, int64_t *count) {
+    double total = 0.0;
+    int64_t n = 0;
+    for (int i = 0; i < B; i++) {
+        float yf = label[(size_t)i * label_ld];
+        if (isnan(yf)) {
+            if (dlogit) dlogit[(size_t)i * dlogit_ld] = 0.0f;
+            continue;
+        }
+        double y = yf, z = logit[(size_t)i * ld];
+        double w = weight ? weight[i] : 1.0;
+        /* -y log s(z) - (1-y) log(1-s(z)), rewritten so exp never overflows */
+        double ez = exp(-fabs(z)); /* in (0, 1] */
+        total += w * (fmax(z, 0.0) - z * y + log1p(ez));
+        if (dlogit) {
+            double s = z >= 0 ? 1.0 / (1.0 + ez) : ez / (1.0 + ez); /* sigmoid(z) */
+            dlogit[(size_t)i * dlogit_ld] = (float)(grad_scale * w * (s - y));
+        }
+        n++;
+    }
+    if (count) *count += n;
+    return total;
+}
+
+/* The gradient is the derivative of the loss evaluated at the clamped p, not
+ * the derivative of the clamp (which would be 0 and leave a saturated
+ * pCTCVR = 0 with a positive label stuck forever). */
+double mtl_bce_prob(float *dp, int dp_ld, const float *p, int ld, const float *label, int label_ld,
+                    const float *weight, int B, float grad_scale, int64_t *count) {
+    const double lo = 1e-7, hi = 1.0 - 1e-7;
+    double total = 0.0;
+    int64_t n = 0;
+    for (int i = 0; i < B; i++) {
+        float yf = label[(size_t)i * label_ld];
+        if (isnan(yf)) {
+            if (dp) dp[(size_t)i * dp_ld] = 0.0f;
+            continue;
+        }
+        double y = yf, pc = p[(size_t)i * ld];
+        pc = pc < lo ? lo : (pc > hi ? hi : pc);
+        double w = weight ? weight[i] : 1.0;
+        total += -w * (y * log(pc) + (1.0 - y) * log1p(-pc));
+        if (dp) dp[(size_t)i * dp_ld] = (float)(grad_scale * w * (pc - y) / (pc * (1.0 - pc)));
+        n++;
+    }
+    if (count) *count += n;
+    return total;
+}
+
+double mtl_mse(float *dpred, int dpred_ld, const float *pred, int ld, const float *label,
+               int label_ld, const float *weight, int B, float grad_scale, int64_t *count) {
+    double total = 0.0;
+    int64_t n = 0;
+    for (int i = 0; i < B; i++) {
+        float yf = label[(size_t)i * label_ld];
+        if (isnan(yf)) {
+            if (dpred) dpred[(size_t)i * dpred_ld] = 0.0f;
+            continue;
+        }
+        double d = (double)pred[(size_t)i * ld] - yf;
+        double w = weight ? weight[i] : 1.0;
+        total += w * d * d;
+        if (dpred) dpred[(size_t)i * dpred_ld] = (float)(grad_scale * w * 2.0 * d);
+        n++;
+    }
+    if (count) *count += n;
+    return total;
+}

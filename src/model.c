@@ -1,0 +1,565 @@
+/* The model engine: stacks, fused groups and gates over one parameter block
+ * and one activation arena; the input layer, predictions and the multi-task
+ * loss. The architectures themselves are composed in src/models/. */
+#include "mtl/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Keras' BatchNormalization defaults (DeepCTR builds on Keras). */
+#define BN_MOMENTUM 0.01f
+#define BN_EPS 1e-3f
+
+size_t mtl_arena_add(mtl_model *m, int cols) {
+    size_t off = m->arena_size;
+    m->arena_size += (size_t)m->max_batch * (size_t)cols;
+    return off;
+}
+
+static int grow(void **arr, int *cap, int n, size_t elem, mtl_error *err) {
+    if (n < *cap) return MTL_OK;
+    int ncap = *cap ? 2 * *cap : 16;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (!p) return mtl_fail(err, MTL_HERE, "model: out of memory");
+    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(ncap - *cap) * elem);
+    *arr = p;
+    *cap = ncap;
+    return MTL_OK;
+}
+
+int mtl_stack_add(mtl_model *m, const char *name, size_t in, int in_ld, int in_dim,
+                  const mtl_units *hidden, int head_dim, size_t last_out, int last_ld,
+                  mtl_error *err) {
+    if (grow((void **)&m->stacks, &m->cap_stacks, m->n_stacks, sizeof(mtl_stack), err))
+        return MTL_ERR;
+    mtl_stack *s = &m->stacks[m->n_stacks];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->in = in;
+    s->in_ld = in_ld;
+    s->in_dim = in_dim;
+    int prev = in_dim;
+    s->n = hidden->n + (head_dim > 0);
+    if (s->n == 0) return mtl_fail(err, MTL_HERE, "%s: a stack needs at least one layer", name);
+    for (int i = 0; i < s->n; i++) {
+        mtl_layer *L = &s->layer[i];
+        L->hidden = i < hidden->n;
+        L->in_dim = prev;
+        L->out_dim = L->hidden ? hidden->units[i] : head_dim;
+        L->w = L->b = L->gamma = L->beta = L->run_mean = L->run_var = -1;
+        L->xhat = L->invstd = L->bn_dx = L->mask = MTL_NONE;
+        int last = i == s->n - 1;
+        if (last && last_out != MTL_NONE) {
+            L->z = last_out;
+            L->ld = last_ld;
+        } else if (i == 0) {
+            L->z = MTL_NONE; /* a group may place it; else its own buffer at finish */
+            L->ld = L->out_dim;
+        } else {
+            L->z = mtl_arena_add(m, L->out_dim);
+            L->ld = L->out_dim;
+        }
+        if (L->hidden && m->batch_norm) {
+            L->xhat = mtl_arena_add(m, L->out_dim);
+            L->bn_dx = mtl_arena_add(m, L->out_dim);
+            L->invstd = m->arena_size;
+            m->arena_size += (size_t)L->out_dim;
+        }
+        if (L->hidden && m->dropout > 0) L->mask = mtl_arena_add(m, L->out_dim);
+        prev = L->out_dim;
+    }
+    return m->n_stacks++;
+}
+
+int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld,
+                  mtl_error *err) {
+    if (grow((void **)&m->groups, &m->cap_groups, m->n_groups, sizeof(mtl_group), err))
+        return MTL_ERR;
+    if (n > MTL_MAX_GROUP) return mtl_fail(err, MTL_HERE, "group: too many members (%d)", n);
+    mtl_group *g = &m->groups[m->n_groups];
+    memset(g, 0, sizeof *g);
+    const mtl_stack *first = &m->stacks[stacks[0]];
+    g->in = first->in;
+    g->in_ld = first->in_ld;
+    g->in_dim = first->in_dim;
+    /* Members whose first layer has a bias come first, so the group's biases are
+     * one contiguous vector over its first n_biased output columns. */
+    for (int pass = 1; pass >= 0; pass--)
+        for (int i = 0; i < n; i++) {
+            mtl_stack *s = &m->stacks[stacks[i]];
+            if (s->in != g->in || s->in_dim != g->in_dim)
+                return mtl_fail(err, MTL_HERE, "group: %s reads another input", s->name);
+            if (s->layer[0].hidden != pass) continue;
+            g->members[g->n_members++] = stacks[i];
+            g->n_out += s->layer[0].out_dim;
+            if (pass) g->n_biased += s->layer[0].out_dim;
+        }
+    if (out == MTL_NONE) {
+        out = mtl_arena_add(m, g->n_out);
+        out_ld = g->n_out;
+    }
+    g->out = out;
+    g->out_ld = out_ld;
+    int col = 0;
+    for (int i = 0; i < g->n_members; i++) {
+        mtl_stack *s = &m->stacks[g->members[i]];
+        if (s->n == 1 && s->layer[0].z != MTL_NONE)
+            return mtl_fail(err, MTL_HERE, "group: %s's output is placed twice", s->name);
+        s->fused = 1;
+        s->layer[0].z = out + (size_t)col;
+        s->layer[0].ld = out_ld;
+        col += s->layer[0].out_dim;
+    }
+    return m->n_groups++;
+}
+
+int mtl_gate_add(mtl_model *m, int stack, const int *experts, int K, mtl_error *err) {
+    if (grow((void **)&m->gates, &m->cap_gates, m->n_gates, sizeof(mtl_gate), err))
+        return MTL_ERR;
+    if (K > MTL_MAX_GROUP || K < 1) return mtl_fail(err, MTL_HERE, "gate: %d experts", K);
+    mtl_gate *g = &m->gates[m->n_gates];
+    memset(g, 0, sizeof *g);
+    g->stack = stack;
+    g->K = K;
+    memcpy(g->experts, experts, (size_t)K * sizeof *experts);
+    const mtl_stack *e0 = &m->stacks[experts[0]];
+    g->D = e0->layer[e0->n - 1].out_dim;
+    g->out = mtl_arena_add(m, g->D);
+    g->out_ld = g->D;
+    return m->n_gates++;
+}
+
+/* ---- parameter registration ---- */
+
+static int register_weight(mtl_model *m, mtl_stack *s, int i, mtl_error *err) {
+    mtl_layer *L = &s->layer[i];
+    char name[96];
+    if (L->hidden)
+        snprintf(name, sizeof name, "%s.dense%d.weight", s->name, i);
+    else
+        snprintf(name, sizeof name, "%s.out.weight", s->name);
+    L->w = mtl_params_add(&m->params, name, L->out_dim, L->in_dim, MTL_INIT_GLOROT_NORMAL,
+                          MTL_REG_DNN, err);
+    return L->w < 0 ? MTL_ERR : MTL_OK;
+}
+
+static int register_bias(mtl_model *m, mtl_stack *s, int i, mtl_error *err) {
+    mtl_layer *L = &s->layer[i];
+    if (!L->hidden) return MTL_OK;
+    char name[96];
+    snprintf(name, sizeof name, "%s.dense%d.bias", s->name, i);
+    L->b = mtl_params_add(&m->params, name, 1, L->out_dim, MTL_INIT_ZEROS, MTL_REG_NONE, err);
+    return L->b < 0 ? MTL_ERR : MTL_OK;
+}
+
+static int register_norm(mtl_model *m, mtl_stack *s, int i, mtl_error *err) {
+    mtl_layer *L = &s->layer[i];
+    if (!L->hidden || !m->batch_norm) return MTL_OK;
+    char name[96];
+    snprintf(name, sizeof name, "%s.bn%d.gamma", s->name, i);
+    L->gamma = mtl_params_add(&m->params, name, 1, L->out_dim, MTL_INIT_ONES, MTL_REG_NONE, err);
+    snprintf(name, sizeof name, "%s.bn%d.beta", s->name, i);
+    L->beta = mtl_params_add(&m->params, name, 1, L->out_dim, MTL_INIT_ZEROS, MTL_REG_NONE, err);
+    snprintf(name, sizeof name, "%s.bn%d.running_mean", s->name, i);
+    L->run_mean =
+        mtl_params_add(&m->buffers, name, 1, L->out_dim, MTL_INIT_ZEROS, MTL_REG_NONE, err);
+    snprintf(name, sizeof name, "%s.bn%d.running_var", s->name, i);
+    L->run_var =
+        mtl_params_add(&m->buffers, name, 1, L->out_dim, MTL_INIT_ONES, MTL_REG_NONE, err);
+    return (L->gamma < 0 || L->beta < 0 || L->run_mean < 0 || L->run_var < 0) ? MTL_ERR
+                                                                              : MTL_OK;
+}
+
+static float *pval(mtl_params *p, int idx) {
+    return idx < 0 ? NULL : mtl_params_value(p, idx);
+}
+static float *pgrad(mtl_params *p, int idx) {
+    return idx < 0 ? NULL : mtl_params_grad(p, idx);
+}
+
+int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
+    for (int i = 0; i < m->n_stacks; i++) {
+        mtl_layer *L = &m->stacks[i].layer[0];
+        if (L->z == MTL_NONE) L->z = mtl_arena_add(m, L->out_dim);
+    }
+    /* Groups first: their members' first-layer weights one after another, then
+     * their biases, so each group is one [n_out x in_dim] matrix and one bias. */
+    for (int g = 0; g < m->n_groups; g++) {
+        mtl_group *G = &m->groups[g];
+        for (int i = 0; i < G->n_members; i++)
+            if (register_weight(m, &m->stacks[G->members[i]], 0, err)) return MTL_ERR;
+        for (int i = 0; i < G->n_members; i++)
+            if (register_bias(m, &m->stacks[G->members[i]], 0, err)) return MTL_ERR;
+        G->w0 = m->stacks[G->members[0]].layer[0].w;
+        G->b0 = m->stacks[G->members[0]].layer[0].b;
+    }
+    for (int i = 0; i < m->n_stacks; i++) {
+        mtl_stack *s = &m->stacks[i];
+        for (int l = 0; l < s->n; l++) {
+            if (!(l == 0 && s->fused)) {
+                if (register_weight(m, s, l, err) || register_bias(m, s, l, err)) return MTL_ERR;
+            }
+            if (register_norm(m, s, l, err)) return MTL_ERR;
+        }
+    }
+    m->log_var = -1;
+    if (m->loss_uncertainty) {
+        m->log_var = mtl_params_add(&m->params, "loss.log_var", 1, m->T, MTL_INIT_ZEROS,
+                                    MTL_REG_NONE, err);
+        if (m->log_var < 0) return MTL_ERR;
+    }
+    for (int s = 0; s < m->shape.S; s++) {
+        char name[96];
+        snprintf(name, sizeof name, "embeddings.%d", s);
+        m->emb[s] = mtl_params_add(&m->params, name, m->shape.vocab_sizes[s], m->dims[s],
+                                   MTL_INIT_EMBEDDING, MTL_REG_EMBEDDING, err);
+        if (m->emb[s] < 0) return MTL_ERR;
+    }
+
+    mtl_rng init_rng;
+    mtl_rng_seed(&init_rng, cfg->seed);
+    if (mtl_params_finalize(&m->params, 1, &init_rng, err)) return MTL_ERR;
+    if (m->buffers.n > 0 && mtl_params_finalize(&m->buffers, 0, &init_rng, err)) return MTL_ERR;
+    mtl_rng_seed(&m->dropout_rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
+
+    /* resolve views */
+    mtl_params *P = &m->params, *Bf = &m->buffers;
+    for (int i = 0; i < m->n_stacks; i++) {
+        mtl_stack *s = &m->stacks[i];
+        for (int l = 0; l < s->n; l++) {
+            mtl_layer *L = &s->layer[l];
+            L->W = pval(P, L->w);
+            L->dW = pgrad(P, L->w);
+            L->bias = pval(P, L->b);
+            L->dbias = pgrad(P, L->b);
+            L->gam = pval(P, L->gamma);
+            L->dgam = pgrad(P, L->gamma);
+            L->bet = pval(P, L->beta);
+            L->dbet = pgrad(P, L->beta);
+            L->rmean = pval(Bf, L->run_mean);
+            L->rvar = pval(Bf, L->run_var);
+        }
+    }
+    for (int g = 0; g < m->n_groups; g++) {
+        mtl_group *G = &m->groups[g];
+        G->W = pval(P, G->w0);
+        G->dW = pgrad(P, G->w0);
+        G->bias = pval(P, G->b0);
+        G->dbias = pgrad(P, G->b0);
+        /* the fused product relies on adjacency: check it rather than assume */
+        const float *expect_w = G->W, *expect_b = G->bias;
+        for (int i = 0; i < G->n_members; i++) {
+            const mtl_layer *L = &m->stacks[G->members[i]].layer[0];
+            if (L->W != expect_w || (L->hidden && L->bias != expect_b))
+                return mtl_fail(err, MTL_HERE, "group %d: parameters are not adjacent", g);
+            expect_w += (size_t)L->out_dim * (size_t)L->in_dim;
+            if (L->hidden) expect_b += L->out_dim;
+        }
+    }
+    for (int s = 0; s < m->shape.S; s++) {
+        m->tables[s] = pval(P, m->emb[s]);
+        m->dtables[s] = pgrad(P, m->emb[s]);
+    }
+    m->act = mtl_alloc(m->arena_size, sizeof(float), "activations", err);
+    m->grad = mtl_alloc(m->arena_size, sizeof(float), "activation gradients", err);
+    if (!m->act || !m->grad) return MTL_ERR;
+    for (int g = 0; g < m->n_gates; g++) {
+        mtl_gate *G = &m->gates[g];
+        G->expert_out = calloc((size_t)G->K, sizeof *G->expert_out);
+        G->expert_grad = calloc((size_t)G->K, sizeof *G->expert_grad);
+        if (!G->expert_out || !G->expert_grad)
+            return mtl_fail(err, MTL_HERE, "gates: out of memory");
+        for (int k = 0; k < G->K; k++) {
+            const mtl_stack *e = &m->stacks[G->experts[k]];
+            const mtl_layer *L = &e->layer[e->n - 1];
+            if (k == 0) G->expert_ld = L->ld;
+            if (L->ld != G->expert_ld || L->out_dim != G->D)
+                return mtl_fail(err, MTL_HERE, "gate %d: experts differ in layout", g);
+            G->expert_out[k] = m->act + L->z;
+            G->expert_grad[k] = m->grad + L->z;
+        }
+    }
+    return MTL_OK;
+}
+
+/* ---- execution ---- */
+
+void mtl_group_forward(mtl_model *m, const mtl_group *g, int B) {
+    float *out = m->act + g->out;
+    mtl_dense_forward(out, g->out_ld, m->act + g->in, g->in_ld, g->W,
+                      g->n_biased == g->n_out ? g->bias : NULL, B, g->in_dim, g->n_out);
+    if (g->n_biased > 0 && g->n_biased < g->n_out)
+        for (int b = 0; b < B; b++) {
+            float *row = out + (size_t)b * (size_t)g->out_ld;
+            for (int j = 0; j < g->n_biased; j++) row[j] += g->bias[j];
+        }
+}
+
+void mtl_group_backward(mtl_model *m, const mtl_group *g, int B) {
+    const float *dout = m->grad + g->out;
+    mtl_dense_backward(m->grad + g->in, g->in_ld, g->dW, NULL, dout, g->out_ld, m->act + g->in,
+                       g->in_ld, g->W, B, g->in_dim, g->n_out);
+    for (int b = 0; b < B; b++) {
+        const float *row = dout + (size_t)b * (size_t)g->out_ld;
+        for (int j = 0; j < g->n_biased; j++) g->dbias[j] += row[j];
+    }
+}
+
+void mtl_stack_forward(mtl_model *m, mtl_stack *s, int B, int train) {
+    for (int i = 0; i < s->n; i++) {
+        mtl_layer *L = &s->layer[i];
+        const float *in = i == 0 ? m->act + s->in : m->act + s->layer[i - 1].z;
+        int in_ld = i == 0 ? s->in_ld : s->layer[i - 1].ld;
+        float *z = m->act + L->z;
+        if (!(i == 0 && s->fused))
+            mtl_dense_forward(z, L->ld, in, in_ld, L->W, L->bias, B, L->in_dim, L->out_dim);
+        if (!L->hidden) continue;
+        if (m->batch_norm) {
+            if (train)
+                mtl_batchnorm_forward_train(z, L->ld, m->act + L->xhat, m->act + L->invstd,
+                                            L->rmean, L->rvar, z, L->ld, L->gam, L->bet, B,
+                                            L->out_dim, BN_MOMENTUM, BN_EPS);
+            else
+                mtl_batchnorm_forward_infer(z, L->ld, z, L->ld, L->gam, L->bet, L->rmean, L->rvar,
+                                            B, L->out_dim, BN_EPS);
+        }
+        mtl_relu_forward(z, L->ld, B, L->out_dim);
+        if (train && m->dropout > 0)
+            mtl_dropout_forward(z, L->ld, m->act + L->mask, B, L->out_dim, m->dropout,
+                                &m->dropout_rng);
+    }
+}
+
+void mtl_stack_backward(mtl_model *m, mtl_stack *s, int B) {
+    for (int i = s->n - 1; i >= 0; i--) {
+        mtl_layer *L = &s->layer[i];
+        float *dz = m->grad + L->z;
+        if (L->hidden) {
+            if (m->dropout > 0) mtl_dropout_backward(dz, L->ld, m->act + L->mask, B, L->out_dim);
+            mtl_relu_backward(dz, L->ld, m->act + L->z, L->ld, B, L->out_dim);
+            if (m->batch_norm) {
+                float *dx = m->grad + L->bn_dx;
+                memset(dx, 0, (size_t)B * (size_t)L->out_dim * sizeof *dx);
+                mtl_batchnorm_backward(dx, L->out_dim, L->dgam, L->dbet, dz, L->ld,
+                                       m->act + L->xhat, m->act + L->invstd, L->gam, B,
+                                       L->out_dim);
+                for (int b = 0; b < B; b++)
+                    memcpy(dz + (size_t)b * (size_t)L->ld, dx + (size_t)b * (size_t)L->out_dim,
+                           (size_t)L->out_dim * sizeof *dz);
+            }
+        }
+        if (i == 0 && s->fused) continue; /* the group does this product */
+        const float *in = i == 0 ? m->act + s->in : m->act + s->layer[i - 1].z;
+        float *din = i == 0 ? m->grad + s->in : m->grad + s->layer[i - 1].z;
+        int in_ld = i == 0 ? s->in_ld : s->layer[i - 1].ld;
+        mtl_dense_backward(din, in_ld, L->dW, L->dbias, dz, L->ld, in, in_ld, L->W, B, L->in_dim,
+                           L->out_dim);
+    }
+}
+
+void mtl_gate_forward(mtl_model *m, const mtl_gate *g, int B) {
+    const mtl_stack *s = &m->stacks[g->stack];
+    const mtl_layer *head = &s->layer[s->n - 1];
+    float *logits = m->act + head->z;
+    mtl_softmax_forward(logits, head->ld, logits, head->ld, B, g->K);
+    mtl_mixture_forward(m->act + g->out, g->out_ld, logits, head->ld, g->expert_out, g->expert_ld,
+                        B, g->K, g->D);
+}
+
+void mtl_gate_backward(mtl_model *m, const mtl_gate *g, int B) {
+    const mtl_stack *s = &m->stacks[g->stack];
+    const mtl_layer *head = &s->layer[s->n - 1];
+    float *dgate = m->grad + head->z;
+    const float *gate = m->act + head->z;
+    mtl_mixture_backward(dgate, head->ld, g->expert_grad, m->grad + g->out, g->out_ld, gate,
+                         head->ld, g->expert_out, g->expert_ld, B, g->K, g->D);
+    mtl_softmax_backward(dgate, head->ld, dgate, head->ld, gate, head->ld, B, g->K);
+}
+
+/* ---- model ---- */
+
+int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shape *shape,
+                     int max_batch, mtl_error *err) {
+    *out = NULL;
+    if (shape->T < 1 || shape->T > MTL_MAX_TASKS)
+        return mtl_fail(err, NULL, "model: %d tasks (1..%d supported)", shape->T, MTL_MAX_TASKS);
+    if (shape->S > 256) return mtl_fail(err, NULL, "model: %d categorical fields (max 256)", shape->S);
+    if (shape->S + shape->D == 0) return mtl_fail(err, NULL, "model: the data has no features");
+    mtl_model *m = calloc(1, sizeof *m);
+    if (!m) return mtl_fail(err, MTL_HERE, "model: out of memory");
+    m->kind = cfg->model;
+    m->shape = *shape;
+    m->T = shape->T;
+    m->P = shape->T;
+    m->max_batch = max_batch;
+    m->embedding_dim = cfg->embedding_dim;
+    m->dropout = cfg->dropout;
+    m->batch_norm = cfg->batch_norm;
+    m->loss_uncertainty = cfg->loss_uncertainty;
+    for (int t = 0; t < m->T; t++)
+        m->loss_weights[t] = cfg->n_loss_weights ? cfg->loss_weights[t] : 1.0f;
+    if (cfg->n_loss_weights && cfg->n_loss_weights != shape->T) {
+        free(m);
+        return mtl_fail(err, NULL, "--loss-weights: %d weights given for %d tasks",
+                        cfg->n_loss_weights, shape->T);
+    }
+    for (int s = 0; s < shape->S; s++) m->dims[s] = cfg->embedding_dim;
+    m->in_dim = shape->S * cfg->embedding_dim + shape->D;
+    m->x0 = mtl_arena_add(m, m->in_dim);
+    m->logits = mtl_arena_add(m, m->T);
+    m->esmm_ctr = m->esmm_ctcvr = -1;
+    int rc;
+    switch (cfg->model) {
+    case MTL_MODEL_SHARED_BOTTOM: rc = mtl_build_shared_bottom(m, cfg, err); break;
+    case MTL_MODEL_ESMM: rc = mtl_build_esmm(m, cfg, err); break;
+    case MTL_MODEL_MMOE: rc = mtl_build_mmoe(m, cfg, err); break;
+    case MTL_MODEL_CGC: rc = mtl_build_cgc(m, cfg, err); break;
+    case MTL_MODEL_PLE: rc = mtl_build_ple(m, cfg, err); break;
+    default: rc = mtl_fail(err, NULL, "model: unknown kind %d", (int)cfg->model);
+    }
+    if (rc == MTL_OK) {
+        m->preds = mtl_arena_add(m, m->P);
+        rc = mtl_model_finish(m, cfg, err);
+    }
+    if (rc != MTL_OK) {
+        mtl_model_free(m);
+        return MTL_ERR;
+    }
+    *out = m;
+    return MTL_OK;
+}
+
+void mtl_model_free(mtl_model *m) {
+    if (!m) return;
+    for (int g = 0; g < m->n_gates; g++) {
+        free(m->gates[g].expert_out);
+        free(m->gates[g].expert_grad);
+    }
+    free(m->gates);
+    free(m->groups);
+    free(m->stacks);
+    free(m->arch);
+    free(m->act);
+    free(m->grad);
+    mtl_params_free(&m->params);
+    mtl_params_free(&m->buffers);
+    free(m);
+}
+
+void mtl_model_forward(mtl_model *m, const mtl_batch *b, int train) {
+    int B = b->n;
+    mtl_input_forward(m->act + m->x0, m->in_dim, b->sparse, b->S, (const float *const *)m->tables,
+                      m->dims, m->shape.S, b->dense, b->D, m->shape.D, B);
+    m->forward_body(m, B, train);
+    const float *logits = m->act + m->logits;
+    float *pred = m->act + m->preds;
+    if (m->kind == MTL_MODEL_ESMM) {
+        /* ESMM (Ma et al., SIGIR 2018, eq. 2): pCTCVR = pCTR * pCVR */
+        for (int i = 0; i < B; i++) {
+            float ctr = 1.0f / (1.0f + expf(-logits[i * 2]));
+            float cvr = 1.0f / (1.0f + expf(-logits[i * 2 + 1]));
+            pred[i * 3] = ctr;
+            pred[i * 3 + 1] = cvr;
+            pred[i * 3 + 2] = ctr * cvr;
+        }
+        return;
+    }
+    int T = m->T;
+    for (int i = 0; i < B; i++)
+        for (int t = 0; t < T; t++) {
+            float z = logits[i * T + t];
+            pred[i * T + t] = m->shape.task_regression[t] ? z : 1.0f / (1.0f + expf(-z));
+        }
+}
+
+void mtl_model_count_labels(const mtl_model *m, const mtl_batch *b, double *count) {
+    for (int t = 0; t < m->T; t++) {
+        double c = 0;
+        for (int i = 0; i < b->n; i++) c += !isnan(b->labels[(size_t)i * (size_t)b->T + (size_t)t]);
+        count[t] = c;
+    }
+}
+
+void mtl_model_loss(mtl_model *m, const mtl_batch *b, const double *global_count, int is_root,
+                    double *loss_sum) {
+    int B = b->n, T = m->T;
+    float *dlogits = m->grad + m->logits;
+    const float *logits = m->act + m->logits;
+    const float *log_var = m->log_var >= 0 ? mtl_params_value(&m->params, m->log_var) : NULL;
+    float factor[MTL_MAX_TASKS];
+    float scale[MTL_MAX_TASKS];
+    for (int t = 0; t < T; t++) {
+        /* Kendall, Gal & Cipolla (CVPR 2018) eq. 7/10 with s = log sigma^2:
+         * regression 1/2 e^-s L + s/2, classification e^-s L + s/2. */
+        float c = m->shape.task_regression[t] ? 0.5f : 1.0f;
+        factor[t] = log_var ? c * expf(-log_var[t]) : 1.0f;
+        scale[t] = global_count[t] > 0
+                       ? (float)(m->loss_weights[t] * factor[t] / global_count[t])
+                       : 0.0f;
+    }
+    int64_t cnt = 0;
+    if (m->kind == MTL_MODEL_ESMM) {
+        int ctr = m->esmm_ctr, ctcvr = m->esmm_ctcvr;
+        const float *pred = m->act + m->preds;
+        float *dp = m->grad + m->preds; /* scratch: d loss / d pCTCVR */
+        loss_sum[ctr] = mtl_bce_logits(dlogits, 2, logits, 2, b->labels + ctr, b->T, b->weights,
+                                       B, scale[ctr], &cnt);
+        loss_sum[ctcvr] = mtl_bce_prob(dp + 2, 3, pred + 2, 3, b->labels + ctcvr, b->T,
+                                       b->weights, B, scale[ctcvr], &cnt);
+        for (int i = 0; i < B; i++) {
+            float pctr = pred[i * 3], pcvr = pred[i * 3 + 1], g = dp[i * 3 + 2];
+            dlogits[i * 2] += g * pcvr * pctr * (1.0f - pctr);
+            dlogits[i * 2 + 1] = g * pctr * pcvr * (1.0f - pcvr);
+        }
+    } else {
+        for (int t = 0; t < T; t++) {
+            if (m->shape.task_regression[t])
+                loss_sum[t] = mtl_mse(dlogits + t, T, logits + t, T, b->labels + t, b->T,
+                                      b->weights, B, scale[t], &cnt);
+            else
+                loss_sum[t] = mtl_bce_logits(dlogits + t, T, logits + t, T, b->labels + t, b->T,
+                                             b->weights, B, scale[t], &cnt);
+        }
+    }
+    if (log_var) {
+        float *dlog_var = mtl_params_grad(&m->params, m->log_var);
+        for (int t = 0; t < T; t++) {
+            if (global_count[t] <= 0) continue;
+            dlog_var[t] +=
+                (float)(-m->loss_weights[t] * factor[t] * loss_sum[t] / global_count[t]);
+            if (is_root) dlog_var[t] += 0.5f;
+        }
+    }
+}
+
+void mtl_model_backward(mtl_model *m, const mtl_batch *b) {
+    int B = b->n;
+    /* Everything but the logits' gradient (written by the loss) accumulates. */
+    size_t keep_lo = m->logits, keep_hi = m->logits + (size_t)m->max_batch * (size_t)m->T;
+    memset(m->grad, 0, keep_lo * sizeof(float));
+    memset(m->grad + keep_hi, 0, (m->arena_size - keep_hi) * sizeof(float));
+    m->backward_body(m, B);
+    if (m->shape.S > 0)
+        mtl_input_backward(m->dtables, m->dims, m->shape.S, b->sparse, b->S, m->grad + m->x0,
+                           m->in_dim, B);
+}
+
+double mtl_model_flops_per_sample(const mtl_model *m) {
+    double f = 0;
+    for (int i = 0; i < m->n_stacks; i++) {
+        const mtl_stack *s = &m->stacks[i];
+        for (int l = 0; l < s->n; l++)
+            f += 6.0 * s->layer[l].in_dim * s->layer[l].out_dim; /* fwd 2, dW 2, din 2 */
+    }
+    for (int g = 0; g < m->n_gates; g++) f += 6.0 * m->gates[g].K * m->gates[g].D;
+    return f;
+}
+
+const char *mtl_model_prediction_name(const mtl_model *m, int col) {
+    if (m->kind == MTL_MODEL_ESMM) {
+        static const char *esmm[3] = {"pctr", "pcvr", "pctcvr"};
+        return esmm[col];
+    }
+    return m->shape.task_names[col];
+}

@@ -1,0 +1,121 @@
+/* Optimizers over the one contiguous parameter block. These loops run over
+ * every parameter every step, so each is a single pass of independent
+ * element-wise updates over restrict pointers with per-step scalars hoisted
+ * out, which the compiler turns into SIMD code. */
+#include "mtl/optim.h"
+
+#include <math.h>
+#include <string.h>
+
+void mtl_optim_defaults(mtl_optim *opt, mtl_optim_kind kind) {
+    memset(opt, 0, sizeof *opt);
+    opt->kind = kind;
+    // Keras' defaults per optimizer (the run config usually overrides lr)
+    opt->lr = kind == MTL_OPT_SGD ? 0.01f : 0.001f;
+    opt->beta1 = 0.9f;
+    opt->beta2 = 0.999f;
+    opt->eps = 1e-7f;
+    opt->momentum = 0.0f;
+    opt->adagrad_init = 0.1f;
+}
+
+int mtl_optim_parse(const char *name) {
+    if (!name) return -1;
+    if (strcmp(name, "adam") == 0) return MTL_OPT_ADAM;
+    if (strcmp(name, "sgd") == 0) return MTL_OPT_SGD;
+    if (strcmp(name, "adagrad") == 0) return MTL_OPT_ADAGRAD;
+    return -1;
+}
+
+const char *mtl_optim_name(mtl_optim_kind kind) {
+    switch (kind) {
+    case MTL_OPT_ADAM:
+        return "adam";
+    case MTL_OPT_SGD:
+        return "sgd";
+    case MTL_OPT_ADAGRAD:
+        return "adagrad";
+    }
+    return "unknown";
+}
+
+/* Adam exactly as Keras/TF (tf.raw_ops.ApplyAdam, keras.optimizers.Adam):
+ *   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2
+ *   lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)
+ *   p -= lr_t * m / (sqrt(v) + eps)
+ * i.e. the bias correction is folded into the step size and eps is added to
+ * the uncorrected sqrt(v) -- the paper's "epsilon hat" form, not the
+ * m_hat / (sqrt(v_hat) + eps) of PyTorch. The two differ only through eps. */
+static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
+                        float *restrict v, size_t n, float lr_t, float b1, float b2, float eps) {
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = b1 * m[i] + c1 * gi;
+        float vi = b2 * v[i] + c2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        // vi >= 0, so sqrtf never sets errno; GCC still vectorizes it only
+        // when built with -fno-math-errno (otherwise one sqrtss per element)
+        p[i] -= lr_t * mi / (sqrtf(vi) + eps);
+    }
+}
+
+/* SGD, PyTorch-style momentum (no dampening, not Nesterov):
+ *   buf = mu*buf + g;  p -= lr*buf.   mu == 0 is plain SGD and skips buf. */
+static void sgd_update(float *restrict p, const float *restrict g, float *restrict buf, size_t n,
+                       float lr, float mu) {
+    if (mu == 0.0f) {
+        for (size_t i = 0; i < n; i++) p[i] -= lr * g[i];
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float bi = mu * buf[i] + g[i];
+        buf[i] = bi;
+        p[i] -= lr * bi;
+    }
+}
+
+/* Adagrad as TF2 Keras (tf.raw_ops.ApplyAdagradV2), accumulator starting at
+ * adagrad_init (0.1) rather than 0 so the first steps are not huge:
+ *   acc += g^2;  p -= lr * g / (sqrt(acc) + eps)
+ * (Keras 3 puts eps inside the sqrt; with acc >= 0.1 the difference is nil.) */
+static void adagrad_update(float *restrict p, const float *restrict g, float *restrict acc,
+                           size_t n, float lr, float eps) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float ai = acc[i] + gi * gi;
+        acc[i] = ai;
+        p[i] -= lr * gi / (sqrtf(ai) + eps);
+    }
+}
+
+void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, float *v, size_t n,
+                      int64_t step) {
+    switch (opt->kind) {
+    case MTL_OPT_ADAM: {
+        // bias correction in double: b2^t is close to 1 for small t and the
+        // difference 1 - b2^t loses digits in float. step < 1 would divide by
+        // 1 - b1^0 = 0, so it is treated as the first step.
+        double t = step < 1 ? 1.0 : (double)step;
+        double lr_t = (double)opt->lr * sqrt(1.0 - pow((double)opt->beta2, t)) /
+                      (1.0 - pow((double)opt->beta1, t));
+        adam_update(p, g, m, v, n, (float)lr_t, opt->beta1, opt->beta2, opt->eps);
+        break;
+    }
+    case MTL_OPT_SGD:
+        sgd_update(p, g, m, n, opt->lr, opt->momentum);
+        break;
+    case MTL_OPT_ADAGRAD:
+        adagrad_update(p, g, v, n, opt->lr, opt->eps);
+        break;
+    }
+}
+
+void mtl_add_l2(float *g, const float *p, size_t n, float l2) {
+    if (l2 == 0.0f) return;
+    const float c = 2.0f * l2; // d/dp of l2 * p^2
+    float *restrict gr = g;
+    const float *restrict pr = p;
+    for (size_t i = 0; i < n; i++) gr[i] += c * pr[i];
+}

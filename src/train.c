@@ -1,0 +1,992 @@
+#define _POSIX_C_SOURCE 200809L
+/* The training loop, evaluation, checkpoints and prediction: one rank's view
+ * of data-parallel training.
+ *
+ * Each step every rank gathers its share of the global batch, runs forward,
+ * and computes the gradient of its part of the summed multi-task loss, scaled
+ * by the global number of labelled samples of each task (summed over ranks
+ * with a small non-blocking allreduce that overlaps the forward). The gradient
+ * block is summed with ONE allreduce and every rank applies the same optimizer
+ * step, so replicas stay identical. */
+#include "mtl/train.h"
+
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mtl/checkpoint.h"
+#include "mtl/data.h"
+#include "mtl/metrics.h"
+#include "mtl/model.h"
+#include "mtl/optim.h"
+
+/* ---- signals ---- */
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_signal(int sig) {
+    if (stop_requested) _exit(128 + sig); /* second signal: at once */
+    stop_requested = 1;
+}
+
+void mtl_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* ---- the model's hyperparameters as text ---- */
+
+static void units_text(const mtl_units *u, char *out, size_t cap) {
+    if (u->n == 0) {
+        snprintf(out, cap, "none");
+        return;
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < u->n && used < cap; i++) {
+        int n = snprintf(out + used, cap - used, i ? ",%d" : "%d", u->units[i]);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+}
+
+void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap) {
+    char bottom[128], tower[128], expert[128], gate[128];
+    units_text(&cfg->bottom_units, bottom, sizeof bottom);
+    units_text(&cfg->tower_units, tower, sizeof tower);
+    units_text(&cfg->expert_units, expert, sizeof expert);
+    units_text(&cfg->gate_units, gate, sizeof gate);
+    int n = snprintf(out, cap,
+                     "model = %s\nembedding_dim = %d\nbottom_units = %s\ntower_units = %s\n"
+                     "expert_units = %s\ngate_units = %s\nnum_experts = %d\n"
+                     "num_experts_specific = %d\nnum_experts_shared = %d\nnum_levels = %d\n"
+                     "batch_norm = %d\ndropout = %.9g\nloss_weighting = %s\n",
+                     mtl_model_name(cfg->model), cfg->embedding_dim, bottom, tower, expert, gate,
+                     cfg->num_experts, cfg->num_experts_specific, cfg->num_experts_shared,
+                     cfg->num_levels, cfg->batch_norm, (double)cfg->dropout,
+                     cfg->loss_uncertainty ? "uncertainty" : "fixed");
+    if (cfg->model == MTL_MODEL_ESMM && n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - (size_t)n, "ctr_task = %s\nctcvr_task = %s\n", cfg->ctr_task,
+                 cfg->ctcvr_task);
+}
+
+/* Apply "key = value" lines (from a checkpoint) to cfg. */
+static int apply_model_text(mtl_config *cfg, const char *text, const char *where,
+                            mtl_error *err) {
+    char line[512];
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len >= sizeof line) return mtl_fail(err, where, "config line too long");
+        memcpy(line, p, len);
+        line[len] = '\0';
+        p += len + (nl != NULL);
+        char *eq = strstr(line, " = ");
+        if (!eq) continue;
+        *eq = '\0';
+        if (mtl_config_set(cfg, line, eq + 3, where, err)) return MTL_ERR;
+    }
+    return MTL_OK;
+}
+
+/* ---- errors across ranks ---- */
+
+/* A step every rank takes together: if any rank failed, the first failing
+ * rank reports and ends the job; the others wait for the abort. Returns
+ * only when every rank succeeded. */
+static void agree_ok(const mtl_dist *d, int rc, const mtl_error *err) {
+    int first_bad = mtl_dist_max_int(d, rc != MTL_OK ? d->world - d->rank : 0);
+    if (first_bad == 0) return;
+    if (d->world - d->rank == first_bad) mtl_dist_abort(d, MTL_EXIT_FAILURE, err->msg);
+    for (;;) pause(); /* MPI_Abort ends us */
+}
+
+/* ---- the trainer ---- */
+
+typedef struct {
+    double loss[MTL_MAX_TASKS]; /* logloss (binary) or MSE (regression) */
+    double auc[MTL_MAX_TASKS];  /* binary */
+    double mae[MTL_MAX_TASKS];  /* regression */
+    double total;               /* sum of loss-weighted per-task losses */
+} eval_result;
+
+typedef struct {
+    const mtl_config *cfg;
+    const mtl_dist *d;
+    mtl_dataset train, valid, test;
+    int has_valid, has_test;
+    /* rows this rank evaluates in each split (global order mode holds whole files) */
+    int64_t train_begin, train_count;
+    mtl_model *m;
+    mtl_optim opt;
+    mtl_batch batch;
+    int64_t *perm;
+    int64_t *rows; /* [capacity] rows of the current batch */
+    int local_batch;
+    int64_t steps_per_epoch;
+    float *best;
+    /* evaluation buffers */
+    float *eval_pred, *eval_labels;   /* local [n x P], [n x T] */
+    float *all_pred, *all_labels;     /* rank 0: [N x P], [N x T] */
+    int64_t eval_capacity, all_capacity;
+    FILE *metrics;
+} trainer;
+
+static int pred_column(const mtl_model *m, int task) {
+    if (m->kind == MTL_MODEL_ESMM) return task == m->esmm_ctr ? 0 : 2;
+    return task;
+}
+
+/* Forward over rows [begin, begin+count) of ds in inference mode; rank 0
+ * receives every rank's predictions and labels and computes the metrics,
+ * which it broadcasts. preds_out (rank 0): the gathered predictions. */
+static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t count,
+                     eval_result *res) {
+    mtl_model *m = tr->m;
+    int P = m->P, T = m->T;
+    for (int64_t done = 0; done < count;) {
+        int n = (int)(count - done < tr->batch.capacity ? count - done : tr->batch.capacity);
+        for (int i = 0; i < n; i++) tr->rows[i] = begin + done + i;
+        mtl_batch_gather(&tr->batch, ds, tr->rows, n);
+        mtl_model_forward(m, &tr->batch, 0);
+        memcpy(tr->eval_pred + done * P, mtl_model_predictions(m), (size_t)n * (size_t)P * sizeof(float));
+        memcpy(tr->eval_labels + done * T, tr->batch.labels, (size_t)n * (size_t)T * sizeof(float));
+        done += n;
+    }
+    int64_t total = ds->n_total;
+    mtl_dist_gather_floats(tr->d, tr->eval_pred, count * P, tr->all_pred, total * P);
+    mtl_dist_gather_floats(tr->d, tr->eval_labels, count * T, tr->all_labels, total * T);
+    memset(res, 0, sizeof *res);
+    if (tr->d->rank == 0) {
+        for (int t = 0; t < T; t++) {
+            const float *p = tr->all_pred + pred_column(m, t);
+            const float *y = tr->all_labels + t;
+            if (m->shape.task_regression[t]) {
+                res->loss[t] = mtl_mse_metric(p, (size_t)P, y, (size_t)T, (size_t)total);
+                res->mae[t] = mtl_mae_metric(p, (size_t)P, y, (size_t)T, (size_t)total);
+                res->auc[t] = NAN;
+            } else {
+                res->loss[t] = mtl_logloss(p, (size_t)P, y, (size_t)T, (size_t)total);
+                res->auc[t] = mtl_auc(p, (size_t)P, y, (size_t)T, (size_t)total);
+            }
+            if (isfinite(res->loss[t])) res->total += m->loss_weights[t] * res->loss[t];
+        }
+    }
+    mtl_dist_bcast_bytes(tr->d, res, sizeof *res, 0);
+}
+
+/* JSON helpers: NaN is not JSON, write null. */
+static void json_num(FILE *f, double x) {
+    if (isfinite(x))
+        fprintf(f, "%.10g", x);
+    else
+        fputs("null", f);
+}
+
+static void json_task_map(FILE *f, const mtl_model *m, const char *key, const double *v,
+                          int want_regression) {
+    fprintf(f, ",\"%s\":{", key);
+    int first = 1;
+    for (int t = 0; t < m->T; t++) {
+        if (want_regression >= 0 && m->shape.task_regression[t] != want_regression) continue;
+        fprintf(f, "%s\"%s\":", first ? "" : ",", m->shape.task_names[t]);
+        json_num(f, v[t]);
+        first = 0;
+    }
+    fputc('}', f);
+}
+
+static int any_task(const mtl_model *m, int regression) {
+    for (int t = 0; t < m->T; t++)
+        if (m->shape.task_regression[t] == regression) return 1;
+    return 0;
+}
+
+static void json_eval(FILE *f, const mtl_model *m, const char *prefix, const eval_result *r) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_loss", prefix);
+    json_task_map(f, m, key, r->loss, -1);
+    if (any_task(m, 0)) {
+        snprintf(key, sizeof key, "%s_auc", prefix);
+        json_task_map(f, m, key, r->auc, 0);
+        if (strcmp(prefix, "test") == 0) json_task_map(f, m, "test_logloss", r->loss, 0);
+    }
+    if (any_task(m, 1)) {
+        snprintf(key, sizeof key, "%s_mse", prefix);
+        json_task_map(f, m, key, r->loss, 1);
+        snprintf(key, sizeof key, "%s_mae", prefix);
+        json_task_map(f, m, key, r->mae, 1);
+    }
+}
+
+static void print_eval(const mtl_model *m, const char *label, const eval_result *r) {
+    printf(" | %s", label);
+    for (int t = 0; t < m->T; t++) {
+        if (m->shape.task_regression[t])
+            printf(" %s mse %.4f mae %.4f", m->shape.task_names[t], r->loss[t], r->mae[t]);
+        else
+            printf(" %s loss %.4f auc %.4f", m->shape.task_names[t], r->loss[t], r->auc[t]);
+    }
+}
+
+/* ---- checkpoints on disk ---- */
+
+static int is_checkpoint_name(const char *name, int64_t *step) {
+    long long s = 0;
+    int end = 0;
+    if (sscanf(name, "ckpt-%lld.h5%n", &s, &end) != 1 || name[end] != '\0') return 0;
+    *step = s;
+    return 1;
+}
+
+/* The newest complete checkpoint in dir (by step; a file that does not load
+ * is skipped with a warning). */
+static int find_latest(const char *dir, char *out, size_t cap, int verbose, mtl_error *err) {
+    DIR *dp = opendir(dir);
+    if (!dp) return mtl_fail(err, dir, "--resume latest: cannot open checkpoint directory: %s", strerror(errno));
+    int64_t steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)) && n < 4096) {
+        int64_t s;
+        if (is_checkpoint_name(e->d_name, &s)) steps[n++] = s;
+    }
+    closedir(dp);
+    for (;;) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (steps[i] >= 0 && (best < 0 || steps[i] > steps[best])) best = i;
+        if (best < 0) break;
+        snprintf(out, cap, "%s/ckpt-%09lld.h5", dir, (long long)steps[best]);
+        mtl_ckpt_state st;
+        mtl_error e2;
+        if (mtl_checkpoint_load_state(out, &st, &e2) == MTL_OK) return MTL_OK;
+        if (verbose) fprintf(stderr, "mtl_dist: skipping %s\n", e2.msg);
+        steps[best] = -1;
+    }
+    return mtl_fail(err, dir, "--resume latest: no complete checkpoint in this directory");
+}
+
+static void prune_checkpoints(const char *dir, int keep) {
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    int64_t steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)) && n < 4096) {
+        int64_t s;
+        if (is_checkpoint_name(e->d_name, &s)) steps[n++] = s;
+    }
+    closedir(dp);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
+        if (newer >= keep) {
+            char path[MTL_PATH_MAX + 32];
+            snprintf(path, sizeof path, "%s/ckpt-%09lld.h5", dir, (long long)steps[i]);
+            unlink(path);
+        }
+    }
+}
+
+typedef struct {
+    int64_t step, epoch, batch_in_epoch;
+    double best_metric;
+    int64_t best_epoch, bad_epochs;
+    int has_best;
+    double loss_sum[MTL_MAX_TASKS], count[MTL_MAX_TASKS];
+} progress;
+
+/* Rank 0 writes; every rank learns whether it worked. */
+static int save_checkpoint(trainer *tr, const progress *pg, mtl_error *err) {
+    const mtl_config *cfg = tr->cfg;
+    int rc = MTL_OK;
+    /* the epoch's train loss so far, over all ranks: rank 0 carries it on resume */
+    double loss_sum[MTL_MAX_TASKS];
+    memcpy(loss_sum, pg->loss_sum, sizeof loss_sum);
+    mtl_dist_sum_doubles(tr->d, loss_sum, (size_t)tr->m->T);
+    if (tr->d->rank == 0) {
+        mtl_ckpt_state st;
+        memset(&st, 0, sizeof st);
+        st.step = pg->step;
+        st.epoch = pg->epoch;
+        st.batch_in_epoch = pg->batch_in_epoch;
+        st.world_size = tr->d->world;
+        st.seed = cfg->seed;
+        memcpy(st.dropout_rng, tr->m->dropout_rng.s, sizeof st.dropout_rng);
+        st.best_metric = pg->best_metric;
+        st.best_epoch = pg->best_epoch;
+        st.bad_epochs = pg->bad_epochs;
+        memcpy(st.train_loss_sum, loss_sum, sizeof st.train_loss_sum);
+        memcpy(st.train_count, pg->count, sizeof st.train_count);
+        mtl_config_model_text(cfg, st.config, sizeof st.config);
+        st.shape = tr->m->shape;
+        char path[MTL_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/ckpt-%09lld.h5", cfg->checkpoint_dir, (long long)pg->step);
+        rc = mtl_checkpoint_save(path, tr->m, pg->has_best ? tr->best : NULL, &st, err);
+        if (rc == MTL_OK) prune_checkpoints(cfg->checkpoint_dir, cfg->keep_checkpoints);
+    }
+    int bad = mtl_dist_max_int(tr->d, rc != MTL_OK);
+    if (bad && tr->d->rank != 0) mtl_fail(err, NULL, "rank 0 could not write a checkpoint");
+    return bad ? MTL_ERR : MTL_OK;
+}
+
+/* ---- setup ---- */
+
+static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole, mtl_error *err) {
+    const mtl_dist *d = tr->d;
+    int rc = whole ? mtl_dataset_load(ds, path, 0, 1, err)
+                   : mtl_dataset_load(ds, path, d->rank, d->world, err);
+    return rc;
+}
+
+static int same_layout(const mtl_dataset *a, const mtl_dataset *b, mtl_error *err) {
+    if (a->S != b->S || a->D != b->D || a->T != b->T)
+        return mtl_fail(err, b->path,
+                        "has %d sparse, %d dense and %d label columns, but %s has %d, %d and %d",
+                        b->S, b->D, b->T, a->path, a->S, a->D, a->T);
+    for (int s = 0; s < a->S; s++)
+        if (a->vocab_sizes[s] != b->vocab_sizes[s])
+            return mtl_fail(err, b->path,
+                            "/sparse: vocab_sizes[%d] (%s) is %lld, but %lld in %s (encode all "
+                            "splits with the same vocabulary: mtl_prep --vocab-from)",
+                            s, b->sparse_names[s], (long long)b->vocab_sizes[s],
+                            (long long)a->vocab_sizes[s], a->path);
+    for (int t = 0; t < a->T; t++)
+        if (strcmp(a->task_names[t], b->task_names[t]) != 0)
+            return mtl_fail(err, b->path, "/labels: task %d is '%s', but '%s' in %s", t,
+                            b->task_names[t], a->task_names[t], a->path);
+    return MTL_OK;
+}
+
+static int shape_from_dataset(mtl_data_shape *sh, const mtl_dataset *ds, mtl_error *err) {
+    memset(sh, 0, sizeof *sh);
+    if (ds->S > 256) return mtl_fail(err, ds->path, "/sparse: %d fields (at most 256)", ds->S);
+    if (ds->T > MTL_MAX_TASKS || ds->T < 1)
+        return mtl_fail(err, ds->path, "/labels: %d tasks (1..%d supported)", ds->T, MTL_MAX_TASKS);
+    sh->S = ds->S;
+    sh->D = ds->D;
+    sh->T = ds->T;
+    for (int s = 0; s < ds->S; s++) sh->vocab_sizes[s] = ds->vocab_sizes[s];
+    for (int t = 0; t < ds->T; t++) {
+        if (strlen(ds->task_names[t]) >= sizeof sh->task_names[t])
+            return mtl_fail(err, ds->path, "/labels: task name '%s' is too long", ds->task_names[t]);
+        strcpy(sh->task_names[t], ds->task_names[t]);
+    }
+    return MTL_OK;
+}
+
+static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_error *err) {
+    int P = tr->m->P, T = tr->m->T;
+    if (local_rows > tr->eval_capacity) {
+        free(tr->eval_pred);
+        free(tr->eval_labels);
+        tr->eval_pred = mtl_alloc((size_t)local_rows * (size_t)P, sizeof(float), "predictions", err);
+        tr->eval_labels = mtl_alloc((size_t)local_rows * (size_t)T, sizeof(float), "labels", err);
+        if (!tr->eval_pred || !tr->eval_labels) return MTL_ERR;
+        tr->eval_capacity = local_rows;
+    }
+    if (tr->d->rank == 0 && total_rows > tr->all_capacity) {
+        free(tr->all_pred);
+        free(tr->all_labels);
+        tr->all_pred = mtl_alloc((size_t)total_rows * (size_t)P, sizeof(float), "predictions", err);
+        tr->all_labels = mtl_alloc((size_t)total_rows * (size_t)T, sizeof(float), "labels", err);
+        if (!tr->all_pred || !tr->all_labels) return MTL_ERR;
+        tr->all_capacity = total_rows;
+    }
+    return MTL_OK;
+}
+
+static void trainer_free(trainer *tr) {
+    mtl_dataset_free(&tr->train);
+    mtl_dataset_free(&tr->valid);
+    mtl_dataset_free(&tr->test);
+    mtl_model_free(tr->m);
+    mtl_batch_free(&tr->batch);
+    free(tr->perm);
+    free(tr->rows);
+    free(tr->best);
+    free(tr->eval_pred);
+    free(tr->eval_labels);
+    free(tr->all_pred);
+    free(tr->all_labels);
+    if (tr->metrics) fclose(tr->metrics);
+}
+
+/* rows of split ds this rank evaluates */
+static void eval_range(const trainer *tr, const mtl_dataset *ds, int64_t *begin, int64_t *count) {
+    if (tr->cfg->data_order_global)
+        mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, begin, count);
+    else {
+        *begin = 0;
+        *count = ds->n_rows;
+    }
+}
+
+/* Infer binary/regression per task from the train labels (all ranks agree). */
+static int task_types(trainer *tr, mtl_data_shape *sh, mtl_error *err) {
+    const mtl_config *cfg = tr->cfg;
+    if (cfg->n_task_types) {
+        if (cfg->n_task_types != sh->T)
+            return mtl_fail(err, NULL, "--task-types: %d types given for %d tasks",
+                            cfg->n_task_types, sh->T);
+        for (int t = 0; t < sh->T; t++) sh->task_regression[t] = cfg->task_regression[t];
+    } else {
+        double nonbinary[MTL_MAX_TASKS] = {0};
+        const mtl_dataset *ds = &tr->train;
+        for (int64_t i = 0; i < ds->n_rows; i++)
+            for (int t = 0; t < sh->T; t++) {
+                float y = ds->labels[i * sh->T + t];
+                if (!isnan(y) && y != 0.0f && y != 1.0f) nonbinary[t] = 1;
+            }
+        mtl_dist_sum_doubles(tr->d, nonbinary, (size_t)sh->T);
+        for (int t = 0; t < sh->T; t++) sh->task_regression[t] = nonbinary[t] > 0;
+    }
+    for (int t = 0; t < sh->T; t++) {
+        if (sh->task_regression[t]) continue;
+        const mtl_dataset *ds = &tr->train;
+        for (int64_t i = 0; i < ds->n_rows; i++) {
+            float y = ds->labels[i * sh->T + t];
+            if (!isnan(y) && y != 0.0f && y != 1.0f)
+                return mtl_fail(err, ds->path,
+                                "/labels: row %lld, task %s: %g is not 0 or 1 (binary task)",
+                                (long long)(ds->row_begin + i), sh->task_names[t], (double)y);
+        }
+    }
+    return MTL_OK;
+}
+
+static int early_metric_task(const trainer *tr, mtl_error *err) {
+    const char *metric = tr->cfg->early_stop_metric;
+    if (strncmp(metric, "auc:", 4) != 0) return -1;
+    for (int t = 0; t < tr->m->T; t++)
+        if (strcmp(tr->m->shape.task_names[t], metric + 4) == 0) {
+            if (tr->m->shape.task_regression[t])
+                return mtl_fail(err, NULL, "--early-stop-metric: task %s is a regression task (no AUC)", metric + 4) - 1;
+            return t;
+        }
+    return mtl_fail(err, NULL, "--early-stop-metric: '%s' is not a task of the data", metric + 4) - 1;
+}
+
+int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
+    trainer tr_, *tr = &tr_;
+    memset(tr, 0, sizeof *tr);
+    tr->cfg = cfg;
+    tr->d = d;
+    int root = d->rank == 0;
+    openblas_set_num_threads(cfg->threads);
+    double t_start = mtl_dist_time();
+
+    /* data: this rank's shard of every split (whole files in global order mode) */
+    int whole = cfg->data_order_global;
+    int rc = load_split(tr, &tr->train, cfg->train_path, whole, err);
+    agree_ok(d, rc, err);
+    if (tr->train.n_total < d->world) {
+        mtl_fail(err, cfg->train_path, "%lld training rows cannot be shared by %d ranks: use at most %lld ranks",
+                 (long long)tr->train.n_total, d->world, (long long)tr->train.n_total);
+        trainer_free(tr);
+        return MTL_EXIT_USAGE;
+    }
+    if (cfg->valid_path[0]) {
+        rc = load_split(tr, &tr->valid, cfg->valid_path, whole, err);
+        if (rc == MTL_OK) rc = same_layout(&tr->train, &tr->valid, err);
+        agree_ok(d, rc, err);
+        tr->has_valid = 1;
+    }
+    if (cfg->test_path[0]) {
+        rc = load_split(tr, &tr->test, cfg->test_path, whole, err);
+        if (rc == MTL_OK) rc = same_layout(&tr->train, &tr->test, err);
+        agree_ok(d, rc, err);
+        tr->has_test = 1;
+    }
+    mtl_data_shape shape;
+    rc = shape_from_dataset(&shape, &tr->train, err);
+    if (rc == MTL_OK) rc = task_types(tr, &shape, err);
+    agree_ok(d, rc, err);
+
+    /* batches: the global batch is shared out over the ranks */
+    int64_t local_begin, local_count;
+    mtl_shard_range(cfg->batch_size, d->rank, d->world, &local_begin, &local_count);
+    if (cfg->batch_size < d->world) {
+        mtl_fail(err, NULL, "--batch-size: %d is smaller than the number of ranks (%d)", cfg->batch_size, d->world);
+        trainer_free(tr);
+        return MTL_EXIT_USAGE;
+    }
+    int capacity = (int)((cfg->batch_size + d->world - 1) / d->world);
+    tr->local_batch = (int)local_count;
+    if (whole) {
+        tr->train_begin = 0;
+        tr->train_count = tr->train.n_total;
+        tr->steps_per_epoch = (tr->train.n_total + cfg->batch_size - 1) / cfg->batch_size;
+    } else {
+        tr->train_count = tr->train.n_rows;
+        int64_t mine = (tr->train_count + tr->local_batch - 1) / tr->local_batch;
+        tr->steps_per_epoch = mtl_dist_max_int(d, (int)mine);
+    }
+
+    rc = mtl_model_create(&tr->m, cfg, &shape, capacity, err);
+    if (rc != MTL_OK) {
+        trainer_free(tr);
+        return MTL_EXIT_USAGE; /* same on every rank: a configuration problem */
+    }
+    mtl_model *m = tr->m;
+    int et = early_metric_task(tr, err);
+    if (et < -1) {
+        trainer_free(tr);
+        return MTL_EXIT_USAGE;
+    }
+    mtl_optim_defaults(&tr->opt, (mtl_optim_kind)cfg->optimizer);
+    tr->opt.lr = cfg->lr;
+    tr->opt.momentum = cfg->momentum;
+    if (cfg->optimizer == MTL_OPT_ADAGRAD)
+        for (size_t i = 0; i < m->params.size; i++) m->params.v[i] = tr->opt.adagrad_init;
+    rc = mtl_batch_alloc(&tr->batch, capacity, shape.S, shape.D, shape.T, err);
+    if (rc == MTL_OK) {
+        tr->perm = mtl_alloc((size_t)tr->train_count, sizeof(int64_t), "shuffle order", err);
+        tr->rows = mtl_alloc((size_t)capacity, sizeof(int64_t), "batch rows", err);
+        tr->best = mtl_alloc(m->params.size, sizeof(float), "best parameters", err);
+        if (!tr->perm || !tr->rows || !tr->best) rc = MTL_ERR;
+    }
+    int64_t max_eval = 0, max_total = 0;
+    const mtl_dataset *splits[2] = {tr->has_valid ? &tr->valid : NULL, tr->has_test ? &tr->test : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!splits[i]) continue;
+        int64_t b, c;
+        eval_range(tr, splits[i], &b, &c);
+        if (c > max_eval) max_eval = c;
+        if (splits[i]->n_total > max_total) max_total = splits[i]->n_total;
+    }
+    if (rc == MTL_OK) rc = alloc_eval(tr, max_eval, max_total, err);
+    agree_ok(d, rc, err);
+    /* replicas start identical whatever each rank's generator did */
+    mtl_dist_bcast_floats(d, m->params.values, m->params.size, 0);
+    mtl_rng_seed(&m->dropout_rng, cfg->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)d->rank + 1);
+
+    progress pg;
+    memset(&pg, 0, sizeof pg);
+    pg.best_metric = INFINITY;
+    pg.best_epoch = -1;
+    int use_early = cfg->early_stop_patience > 0 && tr->has_valid;
+
+    /* resume */
+    if (cfg->resume[0]) {
+        char path[MTL_PATH_MAX + 32];
+        if (strcmp(cfg->resume, "latest") == 0) {
+            if (!cfg->checkpoint_dir[0]) {
+                mtl_fail(err, NULL, "--resume latest: needs --checkpoint-dir");
+                trainer_free(tr);
+                return MTL_EXIT_USAGE;
+            }
+            rc = find_latest(cfg->checkpoint_dir, path, sizeof path, root, err);
+        } else {
+            snprintf(path, sizeof path, "%s", cfg->resume);
+            rc = MTL_OK;
+        }
+        mtl_ckpt_state st;
+        if (rc == MTL_OK) rc = mtl_checkpoint_load_state(path, &st, err);
+        if (rc == MTL_OK) {
+            char mine[8192];
+            mtl_config_model_text(cfg, mine, sizeof mine);
+            if (strcmp(mine, st.config) != 0)
+                rc = mtl_fail(err, path,
+                              "--resume: the checkpoint's model differs from this run's.\n"
+                              "checkpoint:\n%s\nthis run:\n%s",
+                              st.config, mine);
+        }
+        if (rc == MTL_OK && (st.shape.S != shape.S || st.shape.D != shape.D || st.shape.T != shape.T))
+            rc = mtl_fail(err, path, "--resume: the checkpoint was trained on data of another shape");
+        if (rc == MTL_OK)
+            rc = mtl_checkpoint_load_tensors(path, m, 1, tr->best, &pg.has_best, err);
+        if (rc == MTL_OK) {
+            pg.step = st.step;
+            pg.epoch = st.epoch;
+            pg.batch_in_epoch = st.batch_in_epoch;
+            pg.best_metric = st.best_metric;
+            pg.best_epoch = st.best_epoch;
+            pg.bad_epochs = st.bad_epochs;
+            if (root) memcpy(pg.loss_sum, st.train_loss_sum, sizeof pg.loss_sum);
+            memcpy(pg.count, st.train_count, sizeof pg.count);
+            if (st.world_size == d->world) {
+                /* rank 0's generator is in the file; in a same-size resume each rank
+                 * derives its own from it, as at the start */
+                memcpy(m->dropout_rng.s, st.dropout_rng, sizeof st.dropout_rng);
+                for (int k = 0; k < d->rank; k++) mtl_rng_next(&m->dropout_rng);
+            }
+            if (root)
+                printf("resumed from %s at epoch %lld, step %lld%s\n", path,
+                       (long long)pg.epoch + 1, (long long)pg.step,
+                       st.world_size != d->world
+                           ? " (saved by a different number of ranks: the data order differs "
+                             "from the original run)"
+                           : "");
+        }
+        agree_ok(d, rc, err);
+        if (st.world_size != d->world && !whole) {
+            /* the partial epoch's position does not carry over to other shards */
+            pg.batch_in_epoch = pg.batch_in_epoch < tr->steps_per_epoch ? pg.batch_in_epoch : 0;
+        }
+    }
+
+    if (root && cfg->metrics_out[0]) {
+        tr->metrics = fopen(cfg->metrics_out, pg.step > 0 ? "a" : "w");
+        rc = tr->metrics ? MTL_OK
+                         : mtl_fail(err, cfg->metrics_out, "cannot open for writing: %s", strerror(errno));
+    }
+    agree_ok(d, rc, err);
+    if (root && cfg->checkpoint_dir[0]) {
+        struct stat sb;
+        if (stat(cfg->checkpoint_dir, &sb) != 0 && mkdir(cfg->checkpoint_dir, 0777) != 0)
+            rc = mtl_fail(err, cfg->checkpoint_dir, "cannot create checkpoint directory: %s", strerror(errno));
+        else if (stat(cfg->checkpoint_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+            rc = mtl_fail(err, cfg->checkpoint_dir, "--checkpoint-dir: not a directory");
+    }
+    agree_ok(d, rc, err);
+
+    if (root && !cfg->quiet) {
+        printf("mtl_dist %s: model %s, %d rank%s, %lld parameters (%lld in embeddings), "
+               "%.1f kFLOP/sample, train %lld rows",
+               MTL_VERSION, mtl_model_name(cfg->model), d->world, d->world > 1 ? "s" : "",
+               (long long)m->params.size, (long long)(m->params.size - m->params.dense_size),
+               mtl_model_flops_per_sample(m) / 1e3, (long long)tr->train.n_total);
+        if (tr->has_valid) printf(", valid %lld", (long long)tr->valid.n_total);
+        if (tr->has_test) printf(", test %lld", (long long)tr->test.n_total);
+        printf("\n");
+        fflush(stdout);
+    }
+
+    /* ---- the loop ---- */
+    int T = m->T;
+    double train_seconds = 0, train_samples = 0;
+    double last_ckpt_time = mtl_dist_time();
+    int interrupted = 0, diverged = 0, stop_early = 0;
+    int64_t nonfinite_skipped = 0;
+    int tty = root && !cfg->quiet && isatty(STDERR_FILENO);
+    for (; pg.epoch < cfg->epochs && !interrupted && !diverged && !stop_early; pg.epoch++) {
+        if (whole)
+            mtl_shuffle(tr->perm, tr->train_count, cfg->seed, pg.epoch, 0);
+        else
+            mtl_shuffle(tr->perm, tr->train_count, cfg->seed, pg.epoch, d->rank);
+        double epoch_t0 = mtl_dist_time(), epoch_samples = 0, last_progress = epoch_t0;
+        for (; pg.batch_in_epoch < tr->steps_per_epoch; pg.batch_in_epoch++) {
+            if (cfg->max_steps > 0 && pg.step >= cfg->max_steps) break;
+            /* this rank's rows of the step */
+            int64_t first, n;
+            if (whole) {
+                int64_t gb = pg.batch_in_epoch * cfg->batch_size;
+                int64_t gn = tr->train_count - gb < cfg->batch_size ? tr->train_count - gb : cfg->batch_size;
+                int64_t off;
+                mtl_shard_range(gn, d->rank, d->world, &off, &n);
+                first = gb + off;
+            } else {
+                first = pg.batch_in_epoch * tr->local_batch;
+                n = tr->train_count - first;
+                if (n > tr->local_batch) n = tr->local_batch;
+                if (n < 0) n = 0; /* this rank ran out: it still joins every allreduce */
+            }
+            mtl_batch_gather(&tr->batch, &tr->train, tr->perm + first, (int)n);
+            double count[MTL_MAX_TASKS], loss_sum[MTL_MAX_TASKS] = {0};
+            mtl_model_count_labels(m, &tr->batch, count);
+            mtl_dist_pending pending;
+            mtl_dist_sum_doubles_start(d, count, (size_t)T, &pending);
+            if (n > 0) mtl_model_forward(m, &tr->batch, 1);
+            mtl_dist_wait(d, &pending);
+            memset(m->params.grads, 0, m->params.size * sizeof(float));
+            mtl_model_loss(m, &tr->batch, count, root, loss_sum);
+            if (n > 0) mtl_model_backward(m, &tr->batch);
+            mtl_dist_sum_floats(d, m->params.grads, m->params.size);
+            /* the summed gradient is the same on every rank: so is this test */
+            int finite = 1;
+            float sum = 0;
+            for (size_t i = 0; i < m->params.size; i++) sum += m->params.grads[i] * 0.0f;
+            finite = sum == 0.0f; /* NaN*0 = NaN, Inf*0 = NaN */
+            if (!finite) {
+                int my_task = 0;
+                for (int t = 0; t < T && !my_task; t++)
+                    if (!isfinite(loss_sum[t])) my_task = t + 1;
+                int task = mtl_dist_max_int(d, my_task);
+                if (cfg->skip_nonfinite_steps) {
+                    nonfinite_skipped++;
+                    if (root && !cfg->quiet)
+                        fprintf(stderr, "mtl_dist: step %lld: non-finite loss or gradient%s%s: step skipped\n",
+                                (long long)pg.step + 1, task ? " in task " : "",
+                                task ? m->shape.task_names[task - 1] : "");
+                    continue;
+                }
+                mtl_fail(err, NULL,
+                         "step %lld (epoch %lld): the loss or gradient is not finite (NaN/Inf)%s%s; "
+                         "training stopped, the last good checkpoint is kept (lower --lr, check the "
+                         "data for extreme values, or pass --skip-nonfinite-steps)",
+                         (long long)pg.step + 1, (long long)pg.epoch + 1, task ? " in task " : "",
+                         task ? m->shape.task_names[task - 1] : "");
+                diverged = 1;
+                break;
+            }
+            for (int i = 0; i < m->params.n; i++) {
+                const mtl_tensor *t = &m->params.tensors[i];
+                float l2 = t->reg == MTL_REG_DNN ? cfg->l2_dnn : t->reg == MTL_REG_EMBEDDING ? cfg->l2_embedding : 0.0f;
+                if (l2 > 0) mtl_add_l2(m->params.grads + t->offset, m->params.values + t->offset, t->size, l2);
+            }
+            pg.step++;
+            mtl_optim_update(&tr->opt, m->params.values, m->params.grads, m->params.m, m->params.v,
+                             m->params.size, pg.step);
+            for (int t = 0; t < T; t++) {
+                pg.loss_sum[t] += loss_sum[t]; /* this rank's */
+                pg.count[t] += count[t];       /* global, the same on every rank */
+            }
+            {
+                int64_t gb = pg.batch_in_epoch * (int64_t)cfg->batch_size;
+                int64_t all = whole ? tr->train_count : tr->train.n_total;
+                int64_t gn = all - gb < cfg->batch_size ? all - gb : cfg->batch_size;
+                epoch_samples += (double)(gn > 0 ? gn : 0);
+            }
+            /* stop or checkpoint: decided together */
+            int want = stop_requested ? 1 : 0;
+            if (root && cfg->checkpoint_dir[0]) {
+                if (cfg->checkpoint_every_steps > 0 && pg.step % cfg->checkpoint_every_steps == 0) want |= 2;
+                if (cfg->checkpoint_every_seconds > 0 &&
+                    mtl_dist_time() - last_ckpt_time >= cfg->checkpoint_every_seconds)
+                    want |= 2;
+            } else if (cfg->checkpoint_dir[0] && cfg->checkpoint_every_steps > 0 &&
+                       pg.step % cfg->checkpoint_every_steps == 0)
+                want |= 2;
+            if (d->world > 1 || want) want = mtl_dist_max_int(d, want);
+            if (want) {
+                pg.batch_in_epoch++; /* this batch is done */
+                if (cfg->checkpoint_dir[0]) {
+                    if (save_checkpoint(tr, &pg, err) != MTL_OK) {
+                        trainer_free(tr);
+                        return MTL_EXIT_FAILURE;
+                    }
+                    last_ckpt_time = mtl_dist_time();
+                }
+                pg.batch_in_epoch--;
+                if (want & 1) {
+                    interrupted = 1;
+                    pg.batch_in_epoch++;
+                    break;
+                }
+            }
+            if (tty && mtl_dist_time() - last_progress > 0.5) {
+                last_progress = mtl_dist_time();
+                fprintf(stderr, "\repoch %lld: %3.0f%% (%lld/%lld steps)", (long long)pg.epoch + 1,
+                        100.0 * (double)(pg.batch_in_epoch + 1) / (double)tr->steps_per_epoch,
+                        (long long)pg.batch_in_epoch + 1, (long long)tr->steps_per_epoch);
+            }
+        }
+        if (tty) fprintf(stderr, "\r%60s\r", "");
+        double epoch_seconds = mtl_dist_time() - epoch_t0;
+        train_seconds += epoch_seconds;
+        train_samples += epoch_samples;
+        if (interrupted || diverged) break;
+        int hit_max = cfg->max_steps > 0 && pg.step >= cfg->max_steps;
+
+        /* epoch end: train loss, validation, early stopping */
+        double sums[2 * MTL_MAX_TASKS];
+        for (int t = 0; t < T; t++) {
+            sums[t] = pg.loss_sum[t];
+            sums[T + t] = 0;
+        }
+        mtl_dist_sum_doubles(d, sums, (size_t)T);
+        double train_loss[MTL_MAX_TASKS];
+        for (int t = 0; t < T; t++) train_loss[t] = pg.count[t] > 0 ? sums[t] / pg.count[t] : NAN;
+        eval_result valid;
+        memset(&valid, 0, sizeof valid);
+        if (tr->has_valid) {
+            int64_t b, c;
+            eval_range(tr, &tr->valid, &b, &c);
+            evaluate(tr, &tr->valid, b, c, &valid);
+        }
+        double sps = epoch_seconds > 0 ? epoch_samples / epoch_seconds : 0;
+        if (root && !cfg->quiet) {
+            printf("epoch %lld/%d train", (long long)pg.epoch + 1, cfg->epochs);
+            for (int t = 0; t < T; t++) printf(" %s %.4f", m->shape.task_names[t], train_loss[t]);
+            if (tr->has_valid) print_eval(m, "valid", &valid);
+            printf(" | %.0f samples/s | %.2f s\n", sps, epoch_seconds);
+            fflush(stdout);
+        }
+        if (tr->metrics) {
+            fprintf(tr->metrics, "{\"epoch\":%lld", (long long)pg.epoch + 1);
+            json_task_map(tr->metrics, m, "train_loss", train_loss, -1);
+            if (tr->has_valid) json_eval(tr->metrics, m, "valid", &valid);
+            fprintf(tr->metrics, ",\"samples_per_sec\":");
+            json_num(tr->metrics, sps);
+            fprintf(tr->metrics, ",\"epoch_seconds\":");
+            json_num(tr->metrics, epoch_seconds);
+            fprintf(tr->metrics, ",\"steps\":%lld}\n", (long long)pg.step);
+            fflush(tr->metrics);
+        }
+        if (use_early) {
+            double metric = et >= 0 ? -valid.auc[et] : valid.total;
+            if (metric < pg.best_metric) {
+                pg.best_metric = metric;
+                pg.best_epoch = pg.epoch;
+                pg.bad_epochs = 0;
+                pg.has_best = 1;
+                memcpy(tr->best, m->params.values, m->params.size * sizeof(float));
+            } else if (++pg.bad_epochs >= cfg->early_stop_patience) {
+                stop_early = 1;
+                if (root && !cfg->quiet)
+                    printf("early stopping: no improvement for %d epochs; best epoch %lld\n",
+                           cfg->early_stop_patience, (long long)pg.best_epoch + 1);
+            }
+        }
+        memset(pg.loss_sum, 0, sizeof pg.loss_sum);
+        memset(pg.count, 0, sizeof pg.count);
+        pg.batch_in_epoch = 0;
+        if (cfg->checkpoint_dir[0]) {
+            pg.epoch++; /* the checkpoint resumes at the next epoch */
+            int crc = save_checkpoint(tr, &pg, err);
+            pg.epoch--;
+            if (crc != MTL_OK) {
+                trainer_free(tr);
+                return MTL_EXIT_FAILURE;
+            }
+            last_ckpt_time = mtl_dist_time();
+        }
+        if (hit_max) {
+            pg.epoch++;
+            break;
+        }
+    }
+
+    if (diverged) {
+        trainer_free(tr);
+        return MTL_EXIT_FAILURE;
+    }
+    if (interrupted) {
+        if (root)
+            fprintf(stderr,
+                    "mtl_dist: interrupted at step %lld; %s\n", (long long)pg.step,
+                    cfg->checkpoint_dir[0]
+                        ? "checkpoint written: rerun the same command with --resume latest to continue"
+                        : "no --checkpoint-dir was given, so nothing was saved");
+        trainer_free(tr);
+        return MTL_EXIT_INTERRUPTED;
+    }
+
+    /* the end: best weights, test metrics, predictions */
+    if (use_early && pg.has_best) memcpy(m->params.values, tr->best, m->params.size * sizeof(float));
+    eval_result test;
+    memset(&test, 0, sizeof test);
+    if (tr->has_test) {
+        int64_t b, c;
+        eval_range(tr, &tr->test, &b, &c);
+        evaluate(tr, &tr->test, b, c, &test);
+        if (root && !cfg->quiet) {
+            printf("test");
+            print_eval(m, "", &test);
+            printf("\n");
+        }
+        if (root && cfg->predict_out[0]) {
+            const char *names[3 + MTL_MAX_TASKS];
+            for (int p = 0; p < m->P; p++) names[p] = mtl_model_prediction_name(m, p);
+            rc = mtl_predictions_save(cfg->predict_out, tr->all_pred, tr->test.n_total, m->P, names, err);
+        }
+        agree_ok(d, rc, err);
+    }
+    double total_seconds = mtl_dist_time() - t_start;
+    if (tr->metrics) {
+        fprintf(tr->metrics, "{\"final\":true,\"best_epoch\":");
+        if (use_early && pg.has_best)
+            fprintf(tr->metrics, "%lld", (long long)pg.best_epoch + 1);
+        else
+            fprintf(tr->metrics, "%lld", (long long)pg.epoch);
+        if (tr->has_test) {
+            if (any_task(m, 0)) {
+                json_task_map(tr->metrics, m, "test_auc", test.auc, 0);
+                json_task_map(tr->metrics, m, "test_logloss", test.loss, 0);
+            }
+            if (any_task(m, 1)) {
+                json_task_map(tr->metrics, m, "test_mse", test.loss, 1);
+                json_task_map(tr->metrics, m, "test_mae", test.mae, 1);
+            }
+        }
+        fprintf(tr->metrics, ",\"train_samples_per_sec\":");
+        json_num(tr->metrics, train_seconds > 0 ? train_samples / train_seconds : 0);
+        fprintf(tr->metrics, ",\"train_seconds\":");
+        json_num(tr->metrics, train_seconds);
+        fprintf(tr->metrics, ",\"total_seconds\":");
+        json_num(tr->metrics, total_seconds);
+        fprintf(tr->metrics, ",\"steps\":%lld,\"nonfinite_steps_skipped\":%lld,\"world_size\":%d}\n",
+                (long long)pg.step, (long long)nonfinite_skipped, d->world);
+    }
+    if (root && !cfg->quiet)
+        printf("done: %lld steps, %.0f samples/s, %.2f s\n", (long long)pg.step,
+               train_seconds > 0 ? train_samples / train_seconds : 0, total_seconds);
+    trainer_free(tr);
+    return MTL_EXIT_OK;
+}
+
+/* ---- predict ---- */
+
+int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err) {
+    trainer tr_, *tr = &tr_;
+    memset(tr, 0, sizeof *tr);
+    mtl_config cfg = *cfg_in;
+    tr->cfg = &cfg;
+    tr->d = d;
+    openblas_set_num_threads(cfg.threads);
+    mtl_ckpt_state st;
+    int rc = mtl_checkpoint_load_state(cfg.checkpoint_path, &st, err);
+    if (rc == MTL_OK) rc = apply_model_text(&cfg, st.config, cfg.checkpoint_path, err);
+    agree_ok(d, rc, err);
+    rc = mtl_dataset_load(&tr->valid, cfg.data_path, d->rank, d->world, err);
+    if (rc == MTL_OK) {
+        mtl_dataset *ds = &tr->valid;
+        if (ds->S != st.shape.S || ds->D != st.shape.D)
+            rc = mtl_fail(err, cfg.data_path,
+                          "has %d sparse and %d dense columns; the model was trained on %d and %d",
+                          ds->S, ds->D, st.shape.S, st.shape.D);
+        for (int s = 0; rc == MTL_OK && s < ds->S; s++)
+            if (ds->vocab_sizes[s] != st.shape.vocab_sizes[s])
+                rc = mtl_fail(err, cfg.data_path,
+                              "/sparse: vocab_sizes[%d] is %lld; the model was trained with %lld "
+                              "(encode with mtl_prep --vocab-from the training file)",
+                              s, (long long)ds->vocab_sizes[s], (long long)st.shape.vocab_sizes[s]);
+        if (rc == MTL_OK && ds->T != st.shape.T)
+            rc = mtl_fail(err, cfg.data_path, "has %d label columns; the model has %d tasks", ds->T, st.shape.T);
+    }
+    agree_ok(d, rc, err);
+    if (tr->valid.n_total < d->world) {
+        trainer_free(tr);
+        return mtl_fail(err, cfg.data_path, "%lld rows cannot be shared by %d ranks",
+                        (long long)tr->valid.n_total, d->world), MTL_EXIT_USAGE;
+    }
+    int capacity = (int)((cfg.batch_size + d->world - 1) / d->world);
+    rc = mtl_model_create(&tr->m, &cfg, &st.shape, capacity, err);
+    if (rc == MTL_OK) rc = mtl_checkpoint_load_tensors(cfg.checkpoint_path, tr->m, 0, NULL, NULL, err);
+    if (rc == MTL_OK) rc = mtl_batch_alloc(&tr->batch, capacity, st.shape.S, st.shape.D, st.shape.T, err);
+    if (rc == MTL_OK) {
+        tr->rows = mtl_alloc((size_t)capacity, sizeof(int64_t), "batch rows", err);
+        rc = tr->rows ? alloc_eval(tr, tr->valid.n_rows, tr->valid.n_total, err) : MTL_ERR;
+    }
+    agree_ok(d, rc, err);
+    eval_result res;
+    evaluate(tr, &tr->valid, 0, tr->valid.n_rows, &res);
+    if (d->rank == 0) {
+        const char *names[3 + MTL_MAX_TASKS];
+        for (int p = 0; p < tr->m->P; p++) names[p] = mtl_model_prediction_name(tr->m, p);
+        rc = mtl_predictions_save(cfg.predict_out, tr->all_pred, tr->valid.n_total, tr->m->P, names, err);
+        if (rc == MTL_OK && !cfg.quiet) {
+            printf("wrote %lld predictions to %s", (long long)tr->valid.n_total, cfg.predict_out);
+            print_eval(tr->m, "labels in the data:", &res);
+            printf("\n");
+        }
+    }
+    agree_ok(d, rc, err);
+    trainer_free(tr);
+    return MTL_EXIT_OK;
+}

@@ -1,0 +1,189 @@
+/* Tests for src/metrics.c: AUC against hand-computed cases (ties included)
+ * and an O(n^2) pair-counting reference; logloss/MSE/MAE against hand values. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "mtl/metrics.h"
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* cmocka 1.1's assert_float_equal compares in float; metrics are doubles */
+#define assert_near(a, b, tol) assert_near_((a), (b), (tol), #a, __FILE__, __LINE__)
+static void assert_near_(double a, double b, double tol, const char *expr, const char *file,
+                         int line) {
+    if (fabs(a - b) <= tol) return;
+    print_error("%s = %.17g, expected %.17g (tolerance %g)\n", expr, a, b, tol);
+    _fail(file, line);
+}
+
+static double auc1(const float *s, const float *y, size_t n) {
+    return mtl_auc(s, 1, y, 1, n);
+}
+
+static void test_auc_hand_cases(void **state) {
+    (void)state;
+    // positives 0.35, 0.8 vs negatives 0.1, 0.4: 3 of 4 pairs ordered
+    const float s1[] = {0.1f, 0.4f, 0.35f, 0.8f}, y1[] = {0, 0, 1, 1};
+    assert_near(auc1(s1, y1, 4), 0.75, 1e-12);
+    // pos {0.5, 0.9} vs neg {0.5, 0.2}: 0.9 beats both (2), 0.5 ties 0.5 (0.5) and
+    // beats 0.2 (1) -> 3.5 / 4
+    const float s2[] = {0.5f, 0.5f, 0.2f, 0.9f}, y2[] = {1, 0, 0, 1};
+    assert_near(auc1(s2, y2, 4), 0.875, 1e-12);
+    // all tied: every pair is half
+    const float s3[] = {0.3f, 0.3f, 0.3f, 0.3f, 0.3f}, y3[] = {1, 0, 0, 1, 0};
+    assert_near(auc1(s3, y3, 5), 0.5, 1e-12);
+    // perfect and reversed
+    const float s4[] = {0.1f, 0.2f, 0.3f, 0.7f, 0.9f}, y4[] = {0, 0, 0, 1, 1};
+    const float y5[] = {1, 1, 0, 0, 0};
+    assert_near(auc1(s4, y4, 5), 1.0, 1e-12);
+    assert_near(auc1(s4, y5, 5), 0.0, 1e-12);
+    // scores need not be probabilities (logits, negative values)
+    const float s6[] = {-3.0f, 2.0f, -1.0f, 0.0f}, y6[] = {0, 1, 1, 0};
+    assert_near(auc1(s6, y6, 4), 0.75, 1e-12);
+    // label threshold at 0.5: 0.7 is a positive, 0.3 a negative
+    const float y7[] = {0.3f, 0.3f, 0.7f, 1.0f};
+    assert_near(auc1(s1, y7, 4), 0.75, 1e-12);
+}
+
+static void test_auc_undefined(void **state) {
+    (void)state;
+    const float s[] = {0.1f, 0.4f, 0.35f}, ones[] = {1, 1, 1}, zeros[] = {0, 0, 0};
+    assert_true(isnan(auc1(s, ones, 3))); // one class only
+    assert_true(isnan(auc1(s, zeros, 3)));
+    assert_true(isnan(auc1(s, ones, 0))); // empty
+    const float nan_labels[] = {NAN, NAN, NAN};
+    assert_true(isnan(auc1(s, nan_labels, 3)));
+    const float y[] = {0, 1, NAN};
+    assert_true(isnan(auc1(s, y, 3)) == 0);
+    const float s_nan[] = {0.1f, NAN, 0.3f}; // a NaN score of a labelled item
+    assert_true(isnan(auc1(s_nan, y, 3)));
+    const float s_nan_unlabelled[] = {0.1f, 0.4f, NAN}; // ...ignored when unlabelled
+    assert_near(auc1(s_nan_unlabelled, y, 3), 1.0, 1e-12);
+}
+
+static void test_auc_skips_nan_labels(void **state) {
+    (void)state;
+    // the hand case 0.875 with unlabelled items mixed in at every rank
+    const float s[] = {0.95f, 0.5f, 0.0f, 0.5f, 0.5f, 0.2f, 0.9f, 0.3f};
+    const float y[] = {NAN, 1, NAN, 0, NAN, 0, 1, NAN};
+    assert_near(auc1(s, y, N_OF(s)), 0.875, 1e-12);
+}
+
+static void test_auc_strides(void **state) {
+    (void)state;
+    // [4 x 3] row-major: column 0 = scores, column 2 = labels, column 1 noise
+    const float m[4 * 3] = {
+        0.1f,  9.0f, 0.0f, //
+        0.4f,  9.0f, 0.0f, //
+        0.35f, 9.0f, 1.0f, //
+        0.8f,  9.0f, 1.0f,
+    };
+    assert_near(mtl_auc(m + 0, 3, m + 2, 3, 4), 0.75, 1e-12);
+    // labels in a separate contiguous array, scores strided
+    const float y[] = {0, 0, 1, 1};
+    assert_near(mtl_auc(m, 3, y, 1, 4), 0.75, 1e-12);
+}
+
+/* xorshift64*: a fixed, platform-independent random stream for the test */
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ULL;
+}
+
+static double auc_reference(const float *s, const float *y, size_t n) {
+    double pairs = 0.0, npos = 0.0, nneg = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(y[i])) continue;
+        if (y[i] >= 0.5f)
+            npos += 1.0;
+        else
+            nneg += 1.0;
+        if (y[i] < 0.5f) continue;
+        for (size_t j = 0; j < n; j++) {
+            if (isnan(y[j]) || y[j] >= 0.5f) continue;
+            if (s[i] > s[j])
+                pairs += 1.0;
+            else if (s[i] == s[j])
+                pairs += 0.5;
+        }
+    }
+    return pairs / (npos * nneg);
+}
+
+static void test_auc_random_vs_pairs(void **state) {
+    (void)state;
+    enum { N = 2000 };
+    static float s[N], y[N];
+    uint64_t rng = 0x9E3779B97F4A7C15ULL;
+    for (int trial = 0; trial < 5; trial++) {
+        // few distinct score levels so most items tie with many others,
+        // ~30% positives correlated with the score, ~5% missing labels
+        unsigned levels = trial == 0 ? 3u : 10u + 40u * (unsigned)trial;
+        for (int i = 0; i < N; i++) {
+            unsigned level = (unsigned)(rng_next(&rng) >> 33) % levels;
+            s[i] = (float)level / (float)levels;
+            double u = (double)(rng_next(&rng) >> 11) / 9007199254740992.0;
+            y[i] = u < 0.15 + 0.3 * s[i] ? 1.0f : 0.0f;
+            if (rng_next(&rng) % 20 == 0) y[i] = NAN;
+        }
+        double want = auc_reference(s, y, N);
+        double got = mtl_auc(s, 1, y, 1, N);
+        assert_near(got, want, 1e-9);
+        assert_true(want > 0.5 && want < 1.0); // a non-trivial case
+    }
+}
+
+static void test_logloss(void **state) {
+    (void)state;
+    // -(ln 0.9 + ln 0.8) / 2; the NaN-labelled item does not count
+    const float p[] = {0.9f, 0.2f, 0.6f}, y[] = {1, 0, NAN};
+    assert_near(mtl_logloss(p, 1, y, 1, 3), 0.164252033486018, 1e-7);
+    // clamped to [1e-7, 1 - 1e-7]: a confident miss costs -ln(1e-7), not inf
+    const float p0[] = {0.0f}, one[] = {1.0f}, zero[] = {0.0f};
+    assert_near(mtl_logloss(p0, 1, one, 1, 1), 16.11809565095832, 1e-9);
+    assert_near(mtl_logloss(p0, 1, zero, 1, 1), 1e-7, 1e-9);
+    const float p1[] = {1.0f};
+    assert_near(mtl_logloss(p1, 1, zero, 1, 1), 16.11809565095832, 1e-6);
+    // strided column, all-NaN labels, and a NaN prediction propagating
+    const float m[] = {0.9f, 1.0f, 0.2f, 0.0f};
+    assert_near(mtl_logloss(m, 2, m + 1, 2, 2), 0.164252033486018, 1e-7);
+    const float ynan[] = {NAN, NAN};
+    assert_true(isnan(mtl_logloss(p, 1, ynan, 1, 2)));
+    const float pnan[] = {NAN};
+    assert_true(isnan(mtl_logloss(pnan, 1, one, 1, 1)));
+}
+
+static void test_mse_mae(void **state) {
+    (void)state;
+    // errors -0.5, 0, 2 (the 4th item is unlabelled)
+    const float pred[] = {1.0f, 2.0f, 3.0f, 100.0f}, y[] = {1.5f, 2.0f, 1.0f, NAN};
+    assert_near(mtl_mse_metric(pred, 1, y, 1, 4), 4.25 / 3.0, 1e-12);
+    assert_near(mtl_mae_metric(pred, 1, y, 1, 4), 2.5 / 3.0, 1e-12);
+    // strided: [2 x 2] matrix, column 1 against column 0
+    const float m[] = {1.0f, 4.0f, 2.0f, -1.0f};
+    assert_near(mtl_mse_metric(m + 1, 2, m, 2, 2), (9.0 + 9.0) / 2.0, 1e-12);
+    assert_near(mtl_mae_metric(m + 1, 2, m, 2, 2), 3.0, 1e-12);
+    const float ynan[] = {NAN};
+    assert_true(isnan(mtl_mse_metric(pred, 1, ynan, 1, 1)));
+    assert_true(isnan(mtl_mae_metric(pred, 1, ynan, 1, 1)));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auc_hand_cases),
+        cmocka_unit_test(test_auc_undefined),
+        cmocka_unit_test(test_auc_skips_nan_labels),
+        cmocka_unit_test(test_auc_strides),
+        cmocka_unit_test(test_auc_random_vs_pairs),
+        cmocka_unit_test(test_logloss),
+        cmocka_unit_test(test_mse_mae),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

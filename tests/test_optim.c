@@ -1,0 +1,175 @@
+/* Tests for src/optim.c: each optimizer's first two steps against values
+ * computed by hand (in double, from the documented formulas), Adam
+ * minimizing a quadratic, L2, and the name table. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mtl/optim.h"
+
+/* cmocka 1.1's assert_float_equal compares in float with a float epsilon;
+ * this prints both values in full */
+#define assert_near(a, b, tol) assert_near_((a), (b), (tol), #a, __FILE__, __LINE__)
+static void assert_near_(double a, double b, double tol, const char *expr, const char *file,
+                         int line) {
+    if (fabs(a - b) <= tol) return;
+    print_error("%s = %.17g, expected %.17g (tolerance %g)\n", expr, a, b, tol);
+    _fail(file, line);
+}
+
+static void test_defaults_and_names(void **state) {
+    (void)state;
+    mtl_optim o;
+    mtl_optim_defaults(&o, MTL_OPT_ADAM);
+    assert_int_equal(o.kind, MTL_OPT_ADAM);
+    assert_true(o.beta1 == 0.9f && o.beta2 == 0.999f && o.eps == 1e-7f);
+    assert_true(o.momentum == 0.0f && o.adagrad_init == 0.1f && o.lr > 0.0f);
+    mtl_optim_defaults(&o, MTL_OPT_ADAGRAD);
+    assert_int_equal(o.kind, MTL_OPT_ADAGRAD);
+    assert_true(o.adagrad_init == 0.1f);
+
+    assert_int_equal(mtl_optim_parse("adam"), MTL_OPT_ADAM);
+    assert_int_equal(mtl_optim_parse("sgd"), MTL_OPT_SGD);
+    assert_int_equal(mtl_optim_parse("adagrad"), MTL_OPT_ADAGRAD);
+    assert_int_equal(mtl_optim_parse("rmsprop"), -1);
+    assert_int_equal(mtl_optim_parse(""), -1);
+    assert_int_equal(mtl_optim_parse(NULL), -1);
+    for (int k = MTL_OPT_ADAM; k <= MTL_OPT_ADAGRAD; k++)
+        assert_int_equal(mtl_optim_parse(mtl_optim_name((mtl_optim_kind)k)), k);
+}
+
+static void test_adam_two_steps(void **state) {
+    (void)state;
+    mtl_optim o;
+    mtl_optim_defaults(&o, MTL_OPT_ADAM);
+    o.lr = 0.01f;
+    // three parameters: one per gradient sign, one with no gradient at all
+    float p[3] = {1.0f, -2.0f, 0.5f}, m[3] = {0}, v[3] = {0};
+    const float g1[3] = {0.5f, -3.0f, 0.0f}, g2[3] = {-0.25f, 1.0f, 0.0f};
+    // step 1: m = 0.1 g, v = 0.001 g^2, lr_t = 0.01 sqrt(0.001) / 0.1, so the
+    // step is ~lr * sign(g) (less the eps effect): p0 - 0.0099999367...
+    mtl_optim_update(&o, p, g1, m, v, 3, 1);
+    assert_near(p[0], 0.9900000632451532, 1e-6);
+    assert_near(p[1], -1.9900000105409144, 1e-6);
+    assert_near(p[2], 0.5, 0.0);
+    assert_near(m[0], 0.05, 1e-7);
+    assert_near(v[0], 0.00025, 1e-8); // 1 - 0.999f is 1.00005e-3 in float, as in TF
+    // step 2: m = 0.9 m + 0.1 g, v = 0.999 v + 0.001 g^2,
+    // lr_t = 0.01 sqrt(1 - 0.999^2) / (1 - 0.9^2), p -= lr_t m / (sqrt(v) + 1e-7)
+    mtl_optim_update(&o, p, g2, m, v, 3, 2);
+    assert_near(p[0], 0.9873367079207922, 1e-6);
+    assert_near(p[1], -1.985997828825354, 1e-6);
+    assert_near(p[2], 0.5, 0.0);
+    assert_near(m[1], -0.17, 1e-7);
+    assert_near(v[1], 0.009991, 1e-6);
+}
+
+static void test_adam_eps_placement(void **state) {
+    (void)state;
+    // a tiny gradient exposes where eps goes: Keras adds it to the
+    // uncorrected sqrt(v) (sqrt(v1) = 1e-6 * sqrt(0.001) = 3.16e-8), so step 1
+    // is lr_t * m / (sqrt(v) + eps) ~ 0.0024, where eps added to sqrt(v_hat)
+    // (PyTorch) would give 0.01 * 1e-6 / (1e-6 + 1e-7) ~ 0.0091
+    mtl_optim o;
+    mtl_optim_defaults(&o, MTL_OPT_ADAM);
+    o.lr = 0.01f;
+    float p[1] = {0.0f}, m[1] = {0}, v[1] = {0};
+    const float g[1] = {1e-6f};
+    mtl_optim_update(&o, p, g, m, v, 1, 1);
+    double lr_t = 0.01 * sqrt(1.0 - 0.999) / (1.0 - 0.9);
+    double mm = 0.1 * 1e-6, vv = 0.001 * 1e-12;
+    double want = -lr_t * mm / (sqrt(vv) + 1e-7);
+    assert_near(p[0], want, 1e-4 * fabs(want)); // float32 state, as Keras
+    assert_true(fabs(p[0]) < 0.0025);           // the PyTorch form would move ~0.0091
+}
+
+static void test_sgd_two_steps(void **state) {
+    (void)state;
+    mtl_optim o;
+    mtl_optim_defaults(&o, MTL_OPT_SGD);
+    o.lr = 0.1f;
+    const float g1[1] = {0.5f}, g2[1] = {-0.25f};
+    // plain: p -= lr g
+    float p[1] = {1.0f}, m[1] = {0}, v[1] = {0};
+    mtl_optim_update(&o, p, g1, m, v, 1, 1);
+    assert_near(p[0], 0.95, 1e-7);
+    mtl_optim_update(&o, p, g2, m, v, 1, 2);
+    assert_near(p[0], 0.975, 1e-7);
+    // momentum 0.9, PyTorch style: buf = 0.5 -> p = 0.95; buf = 0.45 - 0.25 = 0.2 -> p = 0.93
+    o.momentum = 0.9f;
+    p[0] = 1.0f;
+    m[0] = 0.0f;
+    mtl_optim_update(&o, p, g1, m, v, 1, 1);
+    assert_near(p[0], 0.95, 1e-7);
+    assert_near(m[0], 0.5, 1e-7);
+    mtl_optim_update(&o, p, g2, m, v, 1, 2);
+    assert_near(m[0], 0.2, 1e-7);
+    assert_near(p[0], 0.93, 1e-7);
+}
+
+static void test_adagrad_two_steps(void **state) {
+    (void)state;
+    mtl_optim o;
+    mtl_optim_defaults(&o, MTL_OPT_ADAGRAD);
+    o.lr = 0.1f;
+    const float g1[1] = {0.5f}, g2[1] = {-0.25f};
+    float p[1] = {1.0f}, m[1] = {0}, v[1] = {o.adagrad_init};
+    // acc = 0.1 + 0.25 = 0.35, p = 1 - 0.1 * 0.5 / (sqrt(0.35) + 1e-7)
+    mtl_optim_update(&o, p, g1, m, v, 1, 1);
+    assert_near(v[0], 0.35, 1e-7);
+    assert_near(p[0], 0.9154845888128602, 1e-6);
+    // acc = 0.4125, p += 0.1 * 0.25 / (sqrt(0.4125) + 1e-7)
+    mtl_optim_update(&o, p, g2, m, v, 1, 2);
+    assert_near(v[0], 0.4125, 1e-7);
+    assert_near(p[0], 0.9544095299603312, 1e-6);
+}
+
+static void test_adam_minimizes_quadratic(void **state) {
+    (void)state;
+    // f(p) = sum_i a_i (p_i - c_i)^2, badly scaled (a from 0.01 to 100):
+    // Adam's per-coordinate step size should handle it
+    enum { N = 37 }; // not a multiple of the SIMD width: the loop tail runs too
+    float p[N], g[N], m[N] = {0}, v[N] = {0}, a[N], c[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = powf(10.0f, -2.0f + 4.0f * (float)i / (float)(N - 1));
+        c[i] = (float)(i % 7) - 3.0f;
+        p[i] = 0.0f;
+    }
+    mtl_optim o;
+    mtl_optim_defaults(&o, MTL_OPT_ADAM);
+    o.lr = 0.05f;
+    for (int64_t t = 1; t <= 3000; t++) {
+        for (int i = 0; i < N; i++) g[i] = 2.0f * a[i] * (p[i] - c[i]);
+        mtl_optim_update(&o, p, g, m, v, N, t);
+    }
+    for (int i = 0; i < N; i++) assert_near(p[i], c[i], 1e-2);
+}
+
+static void test_l2(void **state) {
+    (void)state;
+    float g[5] = {1.0f, 0.0f, -1.0f, 2.0f, 0.5f};
+    const float p[5] = {2.0f, -4.0f, 0.5f, 0.0f, 8.0f};
+    mtl_add_l2(g, p, 5, 0.25f); // g += 2 * 0.25 * p
+    const double want[5] = {2.0, -2.0, -0.75, 2.0, 4.5};
+    for (int i = 0; i < 5; i++) assert_near(g[i], want[i], 1e-7);
+    mtl_add_l2(g, p, 5, 0.0f); // no-op
+    for (int i = 0; i < 5; i++) assert_near(g[i], want[i], 1e-7);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_names),
+        cmocka_unit_test(test_adam_two_steps),
+        cmocka_unit_test(test_adam_eps_placement),
+        cmocka_unit_test(test_sgd_two_steps),
+        cmocka_unit_test(test_adagrad_two_steps),
+        cmocka_unit_test(test_adam_minimizes_quadratic),
+        cmocka_unit_test(test_l2),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
