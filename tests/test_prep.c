@@ -109,12 +109,12 @@ static void assert_same_file(const char *a, const char *b) {
     long first = -1;
     for (long i = 0; i < na && first < 0; i++)
         if (x[i] != y[i]) first = i;
+    free(x);
+    free(y);
     if (first >= 0)
         fail_msg("%s and %s differ at byte %ld (HDF5 object timestamps? the writer needs "
                  "H5Pset_obj_track_times(plist, 0))",
                  a, b, first + 1);
-    free(x);
-    free(y);
 }
 
 static int run_prep(const mtl_prep_options *opt, mtl_error *err) {

@@ -87,7 +87,7 @@ static int parse_u64(const char *opt, const char *s, uint64_t *out) {
 }
 
 static int parse_int(const char *opt, const char *s, int lo, int *out) {
-    int64_t v;
+    int64_t v = 0;
     if (parse_i64(opt, s, lo, &v)) return 2;
     if (v > INT32_MAX) return usage_error("%s: '%s' is too large", opt, s);
     *out = (int)v;

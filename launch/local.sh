@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run mtl_dist with N ranks on this machine.
+#
+#   launch/local.sh N [mtl_dist options...]
+#   launch/local.sh 2 --model mmoe --train out/census/train.h5 --valid ... --test ...
+#
+# Handles what Open MPI needs on a workstation: running as root (it refuses
+# unless OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 are set)
+# and more ranks than cores (--oversubscribe). Each rank uses one BLAS thread
+# unless --threads is given. MTL_DIST=/path/to/mtl_dist overrides the binary.
+set -euo pipefail
+if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ]; then
+  echo "usage: launch/local.sh N [mtl_dist options...]" >&2
+  exit 2
+fi
+n=$1
+shift
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${MTL_DIST:-}
+if [ -z "$bin" ]; then
+  if [ -x "$here/../build/mtl_dist" ]; then bin="$here/../build/mtl_dist"
+  else bin=$(command -v mtl_dist || true); fi
+fi
+[ -n "$bin" ] && [ -x "$bin" ] || { echo "launch/local.sh: mtl_dist not found (build it, or set MTL_DIST)" >&2; exit 2; }
+if [ "$(id -u)" -eq 0 ]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+extra=()
+[ "$n" -gt "$(nproc)" ] && extra+=(--oversubscribe)
+exec mpirun -np "$n" "${extra[@]}" --bind-to none "$bin" "$@"
