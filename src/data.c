@@ -742,6 +742,17 @@ struct mtl_writer {
 };
 
 /* A vlen UTF-8 string type, what h5py reads back as str. */
+/* Object creation properties without modification times, so the same inputs
+ * give byte-identical files (HDF5 stamps every object by default). */
+static hid_t untimed(hid_t cls) {
+    hid_t pl = H5Pcreate(cls);
+    if (pl >= 0 && H5Pset_obj_track_times(pl, 0) < 0) {
+        H5Pclose(pl);
+        return H5I_INVALID_HID;
+    }
+    return pl;
+}
+
 static hid_t vlen_utf8(void) {
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0) return t;
@@ -802,7 +813,7 @@ static hid_t create_rows_dataset(hid_t file, const char *name, hid_t type, int r
     while (rows > 64 && rows * width * 4 > (1u << 20)) rows /= 2;
     hsize_t chunk[2] = {rows, width};
     hid_t sp = H5Screate_simple(rank, dims, maxdims);
-    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t pl = untimed(H5P_DATASET_CREATE);
     hid_t d = H5I_INVALID_HID;
     if (sp >= 0 && pl >= 0 && H5Pset_chunk(pl, rank, chunk) >= 0)
         d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
@@ -885,8 +896,10 @@ int mtl_writer_open(mtl_writer **out, const char *path, int S, const char *const
         mtl_fail(err, path, "writer: cannot set up file access properties");
         goto fail_nofile;
     }
-    w->file = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fcpl = untimed(H5P_FILE_CREATE);
+    w->file = fcpl < 0 ? H5I_INVALID_HID : H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     if (w->file < 0) {
         mtl_fail(err, w->tmp_path,
                  "cannot create HDF5 file (does the directory exist and is it writable?)");
@@ -973,9 +986,9 @@ static int write_meta(hid_t file, const mtl_meta *m, const char *path, mtl_error
         (m->D > 0 && (!m->dense_min || !m->dense_max)))
         return mtl_fail(err, path, "/meta: inconsistent meta (S=%d D=%d)", m->S, m->D);
     int rc = MTL_ERR;
-    hid_t g = H5Gcreate2(file, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t gv =
-        g >= 0 ? H5Gcreate2(g, "vocab", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : H5I_INVALID_HID;
+    hid_t gcpl = untimed(H5P_GROUP_CREATE), dcpl = untimed(H5P_DATASET_CREATE);
+    hid_t g = H5Gcreate2(file, "meta", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    hid_t gv = g >= 0 ? H5Gcreate2(g, "vocab", H5P_DEFAULT, gcpl, H5P_DEFAULT) : H5I_INVALID_HID;
     hid_t t = vlen_utf8();
     const char **tmp = NULL;
     if (g < 0 || gv < 0 || t < 0) {
@@ -995,7 +1008,7 @@ static int write_meta(hid_t file, const mtl_meta *m, const char *path, mtl_error
         if (!tmp) goto done;
         for (int64_t i = 0; i < n; i++) tmp[i] = m->vocab[s][i] ? m->vocab[s][i] : "";
         hid_t sp = space_1d((hsize_t)n);
-        hid_t d = sp >= 0 ? H5Dcreate2(gv, name, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+        hid_t d = sp >= 0 ? H5Dcreate2(gv, name, t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)
                           : H5I_INVALID_HID;
         int ok = d >= 0 && (n == 0 || H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp) >= 0);
         close_id(&d, H5Dclose);
@@ -1009,8 +1022,8 @@ static int write_meta(hid_t file, const mtl_meta *m, const char *path, mtl_error
     const double *vecs[2] = {m->dense_min, m->dense_max};
     for (int k = 0; k < 2; k++) {
         hid_t sp = space_1d((hsize_t)D);
-        hid_t d = sp >= 0 ? H5Dcreate2(g, vec_names[k], H5T_IEEE_F64LE, sp, H5P_DEFAULT,
-                                       H5P_DEFAULT, H5P_DEFAULT)
+        hid_t d = sp >= 0 ? H5Dcreate2(g, vec_names[k], H5T_IEEE_F64LE, sp, H5P_DEFAULT, dcpl,
+                                       H5P_DEFAULT)
                           : H5I_INVALID_HID;
         int ok = d >= 0 && (D == 0 || H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                                vecs[k]) >= 0);
@@ -1027,6 +1040,8 @@ done:
     close_id(&t, H5Tclose);
     close_id(&gv, H5Gclose);
     close_id(&g, H5Gclose);
+    close_id(&gcpl, H5Pclose);
+    close_id(&dcpl, H5Pclose);
     return rc;
 }
 

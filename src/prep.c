@@ -896,6 +896,8 @@ static int encoding_load(encoding *e, const rowstore *r, const mtl_prep_config *
     if (encoding_alloc(e, r, err)) return MTL_ERR;
     if (mtl_meta_load(&e->loaded, path, err)) return MTL_ERR;
     const mtl_meta *m = &e->loaded;
+    if (m->S == 0 && m->D == 0)
+        return mtl_fail(err, path, "no /meta (not written by mtl_prep): no encoding to reuse");
     if (m->S != r->S || m->D != r->D)
         return mtl_fail(err, path,
                         "/meta has %d categorical and %d numeric columns, %s has %d and %d", m->S,

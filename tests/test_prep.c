@@ -376,8 +376,8 @@ static void test_config_errors(void **state) {
     struct {
         const char *file;
         int S, D, T, n_cols;
-    } shipped[] = {{MTL_SOURCE_DIR "/configs/census.ini", 29, 10, 2, 42},
-                   {MTL_SOURCE_DIR "/configs/census_education.ini", 28, 10, 2, 42},
+    } shipped[] = {{MTL_SOURCE_DIR "/configs/census.ini", 29, 11, 2, 42},
+                   {MTL_SOURCE_DIR "/configs/census_education.ini", 28, 11, 2, 42},
                    {MTL_SOURCE_DIR "/configs/adult.ini", 8, 5, 2, 15}};
     for (size_t i = 0; i < sizeof shipped / sizeof *shipped; i++) {
         if (mtl_prep_config_load(&cfg, shipped[i].file, &err)) fail_msg("%s", err.msg);
@@ -467,7 +467,7 @@ static void test_census(void **state) {
         load(&ds[p], o.output_dir, files[p]);
         assert_int_equal(ds[p].n_rows, rows[p]);
         assert_int_equal(ds[p].S, 29);
-        assert_int_equal(ds[p].D, 10); /* 42 columns - 29 - instance_weight - 2 labels */
+        assert_int_equal(ds[p].D, 11); /* 42 columns - 29 categorical - 2 labels */
         assert_int_equal(ds[p].T, 2);
         assert_dense_unit(&ds[p]);
     }
@@ -499,7 +499,7 @@ static void test_census(void **state) {
         assert_int_equal(b.n_rows, ds[p].n_rows);
         assert_memory_equal(b.vocab_sizes, ds[p].vocab_sizes, 29 * sizeof(int64_t));
         assert_memory_equal(b.sparse, ds[p].sparse, (size_t)b.n_rows * 29 * sizeof(int32_t));
-        assert_memory_equal(b.dense, ds[p].dense, (size_t)b.n_rows * 10 * sizeof(float));
+        assert_memory_equal(b.dense, ds[p].dense, (size_t)b.n_rows * 11 * sizeof(float));
         assert_memory_equal(b.labels, ds[p].labels, (size_t)b.n_rows * 2 * sizeof(float));
         mtl_dataset_free(&b);
     }
