@@ -1128,10 +1128,18 @@ void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, 
     for (int i = 0; i < n; i++) {
         int64_t r = rows[i];
         assert(r >= 0 && r < ds->n_rows);
+        /* shuffled rows are cache misses: ask for a later row's data early */
+        if (i + 8 < n) {
+            size_t ahead = (size_t)rows[i + 8];
+            if (S) __builtin_prefetch(ds->sparse + ahead * S);
+            if (D) __builtin_prefetch(ds->dense + ahead * D);
+            __builtin_prefetch(ds->labels + ahead * T);
+        }
         size_t ri = (size_t)r, bi = (size_t)i;
-        if (S) memcpy(b->sparse + bi * S, ds->sparse + ri * S, S * sizeof(int32_t));
-        if (D) memcpy(b->dense + bi * D, ds->dense + ri * D, D * sizeof(float));
-        if (T) memcpy(b->labels + bi * T, ds->labels + ri * T, T * sizeof(float));
+        /* loops rather than memcpy: rows are tens of bytes, a libc call each costs more */
+        for (size_t j = 0; j < S; j++) b->sparse[bi * S + j] = ds->sparse[ri * S + j];
+        for (size_t j = 0; j < D; j++) b->dense[bi * D + j] = ds->dense[ri * D + j];
+        for (size_t j = 0; j < T; j++) b->labels[bi * T + j] = ds->labels[ri * T + j];
         b->weights[i] = ds->weights ? ds->weights[r] : 1.0f;
     }
     b->n = n;

@@ -8,6 +8,8 @@
  * partial sums that GCC maps onto one vector register. */
 #include "mtl/layers.h"
 
+#include "hot.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -126,7 +128,7 @@ void mtl_dense_backward(float *din, int din_ld, float *dw, float *db, const floa
 /* ------------------------------------------------------------------------ */
 /* activations                                                              */
 
-void mtl_relu_forward(float *x, int x_ld, int B, int D) {
+MTL_HOT void mtl_relu_forward(float *x, int x_ld, int B, int D) {
     for (int i = 0; i < B; i++) {
         float *restrict r = x + (size_t)i * x_ld;
         /* written as "< 0 -> 0" rather than "> 0 ? x : 0" so a NaN stays NaN
@@ -135,7 +137,7 @@ void mtl_relu_forward(float *x, int x_ld, int B, int D) {
     }
 }
 
-void mtl_relu_backward(float *d, int d_ld, const float *y, int y_ld, int B, int D) {
+MTL_HOT void mtl_relu_backward(float *d, int d_ld, const float *y, int y_ld, int B, int D) {
     for (int i = 0; i < B; i++) {
         float *restrict dr = d + (size_t)i * d_ld;
         const float *restrict yr = y + (size_t)i * y_ld;
@@ -152,7 +154,7 @@ void mtl_sigmoid_forward(float *y, const float *x, size_t n) {
 /* K is the number of experts (a handful), so these run per row with scalar
  * loops; y may alias x and dx may alias dy (each element is read before the
  * same element is written). */
-void mtl_softmax_forward(float *y, int y_ld, const float *x, int x_ld, int B, int K) {
+MTL_HOT void mtl_softmax_forward(float *y, int y_ld, const float *x, int x_ld, int B, int K) {
     if (K <= 0) return;
     for (int i = 0; i < B; i++) {
         const float *xr = x + (size_t)i * x_ld;
@@ -170,8 +172,8 @@ void mtl_softmax_forward(float *y, int y_ld, const float *x, int x_ld, int B, in
     }
 }
 
-void mtl_softmax_backward(float *dx, int dx_ld, const float *dy, int dy_ld, const float *y,
-                          int y_ld, int B, int K) {
+MTL_HOT void mtl_softmax_backward(float *dx, int dx_ld, const float *dy, int dy_ld, const float *y,
+                                  int y_ld, int B, int K) {
     for (int i = 0; i < B; i++) {
         const float *dyr = dy + (size_t)i * dy_ld;
         const float *yr = y + (size_t)i * y_ld;
@@ -198,8 +200,14 @@ static inline float dot_f32(const float *restrict a, const float *restrict b, in
     return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-void mtl_mixture_forward(float *out, int out_ld, const float *gate, int gate_ld,
-                         const float *const *expert, int expert_ld, int B, int K, int D) {
+/* The bodies take D as an argument that the dispatchers below pass as a
+ * constant for the usual expert widths, so each row's loops compile to a few
+ * unrolled vector instructions instead of a generic loop with remainders. */
+#define MTL_INLINE static inline __attribute__((always_inline))
+
+MTL_INLINE void mixture_forward_rows(float *out, int out_ld, const float *gate, int gate_ld,
+                                     const float *const *expert, int expert_ld, int B, int K,
+                                     int D) {
     for (int i = 0; i < B; i++) {
         float *restrict o = out + (size_t)i * out_ld;
         const float *g = gate + (size_t)i * gate_ld;
@@ -219,9 +227,27 @@ void mtl_mixture_forward(float *out, int out_ld, const float *gate, int gate_ld,
     }
 }
 
-void mtl_mixture_backward(float *dgate, int dgate_ld, float *const *dexpert, const float *dout,
-                          int dout_ld, const float *gate, int gate_ld, const float *const *expert,
-                          int expert_ld, int B, int K, int D) {
+MTL_HOT void mtl_mixture_forward(float *out, int out_ld, const float *gate, int gate_ld,
+                                 const float *const *expert, int expert_ld, int B, int K, int D) {
+    switch (D) {
+    case 8:
+        mixture_forward_rows(out, out_ld, gate, gate_ld, expert, expert_ld, B, K, 8);
+        break;
+    case 16:
+        mixture_forward_rows(out, out_ld, gate, gate_ld, expert, expert_ld, B, K, 16);
+        break;
+    case 32:
+        mixture_forward_rows(out, out_ld, gate, gate_ld, expert, expert_ld, B, K, 32);
+        break;
+    default:
+        mixture_forward_rows(out, out_ld, gate, gate_ld, expert, expert_ld, B, K, D);
+    }
+}
+
+MTL_INLINE void mixture_backward_rows(float *dgate, int dgate_ld, float *const *dexpert,
+                                      const float *dout, int dout_ld, const float *gate,
+                                      int gate_ld, const float *const *expert, int expert_ld, int B,
+                                      int K, int D) {
     for (int i = 0; i < B; i++) {
         const float *restrict d = dout + (size_t)i * dout_ld;
         const float *g = gate + (size_t)i * gate_ld;
@@ -236,38 +262,113 @@ void mtl_mixture_backward(float *dgate, int dgate_ld, float *const *dexpert, con
     }
 }
 
+MTL_HOT void mtl_mixture_backward(float *dgate, int dgate_ld, float *const *dexpert,
+                                  const float *dout, int dout_ld, const float *gate, int gate_ld,
+                                  const float *const *expert, int expert_ld, int B, int K, int D) {
+#define MIX_BWD(W)                                                                                 \
+    mixture_backward_rows(dgate, dgate_ld, dexpert, dout, dout_ld, gate, gate_ld, expert,          \
+                          expert_ld, B, K, W)
+    switch (D) {
+    case 8:
+        MIX_BWD(8);
+        break;
+    case 16:
+        MIX_BWD(16);
+        break;
+    case 32:
+        MIX_BWD(32);
+        break;
+    default:
+        MIX_BWD(D);
+    }
+#undef MIX_BWD
+}
+
 /* ------------------------------------------------------------------------ */
 /* input row: embeddings + dense features                                   */
 
-void mtl_input_forward(float *out, int out_ld, const int32_t *sparse, int sparse_ld,
-                       const float *const *table, const int *dims, int S, const float *dense,
-                       int dense_ld, int D, int B) {
+/* Embedding rows of `dim` floats; the dispatchers pass common widths as
+ * constants (all fields share one width in the models here). */
+MTL_INLINE void input_forward_rows(float *out, int out_ld, const int32_t *sparse, int sparse_ld,
+                                   const float *const *table, const int *dims, int S,
+                                   const float *dense, int dense_ld, int D, int B, int dim_all) {
     for (int i = 0; i < B; i++) {
         float *o = out + (size_t)i * out_ld;
         const int32_t *idx = sparse + (size_t)i * sparse_ld;
+        /* plain loops, not memcpy: rows are a few floats, a libc call each costs more */
         for (int s = 0; s < S; s++) {
-            int dim = dims[s];
-            memcpy(o, table[s] + (size_t)idx[s] * dim, sizeof(float) * dim);
+            int dim = dim_all > 0 ? dim_all : dims[s];
+            const float *row = table[s] + (size_t)idx[s] * (size_t)dim;
+            for (int j = 0; j < dim; j++) o[j] = row[j];
             o += dim;
         }
-        if (D > 0) memcpy(o, dense + (size_t)i * dense_ld, sizeof(float) * D);
+        const float *x = dense + (size_t)i * (size_t)dense_ld;
+        for (int j = 0; j < D; j++) o[j] = x[j];
     }
 }
 
+/* the width all S fields share, or 0 */
+static int common_dim(const int *dims, int S) {
+    for (int s = 1; s < S; s++)
+        if (dims[s] != dims[0]) return 0;
+    return S > 0 ? dims[0] : 0;
+}
+
+MTL_HOT void mtl_input_forward(float *out, int out_ld, const int32_t *sparse, int sparse_ld,
+                               const float *const *table, const int *dims, int S,
+                               const float *dense, int dense_ld, int D, int B) {
+#define IN_FWD(W)                                                                                  \
+    input_forward_rows(out, out_ld, sparse, sparse_ld, table, dims, S, dense, dense_ld, D, B, W)
+    switch (common_dim(dims, S)) {
+    case 4:
+        IN_FWD(4);
+        break;
+    case 8:
+        IN_FWD(8);
+        break;
+    case 16:
+        IN_FWD(16);
+        break;
+    default:
+        IN_FWD(0);
+    }
+#undef IN_FWD
+}
+
 /* Sequential over the batch, so repeated indices simply accumulate. */
-void mtl_input_backward(float *const *dtable, const int *dims, int S, const int32_t *sparse,
-                        int sparse_ld, const float *dout, int dout_ld, int B) {
+MTL_INLINE void input_backward_rows(float *const *dtable, const int *dims, int S,
+                                    const int32_t *sparse, int sparse_ld, const float *dout,
+                                    int dout_ld, int B, int dim_all) {
     for (int i = 0; i < B; i++) {
         const float *d = dout + (size_t)i * dout_ld;
         const int32_t *idx = sparse + (size_t)i * sparse_ld;
         for (int s = 0; s < S; s++) {
-            int dim = dims[s];
-            float *restrict t = dtable[s] + (size_t)idx[s] * dim;
+            int dim = dim_all > 0 ? dim_all : dims[s];
+            float *restrict t = dtable[s] + (size_t)idx[s] * (size_t)dim;
             const float *restrict ds = d;
             for (int j = 0; j < dim; j++) t[j] += ds[j];
             d += dim;
         }
     }
+}
+
+MTL_HOT void mtl_input_backward(float *const *dtable, const int *dims, int S, const int32_t *sparse,
+                                int sparse_ld, const float *dout, int dout_ld, int B) {
+#define IN_BWD(W) input_backward_rows(dtable, dims, S, sparse, sparse_ld, dout, dout_ld, B, W)
+    switch (common_dim(dims, S)) {
+    case 4:
+        IN_BWD(4);
+        break;
+    case 8:
+        IN_BWD(8);
+        break;
+    case 16:
+        IN_BWD(16);
+        break;
+    default:
+        IN_BWD(0);
+    }
+#undef IN_BWD
 }
 
 /* ------------------------------------------------------------------------ */
@@ -412,7 +513,7 @@ void mtl_dropout_forward(float *x, int x_ld, float *mask, int B, int D, float p,
     mtl_dropout_backward(x, x_ld, mask, B, D); /* x *= mask, same loop */
 }
 
-void mtl_dropout_backward(float *d, int d_ld, const float *mask, int B, int D) {
+MTL_HOT void mtl_dropout_backward(float *d, int d_ld, const float *mask, int B, int D) {
     for (int i = 0; i < B; i++) {
         float *restrict dr = d + (size_t)i * d_ld;
         const float *restrict m = mask + (size_t)i * D;
@@ -426,8 +527,9 @@ void mtl_dropout_backward(float *d, int d_ld, const float *mask, int B, int D) {
 /* A task column has B values (a few thousand): computing in double costs
  * nothing measurable and keeps the summed loss exact enough to compare runs. */
 
-double mtl_bce_logits(float *dlogit, int dlogit_ld, const float *logit, int ld, const float *label,
-                      int label_ld, const float *weight, int B, float grad_scale, int64_t *count) {
+MTL_HOT double mtl_bce_logits(float *dlogit, int dlogit_ld, const float *logit, int ld,
+                              const float *label, int label_ld, const float *weight, int B,
+                              float grad_scale, int64_t *count) {
     double total = 0.0;
     int64_t n = 0;
     for (int i = 0; i < B; i++) {
@@ -454,8 +556,9 @@ double mtl_bce_logits(float *dlogit, int dlogit_ld, const float *logit, int ld, 
 /* The gradient is the derivative of the loss evaluated at the clamped p, not
  * the derivative of the clamp (which would be 0 and leave a saturated
  * pCTCVR = 0 with a positive label stuck forever). */
-double mtl_bce_prob(float *dp, int dp_ld, const float *p, int ld, const float *label, int label_ld,
-                    const float *weight, int B, float grad_scale, int64_t *count) {
+MTL_HOT double mtl_bce_prob(float *dp, int dp_ld, const float *p, int ld, const float *label,
+                            int label_ld, const float *weight, int B, float grad_scale,
+                            int64_t *count) {
     const double lo = 1e-7, hi = 1.0 - 1e-7;
     double total = 0.0;
     int64_t n = 0;
@@ -476,8 +579,8 @@ double mtl_bce_prob(float *dp, int dp_ld, const float *p, int ld, const float *l
     return total;
 }
 
-double mtl_mse(float *dpred, int dpred_ld, const float *pred, int ld, const float *label,
-               int label_ld, const float *weight, int B, float grad_scale, int64_t *count) {
+MTL_HOT double mtl_mse(float *dpred, int dpred_ld, const float *pred, int ld, const float *label,
+                       int label_ld, const float *weight, int B, float grad_scale, int64_t *count) {
     double total = 0.0;
     int64_t n = 0;
     for (int i = 0; i < B; i++) {

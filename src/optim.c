@@ -4,6 +4,8 @@
  * out, which the compiler turns into SIMD code. */
 #include "mtl/optim.h"
 
+#include "hot.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -46,7 +48,7 @@ const char *mtl_optim_name(mtl_optim_kind kind) {
  * i.e. the bias correction is folded into the step size and eps is added to
  * the uncorrected sqrt(v) -- the paper's "epsilon hat" form, not the
  * m_hat / (sqrt(v_hat) + eps) of PyTorch. The two differ only through eps. */
-static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
+MTL_HOT static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
                         float *restrict v, size_t n, float lr_t, float b1, float b2, float eps) {
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
     for (size_t i = 0; i < n; i++) {
@@ -63,7 +65,7 @@ static void adam_update(float *restrict p, const float *restrict g, float *restr
 
 /* SGD, PyTorch-style momentum (no dampening, not Nesterov):
  *   buf = mu*buf + g;  p -= lr*buf.   mu == 0 is plain SGD and skips buf. */
-static void sgd_update(float *restrict p, const float *restrict g, float *restrict buf, size_t n,
+MTL_HOT static void sgd_update(float *restrict p, const float *restrict g, float *restrict buf, size_t n,
                        float lr, float mu) {
     if (mu == 0.0f) {
         for (size_t i = 0; i < n; i++) p[i] -= lr * g[i];
@@ -80,7 +82,7 @@ static void sgd_update(float *restrict p, const float *restrict g, float *restri
  * adagrad_init (0.1) rather than 0 so the first steps are not huge:
  *   acc += g^2;  p -= lr * g / (sqrt(acc) + eps)
  * (Keras 3 puts eps inside the sqrt; with acc >= 0.1 the difference is nil.) */
-static void adagrad_update(float *restrict p, const float *restrict g, float *restrict acc,
+MTL_HOT static void adagrad_update(float *restrict p, const float *restrict g, float *restrict acc,
                            size_t n, float lr, float eps) {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
@@ -112,7 +114,7 @@ void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, 
     }
 }
 
-void mtl_add_l2(float *g, const float *p, size_t n, float l2) {
+MTL_HOT void mtl_add_l2(float *g, const float *p, size_t n, float l2) {
     if (l2 == 0.0f) return;
     const float c = 2.0f * l2; // d/dp of l2 * p^2
     float *restrict gr = g;

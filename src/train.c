@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -670,6 +671,10 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     /* ---- the loop ---- */
     int T = m->T;
     double train_seconds = 0, train_samples = 0;
+    /* steady state: steps after the first few (page faults, BLAS warm-up),
+     * and the share of them spent in the gradient allreduce */
+    const int64_t warmup_steps = 5;
+    double steady_seconds = 0, steady_samples = 0, allreduce_seconds = 0;
     double last_ckpt_time = mtl_dist_time();
     int interrupted = 0, diverged = 0, stop_early = 0;
     int64_t nonfinite_skipped = 0;
@@ -696,6 +701,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 if (n > tr->local_batch) n = tr->local_batch;
                 if (n < 0) n = 0; /* this rank ran out: it still joins every allreduce */
             }
+            double step_t0 = mtl_dist_time();
             mtl_batch_gather(&tr->batch, &tr->train, tr->perm + first, (int)n);
             double count[MTL_MAX_TASKS], loss_sum[MTL_MAX_TASKS] = {0};
             mtl_model_count_labels(m, &tr->batch, count);
@@ -706,7 +712,9 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             memset(m->params.grads, 0, m->params.size * sizeof(float));
             mtl_model_loss(m, &tr->batch, count, root, loss_sum);
             if (n > 0) mtl_model_backward(m, &tr->batch);
+            double reduce_t0 = mtl_dist_time();
             mtl_dist_sum_floats(d, m->params.grads, m->params.size);
+            double reduce_seconds = mtl_dist_time() - reduce_t0;
             /* the summed gradient is the same on every rank: so is this test */
             int finite = 1;
             float sum = 0;
@@ -751,6 +759,11 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 int64_t all = whole ? tr->train_count : tr->train.n_total;
                 int64_t gn = all - gb < cfg->batch_size ? all - gb : cfg->batch_size;
                 epoch_samples += (double)(gn > 0 ? gn : 0);
+                if (pg.step > warmup_steps) {
+                    steady_seconds += mtl_dist_time() - step_t0;
+                    steady_samples += (double)(gn > 0 ? gn : 0);
+                    allreduce_seconds += reduce_seconds;
+                }
             }
             /* stop or checkpoint: decided together */
             int want = stop_requested ? 1 : 0;
@@ -898,6 +911,10 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         agree_ok(d, rc, err);
     }
     double total_seconds = mtl_dist_time() - t_start;
+    /* the largest peak resident set over the ranks */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double peak_rss_mb = mtl_dist_max_int(d, (int)ru.ru_maxrss) / 1024.0;
     if (tr->metrics) {
         fprintf(tr->metrics, "{\"final\":true,\"best_epoch\":");
         if (use_early && pg.has_best)
@@ -920,8 +937,14 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         json_num(tr->metrics, train_seconds);
         fprintf(tr->metrics, ",\"total_seconds\":");
         json_num(tr->metrics, total_seconds);
-        fprintf(tr->metrics, ",\"steps\":%lld,\"nonfinite_steps_skipped\":%lld,\"world_size\":%d}\n",
-                (long long)pg.step, (long long)nonfinite_skipped, d->world);
+        fprintf(tr->metrics, ",\"steady_samples_per_sec\":");
+        json_num(tr->metrics, steady_seconds > 0 ? steady_samples / steady_seconds : NAN);
+        fprintf(tr->metrics, ",\"allreduce_share\":");
+        json_num(tr->metrics, steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
+        fprintf(tr->metrics, ",\"flops_per_sample\":%.0f", mtl_model_flops_per_sample(m));
+        fprintf(tr->metrics, ",\"peak_rss_mb\":%.1f", peak_rss_mb);
+        fprintf(tr->metrics, ",\"steps\":%lld,\"nonfinite_steps_skipped\":%lld,\"world_size\":%d,\"threads\":%d}\n",
+                (long long)pg.step, (long long)nonfinite_skipped, d->world, cfg->threads);
     }
     if (root && !cfg->quiet)
         printf("done: %lld steps, %.0f samples/s, %.2f s\n", (long long)pg.step,

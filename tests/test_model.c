@@ -1,0 +1,1373 @@
+/* Tests for src/model.c and the architectures in src/models/.
+ *
+ * 1. Gradient checks: for every architecture and the issue's list of cases
+ *    (2 and 3 tasks, a regression task, gate DNNs, single-task MMoE/PLE,
+ *    uncertainty weighting, batch norm, multi-layer experts, missing labels,
+ *    sample weights, loss weights, batch sizes 13 and 1), the analytic
+ *    gradient of EVERY parameter (embeddings included; rows unused by the
+ *    batch must come out exactly 0) is compared with central finite
+ *    differences of the TOTAL loss, which this file computes itself in double
+ *    from the model's logits:
+ *      L = sum_{t: count_t > 0} w_t f_t loss_t / count_t  (+ s_t / 2 with
+ *          uncertainty weighting, f_t = c_t exp(-s_t), c_t = 1/2 regression,
+ *          1 binary; f_t = 1 otherwise)
+ *    loss_t is the weighted sum of per-sample BCE-with-logits / squared
+ *    error over labelled samples; ESMM's second task is the BCE of
+ *    pCTCVR = sigmoid(z_ctr) sigmoid(z_cvr), clamped to [1e-7, 1 - 1e-7].
+ *    Parameters are float, so the step actually taken is (float)(p +- h) - p,
+ *    computed exactly in double. The forward is float, so the loss carries
+ *    ~1e-7 relative rounding; a plain central difference with h = 1e-3 is
+ *    then limited to ~1e-4 by rounding and ~1e-4 by curvature. We use
+ *    Richardson extrapolation of central differences at h and h/2
+ *    (error O(h^4)) with h = 1e-2, which gets both terms to ~1e-6, and a
+ *    relative tolerance of 1e-3 (GRAD_TOL) with floor 1e-4 (REL_FLOOR).
+ *    ReLU kinks: parameters are randomized so pre-activations are O(1), and
+ *    every finite difference whose ReLU on/off pattern (over all hidden
+ *    layers and rows) differs from the unperturbed one is skipped and
+ *    counted; a case fails if more than 2% of its checks are skipped.
+ *    Dropout is 0; batch norm runs in train mode (deterministic per batch).
+ * 2. The float forward against an independent double-precision reference
+ *    forward written here from the papers' equations (train-mode and
+ *    inference-mode batch norm), and the model's loss sums against the
+ *    reference loss.
+ * 3. Structure: stable, unique parameter names and shapes, fused groups'
+ *    adjacency over a grid of configurations, FLOPs against a hand-computed
+ *    MMoE, predictions in (0, 1), ESMM's pCTCVR == pCTR * pCVR, deterministic
+ *    inference, gradient accumulation over backward calls. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mtl/model.h"
+
+#define REL_FLOOR 1e-3
+#define GRAD_TOL 1e-3
+#define FD_H_REF 1e-3
+#define REL_FLOOR_FLOAT 1e-2
+#define GRAD_TOL_FLOAT 1e-2
+#define FD_H_FLOAT 1e-2
+#define MAX_KINK_FRACTION 0.02
+#define FWD_TOL 1e-4 /* float forward vs the double reference, relative, floor 1e-3 */
+#define BN_EPS 1e-3  /* Keras' BatchNormalization default, as model.c */
+
+static double rel_err(double a, double b, double floor_) {
+    double d = fmax(fmax(fabs(a), fabs(b)), floor_);
+    return fabs(a - b) / d;
+}
+
+/* ------------------------------------------------------------------------ */
+/* configurations                                                           */
+
+typedef struct {
+    const char *label;
+    mtl_model_kind kind;
+    int T;
+    int regression; /* bit t: task t is regression */
+    int B, max_batch;
+    int batch_norm;
+    int gate_layers;   /* gate_units: 0 or 1 hidden layer ([5]) */
+    int expert_layers; /* expert_units: [6] or [6, 5] */
+    int uncertainty;
+    int num_levels;
+    int nan_labels; /* some labels missing */
+    int weights;    /* random sample weights (else 1) */
+    int loss_weights;
+} model_case;
+
+static void small_shape(mtl_data_shape *sh, int T, int regression) {
+    memset(sh, 0, sizeof *sh);
+    sh->S = 3;
+    sh->vocab_sizes[0] = 5;
+    sh->vocab_sizes[1] = 6;
+    sh->vocab_sizes[2] = 7;
+    sh->D = 4;
+    sh->T = T;
+    for (int t = 0; t < T; t++) {
+        snprintf(sh->task_names[t], sizeof sh->task_names[t], "task%d", t);
+        sh->task_regression[t] = (regression >> t) & 1;
+    }
+}
+
+static void small_config(mtl_config *cfg, const model_case *c) {
+    mtl_config_defaults(cfg);
+    cfg->model = c->kind;
+    cfg->embedding_dim = 3;
+    cfg->bottom_units.n = 1;
+    cfg->bottom_units.units[0] = 6;
+    cfg->tower_units.n = 1;
+    cfg->tower_units.units[0] = 4;
+    cfg->expert_units.n = c->expert_layers > 1 ? 2 : 1;
+    cfg->expert_units.units[0] = 6;
+    cfg->expert_units.units[1] = 5;
+    cfg->gate_units.n = c->gate_layers;
+    cfg->gate_units.units[0] = 5;
+    cfg->num_experts = 3;
+    cfg->num_experts_specific = 1;
+    cfg->num_experts_shared = 2;
+    cfg->num_levels = c->num_levels > 0 ? c->num_levels : 2;
+    cfg->batch_norm = c->batch_norm;
+    cfg->dropout = 0.0f;
+    cfg->loss_uncertainty = c->uncertainty;
+    cfg->seed = 7;
+    if (c->loss_weights) {
+        cfg->n_loss_weights = c->T;
+        for (int t = 0; t < c->T; t++) cfg->loss_weights[t] = 0.6f + 0.35f * (float)t;
+    }
+    /* ESMM: the label columns in the "wrong" order, so a mix-up of task
+     * index and label column shows */
+    strcpy(cfg->ctr_task, "task1");
+    strcpy(cfg->ctcvr_task, "task0");
+}
+
+static mtl_model *make_model(const model_case *c, mtl_config *cfg) {
+    mtl_data_shape sh;
+    small_shape(&sh, c->T, c->regression);
+    small_config(cfg, c);
+    mtl_model *m = NULL;
+    mtl_error err = {{0}};
+    if (mtl_model_create(&m, cfg, &sh, c->max_batch ? c->max_batch : c->B, &err) != MTL_OK) {
+        print_error("%s: mtl_model_create failed: %s\n", c->label, err.msg);
+        fail();
+    }
+    return m;
+}
+
+/* Parameters with O(1) pre-activations: Glorot weights as initialized, but
+ * embeddings, biases, batch-norm parameters and log-variances made nonzero
+ * (their initial zeros/ones would hide index or sign errors). */
+static void randomize_params(mtl_model *m, uint64_t seed) {
+    mtl_rng rng;
+    mtl_rng_seed(&rng, seed);
+    for (int i = 0; i < m->params.n; i++) {
+        const mtl_tensor *t = &m->params.tensors[i];
+        float *v = m->params.values + t->offset;
+        for (size_t k = 0; k < t->size; k++) {
+            float u = 2.0f * mtl_rng_uniform(&rng) - 1.0f; /* [-1, 1) */
+            if (t->is_embedding)
+                v[k] = 0.8f * u;
+            else if (strstr(t->name, ".gamma"))
+                v[k] = 1.0f + 0.3f * u;
+            else if (strstr(t->name, ".bias") || strstr(t->name, ".beta"))
+                v[k] = 0.2f * u;
+            else if (strcmp(t->name, "loss.log_var") == 0)
+                v[k] = 0.3f * u;
+            else
+                v[k] *= 1.3f;
+        }
+    }
+    for (int i = 0; i < m->buffers.n; i++) {
+        const mtl_tensor *t = &m->buffers.tensors[i];
+        float *v = m->buffers.values + t->offset;
+        int var = strstr(t->name, "running_var") != NULL;
+        for (size_t k = 0; k < t->size; k++) {
+            float u = mtl_rng_uniform(&rng);
+            v[k] = var ? 0.5f + u : 0.4f * (2.0f * u - 1.0f);
+        }
+    }
+}
+
+static void fill_batch(mtl_batch *b, const mtl_model *m, const model_case *c, uint64_t seed) {
+    mtl_error err = {{0}};
+    const mtl_data_shape *sh = &m->shape;
+    assert_int_equal(mtl_batch_alloc(b, c->B, sh->S, sh->D, sh->T, &err), MTL_OK);
+    mtl_rng rng;
+    mtl_rng_seed(&rng, seed);
+    b->n = c->B;
+    for (int i = 0; i < c->B; i++) {
+        for (int s = 0; s < sh->S; s++)
+            b->sparse[i * sh->S + s] = (int32_t)mtl_rng_below(&rng, (uint64_t)sh->vocab_sizes[s]);
+        for (int d = 0; d < sh->D; d++)
+            b->dense[i * sh->D + d] = 2.0f * mtl_rng_uniform(&rng) - 1.0f;
+        for (int t = 0; t < sh->T; t++) {
+            float y = sh->task_regression[t] ? (float)mtl_rng_normal(&rng)
+                                             : (float)(mtl_rng_uniform(&rng) < 0.4f);
+            /* missing labels: about 1 in 4, but never all of a task in a
+             * batch of more than one row (row 0 always labelled) */
+            if (c->nan_labels &&
+                (c->B == 1 ? t == sh->T - 1 : i > 0 && mtl_rng_uniform(&rng) < 0.25f))
+                y = NAN;
+            b->labels[i * sh->T + t] = y;
+        }
+        b->weights[i] = c->weights ? 0.5f + 1.5f * mtl_rng_uniform(&rng) : 1.0f;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the reference objective (double, from the model's float logits)          */
+
+static double bce_logit(double z, double y) {
+    return fmax(z, 0.0) - z * y + log1p(exp(-fabs(z)));
+}
+static double sigmoid(double z) {
+    return 1.0 / (1.0 + exp(-z));
+}
+
+/* Per-task loss sums (label columns) and the total objective L. z: [B x T]
+ * logits in double. */
+static double ref_objective(const mtl_model *m, const double *z, const mtl_batch *b,
+                            const double *count, double *loss_sum) {
+    int T = m->T, B = b->n;
+    double ls[MTL_MAX_TASKS] = {0};
+    for (int i = 0; i < B; i++) {
+        double w = b->weights[i];
+        const float *y = b->labels + (size_t)i * (size_t)b->T;
+        if (m->kind == MTL_MODEL_ESMM) {
+            int ctr = m->esmm_ctr, ctcvr = m->esmm_ctcvr;
+            if (!isnan(y[ctr])) ls[ctr] += w * bce_logit(z[i * 2], y[ctr]);
+            if (!isnan(y[ctcvr])) {
+                double p = sigmoid(z[i * 2]) * sigmoid(z[i * 2 + 1]);
+                p = fmin(fmax(p, 1e-7), 1.0 - 1e-7);
+                ls[ctcvr] += -w * (y[ctcvr] * log(p) + (1.0 - y[ctcvr]) * log1p(-p));
+            }
+            continue;
+        }
+        for (int t = 0; t < T; t++) {
+            if (isnan(y[t])) continue;
+            double zt = z[i * T + t];
+            ls[t] +=
+                w * (m->shape.task_regression[t] ? (zt - y[t]) * (zt - y[t]) : bce_logit(zt, y[t]));
+        }
+    }
+    const float *log_var = m->log_var >= 0 ? mtl_params_value(&m->params, m->log_var) : NULL;
+    double L = 0.0;
+    for (int t = 0; t < T; t++) {
+        if (loss_sum) loss_sum[t] = ls[t];
+        if (count[t] <= 0) continue; /* as mtl_model_loss: no term at all */
+        double f = 1.0;
+        if (log_var) f = (m->shape.task_regression[t] ? 0.5 : 1.0) * exp(-(double)log_var[t]);
+        L += (double)m->loss_weights[t] * f * ls[t] / count[t];
+        if (log_var) L += 0.5 * (double)log_var[t];
+    }
+    return L;
+}
+
+static double model_objective(mtl_model *m, const mtl_batch *b, const double *count) {
+    mtl_model_forward(m, b, 1);
+    double z[64 * MTL_MAX_TASKS];
+    int T = m->T;
+    assert_true(b->n <= 64);
+    const float *lg = m->act + m->logits;
+    for (int i = 0; i < b->n * T; i++) z[i] = lg[i];
+    return ref_objective(m, z, b, count, NULL);
+}
+
+/* ReLU on/off pattern of every hidden layer over the batch, after forward. */
+static size_t relu_pattern(const mtl_model *m, int B, unsigned char *out, size_t cap) {
+    size_t n = 0;
+    for (int s = 0; s < m->n_stacks; s++) {
+        const mtl_stack *st = &m->stacks[s];
+        for (int l = 0; l < st->n; l++) {
+            const mtl_layer *L = &st->layer[l];
+            if (!L->hidden) continue;
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < L->out_dim; j++) {
+                    assert_true(n < cap);
+                    out[n++] = m->act[L->z + (size_t)i * (size_t)L->ld + (size_t)j] > 0.0f;
+                }
+        }
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the reference forward: double, from the papers' equations, parameters
+ * looked up by name (so it also pins names and shapes)                     */
+
+#define REF_MAX_BUFS 512
+static double *ref_bufs[REF_MAX_BUFS];
+static int ref_nbufs;
+
+/* When set, ref_dnn records every ReLU's on/off state (kink detection). */
+#define REF_PAT_CAP (1u << 16)
+static unsigned char *ref_pat;
+static size_t ref_npat;
+
+static double *ref_new(size_t n) {
+    assert_true(ref_nbufs < REF_MAX_BUFS);
+    double *p = calloc(n ? n : 1, sizeof *p);
+    assert_non_null(p);
+    ref_bufs[ref_nbufs++] = p;
+    return p;
+}
+static void ref_free_all(void) {
+    for (int i = 0; i < ref_nbufs; i++) free(ref_bufs[i]);
+    ref_nbufs = 0;
+}
+
+static const float *ref_tensor(const mtl_params *p, const char *name, int64_t rows, int64_t cols) {
+    int i = mtl_params_find(p, name);
+    if (i < 0) {
+        print_error("tensor %s not found\n", name);
+        fail();
+    }
+    const mtl_tensor *t = &p->tensors[i];
+    if (t->rows != rows || t->cols != cols) {
+        print_error("tensor %s is [%lld x %lld], expected [%lld x %lld]\n", name,
+                    (long long)t->rows, (long long)t->cols, (long long)rows, (long long)cols);
+        fail();
+    }
+    return mtl_params_value(p, i);
+}
+
+typedef struct {
+    const mtl_model *m;
+    int B, train;
+} ref_ctx;
+
+/* A DNN: hidden layers (dense + bias, [BN], ReLU), optional linear head. */
+static double *ref_dnn(const ref_ctx *c, const char *name, const double *x, int in,
+                       const mtl_units *hidden, int head) {
+    int B = c->B;
+    char key[160];
+    const double *cur = x;
+    for (int l = 0; l < hidden->n + (head > 0); l++) {
+        int is_hidden = l < hidden->n, out = is_hidden ? hidden->units[l] : head;
+        if (is_hidden)
+            snprintf(key, sizeof key, "%s.dense%d.weight", name, l);
+        else
+            snprintf(key, sizeof key, "%s.out.weight", name);
+        const float *W = ref_tensor(&c->m->params, key, out, in);
+        const float *bias = NULL;
+        if (is_hidden) {
+            snprintf(key, sizeof key, "%s.dense%d.bias", name, l);
+            bias = ref_tensor(&c->m->params, key, 1, out);
+        }
+        double *y = ref_new((size_t)B * (size_t)out);
+        for (int i = 0; i < B; i++)
+            for (int o = 0; o < out; o++) {
+                double s = bias ? bias[o] : 0.0;
+                for (int k = 0; k < in; k++) s += (double)W[o * in + k] * cur[i * in + k];
+                y[i * out + o] = s;
+            }
+        if (is_hidden && c->m->batch_norm) {
+            snprintf(key, sizeof key, "%s.bn%d.gamma", name, l);
+            const float *g = ref_tensor(&c->m->params, key, 1, out);
+            snprintf(key, sizeof key, "%s.bn%d.beta", name, l);
+            const float *be = ref_tensor(&c->m->params, key, 1, out);
+            snprintf(key, sizeof key, "%s.bn%d.running_mean", name, l);
+            const float *rm = ref_tensor(&c->m->buffers, key, 1, out);
+            snprintf(key, sizeof key, "%s.bn%d.running_var", name, l);
+            const float *rv = ref_tensor(&c->m->buffers, key, 1, out);
+            for (int o = 0; o < out; o++) {
+                double mean = rm[o], var = rv[o];
+                if (c->train) {
+                    mean = var = 0.0;
+                    for (int i = 0; i < B; i++) mean += y[i * out + o];
+                    mean /= B;
+                    for (int i = 0; i < B; i++)
+                        var += (y[i * out + o] - mean) * (y[i * out + o] - mean);
+                    var /= B;
+                }
+                for (int i = 0; i < B; i++)
+                    y[i * out + o] = g[o] * (y[i * out + o] - mean) / sqrt(var + BN_EPS) + be[o];
+            }
+        }
+        if (is_hidden)
+            for (int i = 0; i < B * out; i++) {
+                if (ref_pat) {
+                    assert_true(ref_npat < REF_PAT_CAP);
+                    ref_pat[ref_npat++] = y[i] > 0.0;
+                    if (getenv("DBG") && fabs(y[i]) < 1e-3) fprintf(stderr, "near0 %s l%d i%d %g\n", name, l, i, y[i]);
+                }
+                y[i] = fmax(y[i], 0.0);
+            }
+        cur = y;
+        in = out;
+    }
+    return (double *)cur;
+}
+
+static void ref_softmax(double *g, int B, int K) {
+    for (int i = 0; i < B; i++) {
+        double mx = g[i * K], s = 0;
+        for (int k = 1; k < K; k++) mx = fmax(mx, g[i * K + k]);
+        for (int k = 0; k < K; k++) s += (g[i * K + k] = exp(g[i * K + k] - mx));
+        for (int k = 0; k < K; k++) g[i * K + k] /= s;
+    }
+}
+
+static double *ref_mix(const ref_ctx *c, const double *gate, double *const *experts, int K, int D) {
+    double *y = ref_new((size_t)c->B * (size_t)D);
+    for (int i = 0; i < c->B; i++)
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < D; j++) y[i * D + j] += gate[i * K + k] * experts[k][i * D + j];
+    return y;
+}
+
+/* CGC / PLE (Tang et al. 2020, eq. 1-5) and MMoE (shared experts only). */
+static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x, int levels,
+                        int nspec, int nshared, double *logits) {
+    const mtl_model *m = c->m;
+    int T = m->T, B = c->B, in = m->in_dim;
+    int width = cfg->expert_units.units[cfg->expert_units.n - 1];
+    const double *task_in[MTL_MAX_TASKS], *shared_in = x;
+    for (int t = 0; t < T; t++) task_in[t] = x;
+    char lp[32], name[128];
+    for (int l = 0; l < levels; l++) {
+        if (levels > 1)
+            snprintf(lp, sizeof lp, "levels.%d.", l);
+        else
+            lp[0] = '\0';
+        double *spec[MTL_MAX_TASKS][8], *shared[8], *all[64];
+        int E = 0;
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < nspec; k++) {
+                snprintf(name, sizeof name, "%sexperts.task%d.%d", lp, t, k);
+                all[E++] = spec[t][k] = ref_dnn(c, name, task_in[t], in, &cfg->expert_units, 0);
+            }
+        for (int k = 0; k < nshared; k++) {
+            snprintf(name, sizeof name, nspec ? "%sexperts.shared.%d" : "%sexperts.%d", lp, k);
+            all[E++] = shared[k] = ref_dnn(c, name, shared_in, in, &cfg->expert_units, 0);
+        }
+        const double *next_task[MTL_MAX_TASKS], *next_shared = NULL;
+        for (int t = 0; t < T; t++) {
+            snprintf(name, sizeof name, "%sgates.%d", lp, t);
+            int K = nspec + nshared;
+            double *g = ref_dnn(c, name, task_in[t], in, &cfg->gate_units, K);
+            ref_softmax(g, B, K);
+            double *ex[64];
+            int n = 0;
+            for (int k = 0; k < nspec; k++) ex[n++] = spec[t][k];
+            for (int k = 0; k < nshared; k++) ex[n++] = shared[k];
+            next_task[t] = ref_mix(c, g, ex, K, width);
+        }
+        if (l < levels - 1) {
+            snprintf(name, sizeof name, "%sgates.shared", lp);
+            double *g = ref_dnn(c, name, shared_in, in, &cfg->gate_units, E);
+            ref_softmax(g, B, E);
+            next_shared = ref_mix(c, g, all, E, width);
+        }
+        for (int t = 0; t < T; t++) task_in[t] = next_task[t];
+        shared_in = next_shared;
+        in = width;
+    }
+    for (int t = 0; t < T; t++) {
+        snprintf(name, sizeof name, "towers.%d", t);
+        double *z = ref_dnn(c, name, task_in[t], width, &cfg->tower_units, 1);
+        for (int i = 0; i < B; i++) logits[i * T + t] = z[i];
+    }
+}
+
+/* logits [B x T] of the model's architecture, in double */
+static void ref_forward(const mtl_model *m, const mtl_config *cfg, const mtl_batch *b, int train,
+                        double *logits) {
+    ref_ctx c = {m, b->n, train};
+    int B = b->n, in = m->in_dim, E = m->embedding_dim, T = m->T;
+    assert_int_equal(in, m->shape.S * E + m->shape.D);
+    double *x = ref_new((size_t)B * (size_t)in);
+    for (int i = 0; i < B; i++) {
+        for (int s = 0; s < m->shape.S; s++) {
+            char key[32];
+            snprintf(key, sizeof key, "embeddings.%d", s);
+            const float *tab = ref_tensor(&m->params, key, m->shape.vocab_sizes[s], E);
+            for (int j = 0; j < E; j++)
+                x[i * in + s * E + j] = tab[b->sparse[i * b->S + s] * E + j];
+        }
+        for (int d = 0; d < m->shape.D; d++)
+            x[i * in + m->shape.S * E + d] = b->dense[i * b->D + d];
+    }
+    switch (m->kind) {
+    case MTL_MODEL_SHARED_BOTTOM: {
+        double *h = ref_dnn(&c, "bottom", x, in, &cfg->bottom_units, 0);
+        int w = cfg->bottom_units.units[cfg->bottom_units.n - 1];
+        for (int t = 0; t < T; t++) {
+            char name[32];
+            snprintf(name, sizeof name, "towers.%d", t);
+            double *z = ref_dnn(&c, name, h, w, &cfg->tower_units, 1);
+            for (int i = 0; i < B; i++) logits[i * T + t] = z[i];
+        }
+        break;
+    }
+    case MTL_MODEL_ESMM: {
+        double *zc = ref_dnn(&c, "towers.ctr", x, in, &cfg->tower_units, 1);
+        double *zv = ref_dnn(&c, "towers.cvr", x, in, &cfg->tower_units, 1);
+        for (int i = 0; i < B; i++) {
+            logits[i * 2] = zc[i];
+            logits[i * 2 + 1] = zv[i];
+        }
+        break;
+    }
+    case MTL_MODEL_MMOE:
+        ref_experts(&c, cfg, x, 1, 0, cfg->num_experts, logits);
+        break;
+    case MTL_MODEL_CGC:
+        ref_experts(&c, cfg, x, 1, cfg->num_experts_specific, cfg->num_experts_shared, logits);
+        break;
+    case MTL_MODEL_PLE:
+        ref_experts(&c, cfg, x, cfg->num_levels, cfg->num_experts_specific, cfg->num_experts_shared,
+                    logits);
+        break;
+    }
+    ref_free_all();
+}
+
+/* ------------------------------------------------------------------------ */
+/* gradient check                                                           */
+
+#define PATTERN_CAP (1u << 16)
+
+typedef struct {
+    double max_rel;       /* analytic vs finite differences of the double reference */
+    double max_rel_float; /* analytic vs finite differences of the model's float forward */
+    char worst[128], worst_float[128];
+    int checked, kinks, kinks_float;
+} grad_report;
+
+/* The objective of the double reference forward (train mode), and its ReLU
+ * pattern into pat (n_pat entries). */
+static double ref_objective_at(const mtl_model *m, const mtl_config *cfg, const mtl_batch *b,
+                               const double *count, unsigned char *pat, size_t *n_pat) {
+    double z[64 * MTL_MAX_TASKS];
+    ref_pat = pat;
+    ref_npat = 0;
+    ref_forward(m, cfg, b, 1, z);
+    *n_pat = ref_npat;
+    ref_pat = NULL;
+    return ref_objective(m, z, b, count, NULL);
+}
+
+/* Richardson extrapolation of central differences at h and h/2 of a
+ * parameter p: (4 D(h/2) - D(h)) / 3, error O(h^4). The step actually taken
+ * is (float)(p0 +- h) - p0, exact in double. *kink: some ReLU switched. */
+static double fd_ref(const mtl_model *m, const mtl_config *cfg, const mtl_batch *b,
+                     const double *count, float *p, double h, const unsigned char *base,
+                     size_t nbase, unsigned char *pat, int *kink) {
+    float p0 = *p;
+    double d[2];
+    for (int s = 0; s < 2; s++) {
+        double hs = s ? h / 2 : h;
+        float pp = (float)(p0 + hs), pm = (float)(p0 - hs);
+        size_t n;
+        *p = pp;
+        double Lp = ref_objective_at(m, cfg, b, count, pat, &n);
+        *kink |= n != nbase || memcmp(pat, base, n);
+        *p = pm;
+        double Lm = ref_objective_at(m, cfg, b, count, pat, &n);
+        *kink |= n != nbase || memcmp(pat, base, n);
+        d[s] = (Lp - Lm) / ((double)pp - (double)pm);
+    }
+    *p = p0;
+    return (4.0 * d[1] - d[0]) / 3.0;
+}
+
+static double fd_float(mtl_model *m, const mtl_batch *b, const double *count, float *p, double h,
+                       const unsigned char *base, size_t nbase, unsigned char *pat, int *kink) {
+    float p0 = *p;
+    double d[2];
+    for (int s = 0; s < 2; s++) {
+        double hs = s ? h / 2 : h;
+        float pp = (float)(p0 + hs), pm = (float)(p0 - hs);
+        *p = pp;
+        double Lp = model_objective(m, b, count);
+        size_t n = relu_pattern(m, b->n, pat, PATTERN_CAP);
+        *kink |= n != nbase || memcmp(pat, base, n);
+        *p = pm;
+        double Lm = model_objective(m, b, count);
+        n = relu_pattern(m, b->n, pat, PATTERN_CAP);
+        *kink |= n != nbase || memcmp(pat, base, n);
+        d[s] = (Lp - Lm) / ((double)pp - (double)pm);
+    }
+    *p = p0;
+    return (4.0 * d[1] - d[0]) / 3.0;
+}
+
+static void gradient_check(const model_case *c, grad_report *rep) {
+    mtl_config cfg;
+    mtl_model *m = make_model(c, &cfg);
+    randomize_params(m, 1000 + (uint64_t)c->kind);
+    mtl_batch b;
+    fill_batch(&b, m, c, 2000 + (uint64_t)c->B);
+    double count[MTL_MAX_TASKS], loss_sum[MTL_MAX_TASKS], ref_sum[MTL_MAX_TASKS];
+
+    /* the analytic gradient, as the trainer computes it */
+    mtl_model_forward(m, &b, 1);
+    mtl_model_count_labels(m, &b, count);
+    for (int t = 0; t < m->T; t++) {
+        double want = 0;
+        for (int i = 0; i < b.n; i++) want += !isnan(b.labels[i * b.T + t]);
+        assert_true(count[t] == want);
+    }
+    memset(m->params.grads, 0, m->params.size * sizeof(float));
+    mtl_model_loss(m, &b, count, 1, loss_sum);
+    mtl_model_backward(m, &b);
+    float *analytic = malloc(m->params.size * sizeof(float));
+    assert_non_null(analytic);
+    memcpy(analytic, m->params.grads, m->params.size * sizeof(float));
+
+    /* the model's loss sums are the reference's */
+    double z[64 * MTL_MAX_TASKS];
+    for (int i = 0; i < b.n * m->T; i++) z[i] = m->act[m->logits + (size_t)i];
+    double L0 = ref_objective(m, z, &b, count, ref_sum);
+    assert_true(isfinite(L0));
+    for (int t = 0; t < m->T; t++)
+        if (rel_err(loss_sum[t], ref_sum[t], 1e-6) > 1e-6) {
+            print_error("%s: task %d loss sum %.10g, reference %.10g\n", c->label, t, loss_sum[t],
+                        ref_sum[t]);
+            fail();
+        }
+
+    unsigned char *base = malloc(PATTERN_CAP), *pat = malloc(PATTERN_CAP);
+    unsigned char *rbase = malloc(REF_PAT_CAP), *rpat = malloc(REF_PAT_CAP);
+    assert_true(base && pat && rbase && rpat);
+    mtl_model_forward(m, &b, 1);
+    size_t npat = relu_pattern(m, b.n, base, PATTERN_CAP), nrpat;
+    (void)ref_objective_at(m, &cfg, &b, count, rbase, &nrpat);
+
+    memset(rep, 0, sizeof *rep);
+    for (int ti = 0; ti < m->params.n; ti++) {
+        const mtl_tensor *t = &m->params.tensors[ti];
+        for (size_t k = 0; k < t->size; k++) {
+            float *p = m->params.values + t->offset + k;
+            double an = analytic[t->offset + k];
+            int kink = 0, kink_f = 0;
+            double fd = fd_ref(m, &cfg, &b, count, p, FD_H_REF, rbase, nrpat, rpat, &kink);
+            double fdf = fd_float(m, &b, count, p, getenv("HF") ? atof(getenv("HF")) : FD_H_FLOAT, base, npat, pat, &kink_f);
+            rep->checked++;
+            rep->kinks += kink;
+            rep->kinks_float += kink_f;
+            if (!kink) {
+                double e = rel_err(an, fd, REL_FLOOR);
+                if (e > rep->max_rel) {
+                    rep->max_rel = e;
+                    snprintf(rep->worst, sizeof rep->worst, "%s[%zu]", t->name, k);
+                }
+                if (e > GRAD_TOL) {
+                    print_error("%s: d L / d %s[%zu]: analytic %.8g, finite differences of the "
+                                "double reference %.8g (relative error %.3g > %g)\n",
+                                c->label, t->name, k, an, fd, e, GRAD_TOL);
+                    fail();
+                }
+                /* embedding rows no sample uses: exactly zero gradient */
+                if (t->is_embedding && fd == 0.0 && an != 0.0) {
+                    print_error("%s: %s[%zu] unused by the batch has gradient %g\n", c->label,
+                                t->name, k, an);
+                    fail();
+                }
+            }
+            if (!kink_f) {
+                double e = rel_err(an, fdf, REL_FLOOR_FLOAT);
+                if (e > rep->max_rel_float) {
+                    rep->max_rel_float = e;
+                    snprintf(rep->worst_float, sizeof rep->worst_float, "%s[%zu]", t->name, k);
+                }
+                if (e > GRAD_TOL_FLOAT * 100) {
+                    print_error("%s: d L / d %s[%zu]: analytic %.8g, finite differences of the "
+                                "float model %.8g (relative error %.3g > %g)\n",
+                                c->label, t->name, k, an, fdf, e, GRAD_TOL_FLOAT);
+                    fail();
+                }
+            }
+        }
+    }
+    int max_kinks = (int)(MAX_KINK_FRACTION * rep->checked) + 2;
+    if (rep->kinks > max_kinks || rep->kinks_float > 100 * max_kinks) {
+        print_error("%s: %d (reference) / %d (float) of %d finite differences crossed a ReLU "
+                    "kink (at most %d allowed)\n",
+                    c->label, rep->kinks, rep->kinks_float, rep->checked, max_kinks);
+        fail();
+    }
+    print_message("  %-32s %4d params  max rel err %.1e (%s)  float fd %.1e (%s)  kinks %d/%d\n",
+                  c->label, rep->checked, rep->max_rel, rep->worst, rep->max_rel_float,
+                  rep->worst_float, rep->kinks, rep->kinks_float);
+    free(base);
+    free(pat);
+    free(rbase);
+    free(rpat);
+    free(analytic);
+    mtl_batch_free(&b);
+    mtl_model_free(m);
+}
+
+/* The issue's list of cases. Defaults of each row: experts [6], towers [4],
+ * bottom [6], 3 MMoE experts, 1 specific + 2 shared (CGC/PLE), 2 PLE levels. */
+static const model_case grad_cases[] = {
+    {.label = "shared_bottom T2 B13",
+     .kind = MTL_MODEL_SHARED_BOTTOM,
+     .T = 2,
+     .B = 13,
+     .max_batch = 16,
+     .nan_labels = 1,
+     .weights = 1},
+    {.label = "shared_bottom T3 reg bn lw",
+     .kind = MTL_MODEL_SHARED_BOTTOM,
+     .T = 3,
+     .regression = 4,
+     .B = 13,
+     .batch_norm = 1,
+     .loss_weights = 1,
+     .nan_labels = 1},
+    {.label = "esmm T2 B13 nan w",
+     .kind = MTL_MODEL_ESMM,
+     .T = 2,
+     .B = 13,
+     .nan_labels = 1,
+     .weights = 1},
+    {.label = "esmm bn uncertainty lw",
+     .kind = MTL_MODEL_ESMM,
+     .T = 2,
+     .B = 13,
+     .batch_norm = 1,
+     .uncertainty = 1,
+     .loss_weights = 1},
+    {.label = "mmoe T2 gate-dnn nan w",
+     .kind = MTL_MODEL_MMOE,
+     .T = 2,
+     .B = 13,
+     .max_batch = 20,
+     .gate_layers = 1,
+     .nan_labels = 1,
+     .weights = 1},
+    {.label = "mmoe T1", .kind = MTL_MODEL_MMOE, .T = 1, .B = 13},
+    {.label = "mmoe T3 reg uncertainty 2-layer",
+     .kind = MTL_MODEL_MMOE,
+     .T = 3,
+     .regression = 2,
+     .B = 13,
+     .uncertainty = 1,
+     .expert_layers = 2,
+     .weights = 1},
+    {.label = "mmoe T2 bn gate-dnn",
+     .kind = MTL_MODEL_MMOE,
+     .T = 2,
+     .B = 13,
+     .batch_norm = 1,
+     .gate_layers = 1},
+    {.label = "cgc T2 2-layer bn nan",
+     .kind = MTL_MODEL_CGC,
+     .T = 2,
+     .B = 13,
+     .batch_norm = 1,
+     .expert_layers = 2,
+     .nan_labels = 1,
+     .weights = 1},
+    {.label = "cgc T3 reg uncertainty",
+     .kind = MTL_MODEL_CGC,
+     .T = 3,
+     .regression = 1,
+     .B = 13,
+     .uncertainty = 1,
+     .loss_weights = 1},
+    {.label = "ple T2 gate-dnn nan w",
+     .kind = MTL_MODEL_PLE,
+     .T = 2,
+     .B = 13,
+     .gate_layers = 1,
+     .nan_labels = 1,
+     .weights = 1},
+    {.label = "ple T1", .kind = MTL_MODEL_PLE, .T = 1, .B = 13},
+    {.label = "ple T1 gate-dnn 3 levels",
+     .kind = MTL_MODEL_PLE,
+     .T = 1,
+     .B = 13,
+     .gate_layers = 1,
+     .num_levels = 3},
+    {.label = "ple T3 reg unc 2-layer bn 3 lvl",
+     .kind = MTL_MODEL_PLE,
+     .T = 3,
+     .regression = 4,
+     .B = 13,
+     .uncertainty = 1,
+     .expert_layers = 2,
+     .batch_norm = 1,
+     .num_levels = 3,
+     .nan_labels = 1,
+     .weights = 1},
+    {.label = "ple T2 1 level", .kind = MTL_MODEL_PLE, .T = 2, .B = 13, .num_levels = 1},
+    /* batch size 1 (the last task's label missing: count 0, no gradient) */
+    {.label = "shared_bottom B1 nan",
+     .kind = MTL_MODEL_SHARED_BOTTOM,
+     .T = 2,
+     .B = 1,
+     .nan_labels = 1},
+    {.label = "esmm B1", .kind = MTL_MODEL_ESMM, .T = 2, .B = 1, .weights = 1},
+    {.label = "mmoe B1 uncertainty nan",
+     .kind = MTL_MODEL_MMOE,
+     .T = 2,
+     .B = 1,
+     .uncertainty = 1,
+     .nan_labels = 1,
+     .gate_layers = 1},
+    {.label = "cgc B1", .kind = MTL_MODEL_CGC, .T = 2, .B = 1, .expert_layers = 2},
+    {.label = "ple B1 reg", .kind = MTL_MODEL_PLE, .T = 2, .regression = 1, .B = 1, .weights = 1},
+};
+#define N_GRAD_CASES (int)(sizeof grad_cases / sizeof grad_cases[0])
+
+static void run_grad_cases(mtl_model_kind kind) {
+    int ran = 0;
+    double worst = 0, worst_f = 0;
+    for (int i = 0; i < N_GRAD_CASES; i++) {
+        if (grad_cases[i].kind != kind) continue;
+        grad_report rep;
+        gradient_check(&grad_cases[i], &rep);
+        worst = fmax(worst, rep.max_rel);
+        worst_f = fmax(worst_f, rep.max_rel_float);
+        ran++;
+    }
+    assert_true(ran >= 3);
+    print_message("  %s: max relative error over %d cases %.2e (float-forward differences "
+                  "%.2e)\n",
+                  mtl_model_name(kind), ran, worst, worst_f);
+}
+
+static void test_grad_shared_bottom(void **state) {
+    (void)state;
+    run_grad_cases(MTL_MODEL_SHARED_BOTTOM);
+}
+static void test_grad_esmm(void **state) {
+    (void)state;
+    run_grad_cases(MTL_MODEL_ESMM);
+}
+static void test_grad_mmoe(void **state) {
+    (void)state;
+    run_grad_cases(MTL_MODEL_MMOE);
+}
+static void test_grad_cgc(void **state) {
+    (void)state;
+    run_grad_cases(MTL_MODEL_CGC);
+}
+static void test_grad_ple(void **state) {
+    (void)state;
+    run_grad_cases(MTL_MODEL_PLE);
+}
+
+/* Every gradient case's forward (train and inference mode) against the
+ * reference; predictions are the sigmoid of binary logits, the logit of
+ * regression ones, and ESMM's (pCTR, pCVR, pCTCVR). */
+static void test_forward_reference(void **state) {
+    (void)state;
+    double worst = 0;
+    for (int ci = 0; ci < N_GRAD_CASES; ci++) {
+        const model_case *c = &grad_cases[ci];
+        mtl_config cfg;
+        mtl_model *m = make_model(c, &cfg);
+        randomize_params(m, 3000 + (uint64_t)ci);
+        mtl_batch b;
+        fill_batch(&b, m, c, 4000 + (uint64_t)ci);
+        for (int train = 0; train <= 1; train++) {
+            double ref[64 * MTL_MAX_TASKS];
+            ref_forward(m, &cfg, &b, train, ref); /* before: train forward moves running stats */
+            mtl_model_forward(m, &b, train);
+            const float *lg = m->act + m->logits, *pred = mtl_model_predictions(m);
+            for (int i = 0; i < b.n; i++)
+                for (int t = 0; t < m->T; t++) {
+                    double e = rel_err(lg[i * m->T + t], ref[i * m->T + t], 1e-3);
+                    worst = fmax(worst, e);
+                    if (e > FWD_TOL) {
+                        print_error("%s (%s): logit [%d, %d] = %.8g, reference %.8g\n", c->label,
+                                    train ? "train" : "inference", i, t, lg[i * m->T + t],
+                                    ref[i * m->T + t]);
+                        fail();
+                    }
+                }
+            for (int i = 0; i < b.n; i++) {
+                if (m->kind == MTL_MODEL_ESMM) {
+                    assert_int_equal(m->P, 3);
+                    double pc = sigmoid(ref[i * 2]), pv = sigmoid(ref[i * 2 + 1]);
+                    const float *pr = pred + i * 3;
+                    assert_true(rel_err(pr[0], pc, 1e-3) < FWD_TOL);
+                    assert_true(rel_err(pr[1], pv, 1e-3) < FWD_TOL);
+                    assert_true(rel_err(pr[2], pc * pv, 1e-3) < FWD_TOL);
+                    continue;
+                }
+                assert_int_equal(m->P, m->T);
+                for (int t = 0; t < m->T; t++) {
+                    double r = ref[i * m->T + t];
+                    double want = m->shape.task_regression[t] ? r : sigmoid(r);
+                    assert_true(rel_err(pred[i * m->T + t], want, 1e-3) < FWD_TOL);
+                }
+            }
+        }
+        mtl_batch_free(&b);
+        mtl_model_free(m);
+    }
+    print_message("  forward vs double reference: max relative error %.2e\n", worst);
+}
+
+/* ------------------------------------------------------------------------ */
+/* structure                                                                */
+
+static mtl_model *defaults_model(mtl_model_kind kind, int T, mtl_config *cfg) {
+    mtl_config_defaults(cfg);
+    cfg->model = kind;
+    strcpy(cfg->ctr_task, "task0");
+    strcpy(cfg->ctcvr_task, "task1");
+    mtl_data_shape sh;
+    small_shape(&sh, T, 0);
+    mtl_model *m = NULL;
+    mtl_error err = {{0}};
+    if (mtl_model_create(&m, cfg, &sh, 32, &err) != MTL_OK) {
+        print_error("%s: %s\n", mtl_model_name(kind), err.msg);
+        fail();
+    }
+    return m;
+}
+
+static void expect_tensor(const mtl_params *p, const char *name, int64_t rows, int64_t cols) {
+    (void)ref_tensor(p, name, rows, cols);
+}
+
+static void expect_absent(const mtl_params *p, const char *name) {
+    if (mtl_params_find(p, name) >= 0) {
+        print_error("unexpected tensor %s\n", name);
+        fail();
+    }
+}
+
+static void check_unique_names(const mtl_model *m) {
+    const mtl_params *blocks[2] = {&m->params, &m->buffers};
+    for (int b1 = 0; b1 < 2; b1++)
+        for (int i = 0; i < blocks[b1]->n; i++)
+            for (int b2 = b1; b2 < 2; b2++)
+                for (int j = b1 == b2 ? i + 1 : 0; j < blocks[b2]->n; j++)
+                    if (strcmp(blocks[b1]->tensors[i].name, blocks[b2]->tensors[j].name) == 0) {
+                        print_error("%s: tensor name %s used twice\n", mtl_model_name(m->kind),
+                                    blocks[b1]->tensors[i].name);
+                        fail();
+                    }
+}
+
+/* Tensors tile the block without gaps or overlap, dense ones before the
+ * embedding tables. */
+static void check_layout(const mtl_model *m) {
+    const mtl_params *p = &m->params;
+    size_t total = 0;
+    for (int i = 0; i < p->n; i++) {
+        const mtl_tensor *t = &p->tensors[i];
+        assert_true(t->size == (size_t)(t->rows * t->cols));
+        assert_true(t->offset + t->size <= p->size);
+        assert_true(t->is_embedding ? t->offset >= p->dense_size
+                                    : t->offset + t->size <= p->dense_size);
+        for (int j = i + 1; j < p->n; j++) {
+            const mtl_tensor *u = &p->tensors[j];
+            assert_true(t->offset + t->size <= u->offset || u->offset + u->size <= t->offset);
+        }
+        total += t->size;
+    }
+    assert_true(total == p->size);
+}
+
+static void test_param_names(void **state) {
+    (void)state;
+    mtl_config cfg;
+    /* defaults: embedding_dim 4, S 3, D 4 -> in_dim 16; experts [16], towers
+     * [8], 8 MMoE experts, 4 + 4 CGC/PLE experts, 2 PLE levels */
+    mtl_model *m = defaults_model(MTL_MODEL_MMOE, 2, &cfg);
+    assert_int_equal(m->in_dim, 16);
+    expect_tensor(&m->params, "experts.0.dense0.weight", 16, 16);
+    expect_tensor(&m->params, "experts.0.dense0.bias", 1, 16);
+    expect_tensor(&m->params, "experts.7.dense0.weight", 16, 16);
+    expect_absent(&m->params, "experts.8.dense0.weight");
+    expect_tensor(&m->params, "gates.0.out.weight", 8, 16);
+    expect_tensor(&m->params, "gates.1.out.weight", 8, 16);
+    expect_absent(&m->params, "gates.1.out.bias");
+    expect_tensor(&m->params, "towers.1.dense0.weight", 8, 16);
+    expect_tensor(&m->params, "towers.1.out.weight", 1, 8);
+    expect_tensor(&m->params, "embeddings.2", 7, 4);
+    expect_absent(&m->params, "loss.log_var");
+    assert_int_equal(m->buffers.n, 0);
+    /* registration order is the checkpoint/allreduce contract: fused group
+     * (expert then gate weights, then biases), the rest, embeddings last */
+    assert_string_equal(m->params.tensors[0].name, "experts.0.dense0.weight");
+    assert_string_equal(m->params.tensors[8].name, "gates.0.out.weight");
+    assert_string_equal(m->params.tensors[10].name, "experts.0.dense0.bias");
+    assert_string_equal(m->params.tensors[m->params.n - 1].name, "embeddings.2");
+    check_unique_names(m);
+    check_layout(m);
+    mtl_model_free(m);
+
+    m = defaults_model(MTL_MODEL_CGC, 2, &cfg);
+    expect_tensor(&m->params, "experts.task1.3.dense0.weight", 16, 16);
+    expect_tensor(&m->params, "experts.shared.3.dense0.weight", 16, 16);
+    expect_tensor(&m->params, "gates.1.out.weight", 8, 16);
+    expect_absent(&m->params, "gates.shared.out.weight");
+    check_unique_names(m);
+    check_layout(m);
+    mtl_model_free(m);
+
+    m = defaults_model(MTL_MODEL_PLE, 2, &cfg);
+    expect_tensor(&m->params, "levels.0.experts.task0.0.dense0.weight", 16, 16);
+    expect_tensor(&m->params, "levels.0.gates.shared.out.weight", 12, 16);
+    expect_tensor(&m->params, "levels.1.experts.task1.3.dense0.weight", 16, 16);
+    expect_tensor(&m->params, "levels.1.experts.shared.0.dense0.weight", 16, 16);
+    expect_tensor(&m->params, "levels.1.gates.0.out.weight", 8, 16);
+    expect_absent(&m->params, "levels.1.gates.shared.out.weight");
+    expect_tensor(&m->params, "towers.0.out.weight", 1, 8);
+    check_unique_names(m);
+    check_layout(m);
+    mtl_model_free(m);
+
+    m = defaults_model(MTL_MODEL_SHARED_BOTTOM, 3, &cfg);
+    expect_tensor(&m->params, "bottom.dense0.weight", 16, 16);
+    expect_tensor(&m->params, "towers.2.dense0.weight", 8, 16);
+    expect_tensor(&m->params, "towers.2.out.weight", 1, 8);
+    check_unique_names(m);
+    check_layout(m);
+    mtl_model_free(m);
+
+    cfg.batch_norm = 1;
+    mtl_config_defaults(&cfg);
+    cfg.model = MTL_MODEL_ESMM;
+    cfg.batch_norm = 1;
+    cfg.loss_uncertainty = 1;
+    strcpy(cfg.ctr_task, "task0");
+    strcpy(cfg.ctcvr_task, "task1");
+    mtl_data_shape sh;
+    small_shape(&sh, 2, 0);
+    mtl_error err = {{0}};
+    assert_int_equal(mtl_model_create(&m, &cfg, &sh, 8, &err), MTL_OK);
+    expect_tensor(&m->params, "towers.ctr.dense0.weight", 8, 16);
+    expect_tensor(&m->params, "towers.cvr.out.weight", 1, 8);
+    expect_tensor(&m->params, "towers.cvr.bn0.gamma", 1, 8);
+    expect_tensor(&m->params, "towers.ctr.bn0.beta", 1, 8);
+    expect_tensor(&m->params, "loss.log_var", 1, 2);
+    expect_tensor(&m->buffers, "towers.ctr.bn0.running_mean", 1, 8);
+    expect_tensor(&m->buffers, "towers.cvr.bn0.running_var", 1, 8);
+    assert_int_equal(m->P, 3);
+    assert_string_equal(mtl_model_prediction_name(m, 0), "pctr");
+    assert_string_equal(mtl_model_prediction_name(m, 2), "pctcvr");
+    check_unique_names(m);
+    check_layout(m);
+    mtl_model_free(m);
+}
+
+/* Same configuration, same seed: same names, offsets and initial values;
+ * another seed: other values. */
+static void test_param_stability(void **state) {
+    (void)state;
+    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
+        mtl_config cfg;
+        mtl_model *a = defaults_model((mtl_model_kind)kind, 2, &cfg);
+        mtl_model *b = defaults_model((mtl_model_kind)kind, 2, &cfg);
+        assert_int_equal(a->params.n, b->params.n);
+        assert_true(a->params.size == b->params.size);
+        for (int i = 0; i < a->params.n; i++) {
+            assert_string_equal(a->params.tensors[i].name, b->params.tensors[i].name);
+            assert_true(a->params.tensors[i].offset == b->params.tensors[i].offset);
+        }
+        assert_memory_equal(a->params.values, b->params.values, a->params.size * sizeof(float));
+        mtl_model_free(b);
+        cfg.seed = 99;
+        mtl_data_shape sh;
+        small_shape(&sh, 2, 0);
+        mtl_error err = {{0}};
+        assert_int_equal(mtl_model_create(&b, &cfg, &sh, 32, &err), MTL_OK);
+        assert_true(memcmp(a->params.values, b->params.values, a->params.size * sizeof(float)));
+        mtl_model_free(a);
+        mtl_model_free(b);
+    }
+}
+
+/* Every group's member first-layer weights and biases are adjacent rows of
+ * the block, and member outputs tile the group's columns, over a grid of
+ * configurations (creation itself checks adjacency and must succeed). */
+static void test_group_adjacency(void **state) {
+    (void)state;
+    int n_models = 0;
+    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++)
+        for (int T = 1; T <= 3; T++)
+            for (int gl = 0; gl <= 1; gl++)
+                for (int el = 1; el <= 2; el++)
+                    for (int bn = 0; bn <= 1; bn++)
+                        for (int lv = 1; lv <= 3; lv++)
+                            for (int spec = 0; spec <= 2; spec++) {
+                                if (kind == MTL_MODEL_ESMM && T != 2) continue;
+                                if (kind != MTL_MODEL_PLE && lv > 1) continue;
+                                if (kind < MTL_MODEL_CGC && spec > 0) continue;
+                                model_case c = {.label = "grid",
+                                                .kind = (mtl_model_kind)kind,
+                                                .T = T,
+                                                .B = 5,
+                                                .batch_norm = bn,
+                                                .gate_layers = gl,
+                                                .expert_layers = el,
+                                                .num_levels = lv};
+                                mtl_config cfg;
+                                small_config(&cfg, &c);
+                                cfg.num_experts_specific = spec;
+                                cfg.num_experts_shared = spec == 2 ? 0 : 2;
+                                strcpy(cfg.ctr_task, "task0");
+                                strcpy(cfg.ctcvr_task, "task1");
+                                mtl_data_shape sh;
+                                small_shape(&sh, T, 0);
+                                mtl_model *m = NULL;
+                                mtl_error err = {{0}};
+                                if (mtl_model_create(&m, &cfg, &sh, 5, &err) != MTL_OK) {
+                                    print_error("%s T=%d gate %d expert %d bn %d levels %d "
+                                                "specific %d: %s\n",
+                                                mtl_model_name((mtl_model_kind)kind), T, gl, el, bn,
+                                                lv, spec, err.msg);
+                                    fail();
+                                }
+                                n_models++;
+                                check_unique_names(m);
+                                check_layout(m);
+                                assert_true(m->n_groups >= 1);
+                                for (int g = 0; g < m->n_groups; g++) {
+                                    const mtl_group *G = &m->groups[g];
+                                    const float *w = G->W, *bias = G->bias;
+                                    int col = 0, biased = 0;
+                                    for (int i = 0; i < G->n_members; i++) {
+                                        const mtl_stack *s = &m->stacks[G->members[i]];
+                                        const mtl_layer *L = &s->layer[0];
+                                        assert_true(s->fused);
+                                        assert_true(s->in == G->in);
+                                        assert_ptr_equal(L->W, w);
+                                        assert_true(L->z == G->out + (size_t)col);
+                                        assert_int_equal(L->ld, G->out_ld);
+                                        w += L->out_dim * L->in_dim;
+                                        col += L->out_dim;
+                                        if (L->hidden) {
+                                            assert_int_equal(biased, col - L->out_dim);
+                                            assert_ptr_equal(L->bias, bias);
+                                            bias += L->out_dim;
+                                            biased += L->out_dim;
+                                        }
+                                    }
+                                    assert_int_equal(col, G->n_out);
+                                    assert_int_equal(biased, G->n_biased);
+                                }
+                                /* and it runs: finite predictions */
+                                mtl_batch b;
+                                fill_batch(&b, m, &c, 5);
+                                mtl_model_forward(m, &b, 1);
+                                for (int i = 0; i < b.n * m->P; i++)
+                                    assert_true(isfinite(mtl_model_predictions(m)[i]));
+                                mtl_batch_free(&b);
+                                mtl_model_free(m);
+                            }
+    assert_true(n_models > 100);
+}
+
+/* FLOPs of a hand-computed MMoE: in_dim = 3*3 + 4 = 13, 3 experts [6], 2
+ * gates (no hidden layer, 3 logits), 2 towers [4] + head:
+ *   experts 3*13*6 = 234, gates 2*13*3 = 78, towers 2*(6*4 + 4*1) = 56
+ *   -> 368 multiply-adds forward, x6 (fwd 2, dW 2, din 2) = 2208;
+ *   mixtures 2 gates * 6 * K(3) * D(6) = 216; total 2424. */
+static void test_flops(void **state) {
+    (void)state;
+    model_case c = {.label = "flops", .kind = MTL_MODEL_MMOE, .T = 2, .B = 4};
+    mtl_config cfg;
+    mtl_model *m = make_model(&c, &cfg);
+    assert_int_equal(m->in_dim, 13);
+    assert_true(mtl_model_flops_per_sample(m) == 2424.0);
+    mtl_model_free(m);
+    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
+        model_case k = {.label = "flops", .kind = (mtl_model_kind)kind, .T = 2, .B = 4};
+        m = make_model(&k, &cfg);
+        assert_true(mtl_model_flops_per_sample(m) > 0);
+        mtl_model_free(m);
+    }
+    /* shared bottom [6], towers [4]: 6*(13*6 + 2*(6*4 + 4)) = 804 */
+    model_case sb = {.label = "flops", .kind = MTL_MODEL_SHARED_BOTTOM, .T = 2, .B = 4};
+    m = make_model(&sb, &cfg);
+    assert_true(mtl_model_flops_per_sample(m) == 804.0);
+    mtl_model_free(m);
+}
+
+/* Predictions in (0, 1) for binary tasks (also for large logits of both
+ * signs), regression columns equal the logit; ESMM's pCTCVR is the product;
+ * inference is deterministic and does not touch parameters or buffers. */
+static void test_predictions(void **state) {
+    (void)state;
+    for (int ci = 0; ci < N_GRAD_CASES; ci++) {
+        const model_case *c = &grad_cases[ci];
+        mtl_config cfg;
+        mtl_model *m = make_model(c, &cfg);
+        randomize_params(m, 5000 + (uint64_t)ci);
+        mtl_batch b;
+        fill_batch(&b, m, c, 6000 + (uint64_t)ci);
+        int n = b.n * m->P;
+        float *p1 = malloc((size_t)n * sizeof *p1);
+        float *vals = malloc(m->params.size * sizeof *vals);
+        float *bufs = malloc((m->buffers.size + 1) * sizeof *bufs);
+        assert_non_null(p1);
+        assert_non_null(vals);
+        assert_non_null(bufs);
+        memcpy(vals, m->params.values, m->params.size * sizeof *vals);
+        if (m->buffers.size) memcpy(bufs, m->buffers.values, m->buffers.size * sizeof *bufs);
+
+        mtl_model_forward(m, &b, 0);
+        memcpy(p1, mtl_model_predictions(m), (size_t)n * sizeof *p1);
+        mtl_model_forward(m, &b, 0);
+        assert_memory_equal(p1, mtl_model_predictions(m), (size_t)n * sizeof *p1);
+        assert_memory_equal(vals, m->params.values, m->params.size * sizeof *vals);
+        if (m->buffers.size)
+            assert_memory_equal(bufs, m->buffers.values, m->buffers.size * sizeof *bufs);
+        /* train mode with dropout 0 changes only the running statistics */
+        mtl_model_forward(m, &b, 1);
+        assert_memory_equal(vals, m->params.values, m->params.size * sizeof *vals);
+        if (m->buffers.size)
+            assert_true(memcmp(bufs, m->buffers.values, m->buffers.size * sizeof *bufs));
+
+        const float *pred = mtl_model_predictions(m);
+        for (int i = 0; i < b.n; i++) {
+            if (m->kind == MTL_MODEL_ESMM) {
+                const float *r = pred + i * 3;
+                for (int k = 0; k < 3; k++) assert_true(r[k] > 0.0f && r[k] < 1.0f);
+                assert_true(r[2] == r[0] * r[1]);
+                continue;
+            }
+            for (int t = 0; t < m->T; t++) {
+                float v = pred[i * m->T + t], z = m->act[m->logits + (size_t)(i * m->T + t)];
+                if (m->shape.task_regression[t])
+                    assert_true(v == z);
+                else
+                    assert_true(v > 0.0f && v < 1.0f);
+            }
+        }
+        free(p1);
+        free(vals);
+        free(bufs);
+        mtl_batch_free(&b);
+        mtl_model_free(m);
+    }
+}
+
+/* Row i's inference prediction does not depend on the other rows of the
+ * batch (batch norm uses running statistics), nor on max_batch. */
+static void test_inference_row_independent(void **state) {
+    (void)state;
+    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
+        model_case c = {.label = "rows",
+                        .kind = (mtl_model_kind)kind,
+                        .T = 2,
+                        .B = 13,
+                        .batch_norm = 1,
+                        .gate_layers = 1};
+        mtl_config cfg;
+        mtl_model *m = make_model(&c, &cfg);
+        randomize_params(m, 77);
+        mtl_batch b;
+        fill_batch(&b, m, &c, 78);
+        mtl_model_forward(m, &b, 0);
+        float all[13 * 3];
+        memcpy(all, mtl_model_predictions(m), (size_t)(b.n * m->P) * sizeof(float));
+        int n = b.n;
+        for (int i = 0; i < n; i++) {
+            mtl_batch one = b; /* a view of row i */
+            one.n = 1;
+            one.sparse = b.sparse + i * b.S;
+            one.dense = b.dense + i * b.D;
+            one.labels = b.labels + i * b.T;
+            one.weights = b.weights + i;
+            mtl_model_forward(m, &one, 0);
+            for (int k = 0; k < m->P; k++)
+                assert_true(rel_err(mtl_model_predictions(m)[k], all[i * m->P + k], 1e-3) < 1e-5);
+        }
+        mtl_batch_free(&b);
+        mtl_model_free(m);
+    }
+}
+
+/* backward accumulates: two backward passes give twice the gradient; and the
+ * logits' gradient of a missing label is exactly 0. */
+static void test_backward_accumulates(void **state) {
+    (void)state;
+    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
+        model_case c = {.label = "acc",
+                        .kind = (mtl_model_kind)kind,
+                        .T = 2,
+                        .B = 13,
+                        .nan_labels = 1,
+                        .weights = 1,
+                        .uncertainty = 1};
+        mtl_config cfg;
+        mtl_model *m = make_model(&c, &cfg);
+        randomize_params(m, 11);
+        mtl_batch b;
+        fill_batch(&b, m, &c, 12);
+        double count[MTL_MAX_TASKS], ls[MTL_MAX_TASKS];
+        mtl_model_forward(m, &b, 1);
+        mtl_model_count_labels(m, &b, count);
+        memset(m->params.grads, 0, m->params.size * sizeof(float));
+        mtl_model_loss(m, &b, count, 1, ls);
+        if (kind != MTL_MODEL_ESMM)
+            for (int i = 0; i < b.n; i++)
+                for (int t = 0; t < m->T; t++)
+                    if (isnan(b.labels[i * b.T + t]))
+                        assert_true(m->grad[m->logits + (size_t)(i * m->T + t)] == 0.0f);
+        mtl_model_backward(m, &b);
+        float *g1 = malloc(m->params.size * sizeof *g1);
+        assert_non_null(g1);
+        memcpy(g1, m->params.grads, m->params.size * sizeof *g1);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < m->params.size; i++) nonzero += g1[i] != 0.0f;
+        assert_true(nonzero > m->params.size / 2);
+        /* second pass on top: the log-variance's gradient comes from the
+         * loss, everything else from backward */
+        mtl_model_forward(m, &b, 1);
+        mtl_model_loss(m, &b, count, 1, ls);
+        mtl_model_backward(m, &b);
+        for (size_t i = 0; i < m->params.size; i++) {
+            double want = 2.0 * g1[i];
+            if (rel_err(m->params.grads[i], want, 1e-6) > 1e-5) {
+                print_error("%s: gradient %zu after two passes %g, expected %g\n",
+                            mtl_model_name(m->kind), i, m->params.grads[i], want);
+                fail();
+            }
+        }
+        free(g1);
+        mtl_batch_free(&b);
+        mtl_model_free(m);
+    }
+}
+
+/* Configuration errors the builders must report. */
+static void test_create_errors(void **state) {
+    (void)state;
+    mtl_config cfg;
+    mtl_data_shape sh;
+    mtl_model *m = NULL;
+    mtl_error err = {{0}};
+    mtl_config_defaults(&cfg);
+    cfg.model = MTL_MODEL_ESMM;
+    strcpy(cfg.ctr_task, "task0");
+    strcpy(cfg.ctcvr_task, "nope");
+    small_shape(&sh, 2, 0);
+    assert_int_equal(mtl_model_create(&m, &cfg, &sh, 4, &err), MTL_ERR);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "'nope'"));
+    small_shape(&sh, 3, 0);
+    strcpy(cfg.ctcvr_task, "task1");
+    assert_int_equal(mtl_model_create(&m, &cfg, &sh, 4, &err), MTL_ERR);
+    assert_non_null(strstr(err.msg, "2 tasks"));
+    small_shape(&sh, 2, 2);
+    assert_int_equal(mtl_model_create(&m, &cfg, &sh, 4, &err), MTL_ERR);
+    assert_non_null(strstr(err.msg, "binary"));
+    cfg.model = MTL_MODEL_MMOE;
+    cfg.n_loss_weights = 3;
+    assert_int_equal(mtl_model_create(&m, &cfg, &sh, 4, &err), MTL_ERR);
+    assert_non_null(strstr(err.msg, "loss-weights"));
+    cfg.n_loss_weights = 0;
+    sh.T = 0;
+    assert_int_equal(mtl_model_create(&m, &cfg, &sh, 4, &err), MTL_ERR);
+    assert_null(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_param_names),
+        cmocka_unit_test(test_param_stability),
+        cmocka_unit_test(test_group_adjacency),
+        cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_forward_reference),
+        cmocka_unit_test(test_predictions),
+        cmocka_unit_test(test_inference_row_independent),
+        cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_grad_shared_bottom),
+        cmocka_unit_test(test_grad_esmm),
+        cmocka_unit_test(test_grad_mmoe),
+        cmocka_unit_test(test_grad_cgc),
+        cmocka_unit_test(test_grad_ple),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
