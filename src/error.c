@@ -26,9 +26,11 @@ int mtl_fail_prefix(mtl_error *err, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char rest[sizeof err->msg];
-    memcpy(rest, err->msg, sizeof rest);
-    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, rest);
+    size_t p = strlen(prefix), m = strlen(err->msg), cap = sizeof err->msg - 1;
+    if (p + m > cap) m = cap - p; /* keep the prefix, cut the old message's tail */
+    memmove(err->msg + p, err->msg, m);
+    memcpy(err->msg, prefix, p);
+    err->msg[p + m] = '\0';
     return MTL_ERR;
 }
 

@@ -205,24 +205,50 @@ static inline float dot_f32(const float *restrict a, const float *restrict b, in
  * unrolled vector instructions instead of a generic loop with remainders. */
 #define MTL_INLINE static inline __attribute__((always_inline))
 
+/* 8-float vectors (GCC/Clang vector extensions): explicit, because the loops
+ * below are short (an expert is 8..64 wide) and GCC leaves them scalar when it
+ * cannot prove the rows do not alias. Each target clone compiles them to its
+ * widest registers. */
+typedef float v8f __attribute__((vector_size(32)));
+MTL_INLINE v8f load8(const float *p) {
+    v8f v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+MTL_INLINE void store8(float *p, v8f v) {
+    __builtin_memcpy(p, &v, sizeof v);
+}
+MTL_INLINE float hsum8(v8f v) {
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
 MTL_INLINE void mixture_forward_rows(float *out, int out_ld, const float *gate, int gate_ld,
                                      const float *const *expert, int expert_ld, int B, int K,
                                      int D) {
     for (int i = 0; i < B; i++) {
         float *restrict o = out + (size_t)i * out_ld;
         const float *g = gate + (size_t)i * gate_ld;
+        size_t row = (size_t)i * (size_t)expert_ld;
         if (K <= 0) {
             memset(o, 0, sizeof(float) * D);
             continue;
         }
+        int j = 0;
+        if (D % 8 == 0)
+            for (; j < D; j += 8) { /* the row's sum stays in a register over k */
+                v8f acc = g[0] * load8(expert[0] + row + j);
+                for (int k = 1; k < K; k++) acc += g[k] * load8(expert[k] + row + j);
+                store8(o + j, acc);
+            }
+        if (j == D) continue;
         /* first expert initializes the row (no separate zeroing pass) */
-        const float *restrict e0 = expert[0] + (size_t)i * expert_ld;
+        const float *restrict e0 = expert[0] + row;
         float g0 = g[0];
-        for (int j = 0; j < D; j++) o[j] = g0 * e0[j];
+        for (j = 0; j < D; j++) o[j] = g0 * e0[j];
         for (int k = 1; k < K; k++) {
-            const float *restrict e = expert[k] + (size_t)i * expert_ld;
+            const float *restrict e = expert[k] + row;
             float gk = g[k];
-            for (int j = 0; j < D; j++) o[j] += gk * e[j];
+            for (j = 0; j < D; j++) o[j] += gk * e[j];
         }
     }
 }
@@ -252,11 +278,22 @@ MTL_INLINE void mixture_backward_rows(float *dgate, int dgate_ld, float *const *
         const float *restrict d = dout + (size_t)i * dout_ld;
         const float *g = gate + (size_t)i * gate_ld;
         float *dg = dgate + (size_t)i * dgate_ld;
+        size_t row = (size_t)i * (size_t)expert_ld;
         for (int k = 0; k < K; k++) {
-            const float *restrict e = expert[k] + (size_t)i * expert_ld;
-            float *restrict de = dexpert[k] + (size_t)i * expert_ld;
-            dg[k] += dot_f32(d, e, D);
+            const float *restrict e = expert[k] + row;
+            float *restrict de = dexpert[k] + row;
             float gk = g[k];
+            if (D % 8 == 0) {
+                v8f acc = {0};
+                for (int j = 0; j < D; j += 8) {
+                    v8f dv = load8(d + j);
+                    acc += dv * load8(e + j);
+                    store8(de + j, load8(de + j) + gk * dv);
+                }
+                dg[k] += hsum8(acc);
+                continue;
+            }
+            dg[k] += dot_f32(d, e, D);
             for (int j = 0; j < D; j++) de[j] += gk * d[j];
         }
     }

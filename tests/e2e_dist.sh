@@ -62,7 +62,10 @@ last_ckpt() { { ls "$1"/ckpt-*.h5 2>/dev/null || true; } | sort | tail -1; }
 final_aucs() {
     "$PYTHON3" - "$1" <<'EOF'
 import json, sys
-final = [json.loads(l) for l in open(sys.argv[1]) if l.strip() and json.loads(l).get("final")]
+try:
+    final = [json.loads(l) for l in open(sys.argv[1]) if l.strip() and json.loads(l).get("final")]
+except (OSError, ValueError):
+    final = []
 if final:
     print(" ".join(f"{k}={v}" for k, v in sorted(final[-1].get("test_auc", {}).items())))
 EOF

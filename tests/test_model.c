@@ -1,39 +1,50 @@
 /* Tests for src/model.c and the architectures in src/models/.
  *
- * 1. Gradient checks: for every architecture and the issue's list of cases
+ * 1. Gradient checks. For every architecture and the issue's list of cases
  *    (2 and 3 tasks, a regression task, gate DNNs, single-task MMoE/PLE,
  *    uncertainty weighting, batch norm, multi-layer experts, missing labels,
  *    sample weights, loss weights, batch sizes 13 and 1), the analytic
- *    gradient of EVERY parameter (embeddings included; rows unused by the
- *    batch must come out exactly 0) is compared with central finite
- *    differences of the TOTAL loss, which this file computes itself in double
- *    from the model's logits:
+ *    gradient (mtl_model_loss + mtl_model_backward) of EVERY parameter,
+ *    embeddings included (rows unused by the batch must come out exactly 0),
+ *    is compared with central finite differences of the TOTAL loss
  *      L = sum_{t: count_t > 0} w_t f_t loss_t / count_t  (+ s_t / 2 with
- *          uncertainty weighting, f_t = c_t exp(-s_t), c_t = 1/2 regression,
- *          1 binary; f_t = 1 otherwise)
- *    loss_t is the weighted sum of per-sample BCE-with-logits / squared
- *    error over labelled samples; ESMM's second task is the BCE of
- *    pCTCVR = sigmoid(z_ctr) sigmoid(z_cvr), clamped to [1e-7, 1 - 1e-7].
- *    Parameters are float, so the step actually taken is (float)(p +- h) - p,
- *    computed exactly in double. The forward is float, so the loss carries
- *    ~1e-7 relative rounding; a plain central difference with h = 1e-3 is
- *    then limited to ~1e-4 by rounding and ~1e-4 by curvature. We use
- *    Richardson extrapolation of central differences at h and h/2
- *    (error O(h^4)) with h = 1e-2, which gets both terms to ~1e-6, and a
- *    relative tolerance of 1e-3 (GRAD_TOL) with floor 1e-4 (REL_FLOOR).
- *    ReLU kinks: parameters are randomized so pre-activations are O(1), and
- *    every finite difference whose ReLU on/off pattern (over all hidden
- *    layers and rows) differs from the unperturbed one is skipped and
- *    counted; a case fails if more than 2% of its checks are skipped.
- *    Dropout is 0; batch norm runs in train mode (deterministic per batch).
- * 2. The float forward against an independent double-precision reference
- *    forward written here from the papers' equations (train-mode and
- *    inference-mode batch norm), and the model's loss sums against the
+ *          uncertainty weighting: f_t = c_t exp(-s_t), c_t = 1/2 for
+ *          regression, 1 for binary; otherwise f_t = 1)
+ *    where loss_t is the weighted sum of per-sample BCE-with-logits or
+ *    squared error over labelled samples, and ESMM's conversion task is the
+ *    BCE of pCTCVR = sigmoid(z_ctr) sigmoid(z_cvr) clamped to
+ *    [1e-7, 1 - 1e-7]. Tasks with no label in the batch contribute nothing
+ *    (as mtl_model_loss). L is computed by this file, in double.
+ *    Two finite-difference estimates, both Richardson extrapolations
+ *    (4 D(h/2) - D(h)) / 3 of central differences D (error O(h^4)), with
+ *    the step actually taken, (float)(p +- h) - p, computed exactly:
+ *    a) the strict one: L from an independent DOUBLE reference forward
+ *       (section 2), h = 1e-4: rounding ~1e-12, truncation ~1e-12, so the
+ *       error is the float analytic gradient's own rounding. Relative error
+ *       |a - b| / max(|a|, |b|, 1e-3) < 1e-3. The floor is 1e-3 because the
+ *       float gradient carries ~1e-7 absolute rounding where the exact value
+ *       cancels to 0 (pre-batch-norm biases); everywhere else the achieved
+ *       error is ~1e-5.
+ *    b) a coarse cross-check: L from the model's own FLOAT forward, whose
+ *       ~1e-7 relative rounding limits the estimate: h = 1e-2, floor 1e-2,
+ *       tolerance 2e-2 (achieved ~6e-3).
+ *    ReLU kinks: parameters are randomized so pre-activations are O(1), the
+ *    batch is redrawn until every ReLU pre-activation is >= 5e-4 away from 0,
+ *    and a difference whose ReLU on/off pattern (all hidden layers, all rows)
+ *    differs from the unperturbed one is skipped and counted: at most 2% + 2
+ *    skips for (a) (in practice 0), half the entries for (b) (h = 1e-2
+ *    crosses kinks often under batch norm). Dropout is 0; batch norm runs
+ *    in train mode (deterministic per batch).
+ * 2. The float forward against the double reference forward written here
+ *    from the papers' equations (parameters looked up by name and shape),
+ *    in train and inference mode; the model's loss sums against the
  *    reference loss.
- * 3. Structure: stable, unique parameter names and shapes, fused groups'
- *    adjacency over a grid of configurations, FLOPs against a hand-computed
- *    MMoE, predictions in (0, 1), ESMM's pCTCVR == pCTR * pCVR, deterministic
- *    inference, gradient accumulation over backward calls. */
+ * 3. Structure: stable, unique parameter names and shapes, the block layout,
+ *    fused groups' adjacency over a grid of configurations, FLOPs against
+ *    hand-computed MMoE and Shared-Bottom cases, predictions in (0, 1),
+ *    ESMM's pCTCVR == pCTR * pCVR, deterministic inference that touches no
+ *    parameter or buffer, row independence of inference, gradient
+ *    accumulation over backward calls, configuration errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,9 +61,10 @@
 
 #define REL_FLOOR 1e-3
 #define GRAD_TOL 1e-3
-#define FD_H_REF 1e-3
+#define FD_H_REF 1e-4
+#define KINK_MARGIN 5e-4
 #define REL_FLOOR_FLOAT 1e-2
-#define GRAD_TOL_FLOAT 1e-2
+#define GRAD_TOL_FLOAT 2e-2
 #define FD_H_FLOAT 1e-2
 #define MAX_KINK_FRACTION 0.02
 #define FWD_TOL 1e-4 /* float forward vs the double reference, relative, floor 1e-3 */
@@ -289,6 +301,7 @@ static int ref_nbufs;
 #define REF_PAT_CAP (1u << 16)
 static unsigned char *ref_pat;
 static size_t ref_npat;
+static double ref_min_abs; /* smallest |pre-activation| of a ReLU */
 
 static double *ref_new(size_t n) {
     assert_true(ref_nbufs < REF_MAX_BUFS);
@@ -375,7 +388,7 @@ static double *ref_dnn(const ref_ctx *c, const char *name, const double *x, int 
                 if (ref_pat) {
                     assert_true(ref_npat < REF_PAT_CAP);
                     ref_pat[ref_npat++] = y[i] > 0.0;
-                    if (getenv("DBG") && fabs(y[i]) < 1e-3) fprintf(stderr, "near0 %s l%d i%d %g\n", name, l, i, y[i]);
+                    ref_min_abs = fmin(ref_min_abs, fabs(y[i]));
                 }
                 y[i] = fmax(y[i], 0.0);
             }
@@ -518,7 +531,7 @@ typedef struct {
     double max_rel;       /* analytic vs finite differences of the double reference */
     double max_rel_float; /* analytic vs finite differences of the model's float forward */
     char worst[128], worst_float[128];
-    int checked, kinks, kinks_float;
+    int checked, kinks, kinks_float, tries;
 } grad_report;
 
 /* The objective of the double reference forward (train mode), and its ReLU
@@ -528,6 +541,7 @@ static double ref_objective_at(const mtl_model *m, const mtl_config *cfg, const 
     double z[64 * MTL_MAX_TASKS];
     ref_pat = pat;
     ref_npat = 0;
+    ref_min_abs = INFINITY;
     ref_forward(m, cfg, b, 1, z);
     *n_pat = ref_npat;
     ref_pat = NULL;
@@ -580,12 +594,28 @@ static double fd_float(mtl_model *m, const mtl_batch *b, const double *count, fl
 }
 
 static void gradient_check(const model_case *c, grad_report *rep) {
+    memset(rep, 0, sizeof *rep);
     mtl_config cfg;
     mtl_model *m = make_model(c, &cfg);
     randomize_params(m, 1000 + (uint64_t)c->kind);
-    mtl_batch b;
-    fill_batch(&b, m, c, 2000 + (uint64_t)c->B);
+    unsigned char *base = malloc(PATTERN_CAP), *pat = malloc(PATTERN_CAP);
+    unsigned char *rbase = malloc(REF_PAT_CAP), *rpat = malloc(REF_PAT_CAP);
+    assert_true(base && pat && rbase && rpat);
     double count[MTL_MAX_TASKS], loss_sum[MTL_MAX_TASKS], ref_sum[MTL_MAX_TASKS];
+
+    /* a batch whose ReLU pre-activations all stay KINK_MARGIN away from 0 */
+    mtl_batch b;
+    size_t nrpat = 0;
+    int tries = 0;
+    for (;; tries++) {
+        assert_true(tries < 1000);
+        fill_batch(&b, m, c, 2000 + 7919 * (uint64_t)tries + (uint64_t)c->B);
+        mtl_model_count_labels(m, &b, count);
+        (void)ref_objective_at(m, &cfg, &b, count, rbase, &nrpat);
+        if (ref_min_abs >= KINK_MARGIN) break;
+        mtl_batch_free(&b);
+    }
+    rep->tries = tries + 1;
 
     /* the analytic gradient, as the trainer computes it */
     mtl_model_forward(m, &b, 1);
@@ -614,14 +644,9 @@ static void gradient_check(const model_case *c, grad_report *rep) {
             fail();
         }
 
-    unsigned char *base = malloc(PATTERN_CAP), *pat = malloc(PATTERN_CAP);
-    unsigned char *rbase = malloc(REF_PAT_CAP), *rpat = malloc(REF_PAT_CAP);
-    assert_true(base && pat && rbase && rpat);
     mtl_model_forward(m, &b, 1);
-    size_t npat = relu_pattern(m, b.n, base, PATTERN_CAP), nrpat;
-    (void)ref_objective_at(m, &cfg, &b, count, rbase, &nrpat);
+    size_t npat = relu_pattern(m, b.n, base, PATTERN_CAP);
 
-    memset(rep, 0, sizeof *rep);
     for (int ti = 0; ti < m->params.n; ti++) {
         const mtl_tensor *t = &m->params.tensors[ti];
         for (size_t k = 0; k < t->size; k++) {
@@ -629,7 +654,7 @@ static void gradient_check(const model_case *c, grad_report *rep) {
             double an = analytic[t->offset + k];
             int kink = 0, kink_f = 0;
             double fd = fd_ref(m, &cfg, &b, count, p, FD_H_REF, rbase, nrpat, rpat, &kink);
-            double fdf = fd_float(m, &b, count, p, getenv("HF") ? atof(getenv("HF")) : FD_H_FLOAT, base, npat, pat, &kink_f);
+            double fdf = fd_float(m, &b, count, p, FD_H_FLOAT, base, npat, pat, &kink_f);
             rep->checked++;
             rep->kinks += kink;
             rep->kinks_float += kink_f;
@@ -658,7 +683,7 @@ static void gradient_check(const model_case *c, grad_report *rep) {
                     rep->max_rel_float = e;
                     snprintf(rep->worst_float, sizeof rep->worst_float, "%s[%zu]", t->name, k);
                 }
-                if (e > GRAD_TOL_FLOAT * 100) {
+                if (e > GRAD_TOL_FLOAT) {
                     print_error("%s: d L / d %s[%zu]: analytic %.8g, finite differences of the "
                                 "float model %.8g (relative error %.3g > %g)\n",
                                 c->label, t->name, k, an, fdf, e, GRAD_TOL_FLOAT);
@@ -668,15 +693,16 @@ static void gradient_check(const model_case *c, grad_report *rep) {
         }
     }
     int max_kinks = (int)(MAX_KINK_FRACTION * rep->checked) + 2;
-    if (rep->kinks > max_kinks || rep->kinks_float > 100 * max_kinks) {
+    if (rep->kinks > max_kinks || rep->kinks_float > rep->checked / 2) {
         print_error("%s: %d (reference) / %d (float) of %d finite differences crossed a ReLU "
                     "kink (at most %d allowed)\n",
                     c->label, rep->kinks, rep->kinks_float, rep->checked, max_kinks);
         fail();
     }
-    print_message("  %-32s %4d params  max rel err %.1e (%s)  float fd %.1e (%s)  kinks %d/%d\n",
+    print_message("  %-32s %4d params  max rel err %.1e (%s)  float fd %.1e (%s)  kinks %d/%d "
+                  "batch %d\n",
                   c->label, rep->checked, rep->max_rel, rep->worst, rep->max_rel_float,
-                  rep->worst_float, rep->kinks, rep->kinks_float);
+                  rep->worst_float, rep->kinks, rep->kinks_float, rep->tries);
     free(base);
     free(pat);
     free(rbase);
