@@ -1,5 +1,6 @@
 #include "mtl/dist.h"
 
+#include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +45,17 @@ double mtl_dist_time(void) {
     return MPI_Wtime();
 }
 
+/* MPI counts are int: refuse, rather than truncate, larger messages */
+static void check_count(const mtl_dist *d, size_t n, const char *what) {
+    if (n <= (size_t)INT_MAX) return;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %zu elements exceed MPI's int count", what, n);
+    mtl_dist_abort(d, 3, msg);
+}
+
 void mtl_dist_sum_floats(const mtl_dist *d, float *buf, size_t n) {
     if (d->world == 1) return;
+    check_count(d, n, "allreduce");
     check(d, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
           "MPI_Allreduce of gradients");
 }
@@ -75,8 +85,7 @@ void mtl_dist_wait(const mtl_dist *d, mtl_dist_pending *p) {
 
 int mtl_dist_max_int(const mtl_dist *d, int v) {
     if (d->world == 1) return v;
-    check(d, MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD),
-          "MPI_Allreduce");
+    check(d, MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
     return v;
 }
 
@@ -96,6 +105,8 @@ void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, flo
         for (int64_t i = 0; i < n && i < recv_capacity; i++) recv[i] = send[i];
         return;
     }
+    check_count(d, (size_t)n, "gather");
+    check_count(d, (size_t)recv_capacity, "gather");
     int count = (int)n;
     int *counts = NULL, *displs = NULL;
     if (d->rank == 0) {

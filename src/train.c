@@ -84,8 +84,7 @@ void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap) {
 }
 
 /* Apply "key = value" lines (from a checkpoint) to cfg. */
-static int apply_model_text(mtl_config *cfg, const char *text, const char *where,
-                            mtl_error *err) {
+static int apply_model_text(mtl_config *cfg, const char *text, const char *where, mtl_error *err) {
     char line[512];
     const char *p = text;
     while (*p) {
@@ -140,8 +139,8 @@ typedef struct {
     int64_t steps_per_epoch;
     float *best;
     /* evaluation buffers */
-    float *eval_pred, *eval_labels;   /* local [n x P], [n x T] */
-    float *all_pred, *all_labels;     /* rank 0: [N x P], [N x T] */
+    float *eval_pred, *eval_labels; /* local [n x P], [n x T] */
+    float *all_pred, *all_labels;   /* rank 0: [N x P], [N x T] */
     int64_t eval_capacity, all_capacity;
     FILE *metrics;
 } trainer;
@@ -163,7 +162,8 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
         for (int i = 0; i < n; i++) tr->rows[i] = begin + done + i;
         mtl_batch_gather(&tr->batch, ds, tr->rows, n);
         mtl_model_forward(m, &tr->batch, 0);
-        memcpy(tr->eval_pred + done * P, mtl_model_predictions(m), (size_t)n * (size_t)P * sizeof(float));
+        memcpy(tr->eval_pred + done * P, mtl_model_predictions(m),
+               (size_t)n * (size_t)P * sizeof(float));
         memcpy(tr->eval_labels + done * T, tr->batch.labels, (size_t)n * (size_t)T * sizeof(float));
         done += n;
     }
@@ -257,7 +257,9 @@ static int is_checkpoint_name(const char *name, int64_t *step) {
  * is skipped with a warning). */
 static int find_latest(const char *dir, char *out, size_t cap, int verbose, mtl_error *err) {
     DIR *dp = opendir(dir);
-    if (!dp) return mtl_fail(err, dir, "--resume latest: cannot open checkpoint directory: %s", strerror(errno));
+    if (!dp)
+        return mtl_fail(err, dir, "--resume latest: cannot open checkpoint directory: %s",
+                        strerror(errno));
     int64_t steps[4096];
     int n = 0;
     struct dirent *e;
@@ -347,6 +349,28 @@ static int save_checkpoint(trainer *tr, const progress *pg, mtl_error *err) {
 
 /* ---- setup ---- */
 
+/* An output file can be created: its directory exists and it is not a
+ * directory itself. */
+static int check_writable(const char *path, const char *option, mtl_error *err) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return mtl_fail(err, path, "%s: is a directory", option);
+    char dir[MTL_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return mtl_fail(err, path, "%s: directory %s does not exist", option, dir);
+    if (access(dir, W_OK) != 0)
+        return mtl_fail(err, path, "%s: directory %s is not writable", option, dir);
+    return MTL_OK;
+}
+
 static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole, mtl_error *err) {
     const mtl_dist *d = tr->d;
     int rc = whole ? mtl_dataset_load(ds, path, 0, 1, err)
@@ -384,7 +408,8 @@ static int shape_from_dataset(mtl_data_shape *sh, const mtl_dataset *ds, mtl_err
     for (int s = 0; s < ds->S; s++) sh->vocab_sizes[s] = ds->vocab_sizes[s];
     for (int t = 0; t < ds->T; t++) {
         if (strlen(ds->task_names[t]) >= sizeof sh->task_names[t])
-            return mtl_fail(err, ds->path, "/labels: task name '%s' is too long", ds->task_names[t]);
+            return mtl_fail(err, ds->path, "/labels: task name '%s' is too long",
+                            ds->task_names[t]);
         strcpy(sh->task_names[t], ds->task_names[t]);
     }
     return MTL_OK;
@@ -395,7 +420,8 @@ static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_e
     if (local_rows > tr->eval_capacity) {
         free(tr->eval_pred);
         free(tr->eval_labels);
-        tr->eval_pred = mtl_alloc((size_t)local_rows * (size_t)P, sizeof(float), "predictions", err);
+        tr->eval_pred =
+            mtl_alloc((size_t)local_rows * (size_t)P, sizeof(float), "predictions", err);
         tr->eval_labels = mtl_alloc((size_t)local_rows * (size_t)T, sizeof(float), "labels", err);
         if (!tr->eval_pred || !tr->eval_labels) return MTL_ERR;
         tr->eval_capacity = local_rows;
@@ -476,10 +502,14 @@ static int early_metric_task(const trainer *tr, mtl_error *err) {
     for (int t = 0; t < tr->m->T; t++)
         if (strcmp(tr->m->shape.task_names[t], metric + 4) == 0) {
             if (tr->m->shape.task_regression[t])
-                return mtl_fail(err, NULL, "--early-stop-metric: task %s is a regression task (no AUC)", metric + 4) - 1;
+                return mtl_fail(err, NULL,
+                                "--early-stop-metric: task %s is a regression task (no AUC)",
+                                metric + 4) -
+                       1;
             return t;
         }
-    return mtl_fail(err, NULL, "--early-stop-metric: '%s' is not a task of the data", metric + 4) - 1;
+    return mtl_fail(err, NULL, "--early-stop-metric: '%s' is not a task of the data", metric + 4) -
+           1;
 }
 
 int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
@@ -496,7 +526,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     int rc = load_split(tr, &tr->train, cfg->train_path, whole, err);
     agree_ok(d, rc, err);
     if (tr->train.n_total < d->world) {
-        mtl_fail(err, cfg->train_path, "%lld training rows cannot be shared by %d ranks: use at most %lld ranks",
+        mtl_fail(err, cfg->train_path,
+                 "%lld training rows cannot be shared by %d ranks: use at most %lld ranks",
                  (long long)tr->train.n_total, d->world, (long long)tr->train.n_total);
         trainer_free(tr);
         return MTL_EXIT_USAGE;
@@ -522,7 +553,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     int64_t local_begin, local_count;
     mtl_shard_range(cfg->batch_size, d->rank, d->world, &local_begin, &local_count);
     if (cfg->batch_size < d->world) {
-        mtl_fail(err, NULL, "--batch-size: %d is smaller than the number of ranks (%d)", cfg->batch_size, d->world);
+        mtl_fail(err, NULL, "--batch-size: %d is smaller than the number of ranks (%d)",
+                 cfg->batch_size, d->world);
         trainer_free(tr);
         return MTL_EXIT_USAGE;
     }
@@ -562,7 +594,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         if (!tr->perm || !tr->rows || !tr->best) rc = MTL_ERR;
     }
     int64_t max_eval = 0, max_total = 0;
-    const mtl_dataset *splits[2] = {tr->has_valid ? &tr->valid : NULL, tr->has_test ? &tr->test : NULL};
+    const mtl_dataset *splits[2] = {tr->has_valid ? &tr->valid : NULL,
+                                    tr->has_test ? &tr->test : NULL};
     for (int i = 0; i < 2; i++) {
         if (!splits[i]) continue;
         int64_t b, c;
@@ -607,10 +640,11 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                               "checkpoint:\n%s\nthis run:\n%s",
                               st.config, mine);
         }
-        if (rc == MTL_OK && (st.shape.S != shape.S || st.shape.D != shape.D || st.shape.T != shape.T))
-            rc = mtl_fail(err, path, "--resume: the checkpoint was trained on data of another shape");
-        if (rc == MTL_OK)
-            rc = mtl_checkpoint_load_tensors(path, m, 1, tr->best, &pg.has_best, err);
+        if (rc == MTL_OK &&
+            (st.shape.S != shape.S || st.shape.D != shape.D || st.shape.T != shape.T))
+            rc = mtl_fail(err, path,
+                          "--resume: the checkpoint was trained on data of another shape");
+        if (rc == MTL_OK) rc = mtl_checkpoint_load_tensors(path, m, 1, tr->best, &pg.has_best, err);
         if (rc == MTL_OK) {
             pg.step = st.step;
             pg.epoch = st.epoch;
@@ -641,16 +675,21 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         }
     }
 
+    /* outputs written at the end are checked now, not after hours of training */
+    if (root && cfg->predict_out[0]) rc = check_writable(cfg->predict_out, "--predict-out", err);
+    agree_ok(d, rc, err);
     if (root && cfg->metrics_out[0]) {
         tr->metrics = fopen(cfg->metrics_out, pg.step > 0 ? "a" : "w");
-        rc = tr->metrics ? MTL_OK
-                         : mtl_fail(err, cfg->metrics_out, "cannot open for writing: %s", strerror(errno));
+        rc = tr->metrics
+                 ? MTL_OK
+                 : mtl_fail(err, cfg->metrics_out, "cannot open for writing: %s", strerror(errno));
     }
     agree_ok(d, rc, err);
     if (root && cfg->checkpoint_dir[0]) {
         struct stat sb;
         if (stat(cfg->checkpoint_dir, &sb) != 0 && mkdir(cfg->checkpoint_dir, 0777) != 0)
-            rc = mtl_fail(err, cfg->checkpoint_dir, "cannot create checkpoint directory: %s", strerror(errno));
+            rc = mtl_fail(err, cfg->checkpoint_dir, "cannot create checkpoint directory: %s",
+                          strerror(errno));
         else if (stat(cfg->checkpoint_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
             rc = mtl_fail(err, cfg->checkpoint_dir, "--checkpoint-dir: not a directory");
     }
@@ -691,7 +730,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             int64_t first, n;
             if (whole) {
                 int64_t gb = pg.batch_in_epoch * cfg->batch_size;
-                int64_t gn = tr->train_count - gb < cfg->batch_size ? tr->train_count - gb : cfg->batch_size;
+                int64_t gn =
+                    tr->train_count - gb < cfg->batch_size ? tr->train_count - gb : cfg->batch_size;
                 int64_t off;
                 mtl_shard_range(gn, d->rank, d->world, &off, &n);
                 first = gb + off;
@@ -709,6 +749,13 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             mtl_dist_sum_doubles_start(d, count, (size_t)T, &pending);
             if (n > 0) mtl_model_forward(m, &tr->batch, 1);
             mtl_dist_wait(d, &pending);
+            if (m->buffers.n > 0 && d->world > 1) {
+                /* batch-norm running statistics: the replicas' average, so every rank
+                 * (and the checkpoint) holds the same model */
+                mtl_dist_sum_floats(d, m->buffers.values, m->buffers.size);
+                for (size_t i = 0; i < m->buffers.size; i++)
+                    m->buffers.values[i] /= (float)d->world;
+            }
             memset(m->params.grads, 0, m->params.size * sizeof(float));
             mtl_model_loss(m, &tr->batch, count, root, loss_sum);
             if (n > 0) mtl_model_backward(m, &tr->batch);
@@ -728,24 +775,31 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 if (cfg->skip_nonfinite_steps) {
                     nonfinite_skipped++;
                     if (root && !cfg->quiet)
-                        fprintf(stderr, "mtl_dist: step %lld: non-finite loss or gradient%s%s: step skipped\n",
-                                (long long)pg.step + 1, task ? " in task " : "",
-                                task ? m->shape.task_names[task - 1] : "");
+                        fprintf(
+                            stderr,
+                            "mtl_dist: step %lld: non-finite loss or gradient%s%s: step skipped\n",
+                            (long long)pg.step + 1, task ? " in task " : "",
+                            task ? m->shape.task_names[task - 1] : "");
                     continue;
                 }
-                mtl_fail(err, NULL,
-                         "step %lld (epoch %lld): the loss or gradient is not finite (NaN/Inf)%s%s; "
-                         "training stopped, the last good checkpoint is kept (lower --lr, check the "
-                         "data for extreme values, or pass --skip-nonfinite-steps)",
-                         (long long)pg.step + 1, (long long)pg.epoch + 1, task ? " in task " : "",
-                         task ? m->shape.task_names[task - 1] : "");
+                mtl_fail(
+                    err, NULL,
+                    "step %lld (epoch %lld): the loss or gradient is not finite (NaN/Inf)%s%s; "
+                    "training stopped, the last good checkpoint is kept (lower --lr, check the "
+                    "data for extreme values, or pass --skip-nonfinite-steps)",
+                    (long long)pg.step + 1, (long long)pg.epoch + 1, task ? " in task " : "",
+                    task ? m->shape.task_names[task - 1] : "");
                 diverged = 1;
                 break;
             }
             for (int i = 0; i < m->params.n; i++) {
                 const mtl_tensor *t = &m->params.tensors[i];
-                float l2 = t->reg == MTL_REG_DNN ? cfg->l2_dnn : t->reg == MTL_REG_EMBEDDING ? cfg->l2_embedding : 0.0f;
-                if (l2 > 0) mtl_add_l2(m->params.grads + t->offset, m->params.values + t->offset, t->size, l2);
+                float l2 = t->reg == MTL_REG_DNN         ? cfg->l2_dnn
+                           : t->reg == MTL_REG_EMBEDDING ? cfg->l2_embedding
+                                                         : 0.0f;
+                if (l2 > 0)
+                    mtl_add_l2(m->params.grads + t->offset, m->params.values + t->offset, t->size,
+                               l2);
             }
             pg.step++;
             mtl_optim_update(&tr->opt, m->params.values, m->params.grads, m->params.m, m->params.v,
@@ -768,7 +822,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             /* stop or checkpoint: decided together */
             int want = stop_requested ? 1 : 0;
             if (root && cfg->checkpoint_dir[0]) {
-                if (cfg->checkpoint_every_steps > 0 && pg.step % cfg->checkpoint_every_steps == 0) want |= 2;
+                if (cfg->checkpoint_every_steps > 0 && pg.step % cfg->checkpoint_every_steps == 0)
+                    want |= 2;
                 if (cfg->checkpoint_every_seconds > 0 &&
                     mtl_dist_time() - last_ckpt_time >= cfg->checkpoint_every_seconds)
                     want |= 2;
@@ -881,17 +936,18 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     }
     if (interrupted) {
         if (root)
-            fprintf(stderr,
-                    "mtl_dist: interrupted at step %lld; %s\n", (long long)pg.step,
-                    cfg->checkpoint_dir[0]
-                        ? "checkpoint written: rerun the same command with --resume latest to continue"
-                        : "no --checkpoint-dir was given, so nothing was saved");
+            fprintf(
+                stderr, "mtl_dist: interrupted at step %lld; %s\n", (long long)pg.step,
+                cfg->checkpoint_dir[0]
+                    ? "checkpoint written: rerun the same command with --resume latest to continue"
+                    : "no --checkpoint-dir was given, so nothing was saved");
         trainer_free(tr);
         return MTL_EXIT_INTERRUPTED;
     }
 
     /* the end: best weights, test metrics, predictions */
-    if (use_early && pg.has_best) memcpy(m->params.values, tr->best, m->params.size * sizeof(float));
+    if (use_early && pg.has_best)
+        memcpy(m->params.values, tr->best, m->params.size * sizeof(float));
     eval_result test;
     memset(&test, 0, sizeof test);
     if (tr->has_test) {
@@ -906,7 +962,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         if (root && cfg->predict_out[0]) {
             const char *names[3 + MTL_MAX_TASKS];
             for (int p = 0; p < m->P; p++) names[p] = mtl_model_prediction_name(m, p);
-            rc = mtl_predictions_save(cfg->predict_out, tr->all_pred, tr->test.n_total, m->P, names, err);
+            rc = mtl_predictions_save(cfg->predict_out, tr->all_pred, tr->test.n_total, m->P, names,
+                                      err);
         }
         agree_ok(d, rc, err);
     }
@@ -943,8 +1000,10 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         json_num(tr->metrics, steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
         fprintf(tr->metrics, ",\"flops_per_sample\":%.0f", mtl_model_flops_per_sample(m));
         fprintf(tr->metrics, ",\"peak_rss_mb\":%.1f", peak_rss_mb);
-        fprintf(tr->metrics, ",\"steps\":%lld,\"nonfinite_steps_skipped\":%lld,\"world_size\":%d,\"threads\":%d}\n",
-                (long long)pg.step, (long long)nonfinite_skipped, d->world, cfg->threads);
+        fprintf(
+            tr->metrics,
+            ",\"steps\":%lld,\"nonfinite_steps_skipped\":%lld,\"world_size\":%d,\"threads\":%d}\n",
+            (long long)pg.step, (long long)nonfinite_skipped, d->world, cfg->threads);
     }
     if (root && !cfg->quiet)
         printf("done: %lld steps, %.0f samples/s, %.2f s\n", (long long)pg.step,
@@ -980,18 +1039,22 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
                               "(encode with mtl_prep --vocab-from the training file)",
                               s, (long long)ds->vocab_sizes[s], (long long)st.shape.vocab_sizes[s]);
         if (rc == MTL_OK && ds->T != st.shape.T)
-            rc = mtl_fail(err, cfg.data_path, "has %d label columns; the model has %d tasks", ds->T, st.shape.T);
+            rc = mtl_fail(err, cfg.data_path, "has %d label columns; the model has %d tasks", ds->T,
+                          st.shape.T);
     }
     agree_ok(d, rc, err);
     if (tr->valid.n_total < d->world) {
         trainer_free(tr);
         return mtl_fail(err, cfg.data_path, "%lld rows cannot be shared by %d ranks",
-                        (long long)tr->valid.n_total, d->world), MTL_EXIT_USAGE;
+                        (long long)tr->valid.n_total, d->world),
+               MTL_EXIT_USAGE;
     }
     int capacity = (int)((cfg.batch_size + d->world - 1) / d->world);
     rc = mtl_model_create(&tr->m, &cfg, &st.shape, capacity, err);
-    if (rc == MTL_OK) rc = mtl_checkpoint_load_tensors(cfg.checkpoint_path, tr->m, 0, NULL, NULL, err);
-    if (rc == MTL_OK) rc = mtl_batch_alloc(&tr->batch, capacity, st.shape.S, st.shape.D, st.shape.T, err);
+    if (rc == MTL_OK)
+        rc = mtl_checkpoint_load_tensors(cfg.checkpoint_path, tr->m, 0, NULL, NULL, err);
+    if (rc == MTL_OK)
+        rc = mtl_batch_alloc(&tr->batch, capacity, st.shape.S, st.shape.D, st.shape.T, err);
     if (rc == MTL_OK) {
         tr->rows = mtl_alloc((size_t)capacity, sizeof(int64_t), "batch rows", err);
         rc = tr->rows ? alloc_eval(tr, tr->valid.n_rows, tr->valid.n_total, err) : MTL_ERR;
@@ -1002,7 +1065,8 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
     if (d->rank == 0) {
         const char *names[3 + MTL_MAX_TASKS];
         for (int p = 0; p < tr->m->P; p++) names[p] = mtl_model_prediction_name(tr->m, p);
-        rc = mtl_predictions_save(cfg.predict_out, tr->all_pred, tr->valid.n_total, tr->m->P, names, err);
+        rc = mtl_predictions_save(cfg.predict_out, tr->all_pred, tr->valid.n_total, tr->m->P, names,
+                                  err);
         if (rc == MTL_OK && !cfg.quiet) {
             printf("wrote %lld predictions to %s", (long long)tr->valid.n_total, cfg.predict_out);
             print_eval(tr->m, "labels in the data:", &res);
