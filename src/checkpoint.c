@@ -334,33 +334,36 @@ static int read_block(hid_t f, const char *group, const mtl_params *p, float *bl
         hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
         hid_t sp = d < 0 ? -1 : H5Dget_space(d);
         hssize_t npts = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
-        /* the shape, not only the count: [6 x 4] is not [8 x 3] (as written:
-         * [rows, cols], vectors 1-D [cols]) */
+        /* the shape, not only the count: [6 x 4] is not [8 x 3] (written as
+         * [rows, cols], vectors as 1-D [cols]) */
         hsize_t dims[2] = {0, 0};
         int ndims = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
         if (ndims >= 1 && ndims <= 2) H5Sget_simple_extent_dims(sp, dims, NULL);
-        int shape_ok = (ndims == 2 && dims[0] == (hsize_t)t->rows && dims[1] == (hsize_t)t->cols) ||
-                       (ndims == 1 && t->rows == 1 && dims[0] == (hsize_t)t->cols);
-        if (npts != (hssize_t)t->size)
+        int shape_ok =
+            (ndims == 2 && dims[0] == (hsize_t)t->rows && dims[1] == (hsize_t)t->cols) ||
+            (ndims == 1 && t->rows == 1 && dims[0] == (hsize_t)t->cols);
+        if (npts != (hssize_t)t->size) {
             rc = mtl_fail(err, path, "/%s/%s: %lld values, the model needs %zu (%lld x %lld)",
                           group, t->name, (long long)npts, t->size, (long long)t->rows,
                           (long long)t->cols);
-        else if (!shape_ok) {
+        } else if (!shape_ok) {
             char shape[64];
             if (ndims == 2)
                 snprintf(shape, sizeof shape, "[%llu x %llu]", (unsigned long long)dims[0],
                          (unsigned long long)dims[1]);
+            else if (ndims == 1)
+                snprintf(shape, sizeof shape, "[%llu]", (unsigned long long)dims[0]);
             else
-                snprintf(shape, sizeof shape, "%d-D", ndims);
-            if (ndims == 1) snprintf(shape, sizeof shape, "[%llu]", (unsigned long long)dims[0]);
+                snprintf(shape, sizeof shape, "of rank %d", ndims);
             rc = mtl_fail(err, path,
                           "/%s/%s: shape %s, the model needs [%lld x %lld] (checkpoint of "
                           "another model?)",
                           group, t->name, shape, (long long)t->rows, (long long)t->cols);
-        }
-        else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, block + t->offset) < 0)
+        } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                           block + t->offset) < 0) {
             rc = mtl_fail(err, path, "/%s/%s: cannot read (truncated or corrupt checkpoint?)",
                           group, t->name);
+        }
         if (sp >= 0) H5Sclose(sp);
         if (d >= 0) H5Dclose(d);
         for (size_t k = 0; rc == MTL_OK && k < t->size; k++)

@@ -906,6 +906,10 @@ static int encoding_load(encoding *e, const rowstore *r, const mtl_prep_config *
     memset(&hdr, 0, sizeof hdr);
     if (mtl_dataset_load_header(&hdr, path, err)) return MTL_ERR;
     int rc = MTL_OK;
+    /* /meta and the datasets beside it can disagree in a damaged file */
+    if (hdr.S != r->S || hdr.D != r->D)
+        rc = mtl_fail(err, path, "/sparse and /dense have %d and %d columns, %s has %d and %d",
+                      hdr.S, hdr.D, cfg->path, r->S, r->D);
     for (int s = 0; s < r->S && rc == MTL_OK; s++) {
         if (strcmp(hdr.sparse_names[s], cfg->col_names[cfg->sparse_col[s]]) != 0)
             rc = mtl_fail(err, path, "/sparse field %d is '%s', %s has '%s'", s,

@@ -85,6 +85,21 @@ static void assert_no_tmp(const char *name) {
     closedir(d);
 }
 
+/* Start clean: temporaries a crashed earlier run may have left. */
+static void remove_stale_tmp(void) {
+    char dir[1024], path[2048];
+    snprintf(dir, sizeof dir, "%s/" DIRNAME, MTL_TEST_TMP);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".tmp")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
 static void copy_prefix(const char *from, const char *to, long bytes) {
     FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
     assert_non_null(in);
@@ -352,6 +367,7 @@ static void expect_load_fails(const char *path, const char *want) {
     mtl_error err = {{0}};
     mtl_ckpt_state st;
     assert_int_equal(mtl_checkpoint_load_state(path, &st, &err), MTL_ERR);
+    print_message("  rejected: %s\n", err.msg);
     assert_msg(&err, path);
     if (want) assert_msg(&err, want);
     mtl_config cfg;
@@ -481,6 +497,7 @@ static void test_reject_other_model(void **state) {
     assert_true(o->params.size == m->params.size);
     memset(&err, 0, sizeof err);
     assert_int_equal(mtl_checkpoint_load_tensors(path, o, 1, NULL, NULL, &err), MTL_ERR);
+    print_message("  rejected: %s\n", err.msg);
     assert_msg(&err, path);
     assert_msg(&err, "/params/embeddings.0");
     mtl_model_free(o);
@@ -604,6 +621,7 @@ int main(void) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/" DIRNAME, MTL_TEST_TMP);
     mkdir(dir, 0755);
+    remove_stale_tmp();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),          cmocka_unit_test(test_roundtrip_dense_only),
         cmocka_unit_test(test_reject_truncated),   cmocka_unit_test(test_reject_files),

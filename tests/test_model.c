@@ -153,7 +153,7 @@ static mtl_model *make_model(const model_case *c, mtl_config *cfg) {
 }
 
 /* Parameters with O(1) pre-activations: Glorot weights as initialized, but
- * embeddings, biases, batch-norm parameters and log-variances made nonzero
+ * embeddings, biases, logit layers, batch-norm parameters and log-variances made nonzero
  * (their initial zeros/ones would hide index or sign errors). */
 static void randomize_params(mtl_model *m, uint64_t seed) {
     mtl_rng rng;
@@ -171,6 +171,9 @@ static void randomize_params(mtl_model *m, uint64_t seed) {
                 v[k] = 0.2f * u;
             else if (strcmp(t->name, "loss.log_var") == 0)
                 v[k] = 0.3f * u;
+            else if (strstr(t->name, "towers.") && strstr(t->name, ".out.weight"))
+                v[k] = 0.7f * u; /* logit layers start at zero: a zero would stop
+                                    every gradient below them */
             else
                 v[k] *= 1.3f;
         }
@@ -1295,6 +1298,45 @@ static void test_inference_row_independent(void **state) {
 
 /* backward accumulates: two backward passes give twice the gradient; and the
  * logits' gradient of a missing label is exactly 0. */
+/* Initial values: Glorot-normal hidden and gate weights (std sqrt(2/(in+out)),
+ * truncated at 2 std), zero biases, tiny embeddings, and every tower's logit
+ * layer at zero, so each task starts at p = 0.5 (see mtl_model_finish). */
+static void test_initial_values(void **state) {
+    (void)state;
+    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
+        mtl_config cfg;
+        mtl_model *m = defaults_model((mtl_model_kind)kind, 2, &cfg);
+        int logits = 0;
+        for (int i = 0; i < m->params.n; i++) {
+            const mtl_tensor *t = &m->params.tensors[i];
+            const float *v = m->params.values + t->offset;
+            double sum2 = 0, maxabs = 0;
+            for (size_t k = 0; k < t->size; k++) {
+                sum2 += (double)v[k] * v[k];
+                if (fabs(v[k]) > maxabs) maxabs = fabs(v[k]);
+            }
+            double std = sqrt(sum2 / (double)t->size);
+            if (strstr(t->name, "towers.") && strstr(t->name, ".out.weight")) {
+                assert_true(maxabs == 0.0);
+                logits++;
+            } else if (strstr(t->name, ".bias")) {
+                assert_true(maxabs == 0.0);
+            } else if (t->is_embedding) {
+                assert_true(maxabs > 0.0 && maxabs < 1e-3);
+            } else if (strstr(t->name, ".weight") && t->size >= 64) {
+                double want = sqrt(2.0 / (double)(t->rows + t->cols));
+                if (std < 0.7 * want || std > 1.3 * want || maxabs > 2.0 * want / .8796 + 1e-6) {
+                    print_error("%s: std %g, Glorot std %g, max |w| %g\n", t->name, std, want,
+                                maxabs);
+                    fail();
+                }
+            }
+        }
+        assert_int_equal(logits, 2);
+        mtl_model_free(m);
+    }
+}
+
 static void test_backward_accumulates(void **state) {
     (void)state;
     for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
@@ -1380,19 +1422,13 @@ static void test_create_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_param_names),
-        cmocka_unit_test(test_param_stability),
-        cmocka_unit_test(test_group_adjacency),
-        cmocka_unit_test(test_flops),
-        cmocka_unit_test(test_create_errors),
-        cmocka_unit_test(test_forward_reference),
-        cmocka_unit_test(test_predictions),
-        cmocka_unit_test(test_inference_row_independent),
-        cmocka_unit_test(test_backward_accumulates),
-        cmocka_unit_test(test_grad_shared_bottom),
-        cmocka_unit_test(test_grad_esmm),
-        cmocka_unit_test(test_grad_mmoe),
-        cmocka_unit_test(test_grad_cgc),
+        cmocka_unit_test(test_param_names),        cmocka_unit_test(test_param_stability),
+        cmocka_unit_test(test_group_adjacency),    cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_create_errors),      cmocka_unit_test(test_forward_reference),
+        cmocka_unit_test(test_predictions),        cmocka_unit_test(test_inference_row_independent),
+        cmocka_unit_test(test_initial_values),     cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_grad_shared_bottom), cmocka_unit_test(test_grad_esmm),
+        cmocka_unit_test(test_grad_mmoe),          cmocka_unit_test(test_grad_cgc),
         cmocka_unit_test(test_grad_ple),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

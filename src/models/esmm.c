@@ -54,6 +54,7 @@ int mtl_build_esmm(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
         m->tower[t] = mtl_stack_add(m, names[t], m->x0, m->in_dim, m->in_dim, &cfg->tower_units, 1,
                                     m->logits + (size_t)t, 2, err);
         if (m->tower[t] < 0) return MTL_ERR;
+        m->stacks[m->tower[t]].logit_head = 1;
     }
     p->towers = mtl_group_add(m, m->tower, 2, MTL_NONE, 0, err);
     if (p->towers < 0) return MTL_ERR;

@@ -109,8 +109,8 @@ int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int n
                 snprintf(name, sizeof name, "%sexperts.task%d.%d", lp, t, k);
                 specific[t][k] = mtl_stack_add(
                     m, name, task_in[t], in_ld, in_dim, &cfg->expert_units, 0,
-                    expert_out == MTL_NONE ? MTL_NONE : expert_out + (size_t)(e * width),
-                    expert_ld, err);
+                    expert_out == MTL_NONE ? MTL_NONE : expert_out + (size_t)(e * width), expert_ld,
+                    err);
                 if (specific[t][k] < 0) return MTL_ERR;
                 L->stacks[L->n_stacks++] = specific[t][k];
             }
@@ -119,10 +119,10 @@ int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int n
                 snprintf(name, sizeof name, "%sexperts.shared.%d", lp, k);
             else
                 snprintf(name, sizeof name, "%sexperts.%d", lp, k);
-            shared[k] = mtl_stack_add(
-                m, name, shared_in, in_ld, in_dim, &cfg->expert_units, 0,
-                expert_out == MTL_NONE ? MTL_NONE : expert_out + (size_t)(e * width), expert_ld,
-                err);
+            shared[k] =
+                mtl_stack_add(m, name, shared_in, in_ld, in_dim, &cfg->expert_units, 0,
+                              expert_out == MTL_NONE ? MTL_NONE : expert_out + (size_t)(e * width),
+                              expert_ld, err);
             if (shared[k] < 0) return MTL_ERR;
             L->stacks[L->n_stacks++] = shared[k];
         }
@@ -131,8 +131,8 @@ int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int n
         int K_task = num_specific + num_shared;
         for (int t = 0; t < T; t++) {
             snprintf(name, sizeof name, "%sgates.%d", lp, t);
-            task_gate_stack[t] = mtl_stack_add(m, name, task_in[t], in_ld, in_dim,
-                                               &cfg->gate_units, K_task, MTL_NONE, 0, err);
+            task_gate_stack[t] = mtl_stack_add(m, name, task_in[t], in_ld, in_dim, &cfg->gate_units,
+                                               K_task, MTL_NONE, 0, err);
             if (task_gate_stack[t] < 0) return MTL_ERR;
             L->stacks[L->n_stacks++] = task_gate_stack[t];
         }
@@ -162,8 +162,8 @@ int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int n
         int col = 0;
         for (int gi = 0; gi < n_inputs; gi++) {
             if (n_members[gi] == 0) continue;
-            int g = mtl_group_add(m, members[gi], n_members[gi], level_buf + (size_t)col, total,
-                                  err);
+            int g =
+                mtl_group_add(m, members[gi], n_members[gi], level_buf + (size_t)col, total, err);
             if (g < 0) return MTL_ERR;
             L->groups[L->n_groups++] = g;
             col += m->groups[g].n_out;
@@ -198,6 +198,7 @@ int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int n
         m->tower[t] = mtl_stack_add(m, name, in, width, width, &cfg->tower_units, 1,
                                     m->logits + (size_t)t, T, err);
         if (m->tower[t] < 0) return MTL_ERR;
+        m->stacks[m->tower[t]].logit_head = 1;
     }
     m->forward_body = forward;
     m->backward_body = backward;

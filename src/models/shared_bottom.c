@@ -43,6 +43,7 @@ int mtl_build_shared_bottom(mtl_model *m, const mtl_config *cfg, mtl_error *err)
         m->tower[t] = mtl_stack_add(m, name, shared_out, width, width, &cfg->tower_units, 1,
                                     m->logits + (size_t)t, m->T, err);
         if (m->tower[t] < 0) return MTL_ERR;
+        m->stacks[m->tower[t]].logit_head = 1;
     }
     p->towers = mtl_group_add(m, m->tower, m->T, MTL_NONE, 0, err);
     if (p->towers < 0) return MTL_ERR;
