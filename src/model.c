@@ -137,23 +137,26 @@ static int register_weight(mtl_model *m, mtl_stack *s, int i, mtl_error *err) {
         snprintf(name, sizeof name, "%s.dense%d.weight", s->name, i);
     else
         snprintf(name, sizeof name, "%s.out.weight", s->name);
-    /* A tower's logit layer starts at zero (every task starts at p = 0.5). With
-     * Glorot weights, no logit bias and non-negative ReLU inputs, an 8-unit
-     * tower whose logit weights all draw one sign can only output p <= 0.5
-     * (or >= 0.5); training then drives its units off for one class and the
-     * task stalls at a plateau (seen on census with 1 seed in 3: marital AUC
-     * 0.98 instead of 0.995). From zero, each weight takes the sign of its
-     * unit's correlation with the label in the first step. */
-    mtl_init init = !L->hidden && s->logit_head ? MTL_INIT_ZEROS : MTL_INIT_GLOROT_NORMAL;
-    L->w = mtl_params_add(&m->params, name, L->out_dim, L->in_dim, init, MTL_REG_DNN, err);
+    L->w = mtl_params_add(&m->params, name, L->out_dim, L->in_dim, MTL_INIT_GLOROT_NORMAL,
+                          MTL_REG_DNN, err);
     return L->w < 0 ? MTL_ERR : MTL_OK;
 }
 
 static int register_bias(mtl_model *m, mtl_stack *s, int i, mtl_error *err) {
     mtl_layer *L = &s->layer[i];
-    if (!L->hidden) return MTL_OK;
     char name[96];
-    snprintf(name, sizeof name, "%s.dense%d.bias", s->name, i);
+    if (!L->hidden) {
+        /* A task's logit: a bias-free dense layer, then one scalar bias, as
+         * DeepCTR's PredictionLayer. Without it the tower must encode the
+         * base rate in its logit weights: on a task near 50% positives
+         * (census/adult marital) the first steps turn them all negative, the
+         * non-negative ReLU inputs then cap p at 0.5 and the task stalls at a
+         * plateau (seen with 1 seed in 3: marital AUC 0.98 instead of 0.995). */
+        if (!s->logit_head) return MTL_OK;
+        snprintf(name, sizeof name, "%s.out.bias", s->name);
+    } else {
+        snprintf(name, sizeof name, "%s.dense%d.bias", s->name, i);
+    }
     L->b = mtl_params_add(&m->params, name, 1, L->out_dim, MTL_INIT_ZEROS, MTL_REG_NONE, err);
     return L->b < 0 ? MTL_ERR : MTL_OK;
 }

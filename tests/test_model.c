@@ -153,7 +153,7 @@ static mtl_model *make_model(const model_case *c, mtl_config *cfg) {
 }
 
 /* Parameters with O(1) pre-activations: Glorot weights as initialized, but
- * embeddings, biases, logit layers, batch-norm parameters and log-variances made nonzero
+ * embeddings, biases, batch-norm parameters and log-variances made nonzero
  * (their initial zeros/ones would hide index or sign errors). */
 static void randomize_params(mtl_model *m, uint64_t seed) {
     mtl_rng rng;
@@ -171,9 +171,6 @@ static void randomize_params(mtl_model *m, uint64_t seed) {
                 v[k] = 0.2f * u;
             else if (strcmp(t->name, "loss.log_var") == 0)
                 v[k] = 0.3f * u;
-            else if (strstr(t->name, "towers.") && strstr(t->name, ".out.weight"))
-                v[k] = 0.7f * u; /* logit layers start at zero: a zero would stop
-                                    every gradient below them */
             else
                 v[k] *= 1.3f;
         }
@@ -355,6 +352,9 @@ static double *ref_dnn(const ref_ctx *c, const char *name, const double *x, int 
         if (is_hidden) {
             snprintf(key, sizeof key, "%s.dense%d.bias", name, l);
             bias = ref_tensor(&c->m->params, key, 1, out);
+        } else if (strncmp(name, "towers.", 7) == 0) { /* the task's scalar logit bias */
+            snprintf(key, sizeof key, "%s.out.bias", name);
+            bias = ref_tensor(&c->m->params, key, 1, 1);
         }
         double *y = ref_new((size_t)B * (size_t)out);
         for (int i = 0; i < B; i++)
@@ -1298,9 +1298,8 @@ static void test_inference_row_independent(void **state) {
 
 /* backward accumulates: two backward passes give twice the gradient; and the
  * logits' gradient of a missing label is exactly 0. */
-/* Initial values: Glorot-normal hidden and gate weights (std sqrt(2/(in+out)),
- * truncated at 2 std), zero biases, tiny embeddings, and every tower's logit
- * layer at zero, so each task starts at p = 0.5 (see mtl_model_finish). */
+/* Initial values: Glorot-normal weights (std sqrt(2/(in+out)), truncated at
+ * 2 std), zero biases (one scalar logit bias per task), tiny embeddings. */
 static void test_initial_values(void **state) {
     (void)state;
     for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
@@ -1316,7 +1315,8 @@ static void test_initial_values(void **state) {
                 if (fabs(v[k]) > maxabs) maxabs = fabs(v[k]);
             }
             double std = sqrt(sum2 / (double)t->size);
-            if (strstr(t->name, "towers.") && strstr(t->name, ".out.weight")) {
+            if (strstr(t->name, "towers.") && strstr(t->name, ".out.bias")) {
+                assert_int_equal(t->size, 1);
                 assert_true(maxabs == 0.0);
                 logits++;
             } else if (strstr(t->name, ".bias")) {

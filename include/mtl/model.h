@@ -57,7 +57,7 @@ typedef struct {
     size_t in;                    /* arena offset of the input */
     int in_ld, in_dim;
     int fused;                    /* layer 0's product is done by its group */
-    int logit_head;               /* a task's tower: its head starts at zero, see model.c */
+    int logit_head;               /* a task's tower: its head has a scalar bias, see model.c */
 } mtl_stack;
 
 typedef struct {
