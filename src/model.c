@@ -312,6 +312,29 @@ void mtl_group_backward(mtl_model *m, const mtl_group *g, int B) {
     }
 }
 
+/* Data-dependent initialization (Kraehenbuehl et al., ICLR 2016; Salimans &
+ * Kingma 2016, sec. 3): shift a layer's bias so that each unit's
+ * pre-activation has zero mean over a batch. A tower reads mixtures of ReLU
+ * outputs, non-negative and much alike from sample to sample, so with zero
+ * biases about half its units are off for every sample from the first step
+ * and never recover (seen on Adult: 4 of 8 marital units dead at step 1). */
+static void center_columns(float *z, int ld, float *bias, int B, int D) {
+    for (int j = 0; j < D; j++) {
+        double mean = 0;
+        for (int b = 0; b < B; b++) mean += z[(size_t)b * (size_t)ld + (size_t)j];
+        mean /= B;
+        bias[j] -= (float)mean;
+        for (int b = 0; b < B; b++) z[(size_t)b * (size_t)ld + (size_t)j] -= (float)mean;
+    }
+}
+
+void mtl_model_center_init(mtl_model *m, const mtl_batch *b) {
+    if (m->batch_norm || b->n < 2) return; /* batch norm centers by itself */
+    m->centering = 1;
+    mtl_model_forward(m, b, 0);
+    m->centering = 0;
+}
+
 void mtl_stack_forward(mtl_model *m, mtl_stack *s, int B, int train) {
     for (int i = 0; i < s->n; i++) {
         mtl_layer *L = &s->layer[i];
@@ -321,6 +344,7 @@ void mtl_stack_forward(mtl_model *m, mtl_stack *s, int B, int train) {
         if (!(i == 0 && s->fused))
             mtl_dense_forward(z, L->ld, in, in_ld, L->W, L->bias, B, L->in_dim, L->out_dim);
         if (!L->hidden) continue;
+        if (m->centering) center_columns(z, L->ld, L->bias, B, L->out_dim);
         if (m->batch_norm) {
             if (train)
                 mtl_batchnorm_forward_train(z, L->ld, m->act + L->xhat, m->act + L->invstd,
@@ -558,6 +582,33 @@ void mtl_model_backward(mtl_model *m, const mtl_batch *b) {
     if (m->shape.S > 0)
         mtl_input_backward(m->dtables, m->dims, m->shape.S, b->sparse, b->S, m->grad + m->x0,
                            m->in_dim, B);
+}
+
+static float log_odds(double p) {
+    if (p < 1e-4) p = 1e-4;
+    if (p > 1 - 1e-4) p = 1 - 1e-4;
+    return (float)log(p / (1 - p));
+}
+
+void mtl_model_set_prior(mtl_model *m, const double *label_mean) {
+    /* "Init well" (Karpathy, A Recipe for Training Neural Networks, 2019):
+     * with the logit at the base rate, the first Adam steps no longer push
+     * every unit of a small tower whose logit weight has the wrong sign off
+     * for good (seen on Adult: 3 of 8 marital units dead after 8 steps). */
+    for (int t = 0; t < m->T; t++) {
+        const mtl_stack *s = &m->stacks[m->tower[t]];
+        float *bias = s->layer[s->n - 1].bias;
+        if (!bias) continue;
+        double mean = label_mean[t];
+        if (m->kind == MTL_MODEL_ESMM) {
+            double ctr = label_mean[m->esmm_ctr], ctcvr = label_mean[m->esmm_ctcvr];
+            mean = t == 0 ? ctr : (ctr > 0 ? ctcvr / ctr : NAN);
+            if (isnan(mean)) continue;
+            bias[0] = log_odds(mean);
+        } else if (!isnan(mean)) {
+            bias[0] = m->shape.task_regression[t] ? (float)mean : log_odds(mean);
+        }
+    }
 }
 
 double mtl_model_flops_per_sample(const mtl_model *m) {

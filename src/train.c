@@ -116,6 +116,9 @@ static void agree_ok(const mtl_dist *d, int rc, const mtl_error *err) {
 
 /* ---- the trainer ---- */
 
+/* rows of the batch that centers the hidden layers before the first step */
+#define CENTER_ROWS 256
+
 typedef struct {
     double loss[MTL_MAX_TASKS]; /* logloss (binary) or MSE (regression) */
     double auc[MTL_MAX_TASKS];  /* binary */
@@ -364,8 +367,9 @@ static int check_writable(const char *path, const char *option, mtl_error *err) 
         dir[1] = '\0';
     else
         *slash = '\0';
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    if (stat(dir, &st) != 0)
         return mtl_fail(err, path, "%s: directory %s does not exist", option, dir);
+    if (!S_ISDIR(st.st_mode)) return mtl_fail(err, path, "%s: %s is not a directory", option, dir);
     if (access(dir, W_OK) != 0)
         return mtl_fail(err, path, "%s: directory %s is not writable", option, dir);
     return MTL_OK;
@@ -559,6 +563,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         return MTL_EXIT_USAGE;
     }
     int capacity = (int)((cfg->batch_size + d->world - 1) / d->world);
+    /* the first-step centering (below) reads CENTER_ROWS rows at once */
+    if (capacity < CENTER_ROWS) capacity = CENTER_ROWS;
     tr->local_batch = (int)local_count;
     if (whole) {
         tr->train_begin = 0;
@@ -605,6 +611,33 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     }
     if (rc == MTL_OK) rc = alloc_eval(tr, max_eval, max_total, err);
     agree_ok(d, rc, err);
+    /* each task starts at its base rate (or mean), over all ranks' rows */
+    if (rc == MTL_OK) {
+        double stats[2 * MTL_MAX_TASKS] = {0};
+        const mtl_dataset *ds = &tr->train;
+        int64_t b0 = whole ? 0 : 0, n0 = ds->n_rows;
+        if (whole) mtl_shard_range(ds->n_total, d->rank, d->world, &b0, &n0);
+        for (int64_t i = b0; i < b0 + n0; i++)
+            for (int t = 0; t < shape.T; t++) {
+                float y = ds->labels[i * shape.T + t];
+                if (isnan(y)) continue;
+                stats[t] += y;
+                stats[shape.T + t] += 1;
+            }
+        mtl_dist_sum_doubles(d, stats, (size_t)(2 * shape.T));
+        double mean[MTL_MAX_TASKS];
+        for (int t = 0; t < shape.T; t++)
+            mean[t] = stats[shape.T + t] > 0 ? stats[t] / stats[shape.T + t] : NAN;
+        mtl_model_set_prior(m, mean);
+        /* hidden biases centered on the first CENTER_ROWS rows of rank 0's
+         * first epoch order (the broadcast below gives every rank rank 0's
+         * parameters); a fixed count, so --data-order global starts the same
+         * on any number of ranks */
+        int64_t n_init = tr->train_count < CENTER_ROWS ? tr->train_count : CENTER_ROWS;
+        mtl_shuffle(tr->perm, tr->train_count, cfg->seed, 0, whole ? 0 : d->rank);
+        mtl_batch_gather(&tr->batch, &tr->train, tr->perm, (int)n_init);
+        mtl_model_center_init(m, &tr->batch);
+    }
     /* replicas start identical whatever each rank's generator did */
     mtl_dist_bcast_floats(d, m->params.values, m->params.size, 0);
     mtl_rng_seed(&m->dropout_rng, cfg->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)d->rank + 1);
@@ -677,14 +710,10 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
 
     /* outputs written at the end are checked now, not after hours of training */
     if (root && cfg->predict_out[0]) rc = check_writable(cfg->predict_out, "--predict-out", err);
+    if (rc == MTL_OK && root && cfg->metrics_out[0])
+        rc = check_writable(cfg->metrics_out, "--metrics-out", err);
     agree_ok(d, rc, err);
-    if (root && cfg->metrics_out[0]) {
-        tr->metrics = fopen(cfg->metrics_out, pg.step > 0 ? "a" : "w");
-        rc = tr->metrics
-                 ? MTL_OK
-                 : mtl_fail(err, cfg->metrics_out, "cannot open for writing: %s", strerror(errno));
-    }
-    agree_ok(d, rc, err);
+    /* the checkpoint directory before the metrics file: a failure leaves no empty file */
     if (root && cfg->checkpoint_dir[0]) {
         struct stat sb;
         if (stat(cfg->checkpoint_dir, &sb) != 0 && mkdir(cfg->checkpoint_dir, 0777) != 0)
@@ -692,6 +721,13 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                           strerror(errno));
         else if (stat(cfg->checkpoint_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
             rc = mtl_fail(err, cfg->checkpoint_dir, "--checkpoint-dir: not a directory");
+    }
+    agree_ok(d, rc, err);
+    if (root && cfg->metrics_out[0]) {
+        tr->metrics = fopen(cfg->metrics_out, pg.step > 0 ? "a" : "w");
+        rc = tr->metrics
+                 ? MTL_OK
+                 : mtl_fail(err, cfg->metrics_out, "cannot open for writing: %s", strerror(errno));
     }
     agree_ok(d, rc, err);
 
@@ -1022,7 +1058,9 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
     tr->d = d;
     openblas_set_num_threads(cfg.threads);
     mtl_ckpt_state st;
-    int rc = mtl_checkpoint_load_state(cfg.checkpoint_path, &st, err);
+    /* the output is checked first, as in training */
+    int rc = d->rank == 0 ? check_writable(cfg.predict_out, "--predict-out", err) : MTL_OK;
+    if (rc == MTL_OK) rc = mtl_checkpoint_load_state(cfg.checkpoint_path, &st, err);
     if (rc == MTL_OK) rc = apply_model_text(&cfg, st.config, cfg.checkpoint_path, err);
     agree_ok(d, rc, err);
     rc = mtl_dataset_load(&tr->valid, cfg.data_path, d->rank, d->world, err);

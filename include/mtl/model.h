@@ -29,10 +29,10 @@
 
 /* What a model needs to know about the data. */
 typedef struct {
-    int S;                        /* categorical fields */
-    int64_t vocab_sizes[256];     /* [S] */
-    int D;                        /* dense features */
-    int T;                        /* tasks (label columns) */
+    int S;                    /* categorical fields */
+    int64_t vocab_sizes[256]; /* [S] */
+    int D;                    /* dense features */
+    int T;                    /* tasks (label columns) */
     char task_names[MTL_MAX_TASKS][64];
     int task_regression[MTL_MAX_TASKS];
 } mtl_data_shape;
@@ -52,12 +52,12 @@ typedef struct {
 
 typedef struct {
     char name[64];
-    int n;                        /* layers */
+    int n; /* layers */
     mtl_layer layer[MTL_MAX_LAYERS + 1];
-    size_t in;                    /* arena offset of the input */
+    size_t in; /* arena offset of the input */
     int in_ld, in_dim;
-    int fused;                    /* layer 0's product is done by its group */
-    int logit_head;               /* a task's tower: its head has a scalar bias, see model.c */
+    int fused;      /* layer 0's product is done by its group */
+    int logit_head; /* a task's tower: its head has a scalar bias, see model.c */
 } mtl_stack;
 
 typedef struct {
@@ -72,11 +72,11 @@ typedef struct {
 } mtl_group;
 
 typedef struct {
-    int stack;              /* whose head gives the K logits */
-    int K, D;               /* experts mixed, expert output width */
+    int stack; /* whose head gives the K logits */
+    int K, D;  /* experts mixed, expert output width */
     int experts[MTL_MAX_GROUP];
     int expert_ld;
-    size_t out;             /* mixture output [B x D] at stride out_ld */
+    size_t out; /* mixture output [B x D] at stride out_ld */
     int out_ld;
     const float **expert_out; /* [K] resolved pointers */
     float **expert_grad;      /* [K] */
@@ -85,7 +85,7 @@ typedef struct {
 typedef struct mtl_model {
     mtl_model_kind kind;
     mtl_data_shape shape;
-    int T, P;            /* tasks, prediction columns (ESMM: 3) */
+    int T, P; /* tasks, prediction columns (ESMM: 3) */
     int embedding_dim, in_dim;
     int max_batch;
     float dropout;
@@ -99,7 +99,7 @@ typedef struct mtl_model {
     int emb[256];       /* embedding table tensor per field */
     int dims[256];
     float *tables[256], *dtables[256];
-    int log_var;        /* uncertainty weighting: [T] log-variances, or -1 */
+    int log_var; /* uncertainty weighting: [T] log-variances, or -1 */
 
     mtl_stack *stacks;
     int n_stacks, cap_stacks;
@@ -120,6 +120,7 @@ typedef struct mtl_model {
     size_t logits; /* [B x T] */
     size_t preds;  /* [B x P] */
     mtl_rng dropout_rng;
+    int centering; /* set only inside mtl_model_center_init */
 } mtl_model;
 
 int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shape *shape,
@@ -145,6 +146,16 @@ void mtl_model_loss(mtl_model *m, const mtl_batch *b, const double *global_count
                     double *loss_sum);
 /* Backward after loss: ACCUMULATES into m->params.grads. */
 void mtl_model_backward(mtl_model *m, const mtl_batch *b);
+/* Start every task at its prior: the logit bias of task t's tower becomes
+ * the log-odds of the label mean (binary: the positive rate) or the mean
+ * (regression), so the first steps learn features instead of the base rate.
+ * label_mean[t] over the training labels (NaN: leave at 0). ESMM: the CTR
+ * tower gets the click rate, the CVR tower conversion rate / click rate. */
+void mtl_model_set_prior(mtl_model *m, const double *label_mean);
+/* Shift every hidden layer's bias so its pre-activations have zero mean over
+ * the batch, layer by layer in forward order (skipped with batch norm). Once,
+ * before the first step. */
+void mtl_model_center_init(mtl_model *m, const mtl_batch *b);
 /* Training FLOPs per sample of the matrix products (forward + backward). */
 double mtl_model_flops_per_sample(const mtl_model *m);
 /* The task column a prediction column belongs to (ESMM: pCVR has none: -1). */
@@ -161,8 +172,7 @@ int mtl_stack_add(mtl_model *m, const char *name, size_t in, int in_ld, int in_d
 /* Fuse the first layers of stacks (which must all read the same input) into
  * one group writing columns [0, n_out) at arena offset out with stride out_ld
  * (MTL_NONE: its own buffer). Call before registering parameters. */
-int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld,
-                  mtl_error *err);
+int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld, mtl_error *err);
 int mtl_gate_add(mtl_model *m, int stack, const int *experts, int K, mtl_error *err);
 /* Register parameters of groups and stacks (in order), embeddings, allocate. */
 int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err);
