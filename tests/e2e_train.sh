@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# End-to-end training runs: what a user does with the two tools.
+#  - a file written by h5py (gzip, chunked) trains, one rank and two;
+#  - the five models train; the metrics JSON lines have the documented keys;
+#  - 4 epochs straight == 2 epochs + --resume + 2 epochs, bit for bit;
+#  - --predict-out and `mtl_dist predict` write /predictions that agree;
+#  - ESMM writes pctr, pcvr, pctcvr; regression tasks report MSE/MAE;
+#  - a config file is read and the command line overrides it;
+#  - the README's demo runs.
+set -euo pipefail
+BIN=${MTL_BIN:?} SRC=${MTL_SRC:?}
+PY=${PYTHON3:-/usr/bin/python3}
+MPI=${MPIEXEC:-mpirun}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_train.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+ok() { echo "ok: $*"; }
+dist() { timeout 120 "$BIN/mtl_dist" "$@"; }
+mpi() { local n=$1; shift; timeout 120 "$MPI" -np "$n" --oversubscribe "$BIN/mtl_dist" "$@"; }
+json() { "$PY" -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(eval(sys.argv[2]))" "$@"; }
+
+echo "== a dataset written by h5py trains =="
+if "$PY" -c "import h5py" 2>/dev/null; then
+  "$PY" "$SRC/tests/h5py_write.py" "$WORK/h5py_train.h5" --rows 3000 --seed 1
+  "$PY" "$SRC/tests/h5py_write.py" "$WORK/h5py_test.h5" --rows 500 --seed 2
+  if dist --model mmoe --train "$WORK/h5py_train.h5" --test "$WORK/h5py_test.h5" --epochs 2 \
+      --batch-size 256 --quiet --metrics-out "$WORK/h5py.jsonl" &&
+     mpi 2 --model ple --train "$WORK/h5py_train.h5" --test "$WORK/h5py_test.h5" --epochs 1 \
+      --batch-size 256 --quiet; then
+    ok "h5py file trains on 1 and 2 ranks"
+  else
+    fail "h5py file did not train"
+  fi
+else
+  echo "SKIP: /usr/bin/python3 has no h5py"
+fi
+
+echo "== data: synthetic click log =="
+"$BIN/mtl_prep" synth --kind ctr --rows 6000 --sparse-fields 6 --vocab 40 --dense-fields 3 \
+  --seed 3 --output-dir "$WORK/ctr" >/dev/null
+D=("--train" "$WORK/ctr/train.h5" "--valid" "$WORK/ctr/valid.h5" "--test" "$WORK/ctr/test.h5")
+
+echo "== the five models train and report the documented keys =="
+for model in shared_bottom esmm mmoe cgc ple; do
+  extra=()
+  [ "$model" = esmm ] && extra=(--ctr-task click --ctcvr-task conversion)
+  if ! dist --model "$model" "${D[@]}" "${extra[@]}" --epochs 2 --batch-size 128 --quiet \
+      --metrics-out "$WORK/$model.jsonl"; then
+    fail "$model did not train"; continue
+  fi
+  keys=$(json "$WORK/$model.jsonl" "sorted(r[0].keys())")
+  final=$(json "$WORK/$model.jsonl" "sorted(r[-1].keys())")
+  for k in epoch train_loss valid_loss valid_auc samples_per_sec epoch_seconds; do
+    [[ "$keys" == *"'$k'"* ]] || fail "$model: epoch line has no $k ($keys)"
+  done
+  for k in final best_epoch test_auc test_logloss train_samples_per_sec; do
+    [[ "$final" == *"'$k'"* ]] || fail "$model: final line has no $k ($final)"
+  done
+  auc=$(json "$WORK/$model.jsonl" "min(r[-1]['test_auc'].values())")
+  "$PY" -c "import sys; sys.exit(0 if 0.5 < float(sys.argv[1]) <= 1 else 1)" "$auc" ||
+    fail "$model: test AUC $auc is not above chance"
+  ok "$model trains (min test AUC $auc)"
+done
+
+echo "== resume: 4 epochs == 2 epochs + resume + 2 epochs, bit for bit =="
+R=(--model mmoe "${D[@]}" --batch-size 100 --seed 9 --dropout 0.1 --quiet)
+dist "${R[@]}" --epochs 4 --checkpoint-dir "$WORK/straight"
+dist "${R[@]}" --epochs 2 --checkpoint-dir "$WORK/resumed"
+dist "${R[@]}" --epochs 4 --checkpoint-dir "$WORK/resumed" --resume latest
+a=$(ls "$WORK"/straight/ckpt-*.h5 | sort | tail -1)
+b=$(ls "$WORK"/resumed/ckpt-*.h5 | sort | tail -1)
+if "$PY" "$SRC/tests/compare_params.py" "$a" "$b"; then ok "resume is bit-identical"
+else fail "resume differs ($a vs $b)"; fi
+
+echo "== predictions: --predict-out and mtl_dist predict agree =="
+dist --model cgc "${D[@]}" --epochs 1 --batch-size 128 --quiet --predict-out "$WORK/p1.h5" \
+  --checkpoint-dir "$WORK/pred"
+ck=$(ls "$WORK"/pred/ckpt-*.h5 | sort | tail -1)
+mpi 2 predict --checkpoint "$ck" --data "$WORK/ctr/test.h5" --predict-out "$WORK/p2.h5" --quiet
+"$PY" - "$WORK/p1.h5" "$WORK/p2.h5" "$WORK/ctr/test.h5" <<'EOF' && ok "predictions agree, shape and names right" || fail "predictions"
+import h5py, numpy as np, sys
+a, b, t = (h5py.File(p) for p in sys.argv[1:])
+pa, pb = a["predictions"][...], b["predictions"][...]
+n = t["labels"].shape[0]
+assert pa.shape == (n, 2) and pa.dtype == np.float32, pa.shape
+assert list(a["predictions"].attrs["names"]) == ["click", "conversion"], a["predictions"].attrs["names"]
+assert np.all((pa > 0) & (pa < 1))
+assert np.max(np.abs(pa - pb)) < 1e-6, np.max(np.abs(pa - pb))
+EOF
+
+echo "== ESMM predicts pCTR, pCVR and pCTCVR = pCTR * pCVR =="
+dist --model esmm --ctr-task click --ctcvr-task conversion "${D[@]}" --epochs 1 --quiet \
+  --predict-out "$WORK/esmm.h5"
+"$PY" - "$WORK/esmm.h5" <<'EOF' && ok "esmm predictions" || fail "esmm predictions"
+import h5py, numpy as np, sys
+p = h5py.File(sys.argv[1])["predictions"]
+assert list(p.attrs["names"]) == ["pctr", "pcvr", "pctcvr"], p.attrs["names"]
+v = p[...]
+assert np.allclose(v[:, 2], v[:, 0] * v[:, 1], rtol=1e-5, atol=1e-7)
+EOF
+
+echo "== regression tasks: the MMoE paper's synthetic data =="
+"$BIN/mtl_prep" synth --kind mmoe --correlation 0.5 --rows 4000 --seed 4 \
+  --output-dir "$WORK/synth" >/dev/null
+dist --model mmoe --train "$WORK/synth/train.h5" --valid "$WORK/synth/valid.h5" \
+  --test "$WORK/synth/test.h5" --epochs 3 --batch-size 128 --quiet --metrics-out "$WORK/reg.jsonl"
+keys=$(json "$WORK/reg.jsonl" "sorted(r[-1].keys())")
+if [[ "$keys" == *"'test_mse'"* && "$keys" == *"'test_mae'"* && "$keys" != *"'test_auc'"* ]]; then
+  ok "regression metrics: $(json "$WORK/reg.jsonl" "r[-1]['test_mse']")"
+else
+  fail "regression final keys: $keys"
+fi
+
+echo "== single-task PLE, uncertainty weighting, early stopping on auc:TASK =="
+if dist --model ple "${D[@]}" --epochs 3 --batch-size 128 --quiet --loss-weighting uncertainty \
+    --early-stop-patience 1 --early-stop-metric auc:click --metrics-out "$WORK/unc.jsonl" &&
+   "$PY" "$SRC/tests/h5py_write.py" "$WORK/one.h5" --rows 800 --tasks 1 --seed 5 2>/dev/null &&
+   dist --model ple --train "$WORK/one.h5" --epochs 1 --batch-size 64 --quiet; then
+  ok "uncertainty weighting and a single task"
+else
+  fail "uncertainty weighting or single task"
+fi
+
+echo "== a config file, overridden by the command line =="
+cat >"$WORK/run.ini" <<EOF
+; a run described in a file
+[model]
+model = cgc
+num_experts_specific = 2
+[train]
+epochs = 1
+batch_size = 64
+EOF
+out=$(dist --config "$WORK/run.ini" --train "$WORK/ctr/train.h5" --model mmoe --num-experts 3)
+[[ "$out" == *"model mmoe"* ]] && ok "config + override: ${out%%$'\n'*}" || fail "config file: $out"
+
+echo "== the README's demo =="
+if MTL_DATA_DIR=/nonexistent timeout 300 bash "$SRC/launch/demo.sh" "$BIN" >"$WORK/demo.log" 2>&1 &&
+   grep -q "^epoch 5/5" "$WORK/demo.log"; then
+  ok "demo trains ($(grep '^test' "$WORK/demo.log" | head -1))"
+else
+  fail "demo: $(tail -5 "$WORK/demo.log")"
+fi
+
+if [ $failures -gt 0 ]; then echo "e2e_train: $failures check(s) FAILED"; exit 1; fi
+echo "e2e_train: all checks passed"
