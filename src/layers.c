@@ -218,6 +218,15 @@ MTL_INLINE v8f load8(const float *p) {
 MTL_INLINE void store8(float *p, v8f v) {
     __builtin_memcpy(p, &v, sizeof v);
 }
+typedef float v4f __attribute__((vector_size(16)));
+MTL_INLINE v4f load4(const float *p) {
+    v4f v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+MTL_INLINE void store4(float *p, v4f v) {
+    __builtin_memcpy(p, &v, sizeof v);
+}
 MTL_INLINE float hsum8(v8f v) {
     return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
@@ -336,7 +345,10 @@ MTL_INLINE void input_forward_rows(float *out, int out_ld, const int32_t *sparse
         for (int s = 0; s < S; s++) {
             int dim = dim_all > 0 ? dim_all : dims[s];
             const float *row = table[s] + (size_t)idx[s] * (size_t)dim;
-            for (int j = 0; j < dim; j++) o[j] = row[j];
+            if (dim_all == 4)
+                store4(o, load4(row));
+            else
+                for (int j = 0; j < dim; j++) o[j] = row[j];
             o += dim;
         }
         const float *x = dense + (size_t)i * (size_t)dense_ld;
@@ -383,7 +395,10 @@ MTL_INLINE void input_backward_rows(float *const *dtable, const int *dims, int S
             int dim = dim_all > 0 ? dim_all : dims[s];
             float *restrict t = dtable[s] + (size_t)idx[s] * (size_t)dim;
             const float *restrict ds = d;
-            for (int j = 0; j < dim; j++) t[j] += ds[j];
+            if (dim_all == 4)
+                store4(t, load4(t) + load4(ds));
+            else
+                for (int j = 0; j < dim; j++) t[j] += ds[j];
             d += dim;
         }
     }

@@ -3,6 +3,7 @@
  * loss. The architectures themselves are composed in src/models/. */
 #include "mtl/model.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,10 +303,27 @@ void mtl_group_forward(mtl_model *m, const mtl_group *g, int B) {
         }
 }
 
+/* Columns of an input whose gradient anybody reads: of the model's input row
+ * only the embeddings (the dense features are data), of anything else all. */
+static int grad_cols(const mtl_model *m, size_t in, int in_dim) {
+    return in == m->x0 ? m->in_dim - m->shape.D : in_dim;
+}
+
+/* din[:, :cols] += dout * w[:, :cols]: the input gradient of a dense layer,
+ * restricted to the columns that are needed */
+static void input_grad(float *din, int din_ld, const float *dout, int dout_ld, const float *w,
+                       int B, int in_dim, int out_dim, int cols) {
+    if (cols <= 0 || B <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, cols, out_dim, 1.0f, dout, dout_ld, w,
+                in_dim, 1.0f, din, din_ld);
+}
+
 void mtl_group_backward(mtl_model *m, const mtl_group *g, int B) {
     const float *dout = m->grad + g->out;
-    mtl_dense_backward(m->grad + g->in, g->in_ld, g->dW, NULL, dout, g->out_ld, m->act + g->in,
-                       g->in_ld, g->W, B, g->in_dim, g->n_out);
+    mtl_dense_backward(NULL, 0, g->dW, NULL, dout, g->out_ld, m->act + g->in, g->in_ld, g->W, B,
+                       g->in_dim, g->n_out);
+    input_grad(m->grad + g->in, g->in_ld, dout, g->out_ld, g->W, B, g->in_dim, g->n_out,
+               grad_cols(m, g->in, g->in_dim));
     for (int b = 0; b < B; b++) {
         const float *row = dout + (size_t)b * (size_t)g->out_ld;
         for (int j = 0; j < g->n_biased; j++) g->dbias[j] += row[j];
@@ -382,8 +400,10 @@ void mtl_stack_backward(mtl_model *m, mtl_stack *s, int B) {
         const float *in = i == 0 ? m->act + s->in : m->act + s->layer[i - 1].z;
         float *din = i == 0 ? m->grad + s->in : m->grad + s->layer[i - 1].z;
         int in_ld = i == 0 ? s->in_ld : s->layer[i - 1].ld;
-        mtl_dense_backward(din, in_ld, L->dW, L->dbias, dz, L->ld, in, in_ld, L->W, B, L->in_dim,
+        mtl_dense_backward(NULL, 0, L->dW, L->dbias, dz, L->ld, in, in_ld, L->W, B, L->in_dim,
                            L->out_dim);
+        input_grad(din, in_ld, dz, L->ld, L->W, B, L->in_dim, L->out_dim,
+                   i == 0 ? grad_cols(m, s->in, L->in_dim) : L->in_dim);
     }
 }
 
