@@ -357,7 +357,12 @@ static int open_checked(hid_t file, const char *name, int required, int rank, in
     htri_t ex = H5Lexists(file, name, H5P_DEFAULT);
     if (ex < 0) return mtl_fail(err, path, "/%s: cannot look up", name);
     if (!ex) return required ? mtl_fail(err, path, "/%s missing", name) : MTL_OK;
-    *d = H5Dopen2(file, name, H5P_DEFAULT);
+    /* No chunk cache: rows are read once, in order, and a cached 1 MiB chunk
+     * per dataset would be most of a small job's memory. */
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl >= 0) H5Pset_chunk_cache(dapl, 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
+    *d = H5Dopen2(file, name, dapl >= 0 ? dapl : H5P_DEFAULT);
+    if (dapl >= 0) H5Pclose(dapl);
     if (*d < 0) return mtl_fail(err, path, "/%s: is not a dataset", name);
     hid_t sp = H5Dget_space(*d);
     if (sp < 0) return mtl_fail(err, path, "/%s: cannot read shape", name);
@@ -494,6 +499,8 @@ void mtl_dataset_free(mtl_dataset *ds) {
     if (!ds) return;
     free(ds->path);
     free(ds->sparse);
+    free(ds->sparse_u8);
+    free(ds->sparse_u16);
     free(ds->dense);
     free(ds->labels);
     free(ds->weights);
@@ -504,8 +511,10 @@ void mtl_dataset_free(mtl_dataset *ds) {
     memset(ds, 0, sizeof *ds);
 }
 
+/* Rows read: rank's shard of `world`, or, with range_begin >= 0, the rows
+ * [range_begin, range_begin + range_count) (cut at the end of the file). */
 static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int with_rows,
-                     mtl_error *err) {
+                     int64_t range_begin, int64_t range_count, int compact, mtl_error *err) {
     memset(ds, 0, sizeof *ds);
     if (world < 1 || rank < 0 || rank >= world)
         return mtl_fail(err, path, "bad shard: rank %d of world %d", rank, world);
@@ -557,30 +566,72 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
     }
 
     int64_t begin, count;
-    mtl_shard_range(ds->n_total, rank, world, &begin, &count);
+    if (range_begin >= 0) {
+        if (range_begin > ds->n_total || range_count < 0) {
+            mtl_fail(err, path, "rows %lld..%lld requested, the file has %lld",
+                     (long long)range_begin, (long long)(range_begin + range_count),
+                     (long long)ds->n_total);
+            goto done;
+        }
+        begin = range_begin;
+        count = range_count < ds->n_total - begin ? range_count : ds->n_total - begin;
+    } else {
+        mtl_shard_range(ds->n_total, rank, world, &begin, &count);
+    }
     ds->row_begin = begin;
     ds->n_rows = count;
     size_t n = (size_t)count;
-    ds->sparse = mtl_alloc(n * (size_t)ds->S, sizeof(int32_t), "sparse rows", err);
+    int64_t max_vocab = 0;
+    for (int s = 0; s < ds->S; s++)
+        if (ds->vocab_sizes[s] > max_vocab) max_vocab = ds->vocab_sizes[s];
+    int width = !compact || ds->S == 0 ? 4 : max_vocab <= 256 ? 1 : max_vocab <= 65536 ? 2 : 4;
+    if (width == 1)
+        ds->sparse_u8 = mtl_alloc(n * (size_t)ds->S, 1, "sparse rows", err);
+    else if (width == 2)
+        ds->sparse_u16 = mtl_alloc(n * (size_t)ds->S, 2, "sparse rows", err);
+    else
+        ds->sparse = mtl_alloc(n * (size_t)ds->S, sizeof(int32_t), "sparse rows", err);
     ds->dense = mtl_alloc(n * (size_t)ds->D, sizeof(float), "dense rows", err);
     ds->labels = mtl_alloc(n * (size_t)ds->T, sizeof(float), "label rows", err);
-    if (!ds->sparse || !ds->dense || !ds->labels) goto done;
+    if ((!ds->sparse && !ds->sparse_u8 && !ds->sparse_u16) || !ds->dense || !ds->labels) goto done;
     if (d_we >= 0) {
         ds->weights = mtl_alloc(n, sizeof(float), "weight rows", err);
         if (!ds->weights) goto done;
     }
     hsize_t b = (hsize_t)begin, c = (hsize_t)count;
-    if (read_rows(d_sp, 2, b, c, (hsize_t)ds->S, H5T_NATIVE_INT32, ds->sparse, "sparse", path,
-                  err) ||
-        read_rows(d_de, 2, b, c, (hsize_t)ds->D, H5T_NATIVE_FLOAT, ds->dense, "dense", path, err) ||
+    if (width < 4) { /* compact ids: read and check int32 rows a chunk at a time */
+        const int64_t chunk = 8192;
+        int32_t *tmp =
+            mtl_alloc((size_t)chunk * (size_t)ds->S, sizeof(int32_t), "sparse rows", err);
+        if (!tmp) goto done;
+        for (int64_t r = 0; r < count; r += chunk) {
+            int64_t k = count - r < chunk ? count - r : chunk;
+            if (read_rows(d_sp, 2, b + (hsize_t)r, (hsize_t)k, (hsize_t)ds->S, H5T_NATIVE_INT32,
+                          tmp, "sparse", path, err) ||
+                check_sparse(tmp, k, ds->S, ds->vocab_sizes, ds->sparse_names, begin + r, path,
+                             err)) {
+                free(tmp);
+                goto done;
+            }
+            size_t off = (size_t)r * (size_t)ds->S, m = (size_t)k * (size_t)ds->S;
+            if (width == 1)
+                for (size_t i = 0; i < m; i++) ds->sparse_u8[off + i] = (uint8_t)tmp[i];
+            else
+                for (size_t i = 0; i < m; i++) ds->sparse_u16[off + i] = (uint16_t)tmp[i];
+        }
+        free(tmp);
+    } else if (read_rows(d_sp, 2, b, c, (hsize_t)ds->S, H5T_NATIVE_INT32, ds->sparse, "sparse",
+                         path, err) ||
+               check_sparse(ds->sparse, count, ds->S, ds->vocab_sizes, ds->sparse_names, begin,
+                            path, err))
+        goto done;
+    if (read_rows(d_de, 2, b, c, (hsize_t)ds->D, H5T_NATIVE_FLOAT, ds->dense, "dense", path, err) ||
         read_rows(d_la, 2, b, c, (hsize_t)ds->T, H5T_NATIVE_FLOAT, ds->labels, "labels", path,
                   err) ||
         (d_we >= 0 &&
          read_rows(d_we, 1, b, c, 1, H5T_NATIVE_FLOAT, ds->weights, "weights", path, err)))
         goto done;
-    if (check_sparse(ds->sparse, count, ds->S, ds->vocab_sizes, ds->sparse_names, begin, path,
-                     err) ||
-        check_dense(ds->dense, count, ds->D, ds->dense_names, begin, path, err) ||
+    if (check_dense(ds->dense, count, ds->D, ds->dense_names, begin, path, err) ||
         check_labels(ds->labels, count, ds->T, ds->task_names, begin, path, err) ||
         (ds->weights && check_weights(ds->weights, count, begin, path, err)))
         goto done;
@@ -596,11 +647,21 @@ done:
 }
 
 int mtl_dataset_load(mtl_dataset *ds, const char *path, int rank, int world, mtl_error *err) {
-    return load_impl(ds, path, rank, world, 1, err);
+    return load_impl(ds, path, rank, world, 1, -1, 0, 0, err);
+}
+
+int mtl_dataset_load_compact(mtl_dataset *ds, const char *path, int rank, int world,
+                             mtl_error *err) {
+    return load_impl(ds, path, rank, world, 1, -1, 0, 1, err);
+}
+
+int mtl_dataset_load_rows(mtl_dataset *ds, const char *path, int64_t begin, int64_t count,
+                          mtl_error *err) {
+    return load_impl(ds, path, 0, 1, 1, begin, count, 0, err);
 }
 
 int mtl_dataset_load_header(mtl_dataset *ds, const char *path, mtl_error *err) {
-    return load_impl(ds, path, 0, 1, 0, err);
+    return load_impl(ds, path, 0, 1, 0, -1, 0, 0, err);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1008,8 +1069,8 @@ static int write_meta(hid_t file, const mtl_meta *m, const char *path, mtl_error
         if (!tmp) goto done;
         for (int64_t i = 0; i < n; i++) tmp[i] = m->vocab[s][i] ? m->vocab[s][i] : "";
         hid_t sp = space_1d((hsize_t)n);
-        hid_t d = sp >= 0 ? H5Dcreate2(gv, name, t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)
-                          : H5I_INVALID_HID;
+        hid_t d =
+            sp >= 0 ? H5Dcreate2(gv, name, t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT) : H5I_INVALID_HID;
         int ok = d >= 0 && (n == 0 || H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp) >= 0);
         close_id(&d, H5Dclose);
         close_id(&sp, H5Sclose);
@@ -1075,6 +1136,8 @@ int mtl_writer_close(mtl_writer *w, const mtl_meta *meta, mtl_error *err) {
 
 int mtl_dataset_save(const mtl_dataset *ds, const char *path, const mtl_meta *meta,
                      mtl_error *err) {
+    if (ds->S > 0 && !ds->sparse)
+        return mtl_fail(err, path, "cannot save a dataset loaded with compact ids");
     mtl_writer *w;
     if (mtl_writer_open(&w, path, ds->S, (const char *const *)ds->sparse_names, ds->vocab_sizes,
                         ds->D, (const char *const *)ds->dense_names, ds->T,
@@ -1131,13 +1194,20 @@ void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, 
         /* shuffled rows are cache misses: ask for a later row's data early */
         if (i + 8 < n) {
             size_t ahead = (size_t)rows[i + 8];
-            if (S) __builtin_prefetch(ds->sparse + ahead * S);
+            if (ds->sparse) __builtin_prefetch(ds->sparse + ahead * S);
+            if (ds->sparse_u8) __builtin_prefetch(ds->sparse_u8 + ahead * S);
+            if (ds->sparse_u16) __builtin_prefetch(ds->sparse_u16 + ahead * S);
             if (D) __builtin_prefetch(ds->dense + ahead * D);
             __builtin_prefetch(ds->labels + ahead * T);
         }
         size_t ri = (size_t)r, bi = (size_t)i;
         /* loops rather than memcpy: rows are tens of bytes, a libc call each costs more */
-        for (size_t j = 0; j < S; j++) b->sparse[bi * S + j] = ds->sparse[ri * S + j];
+        if (ds->sparse)
+            for (size_t j = 0; j < S; j++) b->sparse[bi * S + j] = ds->sparse[ri * S + j];
+        else if (ds->sparse_u8)
+            for (size_t j = 0; j < S; j++) b->sparse[bi * S + j] = ds->sparse_u8[ri * S + j];
+        else
+            for (size_t j = 0; j < S; j++) b->sparse[bi * S + j] = ds->sparse_u16[ri * S + j];
         for (size_t j = 0; j < D; j++) b->dense[bi * D + j] = ds->dense[ri * D + j];
         for (size_t j = 0; j < T; j++) b->labels[bi * T + j] = ds->labels[ri * T + j];
         b->weights[i] = ds->weights ? ds->weights[r] : 1.0f;

@@ -156,19 +156,34 @@ static int pred_column(const mtl_model *m, int task) {
 /* Forward over rows [begin, begin+count) of ds in inference mode; rank 0
  * receives every rank's predictions and labels and computes the metrics,
  * which it broadcasts. preds_out (rank 0): the gathered predictions. */
+/* rows of a split read at once while evaluating: splits are streamed from
+ * their file, never held in memory during training */
+#define EVAL_CHUNK 2048
+
 static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t count,
                      eval_result *res) {
     mtl_model *m = tr->m;
     int P = m->P, T = m->T;
+    mtl_error err;
     for (int64_t done = 0; done < count;) {
-        int n = (int)(count - done < tr->batch.capacity ? count - done : tr->batch.capacity);
-        for (int i = 0; i < n; i++) tr->rows[i] = begin + done + i;
-        mtl_batch_gather(&tr->batch, ds, tr->rows, n);
-        mtl_model_forward(m, &tr->batch, 0);
-        memcpy(tr->eval_pred + done * P, mtl_model_predictions(m),
-               (size_t)n * (size_t)P * sizeof(float));
-        memcpy(tr->eval_labels + done * T, tr->batch.labels, (size_t)n * (size_t)T * sizeof(float));
-        done += n;
+        mtl_dataset chunk;
+        int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
+        if (mtl_dataset_load_rows(&chunk, ds->path, begin + done, want, &err) != MTL_OK)
+            mtl_dist_abort(tr->d, MTL_EXIT_FAILURE, err.msg); /* the file changed under us */
+        for (int64_t c = 0; c < chunk.n_rows;) {
+            int n = (int)(chunk.n_rows - c < tr->batch.capacity ? chunk.n_rows - c
+                                                                : tr->batch.capacity);
+            for (int i = 0; i < n; i++) tr->rows[i] = c + i;
+            mtl_batch_gather(&tr->batch, &chunk, tr->rows, n);
+            mtl_model_forward(m, &tr->batch, 0);
+            memcpy(tr->eval_pred + (done + c) * P, mtl_model_predictions(m),
+                   (size_t)n * (size_t)P * sizeof(float));
+            memcpy(tr->eval_labels + (done + c) * T, tr->batch.labels,
+                   (size_t)n * (size_t)T * sizeof(float));
+            c += n;
+        }
+        done += chunk.n_rows;
+        mtl_dataset_free(&chunk);
     }
     int64_t total = ds->n_total;
     mtl_dist_gather_floats(tr->d, tr->eval_pred, count * P, tr->all_pred, total * P);
@@ -377,9 +392,24 @@ static int check_writable(const char *path, const char *option, mtl_error *err) 
 
 static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole, mtl_error *err) {
     const mtl_dist *d = tr->d;
-    int rc = whole ? mtl_dataset_load(ds, path, 0, 1, err)
-                   : mtl_dataset_load(ds, path, d->rank, d->world, err);
+    int rc = whole ? mtl_dataset_load_compact(ds, path, 0, 1, err)
+                   : mtl_dataset_load_compact(ds, path, d->rank, d->world, err);
     return rc;
+}
+
+/* A split that is only evaluated: its header, and one pass over this rank's
+ * rows in chunks so a bad value fails now rather than after the first epoch. */
+static int open_eval_split(trainer *tr, mtl_dataset *ds, const char *path, mtl_error *err) {
+    if (mtl_dataset_load_header(ds, path, err) != MTL_OK) return MTL_ERR;
+    int64_t begin, count;
+    mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, &begin, &count);
+    for (int64_t done = 0; done < count; done += EVAL_CHUNK) {
+        mtl_dataset chunk;
+        int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
+        if (mtl_dataset_load_rows(&chunk, path, begin + done, want, err) != MTL_OK) return MTL_ERR;
+        mtl_dataset_free(&chunk);
+    }
+    return MTL_OK;
 }
 
 static int same_layout(const mtl_dataset *a, const mtl_dataset *b, mtl_error *err) {
@@ -459,12 +489,7 @@ static void trainer_free(trainer *tr) {
 
 /* rows of split ds this rank evaluates */
 static void eval_range(const trainer *tr, const mtl_dataset *ds, int64_t *begin, int64_t *count) {
-    if (tr->cfg->data_order_global)
-        mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, begin, count);
-    else {
-        *begin = 0;
-        *count = ds->n_rows;
-    }
+    mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, begin, count);
 }
 
 /* Infer binary/regression per task from the train labels (all ranks agree). */
@@ -537,13 +562,13 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         return MTL_EXIT_USAGE;
     }
     if (cfg->valid_path[0]) {
-        rc = load_split(tr, &tr->valid, cfg->valid_path, whole, err);
+        rc = open_eval_split(tr, &tr->valid, cfg->valid_path, err);
         if (rc == MTL_OK) rc = same_layout(&tr->train, &tr->valid, err);
         agree_ok(d, rc, err);
         tr->has_valid = 1;
     }
     if (cfg->test_path[0]) {
-        rc = load_split(tr, &tr->test, cfg->test_path, whole, err);
+        rc = open_eval_split(tr, &tr->test, cfg->test_path, err);
         if (rc == MTL_OK) rc = same_layout(&tr->train, &tr->test, err);
         agree_ok(d, rc, err);
         tr->has_test = 1;
@@ -1063,7 +1088,7 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
     if (rc == MTL_OK) rc = mtl_checkpoint_load_state(cfg.checkpoint_path, &st, err);
     if (rc == MTL_OK) rc = apply_model_text(&cfg, st.config, cfg.checkpoint_path, err);
     agree_ok(d, rc, err);
-    rc = mtl_dataset_load(&tr->valid, cfg.data_path, d->rank, d->world, err);
+    rc = open_eval_split(tr, &tr->valid, cfg.data_path, err);
     if (rc == MTL_OK) {
         mtl_dataset *ds = &tr->valid;
         if (ds->S != st.shape.S || ds->D != st.shape.D)
@@ -1095,11 +1120,15 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
         rc = mtl_batch_alloc(&tr->batch, capacity, st.shape.S, st.shape.D, st.shape.T, err);
     if (rc == MTL_OK) {
         tr->rows = mtl_alloc((size_t)capacity, sizeof(int64_t), "batch rows", err);
-        rc = tr->rows ? alloc_eval(tr, tr->valid.n_rows, tr->valid.n_total, err) : MTL_ERR;
+        int64_t b, c;
+        eval_range(tr, &tr->valid, &b, &c);
+        rc = tr->rows ? alloc_eval(tr, c, tr->valid.n_total, err) : MTL_ERR;
     }
     agree_ok(d, rc, err);
     eval_result res;
-    evaluate(tr, &tr->valid, 0, tr->valid.n_rows, &res);
+    int64_t begin, count;
+    eval_range(tr, &tr->valid, &begin, &count);
+    evaluate(tr, &tr->valid, begin, count, &res);
     if (d->rank == 0) {
         const char *names[3 + MTL_MAX_TASKS];
         for (int p = 0; p < tr->m->P; p++) names[p] = mtl_model_prediction_name(tr->m, p);

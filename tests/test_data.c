@@ -730,6 +730,53 @@ static void test_batch_gather(void **state) {
     assert_int_equal(mtl_batch_alloc(&b, 0, 1, 1, 1, &err), MTL_ERR);
 }
 
+/* Compact ids: the vocabularies decide 1, 2 or 4 bytes per id, and batches
+ * gathered from a compact load equal those from a plain one. */
+static void test_compact_load(void **state) {
+    (void)state;
+    const int64_t vocabs[3][2] = {{7, 256}, {257, 65536}, {65537, 3}};
+    const int widths[3] = {1, 2, 4};
+    for (int v = 0; v < 3; v++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/test_data_compact%d.h5", MTL_TEST_TMP, v);
+        const char *names[2] = {"a", "b"}, *dn[1] = {"x"}, *tn[1] = {"y"};
+        mtl_error err = {{0}};
+        mtl_writer *w = NULL;
+        assert_int_equal(mtl_writer_open(&w, path, 2, names, vocabs[v], 1, dn, 1, tn, 0, &err),
+                         MTL_OK);
+        enum { N = 9000 }; /* more than one 8192-row read chunk */
+        static int32_t sp[N * 2];
+        static float de[N], la[N];
+        for (int i = 0; i < N; i++) {
+            sp[2 * i] = (int32_t)((i * 7919) % vocabs[v][0]);
+            sp[2 * i + 1] = (int32_t)(vocabs[v][1] - 1 - (i % vocabs[v][1]));
+            de[i] = (float)i;
+            la[i] = (float)(i % 2);
+        }
+        assert_int_equal(mtl_writer_append(w, sp, de, la, NULL, N, &err), MTL_OK);
+        assert_int_equal(mtl_writer_close(w, NULL, &err), MTL_OK);
+        mtl_dataset plain, compact;
+        assert_int_equal(mtl_dataset_load(&plain, path, 1, 2, &err), MTL_OK);
+        assert_int_equal(mtl_dataset_load_compact(&compact, path, 1, 2, &err), MTL_OK);
+        assert_true((compact.sparse_u8 != NULL) == (widths[v] == 1));
+        assert_true((compact.sparse_u16 != NULL) == (widths[v] == 2));
+        assert_true((compact.sparse != NULL) == (widths[v] == 4));
+        mtl_batch a, b;
+        assert_int_equal(mtl_batch_alloc(&a, 64, 2, 1, 1, &err), MTL_OK);
+        assert_int_equal(mtl_batch_alloc(&b, 64, 2, 1, 1, &err), MTL_OK);
+        int64_t rows[64];
+        for (int i = 0; i < 64; i++) rows[i] = (i * 4099) % plain.n_rows;
+        mtl_batch_gather(&a, &plain, rows, 64);
+        mtl_batch_gather(&b, &compact, rows, 64);
+        assert_memory_equal(a.sparse, b.sparse, 64 * 2 * sizeof(int32_t));
+        for (int i = 0; i < 64; i++) assert_int_equal(b.sparse[2 * i], sp[2 * (4500 + rows[i])]);
+        mtl_batch_free(&a);
+        mtl_batch_free(&b);
+        mtl_dataset_free(&plain);
+        mtl_dataset_free(&compact);
+    }
+}
+
 int main(void) {
     mkdir(MTL_TEST_TMP, 0755);
     const struct CMUnitTest tests[] = {
@@ -741,6 +788,7 @@ int main(void) {
         cmocka_unit_test(test_reject_global_row), cmocka_unit_test(test_writer_abort),
         cmocka_unit_test(test_h5py_file),         cmocka_unit_test(test_h5py_reads_writer),
         cmocka_unit_test(test_shuffle),           cmocka_unit_test(test_batch_gather),
+        cmocka_unit_test(test_compact_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,7 +39,9 @@ typedef struct {
     int64_t row_begin; /* global index of this shard's first row */
     int64_t n_rows;    /* rows held here */
     int S, D, T;
-    int32_t *sparse;      /* [n_rows x S] */
+    int32_t *sparse;      /* [n_rows x S], or NULL when held compact: */
+    uint8_t *sparse_u8;   /* [n_rows x S] when every vocabulary has <= 256 ids */
+    uint16_t *sparse_u16; /* [n_rows x S] when every vocabulary has <= 65536 ids */
     float *dense;         /* [n_rows x D] */
     float *labels;        /* [n_rows x T] */
     float *weights;       /* [n_rows] or NULL when the file has none */
@@ -56,6 +58,16 @@ typedef struct {
  * 0..vocab-1, no NaN/Inf in /dense or /weights, labels finite or NaN.
  * Errors name the file, the dataset and the first offending (global) row. */
 int mtl_dataset_load(mtl_dataset *ds, const char *path, int rank, int world, mtl_error *err);
+/* As mtl_dataset_load, but /sparse is held in 1 or 2 bytes per id when the
+ * vocabularies allow (sparse == NULL, sparse_u8 or sparse_u16 set): a quarter
+ * or half the memory of a training shard's ids. Read in chunks, so the int32
+ * rows never all exist at once. mtl_batch_gather reads either form. */
+int mtl_dataset_load_compact(mtl_dataset *ds, const char *path, int rank, int world,
+                             mtl_error *err);
+/* Rows [begin, begin+count) only (cut at the end of the file), validated the
+ * same way: what streaming evaluation reads one chunk at a time. */
+int mtl_dataset_load_rows(mtl_dataset *ds, const char *path, int64_t begin, int64_t count,
+                          mtl_error *err);
 /* Only the header: N, S, D, T, names and vocab sizes (no rows read). */
 int mtl_dataset_load_header(mtl_dataset *ds, const char *path, mtl_error *err);
 void mtl_dataset_free(mtl_dataset *ds);
