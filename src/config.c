@@ -66,6 +66,8 @@ void mtl_config_defaults(mtl_config *cfg) {
 
     cfg->threads = 1;
     cfg->max_steps = 0;
+    cfg->stream = 0;
+    cfg->stream_chunk_rows = 65536;
     cfg->quiet = 0;
 }
 
@@ -237,6 +239,8 @@ static const key_def keys[] = {
     K_STR("data", data_path),
     K_STR("checkpoint", checkpoint_path),
     K_FN("data_order", set_data_order),
+    K_BOOL("stream", stream),
+    K_I64("stream_chunk_rows", stream_chunk_rows, 1, 1000000000),
     // model
     K_FN("model", set_model),
     K_INT("embedding_dim", embedding_dim, 1, 65536),
@@ -865,6 +869,11 @@ const char *mtl_config_usage(void) {
            "  --data-order local|global     local: each rank shuffles only its own shard;\n"
            "                                global: one shuffle over all rows\n"
            "                                (default local)\n"
+           "  --stream[=BOOL]               read the training shard in chunks, the next\n"
+           "                                one loaded while the current one trains, for\n"
+           "                                data larger than memory (default off; local\n"
+           "                                data order)\n"
+           "  --stream-chunk-rows N         rows per chunk when streaming (default 65536)\n"
            "  --data FILE                   predict: rows to score\n"
            "  --checkpoint FILE             predict: model checkpoint to load\n"
            "  --predict-out FILE            predict: output file of predictions\n"

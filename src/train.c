@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,167 @@ static void agree_ok(const mtl_dist *d, int rc, const mtl_error *err) {
 /* rows of the batch that centers the hidden layers before the first step */
 #define CENTER_ROWS 256
 
+/* ---- streaming (--stream): the training shard read a chunk at a time ----
+ *
+ * An epoch visits the shard's chunks in a shuffled order, and each chunk's
+ * rows in a shuffled order; both orders follow from (seed, epoch, rank), so a
+ * resumed run reads exactly the rows it would have. While one chunk trains, a
+ * thread loads the next. Only one thread calls HDF5 at a time: the main thread
+ * joins the loader before its own HDF5 calls (evaluation, checkpoints). */
+typedef struct {
+    const char *path;
+    int64_t shard_begin, shard_count, chunk_rows;
+    int64_t n_chunks;
+    uint64_t seed;
+    int rank;
+    int64_t epoch;
+    int64_t *order;     /* [n_chunks] chunk visiting order of this epoch */
+    int64_t *row_order; /* [chunk_rows] row order within the current chunk */
+    mtl_dataset cur;    /* the current chunk */
+    int64_t cur_index;  /* its place in the order, -1: none */
+    int64_t cur_start;  /* epoch position of its first row */
+    /* the loader thread */
+    pthread_t thread;
+    int loading;
+    int64_t next_index;
+    mtl_dataset next;
+    int next_rc;
+    mtl_error next_err;
+} stream_state;
+
+static int64_t chunk_len(const stream_state *st, int64_t chunk) {
+    int64_t begin = chunk * st->chunk_rows;
+    return st->shard_count - begin < st->chunk_rows ? st->shard_count - begin : st->chunk_rows;
+}
+
+static int load_chunk(const stream_state *st, int64_t chunk, mtl_dataset *ds, mtl_error *err) {
+    return mtl_dataset_load_rows(ds, st->path, st->shard_begin + chunk * st->chunk_rows,
+                                 chunk_len(st, chunk), err);
+}
+
+static void *loader_main(void *arg) {
+    stream_state *st = arg;
+    st->next_rc = load_chunk(st, st->order[st->next_index], &st->next, &st->next_err);
+    return NULL;
+}
+
+/* Wait for the loader; its result stays in st->next. */
+static int stream_join(stream_state *st) {
+    if (!st->loading) return MTL_OK;
+    pthread_join(st->thread, NULL);
+    st->loading = 0;
+    return st->next_rc;
+}
+
+static void stream_prefetch(stream_state *st, int64_t index) {
+    if (index >= st->n_chunks || st->loading) return;
+    st->next_index = index;
+    st->loading = pthread_create(&st->thread, NULL, loader_main, st) == 0;
+    if (!st->loading) /* no thread: load when needed */
+        st->next_rc = load_chunk(st, st->order[index], &st->next, &st->next_err), st->loading = 0;
+}
+
+static void stream_free(stream_state *st) {
+    stream_join(st);
+    mtl_dataset_free(&st->next);
+    mtl_dataset_free(&st->cur);
+    free(st->order);
+    free(st->row_order);
+    memset(st, 0, sizeof *st);
+}
+
+static int stream_init(stream_state *st, const char *path, int64_t n_total, int rank, int world,
+                       int64_t chunk_rows, uint64_t seed, mtl_error *err) {
+    memset(st, 0, sizeof *st);
+    st->path = path;
+    mtl_shard_range(n_total, rank, world, &st->shard_begin, &st->shard_count);
+    st->chunk_rows = chunk_rows;
+    st->n_chunks = (st->shard_count + chunk_rows - 1) / chunk_rows;
+    st->seed = seed;
+    st->rank = rank;
+    st->epoch = -1;
+    st->cur_index = -1;
+    st->order = mtl_alloc((size_t)st->n_chunks, sizeof(int64_t), "chunk order", err);
+    st->row_order = mtl_alloc((size_t)chunk_rows, sizeof(int64_t), "chunk rows", err);
+    return st->order && st->row_order ? MTL_OK : MTL_ERR;
+}
+
+/* Make the chunk at `index` of the epoch's order current. */
+static int stream_advance(stream_state *st, int64_t index, mtl_error *err) {
+    int rc = stream_join(st);
+    int have_next = st->next.path != NULL && st->next_index == index && rc == MTL_OK;
+    if (rc != MTL_OK) {
+        *err = st->next_err;
+        mtl_dataset_free(&st->next);
+        return MTL_ERR;
+    }
+    mtl_dataset_free(&st->cur);
+    if (have_next) {
+        st->cur = st->next;
+        memset(&st->next, 0, sizeof st->next);
+    } else {
+        mtl_dataset_free(&st->next);
+        if (load_chunk(st, st->order[index], &st->cur, err) != MTL_OK) return MTL_ERR;
+    }
+    if (st->cur_index < 0 || index < st->cur_index) {
+        st->cur_start = 0;
+        for (int64_t i = 0; i < index; i++) st->cur_start += chunk_len(st, st->order[i]);
+    } else {
+        for (int64_t i = st->cur_index; i < index; i++)
+            st->cur_start += chunk_len(st, st->order[i]);
+    }
+    st->cur_index = index;
+    /* row order within the chunk: seeded by the chunk, the epoch and the rank */
+    mtl_shuffle(st->row_order, st->cur.n_rows, st->seed ^ 0x5851f42d4c957f2dULL,
+                st->epoch * st->n_chunks + st->order[index], st->rank);
+    stream_prefetch(st, index + 1);
+    return MTL_OK;
+}
+
+static int stream_epoch(stream_state *st, int64_t epoch, mtl_error *err) {
+    (void)err;
+    if (stream_join(st) != MTL_OK) mtl_dataset_free(&st->next);
+    mtl_dataset_free(&st->next);
+    st->epoch = epoch;
+    mtl_shuffle(st->order, st->n_chunks, st->seed ^ 0x2545f4914f6cdd1dULL, epoch, st->rank);
+    st->cur_index = -1;
+    mtl_dataset_free(&st->cur);
+    stream_prefetch(st, 0);
+    return MTL_OK;
+}
+
+/* Rows at epoch positions [first, first+n) into b (n <= its capacity). */
+static int stream_gather(stream_state *st, int64_t first, int n, mtl_batch *b, mtl_error *err) {
+    int done = 0;
+    int64_t rows[256];
+    while (done < n) {
+        int64_t pos = first + done;
+        if (st->cur_index < 0 || pos < st->cur_start || pos >= st->cur_start + st->cur.n_rows) {
+            /* find the chunk that holds pos (forward in the normal case) */
+            int64_t index = 0, start = 0;
+            while (index < st->n_chunks && start + chunk_len(st, st->order[index]) <= pos)
+                start += chunk_len(st, st->order[index++]);
+            if (index >= st->n_chunks)
+                return mtl_fail(err, st->path, "stream: position past the shard");
+            if (stream_advance(st, index, err) != MTL_OK) return MTL_ERR;
+        }
+        int64_t in_chunk = pos - st->cur_start;
+        int k = (int)(st->cur.n_rows - in_chunk < n - done ? st->cur.n_rows - in_chunk : n - done);
+        if (k > 256) k = 256;
+        for (int i = 0; i < k; i++) rows[i] = st->row_order[in_chunk + i];
+        mtl_batch view = *b; /* the batch from row `done` on */
+        view.sparse += (size_t)done * (size_t)b->S;
+        view.dense += (size_t)done * (size_t)b->D;
+        view.labels += (size_t)done * (size_t)b->T;
+        view.weights += done;
+        view.capacity -= done;
+        mtl_batch_gather(&view, &st->cur, rows, k);
+        done += k;
+    }
+    b->n = n;
+    return MTL_OK;
+}
+
 typedef struct {
     double loss[MTL_MAX_TASKS]; /* logloss (binary) or MSE (regression) */
     double auc[MTL_MAX_TASKS];  /* binary */
@@ -146,6 +308,8 @@ typedef struct {
     float *all_pred, *all_labels;   /* rank 0: [N x P], [N x T] */
     int64_t eval_capacity, all_capacity;
     FILE *metrics;
+    int streaming;
+    stream_state st;
 } trainer;
 
 static int pred_column(const mtl_model *m, int task) {
@@ -165,6 +329,8 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     mtl_model *m = tr->m;
     int P = m->P, T = m->T;
     mtl_error err;
+    if (tr->streaming && stream_join(&tr->st) != MTL_OK) /* one HDF5 user at a time */
+        mtl_dataset_free(&tr->st.next);
     for (int64_t done = 0; done < count;) {
         mtl_dataset chunk;
         int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
@@ -334,6 +500,8 @@ typedef struct {
 /* Rank 0 writes; every rank learns whether it worked. */
 static int save_checkpoint(trainer *tr, const progress *pg, mtl_error *err) {
     const mtl_config *cfg = tr->cfg;
+    if (tr->streaming && stream_join(&tr->st) != MTL_OK) /* one HDF5 user at a time */
+        mtl_dataset_free(&tr->st.next);
     int rc = MTL_OK;
     /* the epoch's train loss so far, over all ranks: rank 0 carries it on resume */
     double loss_sum[MTL_MAX_TASKS];
@@ -394,6 +562,12 @@ static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole,
     const mtl_dist *d = tr->d;
     int rc = whole ? mtl_dataset_load_compact(ds, path, 0, 1, err)
                    : mtl_dataset_load_compact(ds, path, d->rank, d->world, err);
+    if (rc != MTL_OK && strstr(err->msg, "out of memory")) {
+        size_t len = strlen(err->msg);
+        snprintf(err->msg + len, sizeof err->msg - len,
+                 " (the training shard does not fit in memory: --stream reads it in chunks%s)",
+                 whole ? "; with --data-order local each rank holds only its shard" : "");
+    }
     return rc;
 }
 
@@ -485,6 +659,7 @@ static void trainer_free(trainer *tr) {
     free(tr->all_pred);
     free(tr->all_labels);
     if (tr->metrics) fclose(tr->metrics);
+    if (tr->streaming) stream_free(&tr->st);
 }
 
 /* rows of split ds this rank evaluates */
@@ -492,8 +667,48 @@ static void eval_range(const trainer *tr, const mtl_dataset *ds, int64_t *begin,
     mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, begin, count);
 }
 
-/* Infer binary/regression per task from the train labels (all ranks agree). */
-static int task_types(trainer *tr, mtl_data_shape *sh, mtl_error *err) {
+/* Per task over this rank's training rows: the labelled count and sum, and
+ * the first row whose label is neither 0 nor 1 (-1 if none). Streaming reads
+ * the shard once here, chunk by chunk. */
+typedef struct {
+    double sum[MTL_MAX_TASKS], count[MTL_MAX_TASKS];
+    int64_t nonbinary_row[MTL_MAX_TASKS];
+} label_stats;
+
+static void scan_labels(const float *labels, int64_t n, int T, int64_t row0, label_stats *ls) {
+    for (int64_t i = 0; i < n; i++)
+        for (int t = 0; t < T; t++) {
+            float y = labels[i * T + t];
+            if (isnan(y)) continue;
+            ls->sum[t] += y;
+            ls->count[t] += 1;
+            if (y != 0.0f && y != 1.0f && ls->nonbinary_row[t] < 0) ls->nonbinary_row[t] = row0 + i;
+        }
+}
+
+static int train_label_stats(trainer *tr, int T, label_stats *ls, mtl_error *err) {
+    memset(ls, 0, sizeof *ls);
+    for (int t = 0; t < T; t++) ls->nonbinary_row[t] = -1;
+    const mtl_dataset *ds = &tr->train;
+    if (tr->streaming) {
+        for (int64_t c = 0; c < tr->st.n_chunks; c++) {
+            mtl_dataset chunk;
+            if (load_chunk(&tr->st, c, &chunk, err) != MTL_OK) return MTL_ERR;
+            scan_labels(chunk.labels, chunk.n_rows, T, chunk.row_begin, ls);
+            mtl_dataset_free(&chunk);
+        }
+        return MTL_OK;
+    }
+    int64_t b0 = 0, n0 = ds->n_rows;
+    if (tr->cfg->data_order_global)
+        mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, &b0, &n0);
+    scan_labels(ds->labels + b0 * T, n0, T, ds->row_begin + b0, ls);
+    return MTL_OK;
+}
+
+/* Binary or regression per task: given, or inferred from the train labels
+ * (all labels 0/1 -> binary); all ranks agree. */
+static int task_types(trainer *tr, mtl_data_shape *sh, const label_stats *ls, mtl_error *err) {
     const mtl_config *cfg = tr->cfg;
     if (cfg->n_task_types) {
         if (cfg->n_task_types != sh->T)
@@ -502,27 +717,37 @@ static int task_types(trainer *tr, mtl_data_shape *sh, mtl_error *err) {
         for (int t = 0; t < sh->T; t++) sh->task_regression[t] = cfg->task_regression[t];
     } else {
         double nonbinary[MTL_MAX_TASKS] = {0};
-        const mtl_dataset *ds = &tr->train;
-        for (int64_t i = 0; i < ds->n_rows; i++)
-            for (int t = 0; t < sh->T; t++) {
-                float y = ds->labels[i * sh->T + t];
-                if (!isnan(y) && y != 0.0f && y != 1.0f) nonbinary[t] = 1;
-            }
+        for (int t = 0; t < sh->T; t++) nonbinary[t] = ls->nonbinary_row[t] >= 0;
         mtl_dist_sum_doubles(tr->d, nonbinary, (size_t)sh->T);
         for (int t = 0; t < sh->T; t++) sh->task_regression[t] = nonbinary[t] > 0;
     }
-    for (int t = 0; t < sh->T; t++) {
-        if (sh->task_regression[t]) continue;
-        const mtl_dataset *ds = &tr->train;
-        for (int64_t i = 0; i < ds->n_rows; i++) {
-            float y = ds->labels[i * sh->T + t];
-            if (!isnan(y) && y != 0.0f && y != 1.0f)
-                return mtl_fail(err, ds->path,
-                                "/labels: row %lld, task %s: %g is not 0 or 1 (binary task)",
-                                (long long)(ds->row_begin + i), sh->task_names[t], (double)y);
-        }
-    }
+    for (int t = 0; t < sh->T; t++)
+        if (!sh->task_regression[t] && ls->nonbinary_row[t] >= 0)
+            return mtl_fail(err, tr->train.path,
+                            "/labels: row %lld, task %s: not 0 or 1 (binary task)",
+                            (long long)ls->nonbinary_row[t], sh->task_names[t]);
     return MTL_OK;
+}
+
+/* This rank's rows at epoch positions [first, first+n) into the batch. */
+static void gather_train(trainer *tr, int64_t first, int n) {
+    if (!tr->streaming) {
+        mtl_batch_gather(&tr->batch, &tr->train, tr->perm + first, n);
+        return;
+    }
+    mtl_error err;
+    if (stream_gather(&tr->st, first, n, &tr->batch, &err) != MTL_OK)
+        mtl_dist_abort(tr->d, MTL_EXIT_FAILURE, err.msg);
+}
+
+static void start_epoch(trainer *tr, int64_t epoch) {
+    if (tr->streaming) {
+        mtl_error err;
+        stream_epoch(&tr->st, epoch, &err);
+        return;
+    }
+    mtl_shuffle(tr->perm, tr->train_count, tr->cfg->seed, epoch,
+                tr->cfg->data_order_global ? 0 : tr->d->rank);
 }
 
 static int early_metric_task(const trainer *tr, mtl_error *err) {
@@ -552,7 +777,17 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
 
     /* data: this rank's shard of every split (whole files in global order mode) */
     int whole = cfg->data_order_global;
-    int rc = load_split(tr, &tr->train, cfg->train_path, whole, err);
+    if (cfg->stream && whole) {
+        mtl_fail(err, NULL, "--stream: works with --data-order local only");
+        trainer_free(tr);
+        return MTL_EXIT_USAGE;
+    }
+    tr->streaming = cfg->stream;
+    int rc = tr->streaming ? mtl_dataset_load_header(&tr->train, cfg->train_path, err)
+                           : load_split(tr, &tr->train, cfg->train_path, whole, err);
+    if (rc == MTL_OK && tr->streaming)
+        rc = stream_init(&tr->st, tr->train.path, tr->train.n_total, d->rank, d->world,
+                         cfg->stream_chunk_rows, cfg->seed, err);
     agree_ok(d, rc, err);
     if (tr->train.n_total < d->world) {
         mtl_fail(err, cfg->train_path,
@@ -574,8 +809,11 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         tr->has_test = 1;
     }
     mtl_data_shape shape;
+    label_stats lstats;
     rc = shape_from_dataset(&shape, &tr->train, err);
-    if (rc == MTL_OK) rc = task_types(tr, &shape, err);
+    if (rc == MTL_OK) rc = train_label_stats(tr, shape.T, &lstats, err);
+    agree_ok(d, rc, err);
+    rc = task_types(tr, &shape, &lstats, err);
     agree_ok(d, rc, err);
 
     /* batches: the global batch is shared out over the ranks */
@@ -596,7 +834,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         tr->train_count = tr->train.n_total;
         tr->steps_per_epoch = (tr->train.n_total + cfg->batch_size - 1) / cfg->batch_size;
     } else {
-        tr->train_count = tr->train.n_rows;
+        tr->train_count = tr->streaming ? tr->st.shard_count : tr->train.n_rows;
         int64_t mine = (tr->train_count + tr->local_batch - 1) / tr->local_batch;
         tr->steps_per_epoch = mtl_dist_max_int(d, (int)mine);
     }
@@ -619,7 +857,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         for (size_t i = 0; i < m->params.size; i++) m->params.v[i] = tr->opt.adagrad_init;
     rc = mtl_batch_alloc(&tr->batch, capacity, shape.S, shape.D, shape.T, err);
     if (rc == MTL_OK) {
-        tr->perm = mtl_alloc((size_t)tr->train_count, sizeof(int64_t), "shuffle order", err);
+        tr->perm = mtl_alloc(tr->streaming ? 1 : (size_t)tr->train_count, sizeof(int64_t),
+                             "shuffle order", err);
         tr->rows = mtl_alloc((size_t)capacity, sizeof(int64_t), "batch rows", err);
         tr->best = mtl_alloc(m->params.size, sizeof(float), "best parameters", err);
         if (!tr->perm || !tr->rows || !tr->best) rc = MTL_ERR;
@@ -639,16 +878,10 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     /* each task starts at its base rate (or mean), over all ranks' rows */
     if (rc == MTL_OK) {
         double stats[2 * MTL_MAX_TASKS] = {0};
-        const mtl_dataset *ds = &tr->train;
-        int64_t b0 = whole ? 0 : 0, n0 = ds->n_rows;
-        if (whole) mtl_shard_range(ds->n_total, d->rank, d->world, &b0, &n0);
-        for (int64_t i = b0; i < b0 + n0; i++)
-            for (int t = 0; t < shape.T; t++) {
-                float y = ds->labels[i * shape.T + t];
-                if (isnan(y)) continue;
-                stats[t] += y;
-                stats[shape.T + t] += 1;
-            }
+        for (int t = 0; t < shape.T; t++) {
+            stats[t] = lstats.sum[t];
+            stats[shape.T + t] = lstats.count[t];
+        }
         mtl_dist_sum_doubles(d, stats, (size_t)(2 * shape.T));
         double mean[MTL_MAX_TASKS];
         for (int t = 0; t < shape.T; t++)
@@ -659,8 +892,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
          * parameters); a fixed count, so --data-order global starts the same
          * on any number of ranks */
         int64_t n_init = tr->train_count < CENTER_ROWS ? tr->train_count : CENTER_ROWS;
-        mtl_shuffle(tr->perm, tr->train_count, cfg->seed, 0, whole ? 0 : d->rank);
-        mtl_batch_gather(&tr->batch, &tr->train, tr->perm, (int)n_init);
+        start_epoch(tr, 0);
+        gather_train(tr, 0, (int)n_init);
         mtl_model_center_init(m, &tr->batch);
     }
     /* replicas start identical whatever each rank's generator did */
@@ -780,10 +1013,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     int64_t nonfinite_skipped = 0;
     int tty = root && !cfg->quiet && isatty(STDERR_FILENO);
     for (; pg.epoch < cfg->epochs && !interrupted && !diverged && !stop_early; pg.epoch++) {
-        if (whole)
-            mtl_shuffle(tr->perm, tr->train_count, cfg->seed, pg.epoch, 0);
-        else
-            mtl_shuffle(tr->perm, tr->train_count, cfg->seed, pg.epoch, d->rank);
+        start_epoch(tr, pg.epoch);
         double epoch_t0 = mtl_dist_time(), epoch_samples = 0, last_progress = epoch_t0;
         for (; pg.batch_in_epoch < tr->steps_per_epoch; pg.batch_in_epoch++) {
             if (cfg->max_steps > 0 && pg.step >= cfg->max_steps) break;
@@ -803,7 +1033,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 if (n < 0) n = 0; /* this rank ran out: it still joins every allreduce */
             }
             double step_t0 = mtl_dist_time();
-            mtl_batch_gather(&tr->batch, &tr->train, tr->perm + first, (int)n);
+            gather_train(tr, first, (int)n);
             double count[MTL_MAX_TASKS], loss_sum[MTL_MAX_TASKS] = {0};
             mtl_model_count_labels(m, &tr->batch, count);
             mtl_dist_pending pending;
@@ -921,6 +1151,15 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         train_samples += epoch_samples;
         if (interrupted || diverged) break;
         int hit_max = cfg->max_steps > 0 && pg.step >= cfg->max_steps;
+        if (hit_max && pg.batch_in_epoch < tr->steps_per_epoch) {
+            /* --max-steps inside an epoch: no epoch end; a checkpoint that
+             * resumes at this very step */
+            if (cfg->checkpoint_dir[0] && save_checkpoint(tr, &pg, err) != MTL_OK) {
+                trainer_free(tr);
+                return MTL_EXIT_FAILURE;
+            }
+            break;
+        }
 
         /* epoch end: train loss, validation, early stopping */
         double sums[2 * MTL_MAX_TASKS];

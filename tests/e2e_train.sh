@@ -73,6 +73,22 @@ b=$(ls "$WORK"/resumed/ckpt-*.h5 | sort | tail -1)
 if "$PY" "$SRC/tests/compare_params.py" "$a" "$b"; then ok "resume is bit-identical"
 else fail "resume differs ($a vs $b)"; fi
 
+echo "== streaming: chunks, a stop inside an epoch, and a bit-identical resume =="
+S=(--model mmoe "${D[@]}" --batch-size 100 --seed 9 --dropout 0.1 --quiet --stream --stream-chunk-rows 700)
+dist "${S[@]}" --epochs 2 --checkpoint-dir "$WORK/s_straight"
+dist "${S[@]}" --epochs 2 --checkpoint-dir "$WORK/s_resumed" --max-steps 70
+mpi 1 "${S[@]}" --epochs 2 --checkpoint-dir "$WORK/s_resumed" --resume latest
+a=$(ls "$WORK"/s_straight/ckpt-*.h5 | sort | tail -1)
+b=$(ls "$WORK"/s_resumed/ckpt-*.h5 | sort | tail -1)
+if "$PY" "$SRC/tests/compare_params.py" "$a" "$b"; then ok "streamed resume is bit-identical"
+else fail "streamed resume differs ($a vs $b)"; fi
+if mpi 2 --model ple "${D[@]}" --epochs 1 --batch-size 64 --quiet --stream --stream-chunk-rows 500; then
+  ok "streaming on 2 ranks"
+else fail "streaming on 2 ranks"; fi
+out=$(dist --model mmoe "${D[@]}" --stream --data-order global 2>&1) && fail "stream + global accepted" ||
+  { [[ "$out" == *"--stream: works with --data-order local only"* ]] && ok "stream + global refused" ||
+    fail "stream + global message: $out"; }
+
 echo "== predictions: --predict-out and mtl_dist predict agree =="
 dist --model cgc "${D[@]}" --epochs 1 --batch-size 128 --quiet --predict-out "$WORK/p1.h5" \
   --checkpoint-dir "$WORK/pred"

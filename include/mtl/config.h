@@ -38,6 +38,8 @@ typedef struct {
     char data_path[MTL_PATH_MAX];       /* predict: input */
     char checkpoint_path[MTL_PATH_MAX]; /* predict: model */
     int data_order_global;              /* --data-order local|global */
+    int stream;                         /* read the train shard in chunks, not all at once */
+    int64_t stream_chunk_rows;          /* rows per chunk when streaming */
 
     /* model */
     mtl_model_kind model;
