@@ -1034,10 +1034,16 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             }
             double step_t0 = mtl_dist_time();
             gather_train(tr, first, (int)n);
-            double count[MTL_MAX_TASKS], loss_sum[MTL_MAX_TASKS] = {0};
+            /* one small non-blocking sum, overlapped with the forward: the labelled
+             * counts per task, and two flags that every rank must act on at the
+             * end of this step: a stop signal, and rank 0's checkpoint clock */
+            double count[MTL_MAX_TASKS + 2], loss_sum[MTL_MAX_TASKS] = {0};
             mtl_model_count_labels(m, &tr->batch, count);
+            count[T] = stop_requested ? 1 : 0;
+            count[T + 1] = root && cfg->checkpoint_dir[0] && cfg->checkpoint_every_seconds > 0 &&
+                           mtl_dist_time() - last_ckpt_time >= cfg->checkpoint_every_seconds;
             mtl_dist_pending pending;
-            mtl_dist_sum_doubles_start(d, count, (size_t)T, &pending);
+            mtl_dist_sum_doubles_start(d, count, (size_t)T + 2, &pending);
             if (n > 0) mtl_model_forward(m, &tr->batch, 1);
             mtl_dist_wait(d, &pending);
             if (m->buffers.n > 0 && d->world > 1) {
@@ -1110,18 +1116,11 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                     allreduce_seconds += reduce_seconds;
                 }
             }
-            /* stop or checkpoint: decided together */
-            int want = stop_requested ? 1 : 0;
-            if (root && cfg->checkpoint_dir[0]) {
-                if (cfg->checkpoint_every_steps > 0 && pg.step % cfg->checkpoint_every_steps == 0)
-                    want |= 2;
-                if (cfg->checkpoint_every_seconds > 0 &&
-                    mtl_dist_time() - last_ckpt_time >= cfg->checkpoint_every_seconds)
-                    want |= 2;
-            } else if (cfg->checkpoint_dir[0] && cfg->checkpoint_every_steps > 0 &&
-                       pg.step % cfg->checkpoint_every_steps == 0)
+            /* stop or checkpoint: every rank has the same flags (summed above) */
+            int want = (count[T] > 0 ? 1 : 0) | (count[T + 1] > 0 ? 2 : 0);
+            if (cfg->checkpoint_dir[0] && cfg->checkpoint_every_steps > 0 &&
+                pg.step % cfg->checkpoint_every_steps == 0)
                 want |= 2;
-            if (d->world > 1 || want) want = mtl_dist_max_int(d, want);
             if (want) {
                 pg.batch_in_epoch++; /* this batch is done */
                 if (cfg->checkpoint_dir[0]) {
