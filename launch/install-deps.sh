@@ -12,6 +12,7 @@ packages=(
   libinih-dev                     # INI config files
   zlib1g-dev                      # gzip CSV input
   python3-h5py python3-numpy      # interop tests: files written and read by h5py
+  valgrind                        # memcheck of whole training runs (tests/e2e_valgrind.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@
 #include "mtl/prep.h"
 
 #include <errno.h>
+#include <float.h>
 #include <ini.h>
 #include <math.h>
 #include <stdio.h>
@@ -379,6 +380,9 @@ int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err)
     memset(&st, 0, sizeof st);
     st.path = path;
     st.err = err;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return mtl_fail(err, path, "cannot read: is a directory");
     st.f = fopen(path, "r");
     if (!st.f) return mtl_fail(err, path, "cannot open: %s", strerror(errno));
     int rc = ini_parse_stream(ini_read_line, &st, ini_handler_fn, &st);
@@ -684,6 +688,9 @@ static int parse_number(const char *s, double *out) {
 /* Append every data row of the file at `path` to r. */
 static int read_csv(rowstore *r, const mtl_prep_config *cfg, const char *path, mtl_error *err) {
     line_reader lr = {0};
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return mtl_fail(err, path, "cannot read: is a directory");
     errno = 0;
     lr.gz = gzopen(path, "rb");
     if (!lr.gz)
@@ -767,6 +774,12 @@ static int read_csv(rowstore *r, const mtl_prep_config *cfg, const char *path, m
                 double v;
                 if (!parse_number(field[c], &v)) {
                     rc = mtl_fail(err, where, "column %s: '%s' is not a number (task %s)",
+                                  cfg->col_names[c], field[c], k->name);
+                    break;
+                }
+                if (fabs(v) > FLT_MAX) { /* labels are float32: it would become Inf */
+                    rc = mtl_fail(err, where,
+                                  "column %s: '%s' is out of the float32 range (task %s)",
                                   cfg->col_names[c], field[c], k->name);
                     break;
                 }
@@ -947,6 +960,10 @@ static int encoding_load(encoding *e, const rowstore *r, const mtl_prep_config *
         for (int64_t i = 0; i < m->vocab_len[s]; i++) e->vocab[s][i] = m->vocab[s][i];
     }
     for (int d = 0; d < r->D; d++) {
+        if (!isfinite(m->dense_min[d]) || !isfinite(m->dense_max[d]) ||
+            m->dense_min[d] > m->dense_max[d])
+            return mtl_fail(err, path, "/meta: column %s: bad range [%g, %g]",
+                            cfg->col_names[cfg->dense_col[d]], m->dense_min[d], m->dense_max[d]);
         e->dmin[d] = m->dense_min[d];
         e->dmax[d] = m->dense_max[d];
     }
@@ -960,8 +977,12 @@ static void encode_rows(const encoding *e, const rowstore *r, const int64_t *ord
         int64_t row = order[i];
         for (int s = 0; s < r->S; s++) sparse[i * r->S + s] = e->code[s][r->sparse[row * r->S + s]];
         for (int d = 0; d < r->D; d++) {
-            double range = e->dmax[d] - e->dmin[d];
-            double v = range > 0.0 ? (r->dense[row * r->D + d] - e->dmin[d]) / range : 0.0;
+            /* in halves: max - min overflows to Inf (and Inf / Inf = NaN) for
+             * values near +-DBL_MAX; halving is exact, so the quotient is the
+             * same as without it for every other value */
+            double range = 0.5 * e->dmax[d] - 0.5 * e->dmin[d];
+            double v =
+                range > 0.0 ? (0.5 * r->dense[row * r->D + d] - 0.5 * e->dmin[d]) / range : 0.0;
             if (v < 0.0) v = 0.0;
             if (v > 1.0) v = 1.0;
             dense[i * r->D + d] = (float)v;

@@ -1,6 +1,7 @@
 /* mtl_prep: CSV -> HDF5 datasets, and synthetic datasets. Argument parsing
  * only; the work is in src/prep.c and src/synth.c. Exit codes: 0 ok,
- * 1 error (bad input data, I/O), 2 usage error. */
+ * 1 error (bad input data, I/O), 2 usage error or bad --config file (as
+ * mtl_dist). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -217,6 +218,13 @@ int main(int argc, char **argv) {
     memset(&err, 0, sizeof err);
     int status;
     if (!a.synth) {
+        /* a bad config file is a usage error (exit 2), found before any input is read */
+        mtl_prep_config pc;
+        if (mtl_prep_config_load(&pc, a.prep.config_path, &err) != MTL_OK) {
+            fprintf(stderr, "mtl_prep: %s\n", err.msg);
+            return 2;
+        }
+        mtl_prep_config_free(&pc);
         status = mtl_prep_run(&a.prep, &err);
     } else if (strcmp(a.kind, "mmoe") == 0) {
         a.mmoe.rows = a.have_rows ? a.rows : 100000;
