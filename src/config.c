@@ -782,6 +782,9 @@ int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
     if (cfg->command == MTL_CMD_TRAIN && cfg->train_path[0] == '\0')
         return mtl_fail(err, NULL,
                         "no training data: give --train FILE (or train = FILE in the config)");
+    if (cfg->command == MTL_CMD_TRAIN && cfg->predict_out[0] && cfg->test_path[0] == '\0')
+        return mtl_fail(
+            err, NULL, "--predict-out: writes the test set's predictions, so it needs --test FILE");
     if (cfg->command == MTL_CMD_PREDICT) {
         if (cfg->checkpoint_path[0] == '\0')
             return mtl_fail(err, NULL, "predict needs --checkpoint FILE (the model to load)");

@@ -478,6 +478,19 @@ static void prune_checkpoints(const char *dir, int keep) {
         if (is_checkpoint_name(e->d_name, &s)) steps[n++] = s;
     }
     closedir(dp);
+    /* temporaries of runs that were killed while writing (never read back) */
+    dp = opendir(dir);
+    char mine[64];
+    snprintf(mine, sizeof mine, ".tmp.%ld", (long)getpid());
+    while (dp && (e = readdir(dp))) {
+        const char *tmp = strstr(e->d_name, ".h5.tmp.");
+        if (strncmp(e->d_name, "ckpt-", 5) == 0 && tmp && !strstr(e->d_name, mine)) {
+            char path[MTL_PATH_MAX + 300];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (dp) closedir(dp);
     for (int i = 0; i < n; i++) {
         int newer = 0;
         for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
@@ -534,6 +547,19 @@ static int save_checkpoint(trainer *tr, const progress *pg, mtl_error *err) {
 }
 
 /* ---- setup ---- */
+
+/* mkdir -p */
+static int mkdir_parents(const char *path) {
+    char buf[MTL_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
 
 /* An output file can be created: its directory exists and it is not a
  * directory itself. */
@@ -974,7 +1000,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     /* the checkpoint directory before the metrics file: a failure leaves no empty file */
     if (root && cfg->checkpoint_dir[0]) {
         struct stat sb;
-        if (stat(cfg->checkpoint_dir, &sb) != 0 && mkdir(cfg->checkpoint_dir, 0777) != 0)
+        if (stat(cfg->checkpoint_dir, &sb) != 0 && mkdir_parents(cfg->checkpoint_dir) != 0)
             rc = mtl_fail(err, cfg->checkpoint_dir, "cannot create checkpoint directory: %s",
                           strerror(errno));
         else if (stat(cfg->checkpoint_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
@@ -1241,7 +1267,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                     ? "checkpoint written: rerun the same command with --resume latest to continue"
                     : "no --checkpoint-dir was given, so nothing was saved");
         trainer_free(tr);
-        return MTL_EXIT_INTERRUPTED;
+        /* 75 promises a checkpoint to resume from */
+        return cfg->checkpoint_dir[0] ? MTL_EXIT_INTERRUPTED : MTL_EXIT_FAILURE;
     }
 
     /* the end: best weights, test metrics, predictions */

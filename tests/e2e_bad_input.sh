@@ -293,7 +293,7 @@ expect output "--metrics-out a directory" 1 1 "out/adir: --metrics-out: is a dir
 expect output "--predict-out a directory" 1 1 "out/adir: --predict-out: is a directory" dist "${TR[@]}" --predict-out "@O@/adir" --metrics-out "@O@/m.jsonl" --checkpoint-dir "@O@/ck"
 expect output "--predict-out under a regular file" 1 1 "out/regfile is not a directory" dist "${TR[@]}" --predict-out "@O@/regfile/p.h5" --metrics-out "@O@/m.jsonl" --checkpoint-dir "@O@/ck"
 expect output "--checkpoint-dir a regular file" 1 1 "out/regfile: --checkpoint-dir: not a directory" dist "${TR[@]}" --checkpoint-dir "@O@/regfile" --metrics-out "@O@/m.jsonl" --predict-out "@O@/p.h5"
-expect output "--checkpoint-dir under a missing directory" 1 1 "out/nodir/ck: cannot create checkpoint directory: No such file or directory" dist "${TR[@]}" --checkpoint-dir "@O@/nodir/ck" --metrics-out "@O@/m.jsonl" --predict-out "@O@/p.h5"
+expect output "--checkpoint-dir under a regular file" 1 1 "out/regfile/ck: cannot create checkpoint directory: Not a directory" dist "${TR[@]}" --checkpoint-dir "@O@/regfile/ck" --metrics-out "@O@/m.jsonl" --predict-out "@O@/p.h5"
 expect output "--checkpoint-dir a regular file, 2 ranks" 2 1 "out/regfile: --checkpoint-dir: not a directory" dist "${TR[@]}" --checkpoint-dir "@O@/regfile" --metrics-out "@O@/m.jsonl" --predict-out "@O@/p.h5"
 expect output "predict --predict-out in a missing directory" 1 1 "out/nodir/p.h5: --predict-out: directory" dist predict --data "$D/test.h5" --checkpoint "$MMOE" --predict-out "@O@/nodir/p.h5" --quiet
 expect output "predict --predict-out a directory" 1 1 "out/adir: --predict-out: is a directory" dist predict --data "$D/test.h5" --checkpoint "$MMOE" --predict-out "@O@/adir" --quiet

@@ -486,6 +486,12 @@ static void test_validate(void **state) {
                __LINE__);
     strcpy(c.train_path, "t.h5");
     EXPECT_OK(mtl_config_validate(&c, &e), &e);
+    strcpy(c.predict_out, "p.h5"); /* predictions are of the test set */
+    expect_msg(mtl_config_validate(&c, &e), &e, "--predict-out: writes the test set's predictions",
+               __FILE__, __LINE__);
+    strcpy(c.test_path, "test.h5");
+    EXPECT_OK(mtl_config_validate(&c, &e), &e);
+    c.predict_out[0] = c.test_path[0] = '\0';
 
     mtl_config b = c;
     b.model = MTL_MODEL_ESMM;
