@@ -25,6 +25,21 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
+# OpenBLAS starts its thread pool when the library loads, before mtl_dist can
+# call openblas_set_num_threads: size it from --threads (default 1) so idle
+# pool threads do not spin on the cores the other ranks use.
+threads=1
+prev=""
+for a in "$@"; do
+  case "$a" in --threads=*) threads=${a#--threads=} ;; esac
+  [ "$prev" = "--threads" ] && threads=$a
+  prev=$a
+done
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$threads}
 extra=()
-[ "$n" -gt "$(nproc)" ] && extra+=(--oversubscribe)
-exec mpirun -np "$n" "${extra[@]}" --bind-to none "$bin" "$@"
+if [ $((n * threads)) -gt "$(nproc)" ]; then
+  extra+=(--oversubscribe --bind-to none)   # more work than cores: let the kernel place it
+else
+  extra+=(--map-by "slot:PE=$threads" --bind-to core)  # one rank per core (or per $threads cores)
+fi
+exec mpirun -np "$n" "${extra[@]}" "$bin" "$@"
