@@ -348,8 +348,10 @@ static void center_columns(float *z, int ld, float *bias, int B, int D) {
 
 void mtl_model_center_init(mtl_model *m, const mtl_batch *b) {
     if (m->batch_norm || b->n < 2) return; /* batch norm centers by itself */
+    mtl_batch rows = *b;
+    if (rows.n > m->max_batch) rows.n = m->max_batch; /* what the arena holds */
     m->centering = 1;
-    mtl_model_forward(m, b, 0);
+    mtl_model_forward(m, &rows, 0);
     m->centering = 0;
 }
 
