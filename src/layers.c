@@ -10,6 +10,36 @@
 
 #include "hot.h"
 
+/* Inlined bodies take widths the dispatchers pass as constants for the usual
+ * sizes, so each row compiles to a few unrolled vector instructions. */
+#define MTL_INLINE static inline __attribute__((always_inline))
+
+/* 8-float vectors (GCC/Clang vector extensions): explicit, because the loops
+ * below are short (an expert is 8..64 wide) and GCC leaves them scalar when it
+ * cannot prove the rows do not alias. Each target clone compiles them to its
+ * widest registers. */
+typedef float v8f __attribute__((vector_size(32)));
+MTL_INLINE v8f load8(const float *p) {
+    v8f v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+MTL_INLINE void store8(float *p, v8f v) {
+    __builtin_memcpy(p, &v, sizeof v);
+}
+typedef float v4f __attribute__((vector_size(16)));
+MTL_INLINE v4f load4(const float *p) {
+    v4f v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+MTL_INLINE void store4(float *p, v4f v) {
+    __builtin_memcpy(p, &v, sizeof v);
+}
+MTL_INLINE float hsum8(v8f v) {
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -154,11 +184,61 @@ void mtl_sigmoid_forward(float *y, const float *x, size_t n) {
 /* K is the number of experts (a handful), so these run per row with scalar
  * loops; y may alias x and dx may alias dy (each element is read before the
  * same element is written). */
+/* exp of 8 values <= 0 (softmax after subtracting the row's max): Cephes'
+ * expf (Moshier), a degree-6 polynomial on [-ln2/2, ln2/2] times 2^n, within
+ * 2 ulp of expf; inputs below -87 give exp(-87), which is 0 next to the
+ * row's max term exp(0) = 1. */
+typedef int v8i __attribute__((vector_size(32)));
+MTL_INLINE v8f exp8_nonpositive(v8f x) {
+    const v8f lo = {-87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f};
+    v8i below = x < lo; /* all ones where true: a branch-free select */
+    x = (v8f)(((v8i)lo & below) | ((v8i)x & ~below));
+    v8f t = x * 1.44269504088896341f - 0.5f; /* round half away from zero, t <= 0 */
+    v8i n = __builtin_convertvector(t, v8i);
+    v8f nf = __builtin_convertvector(n, v8f);
+    v8f r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+    v8f p = 1.9875691500E-4f * r + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    v8f e = p * r * r + r + 1.0f;
+    v8i bits = (n + 127) << 23; /* 2^n, n >= -126 */
+    v8f scale;
+    __builtin_memcpy(&scale, &bits, sizeof scale);
+    return e * scale;
+}
+
+MTL_INLINE float max8(v8f v) {
+    float m = v[0];
+    for (int k = 1; k < 8; k++) m = v[k] > m ? v[k] : m;
+    return m;
+}
+
+/* y may alias x. Gates mix 1..16 experts: those rows are one or two vectors. */
 MTL_HOT void mtl_softmax_forward(float *y, int y_ld, const float *x, int x_ld, int B, int K) {
     if (K <= 0) return;
     for (int i = 0; i < B; i++) {
         const float *xr = x + (size_t)i * x_ld;
         float *yr = y + (size_t)i * y_ld;
+        if (K == 8) { /* the default MMoE/CGC/PLE gate: one vector */
+            v8f a = load8(xr);
+            v8f e = exp8_nonpositive(a - max8(a));
+            store8(yr, e * (1.0f / hsum8(e)));
+            continue;
+        }
+        if (K <= 16) {
+            v8f a, b;
+            for (int k = 0; k < 8; k++) a[k] = k < K ? xr[k] : -INFINITY;
+            for (int k = 0; k < 8; k++) b[k] = k + 8 < K ? xr[k + 8] : -INFINITY;
+            float ma = max8(a), mb = max8(b), m = ma > mb ? ma : mb;
+            v8f ea = exp8_nonpositive(a - m), eb = exp8_nonpositive(b - m);
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += k < 8 ? ea[k] : eb[k - 8];
+            float inv = 1.0f / s; /* s >= 1: the max term is exp(0) */
+            for (int k = 0; k < K; k++) yr[k] = (k < 8 ? ea[k] : eb[k - 8]) * inv;
+            continue;
+        }
         float m = xr[0];
         for (int k = 1; k < K; k++) m = xr[k] > m ? xr[k] : m;
         float s = 0.0f;
@@ -167,7 +247,7 @@ MTL_HOT void mtl_softmax_forward(float *y, int y_ld, const float *x, int x_ld, i
             yr[k] = e;
             s += e;
         }
-        float inv = 1.0f / s; /* s >= 1 because the max term is exp(0) */
+        float inv = 1.0f / s;
         for (int k = 0; k < K; k++) yr[k] *= inv;
     }
 }
@@ -198,37 +278,6 @@ static inline float dot_f32(const float *restrict a, const float *restrict b, in
     float s = 0.0f;
     for (; j < n; j++) s += a[j] * b[j];
     return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-/* The bodies take D as an argument that the dispatchers below pass as a
- * constant for the usual expert widths, so each row's loops compile to a few
- * unrolled vector instructions instead of a generic loop with remainders. */
-#define MTL_INLINE static inline __attribute__((always_inline))
-
-/* 8-float vectors (GCC/Clang vector extensions): explicit, because the loops
- * below are short (an expert is 8..64 wide) and GCC leaves them scalar when it
- * cannot prove the rows do not alias. Each target clone compiles them to its
- * widest registers. */
-typedef float v8f __attribute__((vector_size(32)));
-MTL_INLINE v8f load8(const float *p) {
-    v8f v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-}
-MTL_INLINE void store8(float *p, v8f v) {
-    __builtin_memcpy(p, &v, sizeof v);
-}
-typedef float v4f __attribute__((vector_size(16)));
-MTL_INLINE v4f load4(const float *p) {
-    v4f v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-}
-MTL_INLINE void store4(float *p, v4f v) {
-    __builtin_memcpy(p, &v, sizeof v);
-}
-MTL_INLINE float hsum8(v8f v) {
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
 MTL_INLINE void mixture_forward_rows(float *out, int out_ld, const float *gate, int gate_ld,

@@ -387,9 +387,9 @@ static void softmax_case(int B, int K, uint64_t *st) {
 static void test_softmax(void **state) {
     (void)state;
     uint64_t st = 4;
-    const int Ks[] = {1, 3, 8};
+    const int Ks[] = {1, 3, 8, 12, 16, 20}; /* one vector, two, and the scalar path */
     for (int bi = 0; bi < N_BATCH_SIZES; bi++)
-        for (int ki = 0; ki < 3; ki++) softmax_case(batch_sizes[bi], Ks[ki], &st);
+        for (int ki = 0; ki < 6; ki++) softmax_case(batch_sizes[bi], Ks[ki], &st);
 
     /* huge logits: the max subtraction keeps everything finite */
     float x[3] = {1000.0f, 999.0f, -1000.0f}, y[3];
