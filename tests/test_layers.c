@@ -337,7 +337,7 @@ static void softmax_ref_row(const double *x, int K, double *y) {
 }
 static double softmax_objective(const void *ctx) {
     const softmax_ref *c = ctx;
-    double L = 0, y[16];
+    double L = 0, y[64]; /* K <= 64 */
     for (int i = 0; i < c->B; i++) {
         softmax_ref_row(c->x + i * c->K, c->K, y);
         for (int k = 0; k < c->K; k++) L += c->R[i * c->K + k] * y[k];
