@@ -21,12 +21,18 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=$here/build
 out=""
 quick=0
+models="mmoe cgc ple shared_bottom esmm"
+production=1
+repeat=3
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) quick=1 ;;
+    --quick) quick=1; repeat=1 ;;
     --build) build=$2; shift ;;
     --out) out=$2; shift ;;
-    *) echo "usage: launch/bench.sh [--quick] [--build DIR] [--out DIR]" >&2; exit 2 ;;
+    --models) models=$2; shift ;;
+    --no-production) production=0 ;;
+    --repeat) repeat=$2; shift ;;
+    *) echo "usage: launch/bench.sh [--quick] [--build DIR] [--out DIR] [--models \"mmoe ple\"] [--no-production] [--repeat N]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -53,13 +59,19 @@ sgemm=$("$build/tests/bench_sgemm")
 run() { # mode ranks threads model extra...
   local ranks=$2 threads=$3 model=$4
   shift 4
-  local m="$out/$model-$ranks-$threads.jsonl"
-  local t0 t1
-  t0=$(date +%s%N)
-  MTL_DIST="$build/mtl_dist" "$here/launch/local.sh" "$ranks" --model "$model" --threads "$threads" \
-    --quiet --metrics-out "$m" "$@" >/dev/null
-  t1=$(date +%s%N)
-  tail -1 "$m" | "$PY" -c '
+  local m="$out/$model-$ranks-$threads.jsonl" best="" best_sps=0 wall=0
+  for ((r = 0; r < repeat; r++)); do # the best of `repeat` runs: other jobs only slow a run down
+    local t0 t1 sps
+    t0=$(date +%s%N)
+    MTL_DIST="$build/mtl_dist" "$here/launch/local.sh" "$ranks" --model "$model" --threads "$threads" \
+      --quiet --metrics-out "$m" "$@" >/dev/null
+    t1=$(date +%s%N)
+    sps=$(tail -1 "$m" | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.read())["steady_samples_per_sec"] or 0)')
+    if "$PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)" "$sps" "$best_sps"; then
+      best_sps=$sps best=$(tail -1 "$m") wall=$(( (t1 - t0) / 1000000 ))
+    fi
+  done
+  echo "$best" | "$PY" -c '
 import json, sys
 r = json.loads(sys.stdin.read()); s = json.loads(sys.argv[1])
 sps = r["steady_samples_per_sec"]; fl = r["flops_per_sample"]; ceil = s["workload_gflops"]
@@ -67,7 +79,7 @@ gf = sps * fl / 1e9; share = 100 * r["allreduce_share"]; rss = r["peak_rss_mb"]
 name, mode, wall = sys.argv[2], sys.argv[3], float(sys.argv[4])
 print(f"| {name:<13} | {mode:<8} | {sps/1e3:9.0f}k | {wall:6.2f} s | {fl/1e3:8.1f}k | {gf:6.1f} | "
       f"{ceil:6.1f} | {gf/ceil:5.2f} | {share:5.1f}% | {rss:6.1f} MB |")
-' "$sgemm" "$model" "${ranks}x$threads" "$(( (t1 - t0) / 1000000 ))e-3"
+' "$sgemm" "$model" "${ranks}x$threads" "${wall}e-3"
 }
 
 echo "mtl_dist benchmark: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
@@ -76,7 +88,7 @@ echo "single-thread SGEMM: $sgemm"
 echo
 echo "| model         | ranks x threads | samples/s | wall | FLOP/sample | GFLOP/s | SGEMM GFLOP/s | ratio | allreduce | peak RSS/rank |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
-for model in mmoe cgc ple shared_bottom esmm; do
+for model in $models; do
   extra=()
   [ "$model" = esmm ] && extra=(--ctr-task marital --ctcvr-task income)
   if [ "$data" != "${data#synthetic}" ] && [ "$model" = esmm ]; then extra=(--ctr-task click --ctcvr-task conversion); fi
@@ -86,12 +98,13 @@ for model in mmoe cgc ple shared_bottom esmm; do
   done
 done
 
+[ $production -eq 1 ] || exit 0
 echo
 echo "production-size MMoE (synthetic click log: 24 fields x vocab 10,000, embedding_dim 16, 8 dense;"
 echo "8 experts [256,128], towers [64], batch 4096)"
 rows=400000
 steps=60
-if [ $quick -eq 1 ]; then rows=20000; steps=12; fi
+if [ $quick -eq 1 ]; then rows=60000; steps=12; fi
 "$build/mtl_prep" synth --kind ctr --rows $rows --sparse-fields 24 --vocab 10000 --dense-fields 8 \
   --tasks 2 --seed 2 --output-dir "$out/ctr" --split 0.9,0.1 >/dev/null
 # the model's products: experts' and gates' first layers fused (392 -> 8x256 + 2x8),
