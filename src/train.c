@@ -440,21 +440,30 @@ static int is_checkpoint_name(const char *name, int64_t *step) {
     return 1;
 }
 
-/* The newest complete checkpoint in dir (by step; a file that does not load
- * is skipped with a warning). */
-static int find_latest(const char *dir, char *out, size_t cap, int verbose, mtl_error *err) {
+#define MAX_CHECKPOINTS 4096
+
+/* The steps of the ckpt-<step>.h5 files in dir; -1 if dir cannot be read. */
+static int list_checkpoints(const char *dir, int64_t *steps) {
     DIR *dp = opendir(dir);
-    if (!dp)
-        return mtl_fail(err, dir, "--resume latest: cannot open checkpoint directory: %s",
-                        strerror(errno));
-    int64_t steps[4096];
+    if (!dp) return -1;
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(dp)) && n < 4096) {
+    while ((e = readdir(dp)) && n < MAX_CHECKPOINTS) {
         int64_t s;
         if (is_checkpoint_name(e->d_name, &s)) steps[n++] = s;
     }
     closedir(dp);
+    return n;
+}
+
+/* The newest complete checkpoint in dir (by step; a file that does not load
+ * is skipped with a warning). */
+static int find_latest(const char *dir, char *out, size_t cap, int verbose, mtl_error *err) {
+    int64_t steps[MAX_CHECKPOINTS];
+    int n = list_checkpoints(dir, steps);
+    if (n < 0)
+        return mtl_fail(err, dir, "--resume latest: cannot open checkpoint directory: %s",
+                        strerror(errno));
     for (;;) {
         int best = -1;
         for (int i = 0; i < n; i++)
@@ -471,16 +480,11 @@ static int find_latest(const char *dir, char *out, size_t cap, int verbose, mtl_
 }
 
 static void prune_checkpoints(const char *dir, int keep) {
-    DIR *dp = opendir(dir);
-    if (!dp) return;
-    int64_t steps[4096];
-    int n = 0;
+    int64_t steps[MAX_CHECKPOINTS];
+    int n = list_checkpoints(dir, steps);
+    if (n < 0) return;
     struct dirent *e;
-    while ((e = readdir(dp)) && n < 4096) {
-        int64_t s;
-        if (is_checkpoint_name(e->d_name, &s)) steps[n++] = s;
-    }
-    closedir(dp);
+    DIR *dp;
     /* temporaries of runs that were killed while writing (never read back) */
     dp = opendir(dir);
     char mine[64];
