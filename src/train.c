@@ -884,8 +884,10 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         tr->steps_per_epoch = mtl_dist_max_int(d, (int)mine);
     }
 
-    /* micro-batches of MICRO_ROWS rows (batch norm needs the whole local batch) */
-    int micro = cfg->batch_norm || capacity < MICRO_ROWS ? capacity : MICRO_ROWS;
+    /* micro-batches of MICRO_ROWS rows, except with batch norm (its statistics
+     * are over the whole local batch) and BLAS threads (they need big products) */
+    int micro =
+        cfg->batch_norm || cfg->threads > 1 || capacity < MICRO_ROWS ? capacity : MICRO_ROWS;
     rc = mtl_model_create(&tr->m, cfg, &shape, micro, err);
     if (rc != MTL_OK) {
         trainer_free(tr);
