@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,7 +299,9 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
         T = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
         if (sp >= 0) H5Sclose(sp);
         if (a >= 0) H5Aclose(a);
-        if (T < 1 || T > MTL_MAX_TASKS || S < 0 || S > 256 || D < 0)
+        /* D and world_size are stored as int64 and held as int */
+        if (T < 1 || T > MTL_MAX_TASKS || S < 0 || S > 256 || D < 0 || D > INT_MAX ||
+            world < 0 || world > INT_MAX)
             rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
     }
     st->world_size = (int)world;
