@@ -297,10 +297,7 @@ void mtl_group_forward(mtl_model *m, const mtl_group *g, int B) {
     mtl_dense_forward(out, g->out_ld, m->act + g->in, g->in_ld, g->W,
                       g->n_biased == g->n_out ? g->bias : NULL, B, g->in_dim, g->n_out);
     if (g->n_biased > 0 && g->n_biased < g->n_out)
-        for (int b = 0; b < B; b++) {
-            float *row = out + (size_t)b * (size_t)g->out_ld;
-            for (int j = 0; j < g->n_biased; j++) row[j] += g->bias[j];
-        }
+        mtl_bias_forward(out, g->out_ld, g->bias, B, g->n_biased);
 }
 
 /* Columns of an input whose gradient anybody reads: of the model's input row
@@ -324,10 +321,7 @@ void mtl_group_backward(mtl_model *m, const mtl_group *g, int B) {
                        g->in_dim, g->n_out);
     input_grad(m->grad + g->in, g->in_ld, dout, g->out_ld, g->W, B, g->in_dim, g->n_out,
                grad_cols(m, g->in, g->in_dim));
-    for (int b = 0; b < B; b++) {
-        const float *row = dout + (size_t)b * (size_t)g->out_ld;
-        for (int j = 0; j < g->n_biased; j++) g->dbias[j] += row[j];
-    }
+    if (g->n_biased > 0) mtl_bias_backward(g->dbias, dout, g->out_ld, B, g->n_biased);
 }
 
 /* Data-dependent initialization (Kraehenbuehl et al., ICLR 2016; Salimans &

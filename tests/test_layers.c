@@ -434,8 +434,8 @@ static void mixture_case(int B, int K, int D, uint64_t *st) {
     float *gbuf = alloc_fill((size_t)B * g_ld, SENTINEL);
     fill_slice(gbuf + g_off, g_ld, c.g, B, K, st, 0, 1);
     float *ebuf = alloc_fill((size_t)B * e_ld, SENTINEL);
-    const float *expert[8];
-    float *dexpert[8];
+    const float *expert[32];
+    float *dexpert[32];
     for (int k = 0; k < K; k++) {
         expert[k] = ebuf + e_off + k * D;
         fill_slice(ebuf + e_off + k * D, e_ld, c.e + (size_t)k * B * D, B, D, st, -1, 1);
@@ -480,6 +480,33 @@ static void mixture_case(int B, int K, int D, uint64_t *st) {
     free(dgbuf), free(debuf), free(gg), free(ge);
 }
 
+/* The partial bias of fused products: exact sums, columns past n untouched. */
+static void test_bias(void **state) {
+    (void)state;
+    uint64_t st = 9;
+    for (int bi = 0; bi < N_BATCH_SIZES; bi++) {
+        int B = batch_sizes[bi], n = 19, ld = 27;
+        float *out = alloc_fill((size_t)B * ld, 0), *b = alloc_fill((size_t)n, 0);
+        float *db = alloc_fill((size_t)n, 0.5f);
+        double *ref = alloc_d((size_t)B * ld), *dref = alloc_d((size_t)n);
+        for (int j = 0; j < n; j++) b[j] = frand(&st, -1, 1);
+        for (int k = 0; k < B * ld; k++) ref[k] = out[k] = frand(&st, -1, 1);
+        for (int j = 0; j < n; j++) dref[j] = 0.5;
+        for (int i = 0; i < B; i++)
+            for (int j = 0; j < n; j++) dref[j] += out[i * ld + j];
+        mtl_bias_backward(db, out, ld, B, n);
+        mtl_bias_forward(out, ld, b, B, n);
+        for (int i = 0; i < B; i++)
+            for (int j = 0; j < ld; j++) {
+                double want = j < n ? (double)(float)ref[i * ld + j] + b[j] : ref[i * ld + j];
+                assert_true(fabs(out[i * ld + j] - want) <= 1e-6 * (1 + fabs(want)));
+            }
+        for (int j = 0; j < n; j++)
+            assert_true(fabs(db[j] - dref[j]) <= 1e-5 * (1 + fabs(dref[j])));
+        free(out), free(b), free(db), free(ref), free(dref);
+    }
+}
+
 static void test_mixture(void **state) {
     (void)state;
     uint64_t st = 5;
@@ -488,6 +515,12 @@ static void test_mixture(void **state) {
             mixture_case(batch_sizes[bi], K, 6, &st);
             if (K == 3 || K == 8) mixture_case(batch_sizes[bi], K, 19, &st); /* D past 8 lanes */
         }
+    /* the vector paths: widths that are multiples of 8 (8, 16, 32 are
+     * specialized), and 8 experts at a time with a remainder */
+    const int Ks[] = {1, 5, 8, 12, 16, 17}, Ds[] = {8, 16, 24, 32};
+    for (int bi = 0; bi < N_BATCH_SIZES; bi++)
+        for (int ki = 0; ki < 6; ki++)
+            for (int di = 0; di < 4; di++) mixture_case(batch_sizes[bi], Ks[ki], Ds[di], &st);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1057,6 +1090,7 @@ int main(void) {
         cmocka_unit_test(test_relu),
         cmocka_unit_test(test_sigmoid),
         cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_bias),
         cmocka_unit_test(test_mixture),
         cmocka_unit_test(test_input),
         cmocka_unit_test(test_batchnorm),

@@ -46,8 +46,14 @@ void mtl_dense_forward(float *out, int out_ld, const float *in, int in_ld, const
 /* dw += dout^T * in; db += column sums of dout (skipped if db NULL);
  * din += dout * w (skipped if din NULL). */
 void mtl_dense_backward(float *din, int din_ld, float *dw, float *db, const float *dout,
-                        int dout_ld, const float *in, int in_ld, const float *w, int B,
-                        int in_dim, int out_dim);
+                        int dout_ld, const float *in, int in_ld, const float *w, int B, int in_dim,
+                        int out_dim);
+
+/* ---- bias over the first n columns of a wider product (fused layers
+ * whose later columns have no bias: gate logits) ----
+ * forward: out[:, j] += b[j]; backward: db[j] += sum over rows of dout[:, j]. */
+void mtl_bias_forward(float *out, int out_ld, const float *b, int B, int n);
+void mtl_bias_backward(float *db, const float *dout, int dout_ld, int B, int n);
 
 /* ---- ReLU, in place on a [B x D] slice ----
  * backward: d *= (y > 0), with y the forward output. */
@@ -72,8 +78,8 @@ void mtl_softmax_backward(float *dx, int dx_ld, const float *dy, int dy_ld, cons
 void mtl_mixture_forward(float *out, int out_ld, const float *gate, int gate_ld,
                          const float *const *expert, int expert_ld, int B, int K, int D);
 void mtl_mixture_backward(float *dgate, int dgate_ld, float *const *dexpert, const float *dout,
-                          int dout_ld, const float *gate, int gate_ld,
-                          const float *const *expert, int expert_ld, int B, int K, int D);
+                          int dout_ld, const float *gate, int gate_ld, const float *const *expert,
+                          int expert_ld, int B, int K, int D);
 
 /* ---- input row: one embedding per categorical field, then the dense features ----
  * sparse [B x S] int32 indices (already validated to be < vocab), table[s] is
@@ -92,18 +98,17 @@ void mtl_input_backward(float *const *dtable, const int *dims, int S, const int3
  *   running = (1 - momentum) * running + momentum * batch  (unbiased var).
  * y may alias x. */
 void mtl_batchnorm_forward_train(float *y, int y_ld, float *xhat, float *invstd,
-                                 float *running_mean, float *running_var, const float *x,
-                                 int x_ld, const float *gamma, const float *beta, int B, int D,
+                                 float *running_mean, float *running_var, const float *x, int x_ld,
+                                 const float *gamma, const float *beta, int B, int D,
                                  float momentum, float eps);
-void mtl_batchnorm_forward_infer(float *y, int y_ld, const float *x, int x_ld,
-                                 const float *gamma, const float *beta,
-                                 const float *running_mean, const float *running_var, int B,
-                                 int D, float eps);
+void mtl_batchnorm_forward_infer(float *y, int y_ld, const float *x, int x_ld, const float *gamma,
+                                 const float *beta, const float *running_mean,
+                                 const float *running_var, int B, int D, float eps);
 /* dgamma += sum(dy*xhat), dbeta += sum(dy), dx += (train-mode backward).
  * dx must not alias dy. */
 void mtl_batchnorm_backward(float *dx, int dx_ld, float *dgamma, float *dbeta, const float *dy,
-                            int dy_ld, const float *xhat, const float *invstd,
-                            const float *gamma, int B, int D);
+                            int dy_ld, const float *xhat, const float *invstd, const float *gamma,
+                            int B, int D);
 
 /* ---- inverted dropout: keep with probability 1-p, scale kept by 1/(1-p) ----
  * mask [B x D] contiguous receives 0 or 1/(1-p). p == 0 writes all-ones mask. */
@@ -118,13 +123,12 @@ void mtl_dropout_backward(float *d, int d_ld, const float *mask, int B, int D);
  * Returns the SUM of (weighted) per-sample losses; *count += number of
  * non-missing labels. Writes dlogit[b] = grad_scale * weight * dloss/dlogit
  * (0 where missing); dlogit has stride dlogit_ld. dlogit may be NULL. */
-double mtl_bce_logits(float *dlogit, int dlogit_ld, const float *logit, int ld,
-                      const float *label, int label_ld, const float *weight, int B,
-                      float grad_scale, int64_t *count);
+double mtl_bce_logits(float *dlogit, int dlogit_ld, const float *logit, int ld, const float *label,
+                      int label_ld, const float *weight, int B, float grad_scale, int64_t *count);
 /* BCE on a probability p (ESMM's pCTCVR = pCTR * pCVR, not a logit):
  * clamped to [1e-7, 1-1e-7]; writes dp = grad_scale * weight * dloss/dp. */
-double mtl_bce_prob(float *dp, int dp_ld, const float *p, int ld, const float *label,
-                    int label_ld, const float *weight, int B, float grad_scale, int64_t *count);
+double mtl_bce_prob(float *dp, int dp_ld, const float *p, int ld, const float *label, int label_ld,
+                    const float *weight, int B, float grad_scale, int64_t *count);
 /* squared error: loss = (pred - y)^2, dpred = grad_scale * weight * 2 (pred - y) */
 double mtl_mse(float *dpred, int dpred_ld, const float *pred, int ld, const float *label,
                int label_ld, const float *weight, int B, float grad_scale, int64_t *count);
