@@ -49,7 +49,8 @@ const char *mtl_optim_name(mtl_optim_kind kind) {
  * the uncorrected sqrt(v) -- the paper's "epsilon hat" form, not the
  * m_hat / (sqrt(v_hat) + eps) of PyTorch. The two differ only through eps. */
 MTL_HOT static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
-                        float *restrict v, size_t n, float lr_t, float b1, float b2, float eps) {
+                                float *restrict v, size_t n, float lr_t, float b1, float b2,
+                                float eps) {
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
@@ -65,8 +66,8 @@ MTL_HOT static void adam_update(float *restrict p, const float *restrict g, floa
 
 /* SGD, PyTorch-style momentum (no dampening, not Nesterov):
  *   buf = mu*buf + g;  p -= lr*buf.   mu == 0 is plain SGD and skips buf. */
-MTL_HOT static void sgd_update(float *restrict p, const float *restrict g, float *restrict buf, size_t n,
-                       float lr, float mu) {
+MTL_HOT static void sgd_update(float *restrict p, const float *restrict g, float *restrict buf,
+                               size_t n, float lr, float mu) {
     if (mu == 0.0f) {
         for (size_t i = 0; i < n; i++) p[i] -= lr * g[i];
         return;
@@ -83,7 +84,7 @@ MTL_HOT static void sgd_update(float *restrict p, const float *restrict g, float
  *   acc += g^2;  p -= lr * g / (sqrt(acc) + eps)
  * (Keras 3 puts eps inside the sqrt; with acc >= 0.1 the difference is nil.) */
 MTL_HOT static void adagrad_update(float *restrict p, const float *restrict g, float *restrict acc,
-                           size_t n, float lr, float eps) {
+                                   size_t n, float lr, float eps) {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float ai = acc[i] + gi * gi;
@@ -120,4 +121,16 @@ MTL_HOT void mtl_add_l2(float *g, const float *p, size_t n, float l2) {
     float *restrict gr = g;
     const float *restrict pr = p;
     for (size_t i = 0; i < n; i++) gr[i] += c * pr[i];
+}
+
+/* On the bits: a NaN or Inf has all exponent bits set. An OR of integers
+ * vectorizes; a float sum would not without -ffast-math. */
+MTL_HOT int mtl_all_finite(const float *x, size_t n) {
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad == 0;
 }

@@ -1124,11 +1124,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             mtl_dist_sum_floats(d, m->params.grads, m->params.size);
             double reduce_seconds = mtl_dist_time() - reduce_t0;
             /* the summed gradient is the same on every rank: so is this test */
-            int finite = 1;
-            float sum = 0;
-            for (size_t i = 0; i < m->params.size; i++) sum += m->params.grads[i] * 0.0f;
-            finite = sum == 0.0f; /* NaN*0 = NaN, Inf*0 = NaN */
-            if (!finite) {
+            if (!mtl_all_finite(m->params.grads, m->params.size)) {
                 int my_task = 0;
                 for (int t = 0; t < T && !my_task; t++)
                     if (!isfinite(loss_sum[t])) my_task = t + 1;

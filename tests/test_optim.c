@@ -161,8 +161,26 @@ static void test_l2(void **state) {
     for (int i = 0; i < 5; i++) assert_near(g[i], want[i], 1e-7);
 }
 
+static void test_all_finite(void **state) {
+    (void)state;
+    float x[37];
+    for (int i = 0; i < 37; i++) x[i] = (float)i - 18.5f;
+    x[3] = 3.4e38f; /* large but finite */
+    assert_true(mtl_all_finite(x, 37));
+    assert_true(mtl_all_finite(x, 0));
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int b = 0; b < 3; b++)
+        for (int at = 0; at < 37; at += 12) {
+            float y[37];
+            memcpy(y, x, sizeof y);
+            y[at] = bad[b];
+            assert_false(mtl_all_finite(y, 37));
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_all_finite),
         cmocka_unit_test(test_defaults_and_names),
         cmocka_unit_test(test_adam_two_steps),
         cmocka_unit_test(test_adam_eps_placement),

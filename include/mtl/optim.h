@@ -26,8 +26,11 @@ const char *mtl_optim_name(mtl_optim_kind kind);
  * see mtl_add_l2). m and v are state buffers of n floats (v unused by SGD,
  * m unused by Adagrad). step is the 1-based update count (Adam's bias
  * correction). For Adagrad v must start at adagrad_init. */
-void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, float *v,
-                      size_t n, int64_t step);
+void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, float *v, size_t n,
+                      int64_t step);
+
+/* 1 if no value is NaN or Inf (the check before every update). */
+int mtl_all_finite(const float *x, size_t n);
 
 /* g += 2 * l2 * p over n values (gradient of l2 * ||p||^2, Keras' l2). */
 void mtl_add_l2(float *g, const float *p, size_t n, float l2);
