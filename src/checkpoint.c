@@ -46,39 +46,44 @@ static int attr_write_strings(hid_t loc, const char *name, const char *const *va
     return rc;
 }
 
-/* Read a numeric attribute of exactly n elements (n == 0: scalar). */
-static int attr_read(hid_t loc, const char *name, hid_t mem_type, hsize_t n, void *buf,
+/* Open attribute `name` holding exactly n values (n == 0: a scalar). */
+static int attr_open(hid_t loc, const char *name, hsize_t n, hid_t *a, hid_t *space,
                      const char *path, mtl_error *err) {
+    *a = *space = -1;
     if (H5Aexists(loc, name) <= 0)
         return mtl_fail(err, path, "not a complete mtl_dist checkpoint: attribute %s missing",
                         name);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t space = a < 0 ? -1 : H5Aget_space(a);
-    hssize_t count = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
-    int rc = MTL_OK;
+    *a = H5Aopen(loc, name, H5P_DEFAULT);
+    *space = *a < 0 ? -1 : H5Aget_space(*a);
+    hssize_t count = *space < 0 ? -1 : H5Sget_simple_extent_npoints(*space);
     if (count < 0 || (hsize_t)count != (n == 0 ? 1 : n))
-        rc = mtl_fail(err, path, "attribute %s: expected %llu values", name,
-                      (unsigned long long)(n == 0 ? 1 : n));
-    else if (H5Aread(a, mem_type, buf) < 0)
-        rc = mtl_fail(err, path, "attribute %s: cannot read", name);
+        return mtl_fail(err, path, "attribute %s: expected %llu values", name,
+                        (unsigned long long)(n == 0 ? 1 : n));
+    return MTL_OK;
+}
+
+static void attr_close(hid_t a, hid_t space) {
     if (space >= 0) H5Sclose(space);
     if (a >= 0) H5Aclose(a);
+}
+
+/* Read a numeric attribute of exactly n elements (n == 0: scalar). */
+static int attr_read(hid_t loc, const char *name, hid_t mem_type, hsize_t n, void *buf,
+                     const char *path, mtl_error *err) {
+    hid_t a, space;
+    int rc = attr_open(loc, name, n, &a, &space, path, err);
+    if (rc == MTL_OK && H5Aread(a, mem_type, buf) < 0)
+        rc = mtl_fail(err, path, "attribute %s: cannot read", name);
+    attr_close(a, space);
     return rc;
 }
 
 /* Read string attribute values (vlen or fixed) into out[i] (cap bytes each). */
 static int attr_read_strings(hid_t loc, const char *name, int n, char *out, size_t cap,
                              const char *path, mtl_error *err) {
-    if (H5Aexists(loc, name) <= 0)
-        return mtl_fail(err, path, "not a complete mtl_dist checkpoint: attribute %s missing",
-                        name);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t space = a < 0 ? -1 : H5Aget_space(a);
-    hssize_t count = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
-    int rc = MTL_OK;
-    if (count != (n == 0 ? 1 : n)) {
-        rc = mtl_fail(err, path, "attribute %s: expected %d strings", name, n == 0 ? 1 : n);
-    } else {
+    hid_t a, space;
+    int rc = attr_open(loc, name, (hsize_t)n, &a, &space, path, err);
+    if (rc == MTL_OK) {
         int k = n == 0 ? 1 : n;
         char **vals = calloc((size_t)k, sizeof *vals);
         hid_t t = H5Tcopy(H5T_C_S1);
@@ -99,8 +104,7 @@ static int attr_read_strings(hid_t loc, const char *name, int n, char *out, size
         H5Tclose(t);
         free(vals);
     }
-    if (space >= 0) H5Sclose(space);
-    if (a >= 0) H5Aclose(a);
+    attr_close(a, space);
     return rc;
 }
 
@@ -113,14 +117,15 @@ static int write_tensor(hid_t group, const mtl_tensor *t, const float *block, co
                         : H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT,
                                      H5P_DEFAULT, H5P_DEFAULT);
     herr_t rc =
-        d < 0 ? -1 : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, block + t->offset);
+        d < 0 ? -1
+              : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, block + t->offset);
     if (d >= 0) H5Dclose(d);
     if (space >= 0) H5Sclose(space);
     return rc < 0 ? mtl_fail(err, path, "cannot write tensor %s", t->name) : MTL_OK;
 }
 
-static int write_block(hid_t file, const char *group_name, const mtl_params *p,
-                       const float *block, const char *path, mtl_error *err) {
+static int write_block(hid_t file, const char *group_name, const mtl_params *p, const float *block,
+                       const char *path, mtl_error *err) {
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     hid_t g = H5Gcreate2(file, group_name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
@@ -201,8 +206,8 @@ int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
     int64_t S = sh->S, D = sh->D, world = st->world_size;
     rc = rc ? rc : attr_write_string(f, "format", FORMAT, path, err);
     rc = rc ? rc : attr_write(f, "step", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->step, path, err);
-    rc = rc ? rc
-            : attr_write(f, "epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->epoch, path, err);
+    rc =
+        rc ? rc : attr_write(f, "epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->epoch, path, err);
     rc = rc ? rc
             : attr_write(f, "batch_in_epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0,
                          &st->batch_in_epoch, path, err);
@@ -216,14 +221,14 @@ int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
             : attr_write(f, "best_metric", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 0, &st->best_metric,
                          path, err);
     rc = rc ? rc
-            : attr_write(f, "best_epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->best_epoch,
-                         path, err);
+            : attr_write(f, "best_epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->best_epoch, path,
+                         err);
     rc = rc ? rc
-            : attr_write(f, "bad_epochs", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->bad_epochs,
-                         path, err);
+            : attr_write(f, "bad_epochs", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->bad_epochs, path,
+                         err);
     rc = rc ? rc
-            : attr_write(f, "train_loss_sum", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE,
-                         (hsize_t)sh->T, st->train_loss_sum, path, err);
+            : attr_write(f, "train_loss_sum", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, (hsize_t)sh->T,
+                         st->train_loss_sum, path, err);
     rc = rc ? rc
             : attr_write(f, "train_count", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, (hsize_t)sh->T,
                          st->train_count, path, err);
@@ -241,7 +246,8 @@ int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
     rc = rc ? rc : write_block(f, "params", &m->params, m->params.values, path, err);
     rc = rc ? rc : write_block(f, "optimizer/m", &m->params, m->params.m, path, err);
     rc = rc ? rc : write_block(f, "optimizer/v", &m->params, m->params.v, path, err);
-    if (m->buffers.n > 0) rc = rc ? rc : write_block(f, "buffers", &m->buffers, m->buffers.values, path, err);
+    if (m->buffers.n > 0)
+        rc = rc ? rc : write_block(f, "buffers", &m->buffers, m->buffers.values, path, err);
     if (best) rc = rc ? rc : write_block(f, "best", &m->params, best, path, err);
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 && rc == MTL_OK)
         rc = mtl_fail(err, path, "cannot flush (disk full?)");
@@ -284,7 +290,8 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
     int64_t S = 0, D = 0, world = 0, T = 0;
     rc = rc ? rc : attr_read(f, "step", H5T_NATIVE_INT64, 0, &st->step, path, err);
     rc = rc ? rc : attr_read(f, "epoch", H5T_NATIVE_INT64, 0, &st->epoch, path, err);
-    rc = rc ? rc : attr_read(f, "batch_in_epoch", H5T_NATIVE_INT64, 0, &st->batch_in_epoch, path, err);
+    rc = rc ? rc
+            : attr_read(f, "batch_in_epoch", H5T_NATIVE_INT64, 0, &st->batch_in_epoch, path, err);
     rc = rc ? rc : attr_read(f, "world_size", H5T_NATIVE_INT64, 0, &world, path, err);
     rc = rc ? rc : attr_read(f, "seed", H5T_NATIVE_UINT64, 0, &st->seed, path, err);
     rc = rc ? rc : attr_read(f, "dropout_rng", H5T_NATIVE_UINT64, 4, st->dropout_rng, path, err);
@@ -300,8 +307,8 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
         if (sp >= 0) H5Sclose(sp);
         if (a >= 0) H5Aclose(a);
         /* D and world_size are stored as int64 and held as int */
-        if (T < 1 || T > MTL_MAX_TASKS || S < 0 || S > 256 || D < 0 || D > INT_MAX ||
-            world < 0 || world > INT_MAX)
+        if (T < 1 || T > MTL_MAX_TASKS || S < 0 || S > 256 || D < 0 || D > INT_MAX || world < 0 ||
+            world > INT_MAX)
             rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
     }
     st->world_size = (int)world;
@@ -312,12 +319,19 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
             : attr_read_strings(f, "task_names", (int)T, &st->shape.task_names[0][0],
                                 sizeof st->shape.task_names[0], path, err);
     int64_t regression[MTL_MAX_TASKS];
-    rc = rc ? rc : attr_read(f, "task_regression", H5T_NATIVE_INT64, (hsize_t)T, regression, path, err);
+    rc = rc ? rc
+            : attr_read(f, "task_regression", H5T_NATIVE_INT64, (hsize_t)T, regression, path, err);
     for (int t = 0; rc == MTL_OK && t < T; t++) st->shape.task_regression[t] = (int)regression[t];
-    rc = rc ? rc : attr_read(f, "train_loss_sum", H5T_NATIVE_DOUBLE, (hsize_t)T, st->train_loss_sum, path, err);
-    rc = rc ? rc : attr_read(f, "train_count", H5T_NATIVE_DOUBLE, (hsize_t)T, st->train_count, path, err);
+    rc = rc ? rc
+            : attr_read(f, "train_loss_sum", H5T_NATIVE_DOUBLE, (hsize_t)T, st->train_loss_sum,
+                        path, err);
+    rc =
+        rc ? rc
+           : attr_read(f, "train_count", H5T_NATIVE_DOUBLE, (hsize_t)T, st->train_count, path, err);
     if (S > 0)
-        rc = rc ? rc : attr_read(f, "vocab_sizes", H5T_NATIVE_INT64, (hsize_t)S, st->shape.vocab_sizes, path, err);
+        rc = rc ? rc
+                : attr_read(f, "vocab_sizes", H5T_NATIVE_INT64, (hsize_t)S, st->shape.vocab_sizes,
+                            path, err);
     rc = rc ? rc : attr_read_strings(f, "config", 0, st->config, sizeof st->config, path, err);
     H5Fclose(f);
     return rc;
@@ -331,7 +345,8 @@ static int read_block(hid_t f, const char *group, const mtl_params *p, float *bl
     for (int i = 0; i < p->n && rc == MTL_OK; i++) {
         const mtl_tensor *t = &p->tensors[i];
         if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0) {
-            rc = mtl_fail(err, path, "/%s/%s missing (checkpoint of another model?)", group, t->name);
+            rc = mtl_fail(err, path, "/%s/%s missing (checkpoint of another model?)", group,
+                          t->name);
             break;
         }
         hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
@@ -342,13 +357,12 @@ static int read_block(hid_t f, const char *group, const mtl_params *p, float *bl
         hsize_t dims[2] = {0, 0};
         int ndims = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
         if (ndims >= 1 && ndims <= 2) H5Sget_simple_extent_dims(sp, dims, NULL);
-        int shape_ok =
-            (ndims == 2 && dims[0] == (hsize_t)t->rows && dims[1] == (hsize_t)t->cols) ||
-            (ndims == 1 && t->rows == 1 && dims[0] == (hsize_t)t->cols);
+        int shape_ok = (ndims == 2 && dims[0] == (hsize_t)t->rows && dims[1] == (hsize_t)t->cols) ||
+                       (ndims == 1 && t->rows == 1 && dims[0] == (hsize_t)t->cols);
         if (npts != (hssize_t)t->size) {
-            rc = mtl_fail(err, path, "/%s/%s: %lld values, the model needs %zu (%lld x %lld)",
-                          group, t->name, (long long)npts, t->size, (long long)t->rows,
-                          (long long)t->cols);
+            rc =
+                mtl_fail(err, path, "/%s/%s: %lld values, the model needs %zu (%lld x %lld)", group,
+                         t->name, (long long)npts, t->size, (long long)t->rows, (long long)t->cols);
         } else if (!shape_ok) {
             char shape[64];
             if (ndims == 2)
@@ -362,8 +376,8 @@ static int read_block(hid_t f, const char *group, const mtl_params *p, float *bl
                           "/%s/%s: shape %s, the model needs [%lld x %lld] (checkpoint of "
                           "another model?)",
                           group, t->name, shape, (long long)t->rows, (long long)t->cols);
-        } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                           block + t->offset) < 0) {
+        } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, block + t->offset) <
+                   0) {
             rc = mtl_fail(err, path, "/%s/%s: cannot read (truncated or corrupt checkpoint?)",
                           group, t->name);
         }

@@ -430,29 +430,29 @@ static int set_optimizer(mtl_config *cfg, const char *value, const char *where, 
     return MTL_OK;
 }
 
-static int set_data_order(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+/* A setting with two words: *out = 0 for `no`, 1 for `yes`, else an error
+ * naming both ("'x' is not a data order (local, global)"). */
+static int two_words(int *out, const char *value, const char *no, const char *yes, const char *what,
+                     const char *where, mtl_error *err) {
     char w[32];
     trimmed(w, sizeof w, value);
-    if (strcmp(w, "local") == 0)
-        cfg->data_order_global = 0;
-    else if (strcmp(w, "global") == 0)
-        cfg->data_order_global = 1;
+    if (strcmp(w, no) == 0)
+        *out = 0;
+    else if (strcmp(w, yes) == 0)
+        *out = 1;
     else
-        return mtl_fail(err, where, "'%s' is not a data order (local, global)", value);
+        return mtl_fail(err, where, "'%s' is not a %s (%s, %s)", value, what, no, yes);
     return MTL_OK;
+}
+
+static int set_data_order(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    return two_words(&cfg->data_order_global, value, "local", "global", "data order", where, err);
 }
 
 static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
                               mtl_error *err) {
-    char w[32];
-    trimmed(w, sizeof w, value);
-    if (strcmp(w, "fixed") == 0)
-        cfg->loss_uncertainty = 0;
-    else if (strcmp(w, "uncertainty") == 0)
-        cfg->loss_uncertainty = 1;
-    else
-        return mtl_fail(err, where, "'%s' is not a loss weighting (fixed, uncertainty)", value);
-    return MTL_OK;
+    return two_words(&cfg->loss_uncertainty, value, "fixed", "uncertainty", "loss weighting", where,
+                     err);
 }
 
 /* Split a comma list into whitespace-trimmed items, calling item() on each.
