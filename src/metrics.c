@@ -92,29 +92,27 @@ double mtl_logloss(const float *p, size_t p_stride, const float *label, size_t l
     return count ? sum / (double)count : NAN;
 }
 
-double mtl_mse_metric(const float *pred, size_t pred_stride, const float *label,
-                      size_t label_stride, size_t n) {
+/* Mean of |pred - y|^power over the labelled rows (power 1 or 2). */
+static double mean_error(const float *pred, size_t pred_stride, const float *label,
+                         size_t label_stride, size_t n, int power) {
     double sum = 0.0;
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
         double y = label[i * label_stride];
         if (isnan(y)) continue;
-        double d = (double)pred[i * pred_stride] - y;
-        sum += d * d;
+        double d = fabs((double)pred[i * pred_stride] - y);
+        sum += power == 2 ? d * d : d;
         count++;
     }
     return count ? sum / (double)count : NAN;
 }
 
+double mtl_mse_metric(const float *pred, size_t pred_stride, const float *label,
+                      size_t label_stride, size_t n) {
+    return mean_error(pred, pred_stride, label, label_stride, n, 2);
+}
+
 double mtl_mae_metric(const float *pred, size_t pred_stride, const float *label,
                       size_t label_stride, size_t n) {
-    double sum = 0.0;
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++) {
-        double y = label[i * label_stride];
-        if (isnan(y)) continue;
-        sum += fabs((double)pred[i * pred_stride] - y);
-        count++;
-    }
-    return count ? sum / (double)count : NAN;
+    return mean_error(pred, pred_stride, label, label_stride, n, 1);
 }
