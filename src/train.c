@@ -297,8 +297,7 @@ typedef struct {
     const mtl_dist *d;
     mtl_dataset train, valid, test;
     int has_valid, has_test;
-    /* rows this rank evaluates in each split (global order mode holds whole files) */
-    int64_t train_begin, train_count;
+    int64_t train_count; /* rows in this rank's training order (global order: all) */
     mtl_model *m;
     mtl_optim opt;
     mtl_batch batch;
@@ -875,7 +874,6 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     if (capacity < CENTER_ROWS) capacity = CENTER_ROWS;
     tr->local_batch = (int)local_count;
     if (whole) {
-        tr->train_begin = 0;
         tr->train_count = tr->train.n_total;
         tr->steps_per_epoch = (tr->train.n_total + cfg->batch_size - 1) / cfg->batch_size;
     } else {
