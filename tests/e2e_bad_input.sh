@@ -13,18 +13,7 @@
 # MPIEXEC, MPIEXEC_NUMPROC_FLAG, PYTHON3, TMPDIR.
 set -euo pipefail
 
-: "${MTL_BIN:?MTL_BIN must be the build directory holding mtl_dist and mtl_prep}"
-MTL_SRC=${MTL_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
-PYTHON3=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
-NPFLAG=${MPIEXEC_NUMPROC_FLAG:--n}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 # more ranks than cores
-OVERSUB=()
-if "$MPIEXEC" --version 2>/dev/null | grep -qi -e 'open mpi' -e openrte; then OVERSUB=(--oversubscribe); fi
-
-DIST=$MTL_BIN/mtl_dist
-PREP=$MTL_BIN/mtl_prep
+source "$(dirname "$0")/common.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_bad_input.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 T_START=$SECONDS

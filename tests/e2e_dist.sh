@@ -13,20 +13,8 @@
 # MTL_DATA_DIR, MPIEXEC, MPIEXEC_NUMPROC_FLAG, PYTHON3, TMPDIR.
 set -euo pipefail
 
-: "${MTL_BIN:?MTL_BIN must be the build directory holding mtl_dist and mtl_prep}"
-MTL_SRC=${MTL_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+source "$(dirname "$0")/common.sh"
 MTL_DATA_DIR=${MTL_DATA_DIR:-}
-PYTHON3=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
-NPFLAG=${MPIEXEC_NUMPROC_FLAG:--n}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 # more ranks than cores
-OVERSUB=()
-if "$MPIEXEC" --version 2>/dev/null | grep -qi -e 'open mpi' -e openrte; then OVERSUB=(--oversubscribe); fi
-
-DIST=$MTL_BIN/mtl_dist
-PREP=$MTL_BIN/mtl_prep
-COMPARE=$MTL_SRC/tests/compare_params.py
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_dist.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 

@@ -9,10 +9,7 @@
 # PYTHON3, TMPDIR.
 set -euo pipefail
 
-: "${MTL_BIN:?MTL_BIN must be the build directory holding mtl_dist and mtl_prep}"
-MTL_SRC=${MTL_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
-PYTHON3=${PYTHON3:-/usr/bin/python3}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source "$(dirname "$0")/common.sh"
 
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "SKIP: valgrind not installed"
@@ -23,8 +20,6 @@ if ldd "$MTL_BIN/mtl_dist" 2>/dev/null | grep -q libasan; then
     exit 0
 fi
 
-DIST=$MTL_BIN/mtl_dist
-PREP=$MTL_BIN/mtl_prep
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_valgrind.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 T_START=$SECONDS

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,7 +26,6 @@
 
 #include "mtl/checkpoint.h"
 
-#define PY "/usr/bin/python3"
 #define DIRNAME "test_checkpoint.d"
 
 /* ---- helpers ---- */
@@ -32,24 +33,6 @@
 static char *tmp_path(char *buf, size_t len, const char *name) {
     snprintf(buf, len, "%s/" DIRNAME "/%s", MTL_TEST_TMP, name);
     return buf;
-}
-
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static void assert_msg(const mtl_error *err, const char *want) {
-    if (!strstr(err->msg, want)) {
-        print_error("error message\n  \"%s\"\ndoes not contain\n  \"%s\"\n", err->msg, want);
-        fail();
-    }
-}
-
-static int have_h5py(void) {
-    static int cached = -1;
-    if (cached < 0) cached = system(PY " -c 'import h5py, numpy' >/dev/null 2>&1") == 0;
-    return cached;
 }
 
 /* Run a python snippet with arguments; the snippet exits non-zero (assert)

@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,31 +21,11 @@
 
 #include "mtl/data.h"
 
-#define PY "/usr/bin/python3"
-
 /* ---- helpers ---- */
 
 static char *tmp_path(char *buf, size_t len, const char *name) {
     snprintf(buf, len, "%s/test_data_%s", MTL_TEST_TMP, name);
     return buf;
-}
-
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static void assert_msg(const mtl_error *err, const char *want) {
-    if (!strstr(err->msg, want)) {
-        print_error("error message\n  \"%s\"\ndoes not contain\n  \"%s\"\n", err->msg, want);
-        fail();
-    }
-}
-
-static int have_h5py(void) {
-    static int cached = -1;
-    if (cached < 0) cached = system(PY " -c 'import h5py, numpy' >/dev/null 2>&1") == 0;
-    return cached;
 }
 
 /* Run tests/h5py_write.py OUT ARGS; fails the test if the script fails. */
