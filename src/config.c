@@ -223,6 +223,8 @@ static int set_config(mtl_config *cfg, const char *value, const char *where, mtl
 static int set_model(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
 static int set_optimizer(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
 static int set_data_order(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+static int set_embedding_update(mtl_config *cfg, const char *value, const char *where,
+                                mtl_error *err);
 static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
                               mtl_error *err);
 static int set_task_types(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
@@ -266,6 +268,7 @@ static const key_def keys[] = {
     K_FLT("momentum", KT_FLOAT, momentum, 0.0, 1.0, 0, 1),
     K_FLT("l2_embedding", KT_FLOAT, l2_embedding, 0.0, INFINITY, 0, 0),
     K_FLT("l2_dnn", KT_FLOAT, l2_dnn, 0.0, INFINITY, 0, 0),
+    K_FN("embedding_update", set_embedding_update),
     K_INT("batch_size", batch_size, 1, 100000000),
     K_INT("epochs", epochs, 1, 1000000000),
     {.name = "seed", .type = KT_U64, .offset = FIELD(seed)},
@@ -447,6 +450,19 @@ static int two_words(int *out, const char *value, const char *no, const char *ye
 
 static int set_data_order(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
     return two_words(&cfg->data_order_global, value, "local", "global", "data order", where, err);
+}
+
+static int set_embedding_update(mtl_config *cfg, const char *value, const char *where,
+                                mtl_error *err) {
+    static const char *const names[] = {"auto", "dense", "sparse"}; /* mtl_embedding_update */
+    char w[32];
+    trimmed(w, sizeof w, value);
+    for (int i = 0; i < 3; i++)
+        if (strcmp(w, names[i]) == 0) {
+            cfg->embedding_update = i;
+            return MTL_OK;
+        }
+    return mtl_fail(err, where, "'%s' is not an embedding update (auto, dense, sparse)", value);
 }
 
 static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
@@ -910,6 +926,11 @@ const char *mtl_config_usage(void) {
            "  --momentum X                  sgd momentum in [0, 1) (default 0)\n"
            "  --l2-embedding X              L2 on embedding tables, >= 0 (default 1e-05)\n"
            "  --l2-dnn X                    L2 on dense weights, >= 0 (default 0)\n"
+           "  --embedding-update MODE       dense, sparse or auto: sparse tables get\n"
+           "                                gradients, exchange and (lazy) optimizer updates\n"
+           "                                only for the rows a step touches; auto = sparse\n"
+           "                                for tables of more than 4 x batch-size rows\n"
+           "                                (default auto)\n"
            "  --batch-size N                global batch over all ranks, 1..100000000\n"
            "                                (default 1024)\n"
            "  --epochs N                    passes over the training set, >= 1 (default 10)\n"

@@ -134,3 +134,28 @@ void mtl_dist_barrier(const mtl_dist *d) {
     if (d->world == 1) return;
     check(d, MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }
+
+void mtl_dist_allgather_ints(const mtl_dist *d, const int *send, int n, int *recv) {
+    if (d->world == 1) {
+        for (int i = 0; i < n; i++) recv[i] = send[i];
+        return;
+    }
+    check(d, MPI_Allgather(send, n, MPI_INT, recv, n, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+}
+
+void mtl_dist_allgatherv_bytes(const mtl_dist *d, const void *send, void *recv,
+                               const int64_t *bytes_of, int *scratch) {
+    int *counts = scratch, *displs = scratch + d->world;
+    int64_t off = 0;
+    for (int r = 0; r < d->world; r++) {
+        check_count(d, (size_t)bytes_of[r], "allgatherv");
+        check_count(d, (size_t)off, "allgatherv");
+        counts[r] = (int)bytes_of[r];
+        displs[r] = (int)off;
+        off += bytes_of[r];
+    }
+    check(d,
+          MPI_Allgatherv(send, counts[d->rank], MPI_BYTE, recv, counts, displs, MPI_BYTE,
+                         MPI_COMM_WORLD),
+          "MPI_Allgatherv of embedding gradient rows");
+}

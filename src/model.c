@@ -222,6 +222,14 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
         m->emb[s] = mtl_params_add(&m->params, name, m->shape.vocab_sizes[s], m->dims[s],
                                    MTL_INIT_EMBEDDING, MTL_REG_EMBEDDING, err);
         if (m->emb[s] < 0) return MTL_ERR;
+        /* --embedding-update auto: a step touches at most batch_size rows of a
+         * table; one of more than 4x that many rows costs more to update and
+         * exchange whole than row by row (a touched row costs a few passes:
+         * collect, exchange, update) */
+        m->params.tensors[m->emb[s]].sparse =
+            cfg->embedding_update == MTL_EMBEDDING_SPARSE ||
+            (cfg->embedding_update == MTL_EMBEDDING_AUTO &&
+             m->shape.vocab_sizes[s] > 4 * (int64_t)cfg->batch_size);
     }
 
     mtl_rng init_rng;
@@ -596,8 +604,8 @@ void mtl_model_backward(mtl_model *m, const mtl_batch *b) {
     memset(m->grad + keep_hi, 0, (m->arena_size - keep_hi) * sizeof(float));
     m->backward_body(m, B);
     if (m->shape.S > 0)
-        mtl_input_backward(m->dtables, m->dims, m->shape.S, b->sparse, b->S, m->grad + m->x0,
-                           m->in_dim, B);
+        mtl_input_backward(m->dtables, m->dims, m->shape.S, b->grad_rows ? b->grad_rows : b->sparse,
+                           b->S, m->grad + m->x0, m->in_dim, B);
 }
 
 static float log_odds(double p) {

@@ -93,25 +93,43 @@ MTL_HOT static void adagrad_update(float *restrict p, const float *restrict g, f
     }
 }
 
-void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, float *v, size_t n,
-                      int64_t step) {
+/* Adam's step size with Keras' bias correction, in double: b2^t is close to 1
+ * for small t and the difference 1 - b2^t loses digits in float. step < 1
+ * would divide by 1 - b1^0 = 0, so it is treated as the first step. */
+static float adam_step_size(const mtl_optim *opt, int64_t step) {
+    double t = step < 1 ? 1.0 : (double)step;
+    return (float)((double)opt->lr * sqrt(1.0 - pow((double)opt->beta2, t)) /
+                   (1.0 - pow((double)opt->beta1, t)));
+}
+
+/* n values at p, g, m, v; lr_t is adam_step_size (Adam only) */
+static void update(const mtl_optim *opt, float *p, const float *g, float *m, float *v, size_t n,
+                   float lr_t) {
     switch (opt->kind) {
-    case MTL_OPT_ADAM: {
-        // bias correction in double: b2^t is close to 1 for small t and the
-        // difference 1 - b2^t loses digits in float. step < 1 would divide by
-        // 1 - b1^0 = 0, so it is treated as the first step.
-        double t = step < 1 ? 1.0 : (double)step;
-        double lr_t = (double)opt->lr * sqrt(1.0 - pow((double)opt->beta2, t)) /
-                      (1.0 - pow((double)opt->beta1, t));
-        adam_update(p, g, m, v, n, (float)lr_t, opt->beta1, opt->beta2, opt->eps);
+    case MTL_OPT_ADAM:
+        adam_update(p, g, m, v, n, lr_t, opt->beta1, opt->beta2, opt->eps);
         break;
-    }
     case MTL_OPT_SGD:
         sgd_update(p, g, m, n, opt->lr, opt->momentum);
         break;
     case MTL_OPT_ADAGRAD:
         adagrad_update(p, g, v, n, opt->lr, opt->eps);
         break;
+    }
+}
+
+void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, float *v, size_t n,
+                      int64_t step) {
+    update(opt, p, g, m, v, n, adam_step_size(opt, step));
+}
+
+void mtl_optim_update_rows(const mtl_optim *opt, float *table, float *m, float *v, int dim,
+                           const int32_t *ids, const float *grad, int n, int64_t step) {
+    float lr_t = adam_step_size(opt, step);
+    for (int k = 0; k < n; k++) {
+        size_t row = (size_t)ids[k] * (size_t)dim;
+        update(opt, table + row, grad + (size_t)k * (size_t)dim, m + row, v + row, (size_t)dim,
+               lr_t);
     }
 }
 

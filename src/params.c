@@ -32,7 +32,9 @@ int mtl_params_add(mtl_params *p, const char *name, int64_t rows, int64_t cols, 
 
 static void init_tensor(float *x, const mtl_tensor *t, mtl_rng *rng) {
     switch (t->init) {
-    case MTL_INIT_ZEROS: memset(x, 0, t->size * sizeof *x); break;
+    case MTL_INIT_ZEROS:
+        memset(x, 0, t->size * sizeof *x);
+        break;
     case MTL_INIT_ONES:
         for (size_t i = 0; i < t->size; i++) x[i] = 1.0f;
         break;
@@ -57,14 +59,15 @@ static void init_tensor(float *x, const mtl_tensor *t, mtl_rng *rng) {
 
 int mtl_params_finalize(mtl_params *p, int with_state, mtl_rng *rng, mtl_error *err) {
     size_t off = 0;
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 3; pass++) { /* dense, embedding, sparse embedding */
         for (int i = 0; i < p->n; i++) {
             mtl_tensor *t = &p->tensors[i];
-            if (t->is_embedding != pass) continue;
+            if (t->is_embedding + t->sparse != pass) continue;
             t->offset = off;
             off += t->size;
         }
         if (pass == 0) p->dense_size = off;
+        if (pass == 1) p->block_size = off;
     }
     p->size = off;
     p->values = mtl_alloc(off, sizeof(float), "parameters", err);
@@ -75,7 +78,8 @@ int mtl_params_finalize(mtl_params *p, int with_state, mtl_rng *rng, mtl_error *
         p->v = mtl_alloc(off, sizeof(float), "optimizer state", err);
         if (!p->m || !p->v) return MTL_ERR;
     }
-    for (int i = 0; i < p->n; i++) init_tensor(p->values + p->tensors[i].offset, &p->tensors[i], rng);
+    for (int i = 0; i < p->n; i++)
+        init_tensor(p->values + p->tensors[i].offset, &p->tensors[i], rng);
     return MTL_OK;
 }
 

@@ -26,6 +26,7 @@
 
 #include "mtl/checkpoint.h"
 #include "mtl/data.h"
+#include "mtl/embedding.h"
 #include "mtl/metrics.h"
 #include "mtl/model.h"
 #include "mtl/optim.h"
@@ -301,6 +302,7 @@ typedef struct {
     mtl_model *m;
     mtl_optim opt;
     mtl_batch batch;
+    mtl_embeddings emb; /* the sparse tables' touched rows */
     int64_t *perm;
     int64_t *rows; /* [capacity] rows of the current batch */
     int local_batch;
@@ -683,6 +685,7 @@ static void trainer_free(trainer *tr) {
     mtl_dataset_free(&tr->test);
     mtl_model_free(tr->m);
     mtl_batch_free(&tr->batch);
+    mtl_embeddings_free(&tr->emb);
     free(tr->perm);
     free(tr->rows);
     free(tr->best);
@@ -768,6 +771,7 @@ static mtl_batch batch_rows(const mtl_batch *b, int first, int n) {
     v.dense += (size_t)first * (size_t)b->D;
     v.labels += (size_t)first * (size_t)b->T;
     v.weights += first;
+    if (v.grad_rows) v.grad_rows += (size_t)first * (size_t)b->S;
     v.capacity -= first;
     v.n = n;
     return v;
@@ -910,6 +914,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         tr->best = mtl_alloc(m->params.size, sizeof(float), "best parameters", err);
         if (!tr->perm || !tr->rows || !tr->best) rc = MTL_ERR;
     }
+    if (rc == MTL_OK) rc = mtl_embeddings_init(&tr->emb, m, capacity, d->world, err);
     int64_t max_eval = 0, max_total = 0;
     const mtl_dataset *splits[2] = {tr->has_valid ? &tr->valid : NULL,
                                     tr->has_test ? &tr->test : NULL};
@@ -1055,6 +1060,12 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
      * and the share of them spent in the gradient allreduce */
     const int64_t warmup_steps = 5;
     double steady_seconds = 0, steady_samples = 0, allreduce_seconds = 0;
+    /* bytes a rank receives per step in the gradient exchange: a ring
+     * allreduce of the block receives 2 (P-1)/P of it (the model, as MPI
+     * does not report it), the sparse exchange the other ranks' rows */
+    const double dense_exchange_bytes =
+        d->world > 1 ? 2.0 * (d->world - 1) / d->world * (double)m->params.block_size * 4.0 : 0.0;
+    double exchange_bytes = 0, steady_steps = 0;
     double last_ckpt_time = mtl_dist_time();
     int interrupted = 0, diverged = 0, stop_early = 0;
     int64_t nonfinite_skipped = 0;
@@ -1081,6 +1092,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             }
             double step_t0 = mtl_dist_time();
             gather_train(tr, first, (int)n);
+            mtl_embeddings_collect(&tr->emb, &tr->batch);
             /* one small non-blocking sum, overlapped with the forward: the labelled
              * counts per task, and two flags that every rank must act on at the
              * end of this step: a stop signal, and rank 0's checkpoint clock */
@@ -1105,7 +1117,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 for (size_t i = 0; i < m->buffers.size; i++)
                     m->buffers.values[i] /= (float)d->world;
             }
-            memset(m->params.grads, 0, m->params.size * sizeof(float));
+            memset(m->params.grads, 0, m->params.block_size * sizeof(float));
             for (int first_row = 0;;) {
                 double part_loss[MTL_MAX_TASKS];
                 /* the uncertainty weighting's constant term once per step: rank 0's first part */
@@ -1119,10 +1131,12 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 mtl_model_forward(m, &part, 1);
             }
             double reduce_t0 = mtl_dist_time();
-            mtl_dist_sum_floats(d, m->params.grads, m->params.size);
+            mtl_dist_sum_floats(d, m->params.grads, m->params.block_size);
+            mtl_embeddings_exchange(&tr->emb, d);
             double reduce_seconds = mtl_dist_time() - reduce_t0;
             /* the summed gradient is the same on every rank: so is this test */
-            if (!mtl_all_finite(m->params.grads, m->params.size)) {
+            if (!mtl_all_finite(m->params.grads, m->params.block_size) ||
+                !mtl_embeddings_all_finite(&tr->emb)) {
                 int my_task = 0;
                 for (int t = 0; t < T && !my_task; t++)
                     if (!isfinite(loss_sum[t])) my_task = t + 1;
@@ -1152,13 +1166,14 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 float l2 = t->reg == MTL_REG_DNN         ? cfg->l2_dnn
                            : t->reg == MTL_REG_EMBEDDING ? cfg->l2_embedding
                                                          : 0.0f;
-                if (l2 > 0)
+                if (l2 > 0 && !t->sparse)
                     mtl_add_l2(m->params.grads + t->offset, m->params.values + t->offset, t->size,
                                l2);
             }
             pg.step++;
             mtl_optim_update(&tr->opt, m->params.values, m->params.grads, m->params.m, m->params.v,
-                             m->params.size, pg.step);
+                             m->params.block_size, pg.step);
+            mtl_embeddings_update(&tr->emb, &tr->opt, cfg->l2_embedding, pg.step);
             for (int t = 0; t < T; t++) {
                 pg.loss_sum[t] += loss_sum[t]; /* this rank's */
                 pg.count[t] += count[t];       /* global, the same on every rank */
@@ -1172,6 +1187,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                     steady_seconds += mtl_dist_time() - step_t0;
                     steady_samples += (double)(gn > 0 ? gn : 0);
                     allreduce_seconds += reduce_seconds;
+                    exchange_bytes += dense_exchange_bytes + tr->emb.bytes_received;
+                    steady_steps++;
                 }
             }
             /* stop or checkpoint: every rank has the same flags (summed above) */
@@ -1356,6 +1373,9 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         json_num(tr->metrics, steady_seconds > 0 ? steady_samples / steady_seconds : NAN);
         fprintf(tr->metrics, ",\"allreduce_share\":");
         json_num(tr->metrics, steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
+        fprintf(tr->metrics, ",\"exchange_bytes_per_step\":");
+        json_num(tr->metrics, steady_steps > 0 ? exchange_bytes / steady_steps : NAN);
+        fprintf(tr->metrics, ",\"sparse_tables\":%d", tr->emb.n_tables);
         fprintf(tr->metrics, ",\"flops_per_sample\":%.0f", mtl_model_flops_per_sample(m));
         fprintf(tr->metrics, ",\"peak_rss_mb\":%.1f", peak_rss_mb);
         fprintf(

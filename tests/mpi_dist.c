@@ -28,6 +28,7 @@
 #include "mtl/config.h"
 #include "mtl/data.h"
 #include "mtl/dist.h"
+#include "mtl/embedding.h"
 #include "mtl/model.h"
 
 static mtl_dist D;
@@ -76,6 +77,7 @@ typedef struct {
     int regression1;  /* task 1 is a regression task */
     int uncertainty;  /* --loss-weighting uncertainty */
     int global_batch; /* rows of the global batch; 0: world - 1 (the last rank gets none) */
+    int sparse;       /* --embedding-update sparse: touched rows exchanged by embedding.c */
 } grad_case;
 
 static void case_config(mtl_config *cfg, const grad_case *gc) {
@@ -100,6 +102,7 @@ static void case_config(mtl_config *cfg, const grad_case *gc) {
     cfg->batch_norm = 0; /* batch statistics are per rank: not equal to 1-rank */
     cfg->dropout = 0.0f;
     cfg->loss_uncertainty = gc->uncertainty;
+    cfg->embedding_update = gc->sparse ? MTL_EMBEDDING_SPARSE : MTL_EMBEDDING_DENSE;
     if (gc->uncertainty) {
         cfg->n_loss_weights = T_;
         cfg->loss_weights[0] = 0.7f;
@@ -159,6 +162,19 @@ static void step_gradient(mtl_model *m, const mtl_batch *b, const double *global
     if (b->n > 0) mtl_model_backward(m, b);
 }
 
+/* The sparse tables' exchanged rows, written into their place in the gradient
+ * block (untouched rows zero), to compare the block as a whole. */
+static void scatter_sparse_rows(mtl_model *m, const mtl_embeddings *E) {
+    for (int k = 0; k < E->n_tables; k++) {
+        const mtl_sparse_table *st = &E->tables[k];
+        float *block = mtl_params_grad(&m->params, m->emb[st->field]);
+        memset(block, 0, (size_t)st->rows * (size_t)st->dim * sizeof *block);
+        for (int i = 0; i < st->n; i++)
+            memcpy(block + (size_t)st->ids[i] * (size_t)st->dim,
+                   st->grad + (size_t)i * (size_t)st->dim, (size_t)st->dim * sizeof *block);
+    }
+}
+
 static void run_grad_case(const grad_case *gc) {
     mtl_config cfg;
     mtl_data_shape shape;
@@ -198,6 +214,10 @@ static void run_grad_case(const grad_case *gc) {
     int64_t begin, cnt;
     mtl_shard_range(n, D.rank, D.world, &begin, &cnt);
     copy_rows(&mine, &full, begin, cnt);
+    mtl_embeddings E; /* sparse tables: compact rows from here on (the reference used the block) */
+    require(mtl_embeddings_init(&E, m, GB, D.world, &err) == MTL_OK, "sparse tables", &err);
+    CHECK(E.n_tables == (gc->sparse ? S_ : 0), "%s: %d sparse tables", gc->name, E.n_tables);
+    mtl_embeddings_collect(&E, &mine);
     double count[T_], loss[T_] = {0};
     mtl_model_count_labels(m, &mine, count);
     mtl_dist_sum_doubles(&D, count, T_);
@@ -205,7 +225,10 @@ static void run_grad_case(const grad_case *gc) {
         CHECK(count[t] == count1[t], "%s: task %d: summed label count %g, whole batch %g", gc->name,
               t, count[t], count1[t]);
     step_gradient(m, &mine, count, D.rank == 0, loss);
-    mtl_dist_sum_floats(&D, m->params.grads, P);
+    mtl_dist_sum_floats(&D, m->params.grads, m->params.block_size);
+    mtl_embeddings_exchange(&E, &D);
+    scatter_sparse_rows(m, &E);
+    mtl_embeddings_free(&E);
     mtl_dist_sum_doubles(&D, loss, T_);
 
     double diff2 = 0, ref2 = 0;
@@ -246,37 +269,46 @@ static void run_grad_case(const grad_case *gc) {
 
 static void test_grad_mmoe(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"mmoe", MTL_MODEL_MMOE, 0, 0, GB});
+    run_grad_case(&(grad_case){"mmoe", MTL_MODEL_MMOE, 0, 0, GB, 0});
 }
 
 static void test_grad_ple(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"ple (task 1 regression)", MTL_MODEL_PLE, 1, 0, GB});
+    run_grad_case(&(grad_case){"ple (task 1 regression)", MTL_MODEL_PLE, 1, 0, GB, 0});
 }
 
 static void test_grad_esmm(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"esmm", MTL_MODEL_ESMM, 0, 0, GB});
+    run_grad_case(&(grad_case){"esmm", MTL_MODEL_ESMM, 0, 0, GB, 0});
 }
 
 static void test_grad_others(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"shared_bottom", MTL_MODEL_SHARED_BOTTOM, 0, 0, GB});
-    run_grad_case(&(grad_case){"cgc", MTL_MODEL_CGC, 0, 0, GB});
+    run_grad_case(&(grad_case){"shared_bottom", MTL_MODEL_SHARED_BOTTOM, 0, 0, GB, 0});
+    run_grad_case(&(grad_case){"cgc", MTL_MODEL_CGC, 0, 0, GB, 0});
 }
 
 /* Kendall et al. weighting: the regularizer's constant is added by rank 0 only */
+/* Sparse tables: each rank's touched rows, gathered and summed in rank
+ * order, give the 1-rank gradient, and the same union on every rank. */
+static void test_grad_sparse(void **state) {
+    (void)state;
+    run_grad_case(&(grad_case){"mmoe sparse tables", MTL_MODEL_MMOE, 0, 0, GB, 1});
+    run_grad_case(&(grad_case){"esmm sparse tables", MTL_MODEL_ESMM, 0, 0, GB, 1});
+    run_grad_case(&(grad_case){"sparse, last rank empty", MTL_MODEL_MMOE, 0, 0, 0, 1});
+}
+
 static void test_grad_uncertainty(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"mmoe uncertainty", MTL_MODEL_MMOE, 1, 1, GB});
+    run_grad_case(&(grad_case){"mmoe uncertainty", MTL_MODEL_MMOE, 1, 1, GB, 0});
 }
 
 /* A rank with no rows of the batch (what the trainer does when a rank's shard
  * runs out): it still joins the sums and contributes nothing but zeros. */
 static void test_grad_empty_rank(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"mmoe, last rank empty", MTL_MODEL_MMOE, 0, 0, 0});
-    run_grad_case(&(grad_case){"uncertainty, last rank empty", MTL_MODEL_MMOE, 1, 1, 0});
+    run_grad_case(&(grad_case){"mmoe, last rank empty", MTL_MODEL_MMOE, 0, 0, 0, 0});
+    run_grad_case(&(grad_case){"uncertainty, last rank empty", MTL_MODEL_MMOE, 1, 1, 0, 0});
 }
 
 /* ---- collectives ---- */
@@ -520,6 +552,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_grad_esmm),
         cmocka_unit_test(test_grad_others),
         cmocka_unit_test(test_grad_uncertainty),
+        cmocka_unit_test(test_grad_sparse),
         cmocka_unit_test(test_grad_empty_rank),
     };
     int failed = cmocka_run_group_tests_name("mpi_dist", tests, NULL, NULL);

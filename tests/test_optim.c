@@ -178,6 +178,87 @@ static void test_all_finite(void **state) {
         }
 }
 
+/* Lazy updates of table rows (TF's LazyAdam, PyTorch's SparseAdam) against a
+ * reference written here in double from the formulas: over five steps that
+ * touch different rows, a touched row's moments and value follow Adam with
+ * the global step's bias correction; an untouched row, its moments and its
+ * value stay exactly as they were. Tolerance: the float kernel against a
+ * double reference, a few float ulps of values of size ~1 per step. */
+static void test_lazy_rows_against_reference(void **state) {
+    (void)state;
+    enum { ROWS = 6, DIM = 3, STEPS = 5 };
+    for (int kind = MTL_OPT_ADAM; kind <= MTL_OPT_ADAGRAD; kind++) {
+        mtl_optim o;
+        mtl_optim_defaults(&o, (mtl_optim_kind)kind);
+        o.lr = 0.05f;
+        o.momentum = kind == MTL_OPT_SGD ? 0.9f : 0.0f;
+        float p[ROWS * DIM], m[ROWS * DIM] = {0}, v[ROWS * DIM];
+        double rp[ROWS * DIM], rm[ROWS * DIM] = {0}, rv[ROWS * DIM];
+        for (int i = 0; i < ROWS * DIM; i++) {
+            p[i] = (float)(0.3 * i - 2.0);
+            rp[i] = p[i];
+            v[i] = kind == MTL_OPT_ADAGRAD ? o.adagrad_init : 0.0f;
+            rv[i] = v[i];
+        }
+        /* steps touch {0,3}, {3}, {5,1,0}, {2}, {3,5}: row 4 never */
+        const int32_t touched[STEPS][3] = {{0, 3}, {3}, {5, 1, 0}, {2}, {3, 5}};
+        const int n_touched[STEPS] = {2, 1, 3, 1, 2};
+        for (int step = 1; step <= STEPS; step++) {
+            const int32_t *ids = touched[step - 1];
+            int n = n_touched[step - 1];
+            float g[3 * DIM];
+            for (int k = 0; k < n * DIM; k++) g[k] = (float)sin(1.7 * step + 0.9 * k) * 2.0f;
+            mtl_optim_update_rows(&o, p, m, v, DIM, ids, g, n, step);
+            double b1 = o.beta1, b2 = o.beta2, eps = o.eps, lr = o.lr;
+            double lr_t = lr * sqrt(1 - pow(b2, step)) / (1 - pow(b1, step));
+            for (int k = 0; k < n; k++)
+                for (int j = 0; j < DIM; j++) {
+                    int i = ids[k] * DIM + j;
+                    double gi = g[k * DIM + j];
+                    if (kind == MTL_OPT_ADAM) {
+                        rm[i] = b1 * rm[i] + (1 - b1) * gi;
+                        rv[i] = b2 * rv[i] + (1 - b2) * gi * gi;
+                        rp[i] -= lr_t * rm[i] / (sqrt(rv[i]) + eps);
+                    } else if (kind == MTL_OPT_SGD) {
+                        rm[i] = o.momentum * rm[i] + gi;
+                        rp[i] -= lr * rm[i];
+                    } else {
+                        rv[i] += gi * gi;
+                        rp[i] -= lr * gi / (sqrt(rv[i]) + eps);
+                    }
+                }
+        }
+        for (int i = 0; i < ROWS * DIM; i++) {
+            assert_near(p[i], rp[i], 2e-6 * (1 + fabs(rp[i])));
+            assert_near(m[i], rm[i], 2e-6 * (1 + fabs(rm[i])));
+            assert_near(v[i], rv[i], 2e-6 * (1 + fabs(rv[i])));
+        }
+        for (int j = 0; j < DIM; j++) /* row 4: never touched, exactly as initialized */
+            assert_true(p[4 * DIM + j] == (float)(0.3 * (4 * DIM + j) - 2.0));
+    }
+}
+
+/* Every row touched once, in order: the row update is the dense update. */
+static void test_rows_all_touched_equal_dense(void **state) {
+    (void)state;
+    enum { ROWS = 5, DIM = 4, N = ROWS * DIM };
+    mtl_optim o;
+    mtl_optim_defaults(&o, MTL_OPT_ADAM);
+    float p1[N], p2[N], m1[N] = {0}, m2[N] = {0}, v1[N] = {0}, v2[N] = {0}, g[N];
+    const int32_t ids[ROWS] = {0, 1, 2, 3, 4};
+    for (int i = 0; i < N; i++) {
+        p1[i] = p2[i] = (float)cos(i);
+        g[i] = (float)sin(3.0 * i);
+    }
+    for (int step = 1; step <= 3; step++) {
+        mtl_optim_update(&o, p1, g, m1, v1, N, step);
+        mtl_optim_update_rows(&o, p2, m2, v2, DIM, ids, g, ROWS, step);
+    }
+    assert_memory_equal(p1, p2, sizeof p1);
+    assert_memory_equal(m1, m2, sizeof m1);
+    assert_memory_equal(v1, v2, sizeof v1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_finite),
@@ -188,6 +269,8 @@ int main(void) {
         cmocka_unit_test(test_adagrad_two_steps),
         cmocka_unit_test(test_adam_minimizes_quadratic),
         cmocka_unit_test(test_l2),
+        cmocka_unit_test(test_lazy_rows_against_reference),
+        cmocka_unit_test(test_rows_all_touched_equal_dense),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,7 @@ typedef struct {
     float lr;
     float momentum;
     float l2_embedding, l2_dnn;
+    int embedding_update; /* mtl_embedding_update */
     int batch_size; /* global batch, over all ranks */
     int epochs;
     uint64_t seed;
@@ -88,6 +89,15 @@ typedef struct {
     int64_t max_steps;       /* stop after this many steps (0 = no limit); benchmarks */
     int quiet;
 } mtl_config;
+
+/* --embedding-update: dense tables take part in the one allreduce and the
+ * optimizer loop over the block; sparse tables get gradients, exchange and
+ * updates only for the rows a step touches (see embedding.h). */
+typedef enum {
+    MTL_EMBEDDING_AUTO = 0, /* sparse when a table has many more rows than a step touches */
+    MTL_EMBEDDING_DENSE,
+    MTL_EMBEDDING_SPARSE
+} mtl_embedding_update;
 
 void mtl_config_defaults(mtl_config *cfg);
 /* Parse argv (argv[0] is the program; an optional first word "train" or

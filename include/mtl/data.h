@@ -104,6 +104,10 @@ typedef struct {
     float *dense;    /* [capacity x D] */
     float *labels;   /* [capacity x T] */
     float *weights;  /* [capacity] (all 1 when the dataset has none) */
+    /* [capacity x S], not owned: the row of each field's gradient table that
+     * receives each id's gradient (embedding.h: a sparse table's compact rows);
+     * NULL: the id's own row */
+    const int32_t *grad_rows;
 } mtl_batch;
 
 int mtl_batch_alloc(mtl_batch *b, int capacity, int S, int D, int T, mtl_error *err);

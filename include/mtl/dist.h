@@ -40,5 +40,12 @@ void mtl_dist_bcast_bytes(const mtl_dist *d, void *buf, size_t n, int root);
 void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, float *recv,
                             int64_t recv_capacity);
 void mtl_dist_barrier(const mtl_dist *d);
+/* Every rank's n ints, rank after rank, into recv [world x n]. */
+void mtl_dist_allgather_ints(const mtl_dist *d, const int *send, int n, int *recv);
+/* Every rank's bytes, rank after rank, into recv: bytes_of[r] from rank r
+ * (the same array on every rank; this rank sends bytes_of[rank] from send).
+ * scratch holds 2 x world ints, so nothing is allocated in a step. */
+void mtl_dist_allgatherv_bytes(const mtl_dist *d, const void *send, void *recv,
+                               const int64_t *bytes_of, int *scratch);
 
 #endif

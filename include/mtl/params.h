@@ -4,8 +4,9 @@
  * state in blocks of the same layout. Sizes, pointers, checkpoint names, the
  * allreduce, the optimizer loop and tests all come from this one list.
  *
- * Layout: dense parameters in registration order, then embedding tables (so a
- * later sparse update/exchange can treat the tail separately). Tensors
+ * Layout: dense parameters in registration order, then embedding tables
+ * updated with the block, then sparse tables (updated by touched rows, see
+ * embedding.h), so the block's allreduce and optimizer loop stop before them. Tensors
  * registered one after another within a kind are adjacent, which is what lets
  * several layers that read the same input run as one GEMM. */
 #ifndef MTL_PARAMS_H
@@ -26,9 +27,9 @@ typedef enum {
 } mtl_init;
 
 typedef enum {
-    MTL_REG_NONE = 0,  /* biases, norm parameters, loss log-variances */
-    MTL_REG_DNN,       /* dense weights: l2_dnn */
-    MTL_REG_EMBEDDING  /* embedding tables: l2_embedding */
+    MTL_REG_NONE = 0, /* biases, norm parameters, loss log-variances */
+    MTL_REG_DNN,      /* dense weights: l2_dnn */
+    MTL_REG_EMBEDDING /* embedding tables: l2_embedding */
 } mtl_reg_kind;
 
 typedef struct {
@@ -39,6 +40,7 @@ typedef struct {
     mtl_init init;
     mtl_reg_kind reg;
     int is_embedding;
+    int sparse; /* an embedding table updated by rows (embedding.h): laid out last */
 } mtl_tensor;
 
 typedef struct {
@@ -46,6 +48,8 @@ typedef struct {
     int n, cap;
     size_t size;       /* total floats */
     size_t dense_size; /* floats before the first embedding table */
+    size_t block_size; /* floats before the first sparse table: what the one allreduce,
+                          the optimizer loop and the gradient reset cover */
     float *values;     /* [size] */
     float *grads;      /* [size] */
     float *m, *v;      /* optimizer state [size] each */
