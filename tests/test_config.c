@@ -556,6 +556,26 @@ static void test_set_api(void **state) {
     assert_int_equal(c.epochs, 10); // untouched by the failed set
 }
 
+static void test_embedding_update(void **state) {
+    (void)state;
+    mtl_config c;
+    mtl_error e;
+    mtl_config_defaults(&c);
+    assert_int_equal(c.embedding_update, MTL_EMBEDDING_AUTO);
+    const char *names[] = {"auto", "dense", "sparse"};
+    const int kinds[] = {MTL_EMBEDDING_AUTO, MTL_EMBEDDING_DENSE, MTL_EMBEDDING_SPARSE};
+    for (int i = 0; i < 3; i++) {
+        EXPECT_OK(PARSE(&c, &e, "--train", "x.h5", "--embedding-update", names[i]), &e);
+        assert_int_equal(c.embedding_update, kinds[i]);
+    }
+    EXPECT_OK(mtl_config_set(&c, "embedding_update", " sparse ", "run.ini:3: embedding_update", &e),
+              &e);
+    assert_int_equal(c.embedding_update, MTL_EMBEDDING_SPARSE);
+    EXPECT_FAIL("--embedding-update: 'lazy' is not an embedding update (auto, dense, sparse)",
+                "--embedding-update", "lazy");
+    assert_non_null(strstr(mtl_config_usage(), "--embedding-update MODE"));
+}
+
 static void test_usage(void **state) {
     (void)state;
     const char *u = mtl_config_usage();
@@ -651,7 +671,7 @@ int main(void) {
         cmocka_unit_test(test_rejections),      cmocka_unit_test(test_ini_rejections),
         cmocka_unit_test(test_predict_command), cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_validate),        cmocka_unit_test(test_set_api),
-        cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_usage),           cmocka_unit_test(test_embedding_update),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -974,6 +974,9 @@ static void check_layout(const mtl_model *m) {
         assert_true(t->offset + t->size <= p->size);
         assert_true(t->is_embedding ? t->offset >= p->dense_size
                                     : t->offset + t->size <= p->dense_size);
+        /* sparse tables after the block the allreduce and optimizer cover */
+        assert_true(t->sparse ? t->is_embedding && t->offset >= p->block_size
+                              : t->offset + t->size <= p->block_size);
         for (int j = i + 1; j < p->n; j++) {
             const mtl_tensor *u = &p->tensors[j];
             assert_true(t->offset + t->size <= u->offset || u->offset + u->size <= t->offset);
@@ -981,6 +984,34 @@ static void check_layout(const mtl_model *m) {
         total += t->size;
     }
     assert_true(total == p->size);
+}
+
+/* --embedding-update: auto makes sparse exactly the tables of more than
+ * 4 x batch-size rows; dense and sparse force it either way. */
+static void test_sparse_tables(void **state) {
+    (void)state;
+    mtl_config cfg;
+    mtl_data_shape sh;
+    small_shape(&sh, 2, 0);
+    sh.vocab_sizes[1] = 5000;                                 /* > 4 x 1024 */
+    const int want[3][3] = {{0, 1, 0}, {0, 0, 0}, {1, 1, 1}}; /* auto, dense, sparse */
+    for (int mode = MTL_EMBEDDING_AUTO; mode <= MTL_EMBEDDING_SPARSE; mode++) {
+        mtl_config_defaults(&cfg);
+        cfg.model = MTL_MODEL_MMOE;
+        cfg.embedding_update = mode;
+        mtl_model *m = NULL;
+        mtl_error err = {{0}};
+        assert_int_equal(mtl_model_create(&m, &cfg, &sh, 32, &err), MTL_OK);
+        size_t sparse_floats = 0;
+        for (int s = 0; s < 3; s++) {
+            const mtl_tensor *t = &m->params.tensors[m->emb[s]];
+            assert_int_equal(t->sparse, want[mode][s]);
+            if (t->sparse) sparse_floats += t->size;
+        }
+        assert_true(m->params.block_size + sparse_floats == m->params.size);
+        check_layout(m);
+        mtl_model_free(m);
+    }
 }
 
 static void test_param_names(void **state) {
@@ -1422,13 +1453,21 @@ static void test_create_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_param_names),        cmocka_unit_test(test_param_stability),
-        cmocka_unit_test(test_group_adjacency),    cmocka_unit_test(test_flops),
-        cmocka_unit_test(test_create_errors),      cmocka_unit_test(test_forward_reference),
-        cmocka_unit_test(test_predictions),        cmocka_unit_test(test_inference_row_independent),
-        cmocka_unit_test(test_initial_values),     cmocka_unit_test(test_backward_accumulates),
-        cmocka_unit_test(test_grad_shared_bottom), cmocka_unit_test(test_grad_esmm),
-        cmocka_unit_test(test_grad_mmoe),          cmocka_unit_test(test_grad_cgc),
+        cmocka_unit_test(test_sparse_tables),
+        cmocka_unit_test(test_param_names),
+        cmocka_unit_test(test_param_stability),
+        cmocka_unit_test(test_group_adjacency),
+        cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_forward_reference),
+        cmocka_unit_test(test_predictions),
+        cmocka_unit_test(test_inference_row_independent),
+        cmocka_unit_test(test_initial_values),
+        cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_grad_shared_bottom),
+        cmocka_unit_test(test_grad_esmm),
+        cmocka_unit_test(test_grad_mmoe),
+        cmocka_unit_test(test_grad_cgc),
         cmocka_unit_test(test_grad_ple),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
