@@ -163,12 +163,7 @@ int mtl_embeddings_all_finite(const mtl_embeddings *e) {
 void mtl_embeddings_update(mtl_embeddings *e, const mtl_optim *opt, float l2, int64_t step) {
     for (int k = 0; k < e->n_tables; k++) {
         mtl_sparse_table *st = &e->tables[k];
-        size_t dim = (size_t)st->dim;
-        if (l2 > 0)
-            for (int i = 0; i < st->n; i++)
-                mtl_add_l2(st->grad + (size_t)i * dim, st->values + (size_t)st->ids[i] * dim, dim,
-                           l2);
-        mtl_optim_update_rows(opt, st->values, st->m, st->v, st->dim, st->ids, st->grad, st->n,
+        mtl_optim_update_rows(opt, st->values, st->m, st->v, st->dim, st->ids, st->grad, st->n, l2,
                               step);
     }
 }

@@ -124,12 +124,23 @@ void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, 
 }
 
 void mtl_optim_update_rows(const mtl_optim *opt, float *table, float *m, float *v, int dim,
-                           const int32_t *ids, const float *grad, int n, int64_t step) {
+                           const int32_t *ids, float *grad, int n, float l2, int64_t step) {
+    /* rows of a large table are far apart in memory: ask for the rows a few
+     * updates ahead, so their cache misses overlap this row's work */
+    enum { AHEAD = 4 };
     float lr_t = adam_step_size(opt, step);
+    size_t d = (size_t)dim;
     for (int k = 0; k < n; k++) {
-        size_t row = (size_t)ids[k] * (size_t)dim;
-        update(opt, table + row, grad + (size_t)k * (size_t)dim, m + row, v + row, (size_t)dim,
-               lr_t);
+        if (k + AHEAD < n) {
+            size_t next = (size_t)ids[k + AHEAD] * d;
+            __builtin_prefetch(table + next, 1);
+            __builtin_prefetch(m + next, 1);
+            __builtin_prefetch(v + next, 1);
+        }
+        size_t row = (size_t)ids[k] * d;
+        float *g = grad + (size_t)k * d;
+        mtl_add_l2(g, table + row, d, l2);
+        update(opt, table + row, g, m + row, v + row, d, lr_t);
     }
 }
 

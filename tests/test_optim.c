@@ -192,6 +192,7 @@ static void test_lazy_rows_against_reference(void **state) {
         mtl_optim_defaults(&o, (mtl_optim_kind)kind);
         o.lr = 0.05f;
         o.momentum = kind == MTL_OPT_SGD ? 0.9f : 0.0f;
+        const float l2 = kind == MTL_OPT_ADAM ? 0.0f : 0.01f; /* on the touched rows only */
         float p[ROWS * DIM], m[ROWS * DIM] = {0}, v[ROWS * DIM];
         double rp[ROWS * DIM], rm[ROWS * DIM] = {0}, rv[ROWS * DIM];
         for (int i = 0; i < ROWS * DIM; i++) {
@@ -208,13 +209,13 @@ static void test_lazy_rows_against_reference(void **state) {
             int n = n_touched[step - 1];
             float g[3 * DIM];
             for (int k = 0; k < n * DIM; k++) g[k] = (float)sin(1.7 * step + 0.9 * k) * 2.0f;
-            mtl_optim_update_rows(&o, p, m, v, DIM, ids, g, n, step);
+            mtl_optim_update_rows(&o, p, m, v, DIM, ids, g, n, l2, step);
             double b1 = o.beta1, b2 = o.beta2, eps = o.eps, lr = o.lr;
             double lr_t = lr * sqrt(1 - pow(b2, step)) / (1 - pow(b1, step));
             for (int k = 0; k < n; k++)
                 for (int j = 0; j < DIM; j++) {
                     int i = ids[k] * DIM + j;
-                    double gi = g[k * DIM + j];
+                    double gi = g[k * DIM + j] + 2.0 * l2 * rp[i];
                     if (kind == MTL_OPT_ADAM) {
                         rm[i] = b1 * rm[i] + (1 - b1) * gi;
                         rv[i] = b2 * rv[i] + (1 - b2) * gi * gi;
@@ -252,7 +253,9 @@ static void test_rows_all_touched_equal_dense(void **state) {
     }
     for (int step = 1; step <= 3; step++) {
         mtl_optim_update(&o, p1, g, m1, v1, N, step);
-        mtl_optim_update_rows(&o, p2, m2, v2, DIM, ids, g, ROWS, step);
+        float g2[N];
+        memcpy(g2, g, sizeof g2); /* the row update adds L2 in place */
+        mtl_optim_update_rows(&o, p2, m2, v2, DIM, ids, g2, ROWS, 0.0f, step);
     }
     assert_memory_equal(p1, p2, sizeof p1);
     assert_memory_equal(m1, m2, sizeof m1);

@@ -30,11 +30,12 @@ void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, 
                       int64_t step);
 
 /* The same update on n rows of a table [rows x dim] with state m, v of its
- * layout: row ids[k] gets gradient grad[k * dim ...]. The rows' state
- * changes only here ("lazy": TF's LazyAdam, PyTorch's SparseAdam); Adam's
- * bias correction uses the global step as in both. ids must be distinct. */
+ * layout: row ids[k] gets gradient grad[k * dim ...], to which L2 is added
+ * first (g += 2 l2 p, as mtl_add_l2). The rows' state changes only here
+ * ("lazy": TF's LazyAdam, PyTorch's SparseAdam); Adam's bias correction uses
+ * the global step as in both. ids must be distinct. */
 void mtl_optim_update_rows(const mtl_optim *opt, float *table, float *m, float *v, int dim,
-                           const int32_t *ids, const float *grad, int n, int64_t step);
+                           const int32_t *ids, float *grad, int n, float l2, int64_t step);
 
 /* 1 if no value is NaN or Inf (the check before every update). */
 int mtl_all_finite(const float *x, size_t n);
