@@ -209,13 +209,15 @@ static void test_lazy_rows_against_reference(void **state) {
             int n = n_touched[step - 1];
             float g[3 * DIM];
             for (int k = 0; k < n * DIM; k++) g[k] = (float)sin(1.7 * step + 0.9 * k) * 2.0f;
+            float g_in[3 * DIM]; /* the row update adds L2 to g in place */
+            memcpy(g_in, g, sizeof g_in);
             mtl_optim_update_rows(&o, p, m, v, DIM, ids, g, n, l2, step);
             double b1 = o.beta1, b2 = o.beta2, eps = o.eps, lr = o.lr;
             double lr_t = lr * sqrt(1 - pow(b2, step)) / (1 - pow(b1, step));
             for (int k = 0; k < n; k++)
                 for (int j = 0; j < DIM; j++) {
                     int i = ids[k] * DIM + j;
-                    double gi = g[k * DIM + j] + 2.0 * l2 * rp[i];
+                    double gi = g_in[k * DIM + j] + 2.0 * l2 * rp[i];
                     if (kind == MTL_OPT_ADAM) {
                         rm[i] = b1 * rm[i] + (1 - b1) * gi;
                         rv[i] = b2 * rv[i] + (1 - b2) * gi * gi;
