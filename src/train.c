@@ -1047,6 +1047,9 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                MTL_VERSION, mtl_model_name(cfg->model), d->world, d->world > 1 ? "s" : "",
                (long long)m->params.size, (long long)(m->params.size - m->params.dense_size),
                mtl_model_flops_per_sample(m) / 1e3, (long long)tr->train.n_total);
+        if (tr->emb.n_tables > 0)
+            printf(", %d sparse embedding table%s", tr->emb.n_tables,
+                   tr->emb.n_tables > 1 ? "s" : "");
         if (tr->has_valid) printf(", valid %lld", (long long)tr->valid.n_total);
         if (tr->has_test) printf(", test %lld", (long long)tr->test.n_total);
         printf("\n");
