@@ -108,6 +108,40 @@ static int attr_read_strings(hid_t loc, const char *name, int n, char *out, size
     return rc;
 }
 
+/* A row-sharded tensor's rows in the file: rows shard_rank, shard_rank +
+ * shard_world, ... of the whole table (one strided hyperslab), and the
+ * memory space of the rank's local rows. Whole tensors: H5S_ALL. */
+static int shard_spaces(hid_t d, const mtl_tensor *t, hid_t *file_space, hid_t *mem_space) {
+    *file_space = *mem_space = H5S_ALL;
+    if (t->shard_world <= 1) return 0;
+    if (t->local_rows == 0) return 1; /* nothing of it here */
+    hsize_t start[2] = {(hsize_t)t->shard_rank, 0}, stride[2] = {(hsize_t)t->shard_world, 1};
+    hsize_t count[2] = {(hsize_t)t->local_rows, 1}, block[2] = {1, (hsize_t)t->cols};
+    hsize_t local[2] = {(hsize_t)t->local_rows, (hsize_t)t->cols};
+    *file_space = H5Dget_space(d);
+    *mem_space = H5Screate_simple(2, local, NULL);
+    if (*file_space < 0 || *mem_space < 0 ||
+        H5Sselect_hyperslab(*file_space, H5S_SELECT_SET, start, stride, count, block) < 0)
+        return -1;
+    return 0;
+}
+
+static void close_spaces(hid_t file_space, hid_t mem_space) {
+    if (file_space != H5S_ALL && file_space >= 0) H5Sclose(file_space);
+    if (mem_space != H5S_ALL && mem_space >= 0) H5Sclose(mem_space);
+}
+
+/* this rank's rows (all of a whole tensor) into dataset d */
+static int write_rows(hid_t d, const mtl_tensor *t, const float *block) {
+    hid_t fs, ms;
+    int sel = shard_spaces(d, t, &fs, &ms);
+    herr_t rc = sel < 0   ? -1
+                : sel > 0 ? 0
+                          : H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, block + t->offset);
+    close_spaces(fs, ms);
+    return rc < 0 ? -1 : 0;
+}
+
 static int write_tensor(hid_t group, const mtl_tensor *t, const float *block, const char *path,
                         mtl_error *err) {
     hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
@@ -116,9 +150,7 @@ static int write_tensor(hid_t group, const mtl_tensor *t, const float *block, co
     hid_t d = space < 0 ? -1
                         : H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT,
                                      H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc =
-        d < 0 ? -1
-              : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, block + t->offset);
+    int rc = d < 0 ? -1 : write_rows(d, t, block);
     if (d >= 0) H5Dclose(d);
     if (space >= 0) H5Sclose(space);
     return rc < 0 ? mtl_fail(err, path, "cannot write tensor %s", t->name) : MTL_OK;
@@ -192,8 +224,48 @@ static hid_t create_tmp(const char *path, char *tmp, size_t cap, mtl_error *err)
 
 int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
                         const mtl_ckpt_state *st, mtl_error *err) {
-    char tmp[1200];
-    hid_t f = create_tmp(path, tmp, sizeof tmp, err);
+    char tmp[MTL_CKPT_TMP_MAX];
+    if (mtl_checkpoint_begin(path, m, best, st, tmp, sizeof tmp, err)) return MTL_ERR;
+    return mtl_checkpoint_commit(tmp, path, err);
+}
+
+/* the groups that hold a copy of the parameter layout, and their blocks */
+static int layout_groups(const mtl_model *m, const float *best, const char **names,
+                         const float **blocks) {
+    const mtl_params *p = &m->params;
+    names[0] = "params", blocks[0] = p->values;
+    names[1] = "optimizer/m", blocks[1] = p->m;
+    names[2] = "optimizer/v", blocks[2] = p->v;
+    names[3] = "best", blocks[3] = best;
+    return best ? 4 : 3;
+}
+
+int mtl_checkpoint_add_rows(const char *tmp, const mtl_model *m, const float *best,
+                            mtl_error *err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f < 0) return mtl_fail(err, tmp, "cannot open the checkpoint being written");
+    const char *names[4];
+    const float *blocks[4];
+    int n = layout_groups(m, best, names, blocks), rc = MTL_OK;
+    for (int g = 0; g < n && rc == MTL_OK; g++)
+        for (int i = 0; i < m->params.n && rc == MTL_OK; i++) {
+            const mtl_tensor *t = &m->params.tensors[i];
+            if (t->shard_world <= 1) continue;
+            char name[256];
+            snprintf(name, sizeof name, "%s/%s", names[g], t->name);
+            hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+            if (d < 0 || write_rows(d, t, blocks[g]) < 0)
+                rc = mtl_fail(err, tmp, "cannot write rows of /%s", name);
+            if (d >= 0) H5Dclose(d);
+        }
+    if (H5Fclose(f) < 0 && rc == MTL_OK) rc = mtl_fail(err, tmp, "cannot close (disk full?)");
+    return rc;
+}
+
+int mtl_checkpoint_begin(const char *path, const mtl_model *m, const float *best,
+                         const mtl_ckpt_state *st, char *tmp, size_t tmp_cap, mtl_error *err) {
+    hid_t f = create_tmp(path, tmp, tmp_cap, err);
     if (f < 0) return MTL_ERR;
     int rc = MTL_OK;
     const mtl_data_shape *sh = &st->shape;
@@ -243,12 +315,13 @@ int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
         rc = rc ? rc
                 : attr_write(f, "vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->S,
                              sh->vocab_sizes, path, err);
-    rc = rc ? rc : write_block(f, "params", &m->params, m->params.values, path, err);
-    rc = rc ? rc : write_block(f, "optimizer/m", &m->params, m->params.m, path, err);
-    rc = rc ? rc : write_block(f, "optimizer/v", &m->params, m->params.v, path, err);
+    const char *groups[4];
+    const float *blocks[4];
+    int n_groups = layout_groups(m, best, groups, blocks);
+    for (int g = 0; g < n_groups; g++)
+        rc = rc ? rc : write_block(f, groups[g], &m->params, blocks[g], path, err);
     if (m->buffers.n > 0)
         rc = rc ? rc : write_block(f, "buffers", &m->buffers, m->buffers.values, path, err);
-    if (best) rc = rc ? rc : write_block(f, "best", &m->params, best, path, err);
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 && rc == MTL_OK)
         rc = mtl_fail(err, path, "cannot flush (disk full?)");
     if (H5Fclose(f) < 0 && rc == MTL_OK) rc = mtl_fail(err, path, "cannot close (disk full?)");
@@ -256,6 +329,10 @@ int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
         unlink(tmp);
         return MTL_ERR;
     }
+    return MTL_OK;
+}
+
+int mtl_checkpoint_commit(const char *tmp, const char *path, mtl_error *err) {
     return commit_file(tmp, path, err);
 }
 
@@ -337,6 +414,19 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
     return rc;
 }
 
+/* this rank's rows (all of a whole tensor) from dataset d: a checkpoint
+ * written by any number of ranks holds whole tables, so a row-sharded run
+ * resumes on another number of ranks by reading another stride */
+static int read_rows(hid_t d, const mtl_tensor *t, float *block) {
+    hid_t fs, ms;
+    int sel = shard_spaces(d, t, &fs, &ms);
+    herr_t rc = sel < 0   ? -1
+                : sel > 0 ? 0
+                          : H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, block + t->offset);
+    close_spaces(fs, ms);
+    return rc < 0 ? -1 : 0;
+}
+
 static int read_block(hid_t f, const char *group, const mtl_params *p, float *block,
                       const char *path, mtl_error *err) {
     hid_t g = H5Gopen2(f, group, H5P_DEFAULT);
@@ -359,10 +449,10 @@ static int read_block(hid_t f, const char *group, const mtl_params *p, float *bl
         if (ndims >= 1 && ndims <= 2) H5Sget_simple_extent_dims(sp, dims, NULL);
         int shape_ok = (ndims == 2 && dims[0] == (hsize_t)t->rows && dims[1] == (hsize_t)t->cols) ||
                        (ndims == 1 && t->rows == 1 && dims[0] == (hsize_t)t->cols);
-        if (npts != (hssize_t)t->size) {
-            rc =
-                mtl_fail(err, path, "/%s/%s: %lld values, the model needs %zu (%lld x %lld)", group,
-                         t->name, (long long)npts, t->size, (long long)t->rows, (long long)t->cols);
+        if (npts != (hssize_t)(t->rows * t->cols)) {
+            rc = mtl_fail(err, path, "/%s/%s: %lld values, the model needs %zu (%lld x %lld)",
+                          group, t->name, (long long)npts, (size_t)(t->rows * t->cols),
+                          (long long)t->rows, (long long)t->cols);
         } else if (!shape_ok) {
             char shape[64];
             if (ndims == 2)
@@ -376,8 +466,7 @@ static int read_block(hid_t f, const char *group, const mtl_params *p, float *bl
                           "/%s/%s: shape %s, the model needs [%lld x %lld] (checkpoint of "
                           "another model?)",
                           group, t->name, shape, (long long)t->rows, (long long)t->cols);
-        } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, block + t->offset) <
-                   0) {
+        } else if (read_rows(d, t, block) < 0) {
             rc = mtl_fail(err, path, "/%s/%s: cannot read (truncated or corrupt checkpoint?)",
                           group, t->name);
         }

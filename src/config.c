@@ -69,6 +69,11 @@ void mtl_config_defaults(mtl_config *cfg) {
     cfg->stream = 0;
     cfg->stream_chunk_rows = 65536;
     cfg->quiet = 0;
+    cfg->embedding_sharding = MTL_SHARDING_AUTO;
+    cfg->shard_memory_share = 0.25f;
+    cfg->rank = 0;
+    cfg->world = 1;
+    cfg->rank_memory_mb = 0;
 }
 
 static const char *const model_names[] = {"shared_bottom", "esmm", "mmoe", "cgc", "ple"};
@@ -225,6 +230,8 @@ static int set_optimizer(mtl_config *cfg, const char *value, const char *where, 
 static int set_data_order(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
 static int set_embedding_update(mtl_config *cfg, const char *value, const char *where,
                                 mtl_error *err);
+static int set_embedding_sharding(mtl_config *cfg, const char *value, const char *where,
+                                  mtl_error *err);
 static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
                               mtl_error *err);
 static int set_task_types(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
@@ -269,6 +276,8 @@ static const key_def keys[] = {
     K_FLT("l2_embedding", KT_FLOAT, l2_embedding, 0.0, INFINITY, 0, 0),
     K_FLT("l2_dnn", KT_FLOAT, l2_dnn, 0.0, INFINITY, 0, 0),
     K_FN("embedding_update", set_embedding_update),
+    K_FN("embedding_sharding", set_embedding_sharding),
+    K_FLT("shard_memory_share", KT_FLOAT, shard_memory_share, 0.0, 1.0, 1, 0),
     K_INT("batch_size", batch_size, 1, 100000000),
     K_INT("epochs", epochs, 1, 1000000000),
     {.name = "seed", .type = KT_U64, .offset = FIELD(seed)},
@@ -452,17 +461,33 @@ static int set_data_order(mtl_config *cfg, const char *value, const char *where,
     return two_words(&cfg->data_order_global, value, "local", "global", "data order", where, err);
 }
 
+/* A setting that is one of a few words: *out = its index, else an error
+ * naming them ("'x' is not an embedding update (auto, dense, sparse)"). */
+static int one_of(int *out, const char *value, const char *const *words, int n, const char *what,
+                  const char *where, mtl_error *err) {
+    char w[32];
+    trimmed(w, sizeof w, value);
+    for (int i = 0; i < n; i++)
+        if (strcmp(w, words[i]) == 0) {
+            *out = i;
+            return MTL_OK;
+        }
+    char list[128] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", words[i]);
+    return mtl_fail(err, where, "'%s' is not %s (%s)", value, what, list);
+}
+
 static int set_embedding_update(mtl_config *cfg, const char *value, const char *where,
                                 mtl_error *err) {
     static const char *const names[] = {"auto", "dense", "sparse"}; /* mtl_embedding_update */
-    char w[32];
-    trimmed(w, sizeof w, value);
-    for (int i = 0; i < 3; i++)
-        if (strcmp(w, names[i]) == 0) {
-            cfg->embedding_update = i;
-            return MTL_OK;
-        }
-    return mtl_fail(err, where, "'%s' is not an embedding update (auto, dense, sparse)", value);
+    return one_of(&cfg->embedding_update, value, names, 3, "an embedding update", where, err);
+}
+
+static int set_embedding_sharding(mtl_config *cfg, const char *value, const char *where,
+                                  mtl_error *err) {
+    static const char *const names[] = {"auto", "replicated", "row"}; /* mtl_embedding_sharding */
+    return one_of(&cfg->embedding_sharding, value, names, 3, "an embedding sharding", where, err);
 }
 
 static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
@@ -931,6 +956,12 @@ const char *mtl_config_usage(void) {
            "                                only for the rows a step touches; auto = sparse\n"
            "                                for tables of more than 4 x batch-size rows\n"
            "                                (default auto)\n"
+           "  --embedding-sharding MODE     replicated, row or auto: row spreads a sparse\n"
+           "                                table's rows (and optimizer state) over the\n"
+           "                                ranks; auto = row when a table would take more\n"
+           "                                than --shard-memory-share of a rank's memory\n"
+           "                                (default auto)\n"
+           "  --shard-memory-share X        in (0, 1] (default 0.25)\n"
            "  --batch-size N                global batch over all ranks, 1..100000000\n"
            "                                (default 1024)\n"
            "  --epochs N                    passes over the training set, >= 1 (default 10)\n"

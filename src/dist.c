@@ -23,6 +23,13 @@ int mtl_dist_init(int *argc, char ***argv, mtl_dist *d) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+    MPI_Comm node;
+    d->local_world = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size(node, &d->local_world);
+        MPI_Comm_free(&node);
+    }
     return 0;
 }
 
@@ -143,19 +150,43 @@ void mtl_dist_allgather_ints(const mtl_dist *d, const int *send, int n, int *rec
     check(d, MPI_Allgather(send, n, MPI_INT, recv, n, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
 }
 
+/* counts and displacements of a packed rank-after-rank buffer, as MPI's ints */
+static void layout(const mtl_dist *d, const int64_t *bytes, int *counts, int *displs) {
+    int64_t off = 0;
+    for (int r = 0; r < d->world; r++) {
+        check_count(d, (size_t)bytes[r], "alltoallv");
+        check_count(d, (size_t)off, "alltoallv");
+        counts[r] = (int)bytes[r];
+        displs[r] = (int)off;
+        off += bytes[r];
+    }
+}
+
 void mtl_dist_allgatherv_bytes(const mtl_dist *d, const void *send, void *recv,
                                const int64_t *bytes_of, int *scratch) {
     int *counts = scratch, *displs = scratch + d->world;
-    int64_t off = 0;
-    for (int r = 0; r < d->world; r++) {
-        check_count(d, (size_t)bytes_of[r], "allgatherv");
-        check_count(d, (size_t)off, "allgatherv");
-        counts[r] = (int)bytes_of[r];
-        displs[r] = (int)off;
-        off += bytes_of[r];
-    }
+    layout(d, bytes_of, counts, displs);
     check(d,
           MPI_Allgatherv(send, counts[d->rank], MPI_BYTE, recv, counts, displs, MPI_BYTE,
                          MPI_COMM_WORLD),
           "MPI_Allgatherv of embedding gradient rows");
+}
+
+void mtl_dist_alltoall_ints(const mtl_dist *d, const int *send, int *recv) {
+    if (d->world == 1) {
+        recv[0] = send[0];
+        return;
+    }
+    check(d, MPI_Alltoall(send, 1, MPI_INT, recv, 1, MPI_INT, MPI_COMM_WORLD), "MPI_Alltoall");
+}
+
+void mtl_dist_alltoallv_bytes(const mtl_dist *d, const void *send, const int64_t *send_bytes,
+                              void *recv, const int64_t *recv_bytes, int *scratch) {
+    int P = d->world;
+    layout(d, send_bytes, scratch, scratch + P);
+    layout(d, recv_bytes, scratch + 2 * P, scratch + 3 * P);
+    check(d,
+          MPI_Alltoallv(send, scratch, scratch + P, MPI_BYTE, recv, scratch + 2 * P,
+                        scratch + 3 * P, MPI_BYTE, MPI_COMM_WORLD),
+          "MPI_Alltoallv of embedding rows");
 }

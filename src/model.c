@@ -230,6 +230,15 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
             cfg->embedding_update == MTL_EMBEDDING_SPARSE ||
             (cfg->embedding_update == MTL_EMBEDDING_AUTO &&
              m->shape.vocab_sizes[s] > 4 * (int64_t)cfg->batch_size);
+        /* row sharding: a sparse table's values, m and v spread over the ranks
+         * when forced, or when they would take more than a share of a rank's
+         * memory */
+        double table_mb = 3.0 * (double)m->shape.vocab_sizes[s] * m->dims[s] * 4.0 / 1048576.0;
+        if (m->params.tensors[m->emb[s]].sparse && cfg->world > 1 &&
+            (cfg->embedding_sharding == MTL_SHARDING_ROW ||
+             (cfg->embedding_sharding == MTL_SHARDING_AUTO && cfg->rank_memory_mb > 0 &&
+              table_mb > cfg->shard_memory_share * cfg->rank_memory_mb)))
+            mtl_params_shard(&m->params, m->emb[s], cfg->rank, cfg->world);
     }
 
     mtl_rng init_rng;
@@ -514,8 +523,9 @@ void mtl_model_free(mtl_model *m) {
 
 void mtl_model_forward(mtl_model *m, const mtl_batch *b, int train) {
     int B = b->n;
-    mtl_input_forward(m->act + m->x0, m->in_dim, b->sparse, b->S, (const float *const *)m->tables,
-                      m->dims, m->shape.S, b->dense, b->D, m->shape.D, B);
+    mtl_input_forward(m->act + m->x0, m->in_dim, b->table_rows ? b->table_rows : b->sparse, b->S,
+                      (const float *const *)m->tables, m->dims, m->shape.S, b->dense, b->D,
+                      m->shape.D, B);
     m->forward_body(m, B, train);
     const float *logits = m->act + m->logits;
     float *pred = m->act + m->preds;

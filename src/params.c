@@ -51,10 +51,27 @@ int mtl_params_add(mtl_params *p, const char *name, int64_t rows, int64_t cols, 
     t->init = init;
     t->reg = reg;
     t->is_embedding = reg == MTL_REG_EMBEDDING;
+    t->shard_world = 1;
+    t->local_rows = rows;
     return p->n++;
 }
 
+/* N(0, 1e-4): DeepCTR's init_std for embeddings */
+static float embedding_draw(mtl_rng *rng) {
+    return (float)(1e-4 * mtl_rng_normal(rng));
+}
+
 static void init_tensor(float *x, const mtl_tensor *t, mtl_rng *rng) {
+    if (t->shard_world > 1) { /* only embedding tables are sharded */
+        /* the whole table's draws, this rank's rows kept: the same values as
+         * a replicated table, and the same generator state for what follows */
+        for (int64_t r = 0; r < t->rows; r++)
+            for (int64_t j = 0; j < t->cols; j++) {
+                float z = embedding_draw(rng);
+                if (r % t->shard_world == t->shard_rank) x[(r / t->shard_world) * t->cols + j] = z;
+            }
+        return;
+    }
     switch (t->init) {
     case MTL_INIT_ZEROS:
         memset(x, 0, t->size * sizeof *x);
@@ -76,22 +93,24 @@ static void init_tensor(float *x, const mtl_tensor *t, mtl_rng *rng) {
         break;
     }
     case MTL_INIT_EMBEDDING:
-        for (size_t i = 0; i < t->size; i++) x[i] = (float)(1e-4 * mtl_rng_normal(rng));
+        for (size_t i = 0; i < t->size; i++) x[i] = embedding_draw(rng);
         break;
     }
 }
 
 int mtl_params_finalize(mtl_params *p, int with_state, mtl_rng *rng, mtl_error *err) {
     size_t off = 0;
-    for (int pass = 0; pass < 3; pass++) { /* dense, embedding, sparse embedding */
+    /* dense, embedding, sparse embedding, row-sharded embedding */
+    for (int pass = 0; pass < 4; pass++) {
         for (int i = 0; i < p->n; i++) {
             mtl_tensor *t = &p->tensors[i];
-            if (t->is_embedding + t->sparse != pass) continue;
+            if (t->is_embedding + t->sparse + (t->shard_world > 1) != pass) continue;
             t->offset = off;
             off += t->size;
         }
         if (pass == 0) p->dense_size = off;
         if (pass == 1) p->block_size = off;
+        if (pass == 2) p->replicated_size = off;
     }
     p->size = off;
     p->values = alloc_block(off, "parameters", err);
@@ -105,6 +124,18 @@ int mtl_params_finalize(mtl_params *p, int with_state, mtl_rng *rng, mtl_error *
     for (int i = 0; i < p->n; i++)
         init_tensor(p->values + p->tensors[i].offset, &p->tensors[i], rng);
     return MTL_OK;
+}
+
+int64_t mtl_shard_rows(int64_t rows, int rank, int world) {
+    return rank < rows ? (rows - rank + world - 1) / world : 0;
+}
+
+void mtl_params_shard(mtl_params *p, int idx, int rank, int world) {
+    mtl_tensor *t = &p->tensors[idx];
+    t->shard_rank = rank;
+    t->shard_world = world;
+    t->local_rows = mtl_shard_rows(t->rows, rank, world);
+    t->size = (size_t)(t->local_rows * t->cols);
 }
 
 float *mtl_params_value(const mtl_params *p, int idx) {

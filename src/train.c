@@ -336,6 +336,12 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     mtl_error err;
     if (tr->streaming && stream_join(&tr->st) != MTL_OK) /* one HDF5 user at a time */
         mtl_dataset_free(&tr->st.next);
+    /* with row-sharded tables every forward fetches rows from the other
+     * ranks: each rank makes as many as the busiest, the last ones empty */
+    int64_t forwards = 0, all_forwards = 0;
+    if (tr->emb.n_sharded > 0)
+        all_forwards =
+            mtl_dist_max_int(tr->d, (int)mtl_embeddings_forwards(count, EVAL_CHUNK, m->max_batch));
     for (int64_t done = 0; done < count;) {
         mtl_dataset chunk;
         int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
@@ -345,6 +351,8 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
             int n = (int)(chunk.n_rows - c < m->max_batch ? chunk.n_rows - c : m->max_batch);
             for (int i = 0; i < n; i++) tr->rows[i] = c + i;
             mtl_batch_gather(&tr->batch, &chunk, tr->rows, n);
+            mtl_embeddings_prepare(&tr->emb, &tr->batch, tr->d);
+            forwards++;
             mtl_model_forward(m, &tr->batch, 0);
             memcpy(tr->eval_pred + (done + c) * P, mtl_model_predictions(m),
                    (size_t)n * (size_t)P * sizeof(float));
@@ -355,6 +363,8 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
         done += chunk.n_rows;
         mtl_dataset_free(&chunk);
     }
+    for (tr->batch.n = 0; forwards < all_forwards; forwards++)
+        mtl_embeddings_prepare(&tr->emb, &tr->batch, tr->d);
     int64_t total = ds->n_total;
     mtl_dist_gather_floats(tr->d, tr->eval_pred, count * P, tr->all_pred, total * P);
     mtl_dist_gather_floats(tr->d, tr->eval_labels, count * T, tr->all_labels, total * T);
@@ -528,6 +538,9 @@ static int save_checkpoint(trainer *tr, const progress *pg, mtl_error *err) {
     double loss_sum[MTL_MAX_TASKS];
     memcpy(loss_sum, pg->loss_sum, sizeof loss_sum);
     mtl_dist_sum_doubles(tr->d, loss_sum, (size_t)tr->m->T);
+    const float *best = pg->has_best ? tr->best : NULL;
+    char path[MTL_PATH_MAX + 32], tmp[MTL_CKPT_TMP_MAX] = "";
+    snprintf(path, sizeof path, "%s/ckpt-%09lld.h5", cfg->checkpoint_dir, (long long)pg->step);
     if (tr->d->rank == 0) {
         mtl_ckpt_state st;
         memset(&st, 0, sizeof st);
@@ -544,12 +557,25 @@ static int save_checkpoint(trainer *tr, const progress *pg, mtl_error *err) {
         memcpy(st.train_count, pg->count, sizeof st.train_count);
         mtl_config_model_text(cfg, st.config, sizeof st.config);
         st.shape = tr->m->shape;
-        char path[MTL_PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/ckpt-%09lld.h5", cfg->checkpoint_dir, (long long)pg->step);
-        rc = mtl_checkpoint_save(path, tr->m, pg->has_best ? tr->best : NULL, &st, err);
-        if (rc == MTL_OK) prune_checkpoints(cfg->checkpoint_dir, cfg->keep_checkpoints);
+        rc = mtl_checkpoint_begin(path, tr->m, best, &st, tmp, sizeof tmp, err);
+    }
+    if (tr->emb.n_sharded > 0) {
+        /* the other ranks add their rows of the row-sharded tables, one at a time */
+        mtl_dist_bcast_bytes(tr->d, tmp, sizeof tmp, 0);
+        for (int r = 1; r < tr->d->world; r++) {
+            int failed = mtl_dist_max_int(tr->d, rc != MTL_OK);
+            if (!failed && tr->d->rank == r) rc = mtl_checkpoint_add_rows(tmp, tr->m, best, err);
+        }
     }
     int bad = mtl_dist_max_int(tr->d, rc != MTL_OK);
+    if (tr->d->rank == 0) {
+        if (!bad)
+            rc = mtl_checkpoint_commit(tmp, path, err);
+        else if (rc == MTL_OK)
+            unlink(tmp); /* another rank failed */
+        if (rc == MTL_OK) prune_checkpoints(cfg->checkpoint_dir, cfg->keep_checkpoints);
+    }
+    bad = mtl_dist_max_int(tr->d, rc != MTL_OK);
     if (bad && tr->d->rank != 0) mtl_fail(err, NULL, "rank 0 could not write a checkpoint");
     return bad ? MTL_ERR : MTL_OK;
 }
@@ -772,6 +798,7 @@ static mtl_batch batch_rows(const mtl_batch *b, int first, int n) {
     v.labels += (size_t)first * (size_t)b->T;
     v.weights += first;
     if (v.grad_rows) v.grad_rows += (size_t)first * (size_t)b->S;
+    if (v.table_rows) v.table_rows += (size_t)first * (size_t)b->S;
     v.capacity -= first;
     v.n = n;
     return v;
@@ -890,7 +917,13 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
      * are over the whole local batch) and BLAS threads (they need big products) */
     int micro =
         cfg->batch_norm || cfg->threads > 1 || capacity < MICRO_ROWS ? capacity : MICRO_ROWS;
-    rc = mtl_model_create(&tr->m, cfg, &shape, micro, err);
+    /* the model learns this rank's place in the job (row-sharded tables) */
+    mtl_config job = *cfg;
+    job.rank = d->rank;
+    job.world = d->world;
+    job.rank_memory_mb = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) /
+                         1048576.0 / d->local_world;
+    rc = mtl_model_create(&tr->m, &job, &shape, micro, err);
     if (rc != MTL_OK) {
         trainer_free(tr);
         return MTL_EXIT_USAGE; /* same on every rank: a configuration problem */
@@ -946,10 +979,11 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         int64_t n_init = tr->train_count < CENTER_ROWS ? tr->train_count : CENTER_ROWS;
         start_epoch(tr, 0);
         gather_train(tr, 0, (int)n_init);
+        mtl_embeddings_prepare(&tr->emb, &tr->batch, d);
         mtl_model_center_init(m, &tr->batch);
     }
     /* replicas start identical whatever each rank's generator did */
-    mtl_dist_bcast_floats(d, m->params.values, m->params.size, 0);
+    mtl_dist_bcast_floats(d, m->params.values, m->params.replicated_size, 0);
     mtl_rng_seed(&m->dropout_rng, cfg->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)d->rank + 1);
 
     progress pg;
@@ -1095,7 +1129,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             }
             double step_t0 = mtl_dist_time();
             gather_train(tr, first, (int)n);
-            mtl_embeddings_collect(&tr->emb, &tr->batch);
+            mtl_embeddings_prepare(&tr->emb, &tr->batch, d);
             /* one small non-blocking sum, overlapped with the forward: the labelled
              * counts per task, and two flags that every rank must act on at the
              * end of this step: a stop signal, and rank 0's checkpoint clock */
@@ -1139,7 +1173,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             double reduce_seconds = mtl_dist_time() - reduce_t0;
             /* the summed gradient is the same on every rank: so is this test */
             if (!mtl_all_finite(m->params.grads, m->params.block_size) ||
-                !mtl_embeddings_all_finite(&tr->emb)) {
+                !mtl_embeddings_all_finite(&tr->emb, d)) {
                 int my_task = 0;
                 for (int t = 0; t < T && !my_task; t++)
                     if (!isfinite(loss_sum[t])) my_task = t + 1;
@@ -1378,7 +1412,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         json_num(tr->metrics, steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
         fprintf(tr->metrics, ",\"exchange_bytes_per_step\":");
         json_num(tr->metrics, steady_steps > 0 ? exchange_bytes / steady_steps : NAN);
-        fprintf(tr->metrics, ",\"sparse_tables\":%d", tr->emb.n_tables);
+        fprintf(tr->metrics, ",\"sparse_tables\":%d,\"sharded_tables\":%d", tr->emb.n_tables,
+                tr->emb.n_sharded);
         fprintf(tr->metrics, ",\"flops_per_sample\":%.0f", mtl_model_flops_per_sample(m));
         fprintf(tr->metrics, ",\"peak_rss_mb\":%.1f", peak_rss_mb);
         fprintf(

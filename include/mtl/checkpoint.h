@@ -35,9 +35,20 @@ typedef struct {
     mtl_data_shape shape;
 } mtl_ckpt_state;
 
-/* best may be NULL (no early-stopping copy). */
+/* best may be NULL (no early-stopping copy). Written whole by one process:
+ * begin + commit. */
 int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
                         const mtl_ckpt_state *st, mtl_error *err);
+/* A checkpoint written by several ranks, for row-sharded tables (params.h):
+ * rank 0 begins it (everything, and its own rows of the sharded tables) in
+ * the temporary file tmp (capacity MTL_CKPT_TMP_MAX), the other ranks add
+ * their rows one after another, and rank 0 commits (fsync and rename). No
+ * rank holds more than its own rows. */
+#define MTL_CKPT_TMP_MAX 1200
+int mtl_checkpoint_begin(const char *path, const mtl_model *m, const float *best,
+                         const mtl_ckpt_state *st, char *tmp, size_t tmp_cap, mtl_error *err);
+int mtl_checkpoint_add_rows(const char *tmp, const mtl_model *m, const float *best, mtl_error *err);
+int mtl_checkpoint_commit(const char *tmp, const char *path, mtl_error *err);
 /* Attributes only: what is needed to rebuild the model. Rejects files that
  * are not complete mtl_dist checkpoints. */
 int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *err);

@@ -67,7 +67,9 @@ typedef struct {
     float lr;
     float momentum;
     float l2_embedding, l2_dnn;
-    int embedding_update; /* mtl_embedding_update */
+    int embedding_update;     /* mtl_embedding_update */
+    int embedding_sharding;   /* mtl_embedding_sharding */
+    float shard_memory_share; /* auto: shard a table above this share of a rank's memory */
     int batch_size; /* global batch, over all ranks */
     int epochs;
     uint64_t seed;
@@ -88,6 +90,10 @@ typedef struct {
     int threads;             /* OpenBLAS threads per rank */
     int64_t max_steps;       /* stop after this many steps (0 = no limit); benchmarks */
     int quiet;
+
+    /* the job, set by the trainer (not options): row-sharded tables need it */
+    int rank, world;
+    double rank_memory_mb; /* this rank's share of its machine's memory */
 } mtl_config;
 
 /* --embedding-update: dense tables take part in the one allreduce and the
@@ -98,6 +104,14 @@ typedef enum {
     MTL_EMBEDDING_DENSE,
     MTL_EMBEDDING_SPARSE
 } mtl_embedding_update;
+
+/* --embedding-sharding: a sparse table is replicated on every rank, or its
+ * rows are spread over the ranks (row r on rank r mod P), see embedding.h. */
+typedef enum {
+    MTL_SHARDING_AUTO = 0, /* row when values + optimizer state exceed a share of memory */
+    MTL_SHARDING_REPLICATED,
+    MTL_SHARDING_ROW
+} mtl_embedding_sharding;
 
 void mtl_config_defaults(mtl_config *cfg);
 /* Parse argv (argv[0] is the program; an optional first word "train" or

@@ -108,6 +108,10 @@ typedef struct {
      * receives each id's gradient (embedding.h: a sparse table's compact rows);
      * NULL: the id's own row */
     const int32_t *grad_rows;
+    /* [capacity x S], not owned: the row of each field's table that the
+     * forward reads (embedding.h: a row-sharded table's fetched rows); NULL:
+     * the id's own row */
+    const int32_t *table_rows;
 } mtl_batch;
 
 int mtl_batch_alloc(mtl_batch *b, int capacity, int S, int D, int T, mtl_error *err);

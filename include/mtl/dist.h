@@ -10,6 +10,7 @@
 
 typedef struct {
     int rank, world;
+    int local_world; /* ranks on this machine (sharing its memory) */
 } mtl_dist;
 
 /* MPI_Init_thread (funneled) and rank/world. Returns 0, or -1 if MPI failed
@@ -42,6 +43,12 @@ void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, flo
 void mtl_dist_barrier(const mtl_dist *d);
 /* Every rank's n ints, rank after rank, into recv [world x n]. */
 void mtl_dist_allgather_ints(const mtl_dist *d, const int *send, int n, int *recv);
+/* Personalized exchange: send[r] ints to rank r; recv[r] from rank r. */
+void mtl_dist_alltoall_ints(const mtl_dist *d, const int *send, int *recv);
+/* send_bytes[r] bytes to rank r (send packed rank after rank), recv_bytes[r]
+ * from rank r into recv (likewise); scratch holds 4 x world ints. */
+void mtl_dist_alltoallv_bytes(const mtl_dist *d, const void *send, const int64_t *send_bytes,
+                              void *recv, const int64_t *recv_bytes, int *scratch);
 /* Every rank's bytes, rank after rank, into recv: bytes_of[r] from rank r
  * (the same array on every rank; this rank sends bytes_of[rank] from send).
  * scratch holds 2 x world ints, so nothing is allocated in a step. */

@@ -18,6 +18,18 @@
  *             replica holds the same sum, bit for bit;
  *   update:   L2 and the optimizer on the union's rows only.
  *
+ * A row-sharded table (--embedding-sharding row) keeps row i on rank i mod P
+ * only, with its optimizer state, so a rank holds 1/P of it (TorchRec's
+ * row-wise sharding, HugeCTR's distributed embedding, here in MPI):
+ *   fetch:    after collect, each rank sends its touched ids to their owners
+ *             and gets the rows back (two all-to-alls); the forward reads
+ *             them from a compact buffer (mtl_batch.table_rows);
+ *   exchange: the gradient rows go back to the owners (one all-to-all),
+ *             which sum them in rank order into their union;
+ *   update:   each owner updates its own rows and their state.
+ * Every forward of a rank with such tables (training, evaluation, the first
+ * centering) takes part in a fetch, so all ranks fetch equally often.
+ *
  * The optimizer is "lazy" for these tables, like TF's LazyAdam and PyTorch's
  * SparseAdam: a row's state changes only in steps that touch it. With
  * SGD without momentum and no L2 this is the dense update exactly (an
@@ -48,39 +60,63 @@ typedef struct {
     float *grad;           /* [cap x dim]: their gradient rows */
     int n_local, n;        /* touched rows: by this rank, by all ranks */
     int cap;
+    /* Row-sharded tables (sharded != 0): values, m and v hold this rank's rows
+     * (global row i at local row i / world); ids, grad and n stay this rank's
+     * own touched ids (n == n_local); and: */
+    int sharded;
+    float *fetched;  /* [max_rows x dim]: the fetched rows of ids, read by the forward */
+    int32_t *order;  /* [max_rows]: positions in ids, grouped by owner rank */
+    int *send_count; /* [world]: ids sent to each owner */
+    int *recv_count; /* [world]: ids each rank asked of this one */
+    int32_t *asked;  /* [world x max_rows]: those ids, rank after rank */
+    int n_asked;
+    int32_t *own_slot_of; /* [local rows]: a local row's place in own_ids, -1: none */
+    int32_t *own_ids;     /* [own_cap]: local rows with a gradient this step */
+    float *own_grad;      /* [own_cap x dim] */
+    int own_n, own_cap;
 } mtl_sparse_table;
 
 typedef struct {
-    int n_tables;
+    int n_tables, n_sharded;
     mtl_sparse_table *tables;
     int S, max_rows;
-    int32_t *grad_rows; /* [max_rows x S]: what mtl_batch.grad_rows points to */
-    /* the exchange: each rank's packed (ids, rows) of every table */
+    int32_t *grad_rows;  /* [max_rows x S]: what mtl_batch.grad_rows points to */
+    int32_t *table_rows; /* [max_rows x S]: what mtl_batch.table_rows points to */
+    /* the exchanges: packed ids and rows */
     int world;
-    int *counts;                /* [world x n_tables] touched rows per rank and table */
-    int64_t *bytes_of;          /* [world] packed bytes per rank */
-    int *mpi_scratch;           /* [2 x world] */
-    unsigned char *send, *recv; /* [one rank's maximum], [world x that] */
-    double bytes_received;      /* by this rank in the last exchange */
+    int *counts;                      /* [world x n_tables] touched rows per rank and table */
+    int64_t *bytes_of;                /* [world] packed bytes per rank */
+    int64_t *send_bytes, *recv_bytes; /* [world] */
+    int *mpi_scratch;                 /* [4 x world] */
+    unsigned char *send, *recv;       /* [one rank's maximum], [world x that] */
+    double bytes_received;            /* by this rank in the last step's exchanges */
 } mtl_embeddings;
 
 /* Set up the sparse tables of m (none: n_tables == 0, and every call below
  * does nothing) for steps of at most max_rows rows per rank on world ranks;
- * points m->dtables of those fields at their compact gradient rows. */
+ * points m->dtables of those fields at their compact gradient rows, and
+ * m->tables of row-sharded ones at their fetched rows. */
 int mtl_embeddings_init(mtl_embeddings *e, mtl_model *m, int max_rows, int world, mtl_error *err);
 void mtl_embeddings_free(mtl_embeddings *e);
 /* The touched ids of the b->n rows of this rank's step, zeroed gradient rows
- * for them, and b->grad_rows. */
+ * for them, and b->grad_rows (and b->table_rows). */
 void mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b);
-/* Sum the ranks' gradient rows into the union of their ids (every rank
- * gets the same ids in the same order, and the same sums). */
+/* collect, and with row-sharded tables fetch their rows from their owners:
+ * collective then. Call before every forward. */
+void mtl_embeddings_prepare(mtl_embeddings *e, mtl_batch *b, const mtl_dist *d);
+/* Sum the ranks' gradient rows into the union of their ids (every rank gets
+ * the same ids in the same order, and the same sums); for a row-sharded
+ * table, into its owners' rows. */
 void mtl_embeddings_exchange(mtl_embeddings *e, const mtl_dist *d);
-/* 1 if every gradient row of the union is finite */
-int mtl_embeddings_all_finite(const mtl_embeddings *e);
-/* L2 (g += 2 l2 p) and the optimizer on the union's rows; step as in
- * mtl_optim_update. */
+/* 1 if every summed gradient row is finite; the same answer on every rank
+ * (collective when there are row-sharded tables). */
+int mtl_embeddings_all_finite(const mtl_embeddings *e, const mtl_dist *d);
+/* L2 (g += 2 l2 p) and the optimizer on the union's rows (row-sharded: on
+ * this rank's rows); step as in mtl_optim_update. */
 void mtl_embeddings_update(mtl_embeddings *e, const mtl_optim *opt, float l2, int64_t step);
-/* Rows touched in the last step, over all sparse tables and ranks. */
-int64_t mtl_embeddings_touched(const mtl_embeddings *e);
+/* Forwards a rank with row-sharded tables makes to evaluate `count` rows in
+ * batches of at most max_batch from chunks of chunk_rows: what every rank
+ * must match with empty fetches. */
+int64_t mtl_embeddings_forwards(int64_t count, int64_t chunk_rows, int max_batch);
 
 #endif

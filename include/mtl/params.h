@@ -41,18 +41,25 @@ typedef struct {
     mtl_reg_kind reg;
     int is_embedding;
     int sparse; /* an embedding table updated by rows (embedding.h): laid out last */
+    /* row-sharded (shard_world > 1): this rank holds rows shard_rank,
+     * shard_rank + shard_world, ... (global row i at local row i / shard_world);
+     * offset and size cover those rows only; laid out after everything else */
+    int shard_rank, shard_world;
+    int64_t local_rows;
 } mtl_tensor;
 
 typedef struct {
     mtl_tensor *tensors;
     int n, cap;
-    size_t size;       /* total floats */
-    size_t dense_size; /* floats before the first embedding table */
-    size_t block_size; /* floats before the first sparse table: what the one allreduce,
-                          the optimizer loop and the gradient reset cover */
-    float *values;     /* [size] */
-    float *grads;      /* [size] */
-    float *m, *v;      /* optimizer state [size] each */
+    size_t size;            /* total floats */
+    size_t dense_size;      /* floats before the first embedding table */
+    size_t block_size;      /* floats before the first sparse table: what the one allreduce,
+                               the optimizer loop and the gradient reset cover */
+    size_t replicated_size; /* floats before the first row-sharded table: what every
+                               rank holds alike */
+    float *values;          /* [size] */
+    float *grads;           /* [size] */
+    float *m, *v;           /* optimizer state [size] each */
 } mtl_params;
 
 /* Register a tensor; returns its index (>= 0) or MTL_ERR. */
@@ -61,6 +68,11 @@ int mtl_params_add(mtl_params *p, const char *name, int64_t rows, int64_t cols, 
 /* Lay out, allocate values/grads (and m, v when with_state) and initialize
  * every tensor in registration order from rng. */
 int mtl_params_finalize(mtl_params *p, int with_state, mtl_rng *rng, mtl_error *err);
+/* Rows of a table of `rows` rows that rank `rank` of `world` holds. */
+int64_t mtl_shard_rows(int64_t rows, int rank, int world);
+/* Spread tensor idx's rows over world ranks; this process is rank. Before
+ * finalize. */
+void mtl_params_shard(mtl_params *p, int idx, int rank, int world);
 float *mtl_params_value(const mtl_params *p, int idx);
 float *mtl_params_grad(const mtl_params *p, int idx);
 int mtl_params_find(const mtl_params *p, const char *name); /* index or -1 */
