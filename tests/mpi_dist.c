@@ -288,7 +288,6 @@ static void test_grad_others(void **state) {
     run_grad_case(&(grad_case){"cgc", MTL_MODEL_CGC, 0, 0, GB, 0});
 }
 
-/* Kendall et al. weighting: the regularizer's constant is added by rank 0 only */
 /* Sparse tables: each rank's touched rows, gathered and summed in rank
  * order, give the 1-rank gradient, and the same union on every rank. */
 static void test_grad_sparse(void **state) {
@@ -298,6 +297,101 @@ static void test_grad_sparse(void **state) {
     run_grad_case(&(grad_case){"sparse, last rank empty", MTL_MODEL_MMOE, 0, 0, 0, 1});
 }
 
+/* Row-sharded tables: each rank holds rows r, r + P, ...; the rows its batch
+ * fetches from their owners are the 1-rank model's rows, and the gradient
+ * rows the owners sum are the 1-rank gradient of the whole batch. */
+static void test_grad_sharded(void **state) {
+    (void)state;
+    grad_case gc = {"mmoe row-sharded", MTL_MODEL_MMOE, 0, 0, GB, 1};
+    mtl_config cfg, ref_cfg;
+    mtl_data_shape shape;
+    mtl_error err = {{0}};
+    case_config(&ref_cfg, &gc);
+    case_shape(&shape, &gc);
+    cfg = ref_cfg;
+    cfg.embedding_sharding = MTL_SHARDING_ROW;
+    cfg.rank = D.rank;
+    cfg.world = D.world;
+    mtl_model *ref = NULL, *m = NULL;
+    mtl_batch full, mine;
+    memset(&full, 0, sizeof full);
+    memset(&mine, 0, sizeof mine);
+    mtl_embeddings E;
+    memset(&E, 0, sizeof E);
+    int rc = mtl_model_create(&ref, &ref_cfg, &shape, GB, &err);
+    if (rc == MTL_OK) rc = mtl_model_create(&m, &cfg, &shape, GB, &err);
+    if (rc == MTL_OK) rc = mtl_batch_alloc(&full, GB, S_, D_, T_, &err);
+    if (rc == MTL_OK) rc = mtl_batch_alloc(&mine, GB, S_, D_, T_, &err);
+    if (rc == MTL_OK) rc = mtl_embeddings_init(&E, m, GB, D.world, &err);
+    require(rc == MTL_OK, "models, batches and tables", &err);
+    CHECK(E.n_sharded == S_, "%d sharded tables", E.n_sharded);
+
+    /* the 1-rank reference over the whole batch */
+    make_global_batch(&full, GB, 0);
+    double count[T_], loss1[T_] = {0}, loss[T_] = {0};
+    mtl_model_count_labels(ref, &full, count);
+    step_gradient(ref, &full, count, 1, loss1);
+
+    int64_t begin, cnt;
+    mtl_shard_range(GB, D.rank, D.world, &begin, &cnt);
+    copy_rows(&mine, &full, begin, cnt);
+    mtl_embeddings_prepare(&E, &mine, &D);
+    for (int k = 0; k < E.n_tables; k++) { /* the fetched rows are the table's rows */
+        const mtl_sparse_table *st = &E.tables[k];
+        const float *table = mtl_params_value(&ref->params, ref->emb[st->field]);
+        for (int i = 0; i < st->n; i++)
+            CHECK(memcmp(st->fetched + (size_t)i * st->dim, table + (size_t)st->ids[i] * st->dim,
+                         (size_t)st->dim * sizeof(float)) == 0,
+                  "table %d: fetched row of id %d differs", k, st->ids[i]);
+    }
+    step_gradient(m, &mine, count, D.rank == 0, loss);
+    mtl_dist_sum_floats(&D, m->params.grads, m->params.block_size);
+    mtl_embeddings_exchange(&E, &D);
+
+    double diff2 = 0, ref2 = 0;
+    for (int i = 0; i < m->params.n; i++) {
+        const mtl_tensor *t = &m->params.tensors[i];
+        const mtl_tensor *r = &ref->params.tensors[mtl_params_find(&ref->params, t->name)];
+        const float *want = ref->params.grads + r->offset;
+        if (t->shard_world > 1) continue; /* below */
+        for (size_t j = 0; j < t->size; j++) {
+            double dd = (double)m->params.grads[t->offset + j] - want[j];
+            diff2 += dd * dd;
+            ref2 += (double)want[j] * want[j];
+        }
+    }
+    for (int k = 0; k < E.n_tables; k++) {
+        const mtl_sparse_table *st = &E.tables[k];
+        const float *want = mtl_params_grad(&ref->params, ref->emb[st->field]);
+        for (int64_t row = D.rank; row < st->rows; row += D.world) { /* the rows this rank owns */
+            int32_t local = (int32_t)(row / D.world), at = -1;
+            for (int i = 0; i < st->own_n; i++)
+                if (st->own_ids[i] == local) at = i;
+            for (int j = 0; j < st->dim; j++) {
+                double got = at >= 0 ? st->own_grad[(size_t)at * st->dim + j] : 0.0;
+                double dd = got - want[row * st->dim + j];
+                diff2 += dd * dd;
+                ref2 += (double)want[row * st->dim + j] * want[row * st->dim + j];
+            }
+        }
+    }
+    mtl_dist_sum_doubles(&D, &diff2, 1);
+    mtl_dist_sum_doubles(&D, &ref2, 1);
+    double rel = sqrt(diff2 / ref2);
+    if (D.rank == 0)
+        printf("  %-28s batch %2d over %d ranks: |g_N - g_1| / |g_1| = %.3g\n", gc.name, GB,
+               D.world, rel);
+    CHECK(ref2 > 0 && rel < 1e-5, "relative gradient difference %.3g", rel);
+
+    mtl_embeddings_free(&E);
+    mtl_batch_free(&full);
+    mtl_batch_free(&mine);
+    mtl_model_free(ref);
+    mtl_model_free(m);
+    verdict();
+}
+
+/* Kendall et al. weighting: the regularizer's constant is added by rank 0 only */
 static void test_grad_uncertainty(void **state) {
     (void)state;
     run_grad_case(&(grad_case){"mmoe uncertainty", MTL_MODEL_MMOE, 1, 1, GB, 0});
@@ -553,6 +647,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_grad_others),
         cmocka_unit_test(test_grad_uncertainty),
         cmocka_unit_test(test_grad_sparse),
+        cmocka_unit_test(test_grad_sharded),
         cmocka_unit_test(test_grad_empty_rank),
     };
     int failed = cmocka_run_group_tests_name("mpi_dist", tests, NULL, NULL);

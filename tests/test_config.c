@@ -574,6 +574,20 @@ static void test_embedding_update(void **state) {
     EXPECT_FAIL("--embedding-update: 'lazy' is not an embedding update (auto, dense, sparse)",
                 "--embedding-update", "lazy");
     assert_non_null(strstr(mtl_config_usage(), "--embedding-update MODE"));
+
+    mtl_config_defaults(&c);
+    assert_int_equal(c.embedding_sharding, MTL_SHARDING_AUTO);
+    assert_true(c.shard_memory_share == 0.25f);
+    EXPECT_OK(PARSE(&c, &e, "--train", "x.h5", "--embedding-sharding", "row",
+                    "--shard-memory-share", "0.5"),
+              &e);
+    assert_int_equal(c.embedding_sharding, MTL_SHARDING_ROW);
+    assert_true(c.shard_memory_share == 0.5f);
+    EXPECT_FAIL("--embedding-sharding: 'column' is not an embedding sharding (auto, replicated, "
+                "row)",
+                "--embedding-sharding", "column");
+    EXPECT_FAIL("--shard-memory-share: '0' must be in (0, 1]", "--shard-memory-share", "0");
+    EXPECT_FAIL("--shard-memory-share: '1.5' must be in (0, 1]", "--shard-memory-share", "1.5");
 }
 
 static void test_usage(void **state) {

@@ -1012,6 +1012,37 @@ static void test_sparse_tables(void **state) {
         check_layout(m);
         mtl_model_free(m);
     }
+    /* row sharding on rank 1 of 3: forced, or auto when the table's values and
+     * Adam state (5000 x 4 x 4 bytes x 3 = 0.23 MB) exceed the share */
+    const struct {
+        int sharding;
+        double rank_mb;
+        int sharded;
+    } cases[] = {{MTL_SHARDING_ROW, 0, 1},
+                 {MTL_SHARDING_REPLICATED, 0.1, 0},
+                 {MTL_SHARDING_AUTO, 0.5, 1},
+                 {MTL_SHARDING_AUTO, 100, 0},
+                 {MTL_SHARDING_AUTO, 0, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        mtl_config_defaults(&cfg);
+        cfg.model = MTL_MODEL_MMOE;
+        cfg.embedding_sharding = cases[c].sharding;
+        cfg.rank = 1;
+        cfg.world = 3;
+        cfg.rank_memory_mb = cases[c].rank_mb;
+        mtl_model *m = NULL;
+        mtl_error err = {{0}};
+        assert_int_equal(mtl_model_create(&m, &cfg, &sh, 32, &err), MTL_OK);
+        const mtl_tensor *t = &m->params.tensors[m->emb[1]];
+        assert_int_equal(t->shard_world > 1, cases[c].sharded);
+        if (cases[c].sharded) {
+            assert_int_equal(t->local_rows, 1667); /* rows 1, 4, ..., 4999 */
+            assert_true(t->size == 1667 * 4);
+            assert_true(t->offset >= m->params.replicated_size);
+        }
+        assert_int_equal(m->params.tensors[m->emb[0]].shard_world, 1); /* small: dense */
+        mtl_model_free(m);
+    }
 }
 
 static void test_param_names(void **state) {
