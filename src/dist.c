@@ -172,12 +172,12 @@ void mtl_dist_allgatherv_bytes(const mtl_dist *d, const void *send, void *recv,
           "MPI_Allgatherv of embedding gradient rows");
 }
 
-void mtl_dist_alltoall_ints(const mtl_dist *d, const int *send, int *recv) {
+void mtl_dist_alltoall_ints(const mtl_dist *d, const int *send, int n, int *recv) {
     if (d->world == 1) {
-        recv[0] = send[0];
+        for (int i = 0; i < n; i++) recv[i] = send[i];
         return;
     }
-    check(d, MPI_Alltoall(send, 1, MPI_INT, recv, 1, MPI_INT, MPI_COMM_WORLD), "MPI_Alltoall");
+    check(d, MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, MPI_COMM_WORLD), "MPI_Alltoall");
 }
 
 void mtl_dist_alltoallv_bytes(const mtl_dist *d, const void *send, const int64_t *send_bytes,

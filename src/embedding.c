@@ -55,15 +55,18 @@ int mtl_embeddings_init(mtl_embeddings *e, mtl_model *m, int max_rows, int world
     if (e->n_tables == 0) return MTL_OK;
     size_t rows_S = (size_t)max_rows * (size_t)e->S;
     e->tables = mtl_alloc((size_t)e->n_tables, sizeof *e->tables, "sparse tables", err);
+    e->sharded = mtl_alloc((size_t)e->n_tables, sizeof *e->sharded, "sparse tables", err);
     e->grad_rows = mtl_alloc(rows_S, sizeof *e->grad_rows, "gradient rows", err);
     e->table_rows = mtl_alloc(rows_S, sizeof *e->table_rows, "table rows", err);
-    e->counts = mtl_alloc((size_t)world * (size_t)e->n_tables, sizeof *e->counts, "counts", err);
+    /* replicated: [world x n_tables]; sharded: [world + 2 x world x n_tables] */
+    e->counts =
+        mtl_alloc((size_t)world * (1 + 2 * (size_t)e->n_tables), sizeof *e->counts, "counts", err);
     e->bytes_of = mtl_alloc((size_t)world, sizeof *e->bytes_of, "exchange sizes", err);
     e->send_bytes = mtl_alloc((size_t)world, sizeof *e->send_bytes, "exchange sizes", err);
     e->recv_bytes = mtl_alloc((size_t)world, sizeof *e->recv_bytes, "exchange sizes", err);
     e->mpi_scratch = mtl_alloc(4 * (size_t)world, sizeof *e->mpi_scratch, "exchange sizes", err);
-    if (!e->tables || !e->grad_rows || !e->table_rows || !e->counts || !e->bytes_of ||
-        !e->send_bytes || !e->recv_bytes || !e->mpi_scratch)
+    if (!e->tables || !e->sharded || !e->grad_rows || !e->table_rows || !e->counts ||
+        !e->bytes_of || !e->send_bytes || !e->recv_bytes || !e->mpi_scratch)
         goto fail;
     size_t packed = 0;  /* one rank's largest contribution to an exchange */
     size_t answers = 0; /* a row-sharded table's owner answers every rank's batch */
@@ -75,7 +78,7 @@ int mtl_embeddings_init(mtl_embeddings *e, mtl_model *m, int max_rows, int world
         m->dtables[s] = st->grad;
         if (st->sharded) {
             m->tables[s] = st->fetched;
-            e->n_sharded++;
+            e->sharded[e->n_sharded++] = st;
         }
         packed += (size_t)max_rows * (sizeof(int32_t) + (size_t)st->dim * sizeof(float));
         if (st->sharded &&
@@ -109,6 +112,7 @@ void mtl_embeddings_free(mtl_embeddings *e) {
         free(st->own_grad);
     }
     free(e->tables);
+    free(e->sharded);
     free(e->grad_rows);
     free(e->table_rows);
     free(e->counts);
@@ -168,11 +172,6 @@ void mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b) {
 
 /* ---- row-sharded tables ---- */
 
-/* bytes of `count[r]` items of `item` bytes, per rank */
-static void bytes_per_rank(int64_t *out, const int *count, size_t item, int world) {
-    for (int r = 0; r < world; r++) out[r] = (int64_t)count[r] * (int64_t)item;
-}
-
 static double bytes_from_others(const int64_t *bytes, const mtl_dist *d) {
     double sum = 0;
     for (int r = 0; r < d->world; r++)
@@ -180,73 +179,120 @@ static double bytes_from_others(const int64_t *bytes, const mtl_dist *d) {
     return sum;
 }
 
-/* Send the touched ids to their owners (grouped by owner), who answer with
- * the rows; the rows land in st->rows at each id's slot. */
-static void fetch_table(mtl_embeddings *e, mtl_sparse_table *st, const mtl_dist *d) {
-    int P = d->world;
-    size_t dim = (size_t)st->dim, row_bytes = dim * sizeof(float);
-    /* counting sort of the ids by owner: st->order lists their positions */
-    int *start = e->counts; /* scratch: [world] of [world x n_tables] */
-    for (int r = 0; r < P; r++) st->send_count[r] = 0;
-    for (int i = 0; i < st->n; i++) st->send_count[st->ids[i] % P]++;
-    for (int r = 0, sum = 0; r < P; r++) {
-        start[r] = sum;
-        sum += st->send_count[r];
+/* The row-sharded tables' exchanges are packed: for each rank, table after
+ * table, so a step makes 4 collectives whatever the number of tables. */
+#define EACH_SHARDED(e, st, t)                                                                     \
+    for (int t = 0; t < (e)->n_sharded; t++)                                                       \
+        for (mtl_sparse_table *st = (e)->sharded[t]; st; st = NULL)
+
+/* Send the touched ids to their owners, who answer with the rows; the rows
+ * land in st->fetched at each id's slot. */
+static void fetch_sharded(mtl_embeddings *e, const mtl_dist *d) {
+    int P = d->world, K = e->n_sharded;
+    int off[256] = {0}; /* running offsets per table (at most 256 fields) */
+    /* counting sort of each table's ids by owner: st->order lists positions */
+    EACH_SHARDED(e, st, t) {
+        for (int r = 0; r < P; r++) st->send_count[r] = 0;
+        for (int i = 0; i < st->n; i++) st->send_count[st->ids[i] % P]++;
+        for (int r = 0, sum = 0; r < P; r++) {
+            e->counts[r] = sum; /* scratch: where owner r's ids start */
+            sum += st->send_count[r];
+            e->counts[P + r * K + t] = st->send_count[r];
+        }
+        for (int i = 0; i < st->n; i++) st->order[e->counts[st->ids[i] % P]++] = i;
     }
-    for (int i = 0; i < st->n; i++) st->order[start[st->ids[i] % P]++] = i;
-    int32_t *out_ids = (int32_t *)(void *)e->send;
-    for (int i = 0; i < st->n; i++) out_ids[i] = st->ids[st->order[i]];
-    mtl_dist_alltoall_ints(d, st->send_count, st->recv_count);
-    bytes_per_rank(e->send_bytes, st->send_count, sizeof(int32_t), P);
-    bytes_per_rank(e->recv_bytes, st->recv_count, sizeof(int32_t), P);
-    mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, st->asked, e->recv_bytes, e->mpi_scratch);
-    e->bytes_received += bytes_from_others(e->recv_bytes, d);
-    /* answer: the asked rows, in the order asked */
-    st->n_asked = 0;
-    for (int r = 0; r < P; r++) st->n_asked += st->recv_count[r];
-    float *answer = (float *)(void *)e->send;
-    for (int k = 0; k < st->n_asked; k++)
-        memcpy(answer + (size_t)k * dim, st->values + (size_t)(st->asked[k] / P) * dim, row_bytes);
-    bytes_per_rank(e->send_bytes, st->recv_count, row_bytes, P);
-    bytes_per_rank(e->recv_bytes, st->send_count, row_bytes, P);
+    int *cnt_out = e->counts + P, *cnt_in = e->counts + P + P * K;
+    mtl_dist_alltoall_ints(d, cnt_out, K, cnt_in);
+    /* ids out, by owner then table */
+    int32_t *ids_out = (int32_t *)(void *)e->send;
+    EACH_SHARDED(e, st, t) off[t] = 0;
+    for (int r = 0; r < P; r++) {
+        e->send_bytes[r] = e->recv_bytes[r] = 0;
+        EACH_SHARDED(e, st, t) {
+            for (int i = 0; i < st->send_count[r]; i++) *ids_out++ = st->ids[st->order[off[t]++]];
+            st->recv_count[r] = cnt_in[r * K + t];
+            e->send_bytes[r] += (int64_t)st->send_count[r] * (int64_t)sizeof(int32_t);
+            e->recv_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)sizeof(int32_t);
+        }
+    }
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
     e->bytes_received += bytes_from_others(e->recv_bytes, d);
-    const float *got = (const float *)(void *)e->recv;
-    for (int k = 0; k < st->n; k++)
-        memcpy(st->fetched + (size_t)st->order[k] * dim, got + (size_t)k * dim, row_bytes);
+    /* the asked ids, table by table in rank order; the rows they ask for */
+    const int32_t *ids_in = (const int32_t *)(const void *)e->recv;
+    EACH_SHARDED(e, st, t) st->n_asked = 0;
+    for (int r = 0; r < P; r++) EACH_SHARDED(e, st, t) {
+            memcpy(st->asked + st->n_asked, ids_in, (size_t)st->recv_count[r] * sizeof(int32_t));
+            ids_in += st->recv_count[r];
+            st->n_asked += st->recv_count[r];
+        }
+    float *rows_out = (float *)(void *)e->send;
+    EACH_SHARDED(e, st, t) off[t] = 0;
+    for (int r = 0; r < P; r++) {
+        e->send_bytes[r] = e->recv_bytes[r] = 0;
+        EACH_SHARDED(e, st, t) {
+            size_t dim = (size_t)st->dim;
+            for (int i = 0; i < st->recv_count[r]; i++, rows_out += dim)
+                memcpy(rows_out, st->values + (size_t)(st->asked[off[t]++] / P) * dim,
+                       dim * sizeof(float));
+            e->send_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)(dim * sizeof(float));
+            e->recv_bytes[r] += (int64_t)st->send_count[r] * (int64_t)(dim * sizeof(float));
+        }
+    }
+    mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
+    e->bytes_received += bytes_from_others(e->recv_bytes, d);
+    const float *rows_in = (const float *)(const void *)e->recv;
+    EACH_SHARDED(e, st, t) off[t] = 0;
+    for (int r = 0; r < P; r++) EACH_SHARDED(e, st, t) {
+            size_t dim = (size_t)st->dim;
+            for (int i = 0; i < st->send_count[r]; i++, rows_in += dim)
+                memcpy(st->fetched + (size_t)st->order[off[t]++] * dim, rows_in,
+                       dim * sizeof(float));
+        }
 }
 
 /* The gradient rows to their owners, in the order the ids were sent; each
  * owner sums them in rank order into its own rows' union. */
-static void push_gradients(mtl_embeddings *e, mtl_sparse_table *st, const mtl_dist *d) {
+static void push_sharded(mtl_embeddings *e, const mtl_dist *d) {
     int P = d->world;
-    size_t dim = (size_t)st->dim, row_bytes = dim * sizeof(float);
+    int off[256] = {0};
     float *out = (float *)(void *)e->send;
-    for (int k = 0; k < st->n; k++)
-        memcpy(out + (size_t)k * dim, st->grad + (size_t)st->order[k] * dim, row_bytes);
-    bytes_per_rank(e->send_bytes, st->send_count, row_bytes, P);
-    bytes_per_rank(e->recv_bytes, st->recv_count, row_bytes, P);
+    EACH_SHARDED(e, st, t) off[t] = 0;
+    for (int r = 0; r < P; r++) {
+        e->send_bytes[r] = e->recv_bytes[r] = 0;
+        EACH_SHARDED(e, st, t) {
+            size_t dim = (size_t)st->dim;
+            for (int i = 0; i < st->send_count[r]; i++, out += dim)
+                memcpy(out, st->grad + (size_t)st->order[off[t]++] * dim, dim * sizeof(float));
+            e->send_bytes[r] += (int64_t)st->send_count[r] * (int64_t)(dim * sizeof(float));
+            e->recv_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)(dim * sizeof(float));
+        }
+    }
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
     e->bytes_received += bytes_from_others(e->recv_bytes, d);
-    for (int i = 0; i < st->own_n; i++) st->own_slot_of[st->own_ids[i]] = -1;
-    st->own_n = 0;
-    const float *in = (const float *)(void *)e->recv;
-    for (int k = 0; k < st->n_asked; k++) {
-        int32_t local = st->asked[k] / P;
-        float *restrict g =
-            st->own_grad + (size_t)slot_in(st->own_slot_of, st->own_ids, st->own_grad, &st->own_n,
-                                           st->dim, local) *
-                               dim;
-        const float *restrict x = in + (size_t)k * dim;
-        for (size_t j = 0; j < dim; j++) g[j] += x[j];
+    EACH_SHARDED(e, st, t) {
+        for (int i = 0; i < st->own_n; i++) st->own_slot_of[st->own_ids[i]] = -1;
+        st->own_n = 0;
+        off[t] = 0;
     }
+    const float *in = (const float *)(const void *)e->recv;
+    for (int r = 0; r < P; r++) EACH_SHARDED(e, st, t) {
+            size_t dim = (size_t)st->dim;
+            for (int i = 0; i < st->recv_count[r]; i++, in += dim) {
+                int32_t local = st->asked[off[t]++] / P;
+                float *restrict g =
+                    st->own_grad + (size_t)slot_in(st->own_slot_of, st->own_ids, st->own_grad,
+                                                   &st->own_n, st->dim, local) *
+                                       dim;
+                const float *restrict x = in;
+                for (size_t j = 0; j < dim; j++) g[j] += x[j];
+            }
+        }
 }
 
 void mtl_embeddings_prepare(mtl_embeddings *e, mtl_batch *b, const mtl_dist *d) {
     mtl_embeddings_collect(e, b);
     e->bytes_received = 0;
-    for (int k = 0; k < e->n_tables; k++)
-        if (e->tables[k].sharded) fetch_table(e, &e->tables[k], d);
+    if (e->n_sharded > 0) fetch_sharded(e, d);
 }
 
 int64_t mtl_embeddings_forwards(int64_t count, int64_t chunk_rows, int max_batch) {
@@ -312,8 +358,7 @@ static void exchange_replicated(mtl_embeddings *e, const mtl_dist *d) {
 void mtl_embeddings_exchange(mtl_embeddings *e, const mtl_dist *d) {
     if (e->n_tables == 0 || d->world == 1) return;
     if (e->n_sharded < e->n_tables) exchange_replicated(e, d);
-    for (int k = 0; k < e->n_tables; k++)
-        if (e->tables[k].sharded) push_gradients(e, &e->tables[k], d);
+    if (e->n_sharded > 0) push_sharded(e, d);
 }
 
 int mtl_embeddings_all_finite(const mtl_embeddings *e, const mtl_dist *d) {

@@ -43,8 +43,9 @@ void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, flo
 void mtl_dist_barrier(const mtl_dist *d);
 /* Every rank's n ints, rank after rank, into recv [world x n]. */
 void mtl_dist_allgather_ints(const mtl_dist *d, const int *send, int n, int *recv);
-/* Personalized exchange: send[r] ints to rank r; recv[r] from rank r. */
-void mtl_dist_alltoall_ints(const mtl_dist *d, const int *send, int *recv);
+/* Personalized exchange: send[r * n .. +n) ints to rank r; recv[r * n ..)
+ * from rank r. */
+void mtl_dist_alltoall_ints(const mtl_dist *d, const int *send, int n, int *recv);
 /* send_bytes[r] bytes to rank r (send packed rank after rank), recv_bytes[r]
  * from rank r into recv (likewise); scratch holds 4 x world ints. */
 void mtl_dist_alltoallv_bytes(const mtl_dist *d, const void *send, const int64_t *send_bytes,

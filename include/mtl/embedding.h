@@ -79,6 +79,7 @@ typedef struct {
 typedef struct {
     int n_tables, n_sharded;
     mtl_sparse_table *tables;
+    mtl_sparse_table **sharded; /* [n_sharded]: the row-sharded ones */
     int S, max_rows;
     int32_t *grad_rows;  /* [max_rows x S]: what mtl_batch.grad_rows points to */
     int32_t *table_rows; /* [max_rows x S]: what mtl_batch.table_rows points to */
