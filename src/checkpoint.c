@@ -131,13 +131,18 @@ static void close_spaces(hid_t file_space, hid_t mem_space) {
     if (mem_space != H5S_ALL && mem_space >= 0) H5Sclose(mem_space);
 }
 
-/* this rank's rows (all of a whole tensor) into dataset d */
-static int write_rows(hid_t d, const mtl_tensor *t, const float *block) {
+/* this rank's rows (all of a whole tensor) into (write) or from dataset d: a
+ * checkpoint written by any number of ranks holds whole tables, so a
+ * row-sharded run resumes on another number of ranks by reading another
+ * stride */
+static int transfer_rows(hid_t d, const mtl_tensor *t, float *block, int write) {
     hid_t fs, ms;
     int sel = shard_spaces(d, t, &fs, &ms);
+    float *rows = block + t->offset;
     herr_t rc = sel < 0   ? -1
                 : sel > 0 ? 0
-                          : H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, block + t->offset);
+                : write   ? H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, rows)
+                          : H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, rows);
     close_spaces(fs, ms);
     return rc < 0 ? -1 : 0;
 }
@@ -150,7 +155,7 @@ static int write_tensor(hid_t group, const mtl_tensor *t, const float *block, co
     hid_t d = space < 0 ? -1
                         : H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT,
                                      H5P_DEFAULT, H5P_DEFAULT);
-    int rc = d < 0 ? -1 : write_rows(d, t, block);
+    int rc = d < 0 ? -1 : transfer_rows(d, t, (float *)block, 1);
     if (d >= 0) H5Dclose(d);
     if (space >= 0) H5Sclose(space);
     return rc < 0 ? mtl_fail(err, path, "cannot write tensor %s", t->name) : MTL_OK;
@@ -255,7 +260,7 @@ int mtl_checkpoint_add_rows(const char *tmp, const mtl_model *m, const float *be
             char name[256];
             snprintf(name, sizeof name, "%s/%s", names[g], t->name);
             hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-            if (d < 0 || write_rows(d, t, blocks[g]) < 0)
+            if (d < 0 || transfer_rows(d, t, (float *)blocks[g], 1) < 0)
                 rc = mtl_fail(err, tmp, "cannot write rows of /%s", name);
             if (d >= 0) H5Dclose(d);
         }
@@ -414,19 +419,6 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
     return rc;
 }
 
-/* this rank's rows (all of a whole tensor) from dataset d: a checkpoint
- * written by any number of ranks holds whole tables, so a row-sharded run
- * resumes on another number of ranks by reading another stride */
-static int read_rows(hid_t d, const mtl_tensor *t, float *block) {
-    hid_t fs, ms;
-    int sel = shard_spaces(d, t, &fs, &ms);
-    herr_t rc = sel < 0   ? -1
-                : sel > 0 ? 0
-                          : H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, block + t->offset);
-    close_spaces(fs, ms);
-    return rc < 0 ? -1 : 0;
-}
-
 static int read_block(hid_t f, const char *group, const mtl_params *p, float *block,
                       const char *path, mtl_error *err) {
     hid_t g = H5Gopen2(f, group, H5P_DEFAULT);
@@ -466,7 +458,7 @@ static int read_block(hid_t f, const char *group, const mtl_params *p, float *bl
                           "/%s/%s: shape %s, the model needs [%lld x %lld] (checkpoint of "
                           "another model?)",
                           group, t->name, shape, (long long)t->rows, (long long)t->cols);
-        } else if (read_rows(d, t, block) < 0) {
+        } else if (transfer_rows(d, t, block, 0) < 0) {
             rc = mtl_fail(err, path, "/%s/%s: cannot read (truncated or corrupt checkpoint?)",
                           group, t->name);
         }
