@@ -50,6 +50,14 @@ if "$PY" -c "import h5py" 2>/dev/null; then
       fail "int64/float64 file compressed with $c did not train"
     fi
   done
+  # a user's HDF5_PLUGIN_PATH (here a missing and an empty directory) does not
+  # hide Debian's plugins
+  if HDF5_PLUGIN_PATH="$WORK/no-such-dir:$WORK" dist --model mmoe --train "$WORK/np_lzf.h5" \
+      --epochs 1 --batch-size 256 --quiet; then
+    ok "LZF file loads with HDF5_PLUGIN_PATH set to other directories"
+  else
+    fail "LZF file does not load with HDF5_PLUGIN_PATH set to other directories"
+  fi
 else
   echo "SKIP: /usr/bin/python3 has no h5py"
 fi
