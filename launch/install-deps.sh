@@ -8,10 +8,16 @@ packages=(
   libopenmpi-dev openmpi-bin      # the distributed engine
   libopenblas-dev                 # cblas_sgemm
   libhdf5-dev hdf5-tools          # datasets and checkpoints
+  # HDF5 filter plugins, so files h5py users compress load (data/README.md):
+  hdf5-plugin-lzf                 #   LZF (h5py's compression="lzf")
+  hdf5-filter-plugin              #   LZ4, BZip2
+  hdf5-filter-plugin-blosc-serial #   Blosc
+  bitshuffle                      #   Bitshuffle (its plugin is here, not in hdf5-filter-plugin)
   libcmocka-dev                   # unit tests
   libinih-dev                     # INI config files
   zlib1g-dev                      # gzip CSV input
   python3-h5py python3-numpy      # interop tests: files written and read by h5py
+  python3-hdf5plugin              # ... and compressed with its filters
   valgrind                        # memcheck of whole training runs (tests/e2e_valgrind.sh)
 )
 missing=()

@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <float.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
@@ -61,6 +62,24 @@ static void free_strs(char **s, int64_t n) {
     free(s);
 }
 
+/* An enum of two members valued 0 and 1 over an integer type: numpy's bool
+ * as h5py stores it. */
+static int is_bool_enum(hid_t t) {
+    if (H5Tget_class(t) != H5T_ENUM || H5Tget_nmembers(t) != 2) return 0;
+    hid_t base = H5Tget_super(t);
+    if (base < 0) return 0;
+    int ok = H5Tget_size(base) <= 8;
+    long long v[2] = {-1, -1};
+    for (unsigned i = 0; i < 2 && ok; i++) {
+        unsigned char buf[8] = {0}; /* the member's value, then converted in place */
+        ok = H5Tget_member_value(t, i, buf) >= 0 &&
+             H5Tconvert(base, H5T_NATIVE_LLONG, 1, buf, NULL, H5P_DEFAULT) >= 0;
+        memcpy(&v[i], buf, sizeof v[i]);
+    }
+    H5Tclose(base);
+    return ok && ((v[0] == 0 && v[1] == 1) || (v[0] == 1 && v[1] == 0));
+}
+
 /* "int64", "float32", "string"... for messages about a wrong dtype. */
 static void describe_type(hid_t t, char *buf, size_t len) {
     H5T_class_t c = H5Tget_class(t);
@@ -79,7 +98,7 @@ static void describe_type(hid_t t, char *buf, size_t len) {
         snprintf(buf, len, "compound");
         break;
     case H5T_ENUM:
-        snprintf(buf, len, "enum (bool?)");
+        snprintf(buf, len, "%s", is_bool_enum(t) ? "bool" : "enum");
         break;
     case H5T_ARRAY:
         snprintf(buf, len, "array");
@@ -102,11 +121,41 @@ static void describe_type(hid_t t, char *buf, size_t len) {
     }
 }
 
+/* HDF5 looks for filter plugins (LZF, Blosc, ...: launch/install-deps.sh
+ * installs Debian's) in HDF5_PLUGIN_PATH when it is set, and only otherwise
+ * in the directory it was built with: a user's HDF5_PLUGIN_PATH for some
+ * other plugin would hide Debian's. So that directory is searched last in any
+ * case, and directories of the path that do not exist are dropped (HDF5 1.10
+ * gives up the whole search at the first one it cannot open). One thread
+ * calls HDF5 at a time (see train.c), so a plain flag does. */
+static void add_default_plugin_dir(void) {
+#ifdef H5_DEFAULT_PLUGINDIR
+    static int done;
+    if (done) return;
+    done = 1;
+    unsigned n = 0;
+    if (H5PLsize(&n) < 0) return;
+    int have_default = 0;
+    for (unsigned i = n; i-- > 0;) {
+        char dir[4096];
+        ssize_t len = H5PLget(i, dir, sizeof dir);
+        if (len <= 0 || (size_t)len >= sizeof dir) continue;
+        struct stat st;
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            H5PLremove(i);
+        else if (strcmp(dir, H5_DEFAULT_PLUGINDIR) == 0)
+            have_default = 1;
+    }
+    if (!have_default) H5PLappend(H5_DEFAULT_PLUGINDIR);
+#endif
+}
+
 /* Common checks before handing a path to HDF5: a missing file or a directory
  * gets a plain message instead of an HDF5 error stack. */
 static int open_h5(hid_t *file, const char *path, mtl_error *err) {
     *file = H5I_INVALID_HID;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    add_default_plugin_dir();
     struct stat st;
     if (stat(path, &st) != 0) {
         if (errno == ENOENT) return mtl_fail(err, path, "no such file");
@@ -346,7 +395,92 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------------------- */
+/* element types and compression filters of the row datasets */
+
+/* What a row dataset is read as: int32 ids (/sparse) or float32 values. */
 enum { WANT_INT32, WANT_FLOAT32 };
+
+/* How a dataset's values reach memory: straight when the file holds the
+ * wanted type (int32 / float32, either byte order: what mtl_prep writes), else
+ * through a bounce buffer of the widest type of their kind, value by value
+ * with a range check (read_values). SRC_BAD: a type that is refused. */
+typedef enum { SRC_BAD, SRC_DIRECT, SRC_INT, SRC_UINT, SRC_FLOAT, SRC_BOOL } src_kind;
+
+/* Ids: any integer type (or bool). Values: any float, integer or bool type. */
+static src_kind classify_type(hid_t t, int want) {
+    H5T_class_t c = H5Tget_class(t);
+    size_t sz = H5Tget_size(t);
+    if (c == H5T_INTEGER && sz <= 8) {
+        int sgn = H5Tget_sign(t) == H5T_SGN_2;
+        if (want == WANT_INT32 && sz == 4 && sgn) return SRC_DIRECT;
+        return sgn ? SRC_INT : SRC_UINT;
+    }
+    if (c == H5T_FLOAT && want == WANT_FLOAT32) return sz == 4 ? SRC_DIRECT : SRC_FLOAT;
+    if (c == H5T_ENUM && is_bool_enum(t)) return SRC_BOOL;
+    return SRC_BAD;
+}
+
+/* Filters h5py users compress with that are not built into libhdf5: the name
+ * for messages and the Debian 12 package with the plugin (NULL: none;
+ * launch/install-deps.sh installs the others). */
+static const struct {
+    H5Z_filter_t id;
+    const char *name, *package;
+} PLUGIN_FILTERS[] = {
+    {307, "bzip2", "hdf5-filter-plugin"},
+    {32000, "lzf", "hdf5-plugin-lzf"},
+    {32001, "blosc", "hdf5-filter-plugin-blosc-serial"},
+    {32004, "lz4", "hdf5-filter-plugin"},
+    {32008, "bitshuffle", "bitshuffle"},
+    {32013, "zfp", "hdf5-filter-plugin-zfp-serial"},
+    {32015, "zstd", NULL},
+    {32017, "sz", NULL},
+    {32026, "blosc2", NULL},
+};
+
+/* After a failed read: is a filter of /name's pipeline unavailable (HDF5
+ * loads a plugin on the first ask)? Then say which and what provides it,
+ * rather than letting the file look corrupt. Not checked before reading:
+ * h5py marks filters optional, and a chunk its writer could not compress is
+ * stored as it is, so a file can name a filter it does not need. */
+static int check_filters(hid_t d, const char *name, const char *path, mtl_error *err) {
+    hid_t dcpl = H5Dget_create_plist(d);
+    if (dcpl < 0) return mtl_fail(err, path, "/%s: cannot read creation properties", name);
+    int nf = H5Pget_nfilters(dcpl);
+    int rc = nf < 0 ? mtl_fail(err, path, "/%s: cannot read filters", name) : MTL_OK;
+    for (int i = 0; i < nf && rc == MTL_OK; i++) {
+        unsigned flags = 0;
+        size_t nvalues = 0;
+        char stored[128] = "";
+        H5Z_filter_t id =
+            H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, NULL, sizeof stored, stored, NULL);
+        if (id < 0) {
+            rc = mtl_fail(err, path, "/%s: cannot read filter %d", name, i);
+        } else if (H5Zfilter_avail(id) <= 0) {
+            const char *fname = stored[0] ? stored : "unknown", *package = NULL;
+            for (size_t k = 0; k < sizeof PLUGIN_FILTERS / sizeof PLUGIN_FILTERS[0]; k++)
+                if (PLUGIN_FILTERS[k].id == id) {
+                    fname = PLUGIN_FILTERS[k].name;
+                    package = PLUGIN_FILTERS[k].package;
+                }
+            if (package)
+                rc = mtl_fail(err, path,
+                              "/%s: compressed with filter %d (%s), which this HDF5 "
+                              "installation lacks: install %s",
+                              name, (int)id, fname, package);
+            else
+                rc = mtl_fail(err, path,
+                              "/%s: compressed with filter %d (%s), which this HDF5 "
+                              "installation lacks: Debian has no package for it; put its HDF5 "
+                              "plugin in a directory named by HDF5_PLUGIN_PATH, or rewrite the "
+                              "file with gzip or lzf",
+                              name, (int)id, fname);
+        }
+    }
+    H5Pclose(dcpl);
+    return rc;
+}
 
 /* Open /name if it exists (required: error when missing), check its rank and
  * element type, and return its dims. *d stays invalid when absent. */
@@ -385,16 +519,14 @@ static int open_checked(hid_t file, const char *name, int required, int rank, in
                         (unsigned long long)dims[1]);
     hid_t t = H5Dget_type(*d);
     if (t < 0) return mtl_fail(err, path, "/%s: cannot read dtype", name);
-    H5T_class_t c = H5Tget_class(t);
-    size_t sz = H5Tget_size(t);
-    int ok = want == WANT_INT32 ? (c == H5T_INTEGER && sz == 4 && H5Tget_sign(t) == H5T_SGN_2)
-                                : (c == H5T_FLOAT && sz == 4);
+    src_kind kind = classify_type(t, want);
     char tname[64];
     describe_type(t, tname, sizeof tname);
     H5Tclose(t);
-    if (!ok)
+    if (kind == SRC_BAD)
         return mtl_fail(err, path, "/%s: dtype must be %s (got %s)", name,
-                        want == WANT_INT32 ? "int32" : "float32", tname);
+                        want == WANT_INT32 ? "an integer type" : "a float, integer or bool type",
+                        tname);
     return MTL_OK;
 }
 
@@ -413,14 +545,141 @@ static int read_rows(hid_t d, int rank, hsize_t begin, hsize_t n, hsize_t cols, 
         goto done;
     }
     if (H5Dread(d, memtype, ms, fs, H5P_DEFAULT, buf) < 0) {
-        mtl_fail(err, path, "/%s: cannot read rows %llu..%llu (corrupt file?)", name,
-                 (unsigned long long)begin, (unsigned long long)(begin + n - 1));
+        if (check_filters(d, name, path, err) == MTL_OK) /* else: the filter is named */
+            mtl_fail(err, path, "/%s: cannot read rows %llu..%llu (corrupt file?)", name,
+                     (unsigned long long)begin, (unsigned long long)(begin + n - 1));
         goto done;
     }
     rc = MTL_OK;
 done:
     close_id(&ms, H5Sclose);
     close_id(&fs, H5Sclose);
+    return rc;
+}
+
+/* Values converted per round of read_values: 512 KiB of 8-byte bounce
+ * buffer, whatever the shard's size. */
+enum { BOUNCE_VALUES = 65536 };
+
+/* "row R, column C (name)" of a 2-D dataset, "row R" of a 1-D one. */
+static void cell_name(char *buf, size_t len, int rank, int64_t row, int col, char *const *names) {
+    if (rank == 1)
+        snprintf(buf, len, "row %lld", (long long)row);
+    else
+        snprintf(buf, len, "row %lld, column %d (%s)", (long long)row, col,
+                 names ? names[col] : "?");
+}
+
+/* Convert m values of a bounce buffer (int64, uint64, double, or bool enum
+ * elements of esz bytes) to int32 or float32 at out. The first value is row
+ * row0, column 0; a value that does not fit is an error naming its cell. */
+static int convert_values(src_kind kind, int want, const void *src, size_t esz, size_t m, int rank,
+                          int cols, void *out, int64_t row0, char *const *names, const char *name,
+                          const char *path, mtl_error *err) {
+    const int64_t *si = src;
+    const uint64_t *su = src;
+    const double *sf = src;
+    const unsigned char *sb = src;
+    char cell[160];
+    for (size_t i = 0; i < m; i++) {
+        int bad = 0;
+        if (want == WANT_INT32) {
+            int64_t v = 0;
+            if (kind == SRC_INT) {
+                v = si[i];
+                bad = v < INT32_MIN || v > INT32_MAX;
+            } else if (kind == SRC_UINT) {
+                bad = su[i] > INT32_MAX;
+                v = (int64_t)(bad ? 0 : su[i]);
+            } else {
+                for (size_t b = 0; b < esz; b++) v |= sb[i * esz + b] != 0;
+            }
+            if (bad) {
+                cell_name(cell, sizeof cell, rank, row0 + (int64_t)(i / (size_t)cols),
+                          (int)(i % (size_t)cols), names);
+                char val[32];
+                if (kind == SRC_INT)
+                    snprintf(val, sizeof val, "%lld", (long long)si[i]);
+                else
+                    snprintf(val, sizeof val, "%llu", (unsigned long long)su[i]);
+                return mtl_fail(err, path,
+                                "/%s: %s: value %s does not fit int32, the trainer's id type "
+                                "(ids are 0..vocab_sizes-1)",
+                                name, cell, val);
+            }
+            ((int32_t *)out)[i] = (int32_t)v;
+        } else {
+            double v;
+            if (kind == SRC_INT)
+                v = (double)si[i];
+            else if (kind == SRC_UINT)
+                v = (double)su[i];
+            else if (kind == SRC_FLOAT)
+                v = sf[i];
+            else {
+                v = 0;
+                for (size_t b = 0; b < esz; b++) v = sb[i * esz + b] ? 1 : v;
+            }
+            float f = (float)v;
+            if (isinf(f) && !isinf(v)) {
+                cell_name(cell, sizeof cell, rank, row0 + (int64_t)(i / (size_t)cols),
+                          (int)(i % (size_t)cols), names);
+                return mtl_fail(err, path, "/%s: %s: value %g overflows float32 (max %g)", name,
+                                cell, v, (double)FLT_MAX);
+            }
+            ((float *)out)[i] = f;
+        }
+    }
+    return MTL_OK;
+}
+
+/* Read rows [begin, begin+n) (global rows) of a 1-D (cols 1) or 2-D dataset
+ * into out as int32 ids or float32 values, from whatever type open_checked
+ * accepted. The wanted type is read straight into out, as HDF5 converts it
+ * (byte order); any other goes through a bounce buffer of int64, uint64 or
+ * double, BOUNCE_VALUES at a time, and is checked value by value: HDF5's own
+ * conversion would clamp an id beyond int32 or a value beyond float32 without
+ * a word. Non-finite values pass through for the callers' checks. */
+static int read_values(hid_t d, int rank, int64_t begin, int64_t n, int cols, int want, void *out,
+                       char *const *names, const char *name, const char *path, mtl_error *err) {
+    if (n <= 0 || cols <= 0) return MTL_OK;
+    hid_t ft = H5Dget_type(d);
+    if (ft < 0) return mtl_fail(err, path, "/%s: cannot read dtype", name);
+    src_kind kind = classify_type(ft, want);
+    hid_t bool_type = kind == SRC_BOOL ? H5Tget_native_type(ft, H5T_DIR_ASCEND) : H5I_INVALID_HID;
+    H5Tclose(ft);
+    hid_t mt = kind == SRC_DIRECT  ? (want == WANT_INT32 ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT)
+               : kind == SRC_INT   ? H5T_NATIVE_INT64
+               : kind == SRC_UINT  ? H5T_NATIVE_UINT64
+               : kind == SRC_FLOAT ? H5T_NATIVE_DOUBLE
+                                   : bool_type;
+    if (kind == SRC_BAD || mt < 0) {
+        close_id(&bool_type, H5Tclose);
+        return mtl_fail(err, path, "/%s: unsupported dtype", name);
+    }
+    if (kind == SRC_DIRECT)
+        return read_rows(d, rank, (hsize_t)begin, (hsize_t)n, (hsize_t)cols, mt, out, name, path,
+                         err);
+    size_t esz = H5Tget_size(mt), osz = want == WANT_INT32 ? sizeof(int32_t) : sizeof(float);
+    int64_t step = BOUNCE_VALUES / cols > 0 ? BOUNCE_VALUES / cols : 1;
+    if (step > n) step = n;
+    int rc = MTL_ERR;
+    void *buf = mtl_alloc((size_t)step * (size_t)cols, esz > 8 ? esz : 8, "conversion buffer", err);
+    if (buf) {
+        rc = MTL_OK;
+        for (int64_t r = 0; r < n && rc == MTL_OK; r += step) {
+            int64_t k = n - r < step ? n - r : step;
+            size_t m = (size_t)k * (size_t)cols;
+            rc = read_rows(d, rank, (hsize_t)(begin + r), (hsize_t)k, (hsize_t)cols, mt, buf, name,
+                           path, err);
+            if (rc == MTL_OK)
+                rc = convert_values(kind, want, buf, esz, m, rank, cols,
+                                    (char *)out + (size_t)r * (size_t)cols * osz, begin + r, names,
+                                    name, path, err);
+        }
+    }
+    free(buf);
+    close_id(&bool_type, H5Tclose);
     return rc;
 }
 
@@ -598,7 +857,6 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         ds->weights = mtl_alloc(n, sizeof(float), "weight rows", err);
         if (!ds->weights) goto done;
     }
-    hsize_t b = (hsize_t)begin, c = (hsize_t)count;
     if (width < 4) { /* compact ids: read and check int32 rows a chunk at a time */
         const int64_t chunk = 8192;
         int32_t *tmp =
@@ -606,8 +864,8 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         if (!tmp) goto done;
         for (int64_t r = 0; r < count; r += chunk) {
             int64_t k = count - r < chunk ? count - r : chunk;
-            if (read_rows(d_sp, 2, b + (hsize_t)r, (hsize_t)k, (hsize_t)ds->S, H5T_NATIVE_INT32,
-                          tmp, "sparse", path, err) ||
+            if (read_values(d_sp, 2, begin + r, k, ds->S, WANT_INT32, tmp, ds->sparse_names,
+                            "sparse", path, err) ||
                 check_sparse(tmp, k, ds->S, ds->vocab_sizes, ds->sparse_names, begin + r, path,
                              err)) {
                 free(tmp);
@@ -620,16 +878,17 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
                 for (size_t i = 0; i < m; i++) ds->sparse_u16[off + i] = (uint16_t)tmp[i];
         }
         free(tmp);
-    } else if (read_rows(d_sp, 2, b, c, (hsize_t)ds->S, H5T_NATIVE_INT32, ds->sparse, "sparse",
-                         path, err) ||
+    } else if (read_values(d_sp, 2, begin, count, ds->S, WANT_INT32, ds->sparse, ds->sparse_names,
+                           "sparse", path, err) ||
                check_sparse(ds->sparse, count, ds->S, ds->vocab_sizes, ds->sparse_names, begin,
                             path, err))
         goto done;
-    if (read_rows(d_de, 2, b, c, (hsize_t)ds->D, H5T_NATIVE_FLOAT, ds->dense, "dense", path, err) ||
-        read_rows(d_la, 2, b, c, (hsize_t)ds->T, H5T_NATIVE_FLOAT, ds->labels, "labels", path,
-                  err) ||
-        (d_we >= 0 &&
-         read_rows(d_we, 1, b, c, 1, H5T_NATIVE_FLOAT, ds->weights, "weights", path, err)))
+    if (read_values(d_de, 2, begin, count, ds->D, WANT_FLOAT32, ds->dense, ds->dense_names, "dense",
+                    path, err) ||
+        read_values(d_la, 2, begin, count, ds->T, WANT_FLOAT32, ds->labels, ds->task_names,
+                    "labels", path, err) ||
+        (d_we >= 0 && read_values(d_we, 1, begin, count, 1, WANT_FLOAT32, ds->weights, NULL,
+                                  "weights", path, err)))
         goto done;
     if (check_dense(ds->dense, count, ds->D, ds->dense_names, begin, path, err) ||
         check_labels(ds->labels, count, ds->T, ds->task_names, begin, path, err) ||

@@ -224,7 +224,11 @@ for np in 1 2; do
     expect hdf5 "a text file" $np 1 "bad/text.h5: not an HDF5 file" dist --train "$BAD/text.h5" "${DARGS[@]}"
     expect hdf5 "an empty file" $np 1 "bad/empty.h5: not an HDF5 file" dist --train "$BAD/empty.h5" "${DARGS[@]}"
     expect hdf5 "truncated .h5" $np 1 "bad/truncated.h5: cannot open HDF5 file (corrupt or truncated?)" dist --train "$BAD/truncated.h5" "${DARGS[@]}"
-    expect hdf5 "/sparse float64" $np 1 "bad/sparse-float64.h5: /sparse: dtype must be int32 (got float64)" dist --train "$BAD/sparse-float64.h5" "${DARGS[@]}"
+    expect hdf5 "/sparse float64" $np 1 "bad/sparse-float64.h5: /sparse: dtype must be an integer type (got float64)" dist --train "$BAD/sparse-float64.h5" "${DARGS[@]}"
+    expect hdf5 "/sparse int64 id 2^40" $np 1 "bad/sparse-huge.h5: /sparse: row 1200, column 2 (c2): value 1099511627776 does not fit int32" dist --train "$BAD/sparse-huge.h5" "${DARGS[@]}"
+    expect hdf5 "/dense float64 1e39" $np 1 "bad/dense-overflow.h5: /dense: row 1200, column 1 (d1): value 1e+39 overflows float32" dist --train "$BAD/dense-overflow.h5" "${DARGS[@]}"
+    # HDF5_PLUGIN_PRELOAD=:: disables HDF5's plugins: LZF as on a machine without hdf5-plugin-lzf
+    HDF5_PLUGIN_PRELOAD=:: expect hdf5 "LZF without its plugin" $np 1 "bad/lzf.h5: /sparse: compressed with filter 32000 (lzf), which this HDF5 installation lacks: install hdf5-plugin-lzf" dist --train "$BAD/lzf.h5" "${DARGS[@]}"
     expect hdf5 "/dense 1-D" $np 1 "bad/dense-rank1.h5: /dense: must be 2-D [N, D] (got rank 1)" dist --train "$BAD/dense-rank1.h5" "${DARGS[@]}"
     expect hdf5 "/labels 3-D" $np 1 "bad/labels-rank3.h5: /labels: must be 2-D [N, T] (got rank 3)" dist --train "$BAD/labels-rank3.h5" "${DARGS[@]}"
     expect hdf5 "N of /labels != N of /dense" $np 1 "bad/n-mismatch.h5: /labels has 1600 rows but /dense has 1599" dist --train "$BAD/n-mismatch.h5" "${DARGS[@]}"

@@ -32,6 +32,32 @@ if "$PY" -c "import h5py" 2>/dev/null; then
   else
     fail "h5py file did not train"
   fi
+  # numpy's defaults (int64 ids, float64 values, no casts) under h5py's and
+  # hdf5plugin's filters: converted on read, the same training as float32
+  for c in lzf blosc bitshuffle; do
+    "$PY" "$SRC/tests/h5py_write.py" "$WORK/np_$c.h5" --rows 3000 --seed 1 --numpy-defaults \
+      --compression "$c"
+    if dist --model mmoe --train "$WORK/np_$c.h5" --test "$WORK/h5py_test.h5" --epochs 2 \
+        --batch-size 256 --quiet --metrics-out "$WORK/np_$c.jsonl" &&
+       mpi 2 --model mmoe --train "$WORK/np_$c.h5" --test "$WORK/h5py_test.h5" --epochs 1 \
+        --batch-size 256 --quiet; then
+      if [ "$(json "$WORK/np_$c.jsonl" "r[-1]['test_auc']")" = "$(json "$WORK/h5py.jsonl" "r[-1]['test_auc']")" ]; then
+        ok "int64/float64 file compressed with $c trains on 1 and 2 ranks, as its float32 twin"
+      else
+        fail "int64/float64 $c file: test AUC differs from the float32 gzip file's"
+      fi
+    else
+      fail "int64/float64 file compressed with $c did not train"
+    fi
+  done
+  # a user's HDF5_PLUGIN_PATH (here a missing and an empty directory) does not
+  # hide Debian's plugins
+  if HDF5_PLUGIN_PATH="$WORK/no-such-dir:$WORK" dist --model mmoe --train "$WORK/np_lzf.h5" \
+      --epochs 1 --batch-size 256 --quiet; then
+    ok "LZF file loads with HDF5_PLUGIN_PATH set to other directories"
+  else
+    fail "LZF file does not load with HDF5_PLUGIN_PATH set to other directories"
+  fi
 else
   echo "SKIP: /usr/bin/python3 has no h5py"
 fi

@@ -9,7 +9,9 @@ lines (the detail is what the error message should name). R (default: a row
 in the second half, i.e. the last rank's shard on 2 ranks) is the row made
 bad by the per-row kinds.
 
-  sparse-float64  /sparse stored as float64 (numpy's default dtype)
+  sparse-float64  /sparse stored as float64 (ids must be integers)
+  sparse-huge     /sparse stored as int64, row R, column 2 = 2**40 (beyond int32)
+  dense-overflow  /dense stored as float64, row R, column 1 = 1e39 (beyond float32)
   dense-rank1     /dense is 1-D [N] instead of [N, D]
   labels-rank3    /labels is [N, T, 1]
   n-mismatch      /dense has one row fewer than /labels
@@ -21,6 +23,8 @@ bad by the per-row kinds.
   no-labels       /labels missing
   no-vocab        /sparse without its vocab_sizes attribute
   zero-rows       every dataset has 0 rows
+  lzf             a good file, /sparse compressed with h5py's LZF (loads where
+                  hdf5-plugin-lzf is installed; a test disables HDF5's plugins)
 """
 import argparse
 import os
@@ -41,12 +45,12 @@ def main():
     row = a.row if a.row is not None else n - n // 4
     os.makedirs(a.out_dir, exist_ok=True)
 
-    def write(kind, detail, change):
+    def write(kind, detail, change, filters=None):
         d = {k: (v.copy(), dict(at)) for k, (v, at) in data.items()}
         change(d)
         with h5py.File(os.path.join(a.out_dir, kind + ".h5"), "w") as f:
             for k, (v, at) in d.items():
-                ds = f.create_dataset(k, data=v)
+                ds = f.create_dataset(k, data=v, **(filters or {}).get(k, {}))
                 for ak, av in at.items():
                     ds.attrs[ak] = av
         print(kind, detail)
@@ -68,6 +72,16 @@ def main():
 
     vocab2 = int(data["sparse"][1]["vocab_sizes"][2])
     write("sparse-float64", "float64", retype("sparse", np.float64))
+
+    def big(name, c, value, dtype):
+        def change(d):
+            retype(name, dtype)(d)
+            d[name][0][row, c] = value
+        return change
+    write("sparse-huge", f"row {row}", big("sparse", 2, 2**40, np.int64))
+    write("dense-overflow", f"row {row}", big("dense", 1, 1e39, np.float64))
+    write("lzf", "filter 32000", lambda d: None,
+          {"sparse": dict(chunks=True, compression="lzf")})
     write("dense-rank1", "rank 1", reshape("dense", lambda x: x[:, 0].copy()))
     write("labels-rank3", "rank 3", reshape("labels", lambda x: x[:, :, None].copy()))
     write("n-mismatch", f"{n} rows", reshape("dense", lambda x: x[:-1].copy()))

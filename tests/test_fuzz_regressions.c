@@ -77,7 +77,9 @@ static const struct {
     {"h5", "seed-h5py-bad-vocab-float", 0, 0},
     {"h5", "seed-h5py-bad-names-int", 0, 0},
     {"h5", "seed-h5py-bad-weights-rank2", 0, 0},
-    {"h5", "seed-h5py-bad-labels-dtype", 0, 0},
+    {"h5", "seed-h5py-labels-dtype-float64", FUZZ_DATASET_OK, 0}, /* converted on read */
+    {"h5", "seed-h5py-bad-sparse-huge", 0, 0},                    /* an int64 id of 2^40 */
+    {"h5", "seed-h5py-numpy-defaults-compression-lzf", FUZZ_DATASET_OK, 0},
     {"h5", "seed-meta-no-sparse", FUZZ_DATASET_OK | FUZZ_META_OK, 0},
     {"h5", "seed-meta-more-sparse", FUZZ_DATASET_OK | FUZZ_META_OK, 0},
     {"h5", "seed-meta-renamed", FUZZ_DATASET_OK | FUZZ_META_OK, 0},

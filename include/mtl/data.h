@@ -1,7 +1,10 @@
 /* Datasets: the HDF5 layout (see data/README.md), the sharded reader, a
  * chunked writer, and mini-batch gathering.
  *
- * Layout of one split file (the contract users' h5py scripts rely on):
+ * Layout of one split file (the contract users' h5py scripts rely on; the
+ * dtypes are what mtl_prep writes and what is held in memory: the file may
+ * store any integer type for ids and any float, integer or bool type for the
+ * rest, converted with a range check on read):
  *   /sparse  int32   [N, S]  attrs: vocab_sizes int64 [S], names (S vlen UTF-8 strings)
  *   /dense   float32 [N, D]  attrs: names
  *   /labels  float32 [N, T]  attrs: names (task names); NaN = missing label
@@ -52,10 +55,13 @@ typedef struct {
 } mtl_dataset;
 
 /* Load rank's shard (hyperslab of rows) of the file at path. Validates the
- * layout: dataset ranks and dtypes (any integer/float storage is rejected
- * unless it is int32/float32 as documented), equal N across datasets, names
- * attributes of the right length, vocab_sizes > 0, every sparse value in
- * 0..vocab-1, no NaN/Inf in /dense or /weights, labels finite or NaN.
+ * layout: dataset ranks and dtypes (/sparse any integer type, the others any
+ * float, integer or bool type; converted to int32 / float32 as read, a
+ * bounded buffer at a time, and an id beyond int32 or a finite value beyond
+ * float32 is an error), equal N across datasets, names attributes of the
+ * right length, vocab_sizes > 0, every sparse value in 0..vocab-1, no NaN/Inf
+ * in /dense or /weights, labels finite or NaN. A dataset compressed with a
+ * filter this HDF5 lacks is named with the filter and its Debian package.
  * Errors name the file, the dataset and the first offending (global) row. */
 int mtl_dataset_load(mtl_dataset *ds, const char *path, int rank, int world, mtl_error *err);
 /* As mtl_dataset_load, but /sparse is held in 1 or 2 bytes per id when the

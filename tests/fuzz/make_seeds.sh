@@ -135,7 +135,8 @@ cp "$work/ckpt.h5" "$corpus/h5/seed-checkpoint"
 cp "$work"/ck2/ckpt-*.h5 "$corpus/h5/seed-checkpoint-mmoe-bn"
 for v in "" "--names fixed" "--names vlen-ascii --no-weights" "--sparse-cols 0" \
          "--dense-cols 0 --tasks 1" "--bad sparse-range" "--bad dense-nan" "--bad label-rows" \
-         "--bad vocab-float" "--bad names-int" "--bad weights-rank2" "--bad labels-dtype"; do
+         "--bad vocab-float" "--bad names-int" "--bad weights-rank2" "--labels-dtype float64" \
+         "--bad sparse-huge" "--numpy-defaults --compression lzf"; do
   name=$(echo "h5py $v" | tr -s ' -' '-' | sed 's/-$//')
   # shellcheck disable=SC2086
   "$py" "$root/tests/h5py_write.py" "$work/x.h5" --rows 20 $v
