@@ -326,6 +326,143 @@ static void test_malformed_rows(void **state) {
     assert_int_equal(count_outputs(o.output_dir), 0);
 }
 
+/* ---- hashed categoricals ---- */
+
+/* Known buckets, computed independently of this code with python3-xxhash:
+ *   xxhash.xxh3_64_intdigest(value, seed=xxhash.xxh3_64_intdigest(field)) % n
+ * (the seed of "education", 0xebfff372318d49de, also by `printf education |
+ * xxhsum -H3`). */
+static void test_hash_id(void **state) {
+    (void)state;
+    struct {
+        const char *field, *value;
+        int64_t n, want;
+    } known[] = {
+        {"education", "Bachelors degree(BA AB BS)", 1000, 681},
+        {"color", "red", 1000, 561},
+        {"color", "blue", 1000, 572},
+        {"color", "green", 1000, 995},
+        {"color", "?", 1000, 707},
+        {"color", "", 1000, 137},
+        {"color", "red", 7, 3},
+        {"size", "red", 1000, 483}, /* the field name is part of the hash */
+        {"user_id", "u123456789", 1000000, 276104},
+        {"color", "red", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++) {
+        int64_t got = mtl_hash_id(known[i].field, known[i].value, known[i].n);
+        if (got != known[i].want)
+            fail_msg("mtl_hash_id(%s, '%s', %lld) = %lld, expected %lld", known[i].field,
+                     known[i].value, (long long)known[i].n, (long long)got,
+                     (long long)known[i].want);
+    }
+}
+
+/* toy_ini with its categorical column hashed (a second [columns] section adds
+ * to the first) */
+static const char *hashed_key = "[columns]\nhash_buckets = color:%d\n";
+
+static void write_hashed_ini(const char *path, int buckets) {
+    char text[1024];
+    int n = snprintf(text, sizeof text, "%s", toy_ini);
+    snprintf(text + n, sizeof text - (size_t)n, hashed_key, buckets);
+    write_text(path, text);
+}
+
+/* A hashed field: vocab_size = N, no fitted vocabulary, no OOV (a value only
+ * in test gets its bucket), the same id for a value in every file and run
+ * (another input file, another row order), hash_buckets in /meta, and
+ * --vocab-from checks the bucket count. */
+static void test_hashed_field(void **state) {
+    (void)state;
+    write_hashed_ini(TMP "/toy/hashed.ini", 1000);
+    mtl_prep_options o = {.config_path = TMP "/toy/hashed.ini",
+                          .train_path = TMP "/toy/train.csv",
+                          .test_path = TMP "/toy/test.csv",
+                          .output_dir = TMP "/toy/out_hash"};
+    mtl_error err;
+    clean_dir(o.output_dir);
+    if (run_prep(&o, &err)) fail_msg("%s", err.msg);
+    mtl_dataset tr, te;
+    load(&tr, o.output_dir, "train.h5");
+    load(&te, o.output_dir, "test.h5");
+    assert_int_equal(tr.vocab_sizes[0], 1000);
+    assert_int_equal(te.vocab_sizes[0], 1000);
+    /* red, blue, ? / green, red, ? (bucket values: test_hash_id) */
+    const int32_t want_tr[3] = {561, 572, 707}, want_te[3] = {995, 561, 707};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tr.sparse[i], want_tr[i]);
+        assert_int_equal(te.sparse[i], want_te[i]);
+    }
+    mtl_dataset_free(&tr);
+    mtl_dataset_free(&te);
+    mtl_meta meta;
+    assert_int_equal(mtl_meta_load(&meta, TMP "/toy/out_hash/test.h5", &err), MTL_OK);
+    assert_int_equal(meta.S, 1);
+    assert_int_equal(meta.hash_buckets[0], 1000);
+    assert_int_equal(meta.vocab_len[0], 0);
+    mtl_meta_free(&meta);
+
+    /* another file in another run, shuffled: "green" (row 0 of test.csv
+     * above) and "red" keep their ids */
+    write_text(TMP "/toy/other.csv", "green, 9, 5, no, 1\nred, 8, 5, yes, 2\npurple, 7, 5, no, 3\n"
+                                     "green, 6, 5, yes, 4\n");
+    mtl_prep_options o2 = {.config_path = TMP "/toy/hashed.ini",
+                           .input_path = TMP "/toy/other.csv",
+                           .n_split = 2,
+                           .split = {0.5, 0.5},
+                           .shuffle = 1,
+                           .shuffle_seed = 3,
+                           .output_dir = TMP "/toy/out_hash2"};
+    clean_dir(o2.output_dir);
+    if (run_prep(&o2, &err)) fail_msg("%s", err.msg);
+    int seen_green = 0, seen_red = 0;
+    const char *files[2] = {"train.h5", "test.h5"};
+    for (int p = 0; p < 2; p++) {
+        mtl_dataset ds;
+        load(&ds, o2.output_dir, files[p]);
+        for (int64_t i = 0; i < ds.n_rows; i++) {
+            int32_t id = ds.sparse[i];
+            float score = ds.labels[i * 2 + 1];
+            if (score == 1.0f || score == 4.0f) seen_green++, assert_int_equal(id, 995);
+            if (score == 2.0f) seen_red++, assert_int_equal(id, 561);
+            if (score == 3.0f) assert_int_equal(id, (int32_t)mtl_hash_id("color", "purple", 1000));
+        }
+        mtl_dataset_free(&ds);
+    }
+    assert_int_equal(seen_green, 2);
+    assert_int_equal(seen_red, 1);
+
+    /* --vocab-from a hashed file: same ids; a config with another bucket
+     * count, or without hashing, is refused */
+    mtl_prep_options o3 = o;
+    o3.output_dir = TMP "/toy/out_hash3";
+    o3.vocab_from = TMP "/toy/out_hash/train.h5";
+    clean_dir(o3.output_dir);
+    if (run_prep(&o3, &err)) fail_msg("%s", err.msg);
+    mtl_dataset a, b;
+    load(&a, o.output_dir, "test.h5");
+    load(&b, o3.output_dir, "test.h5");
+    assert_memory_equal(a.sparse, b.sparse, (size_t)a.n_rows * sizeof(int32_t));
+    mtl_dataset_free(&a);
+    mtl_dataset_free(&b);
+    write_hashed_ini(TMP "/toy/hashed1001.ini", 1001);
+    o3.config_path = TMP "/toy/hashed1001.ini";
+    clean_dir(o3.output_dir);
+    assert_int_equal(run_prep(&o3, &err), MTL_ERR);
+    assert_msg_has(&err, "field color: hashed into 1000 buckets there");
+    assert_int_equal(count_outputs(o3.output_dir), 0);
+    o3.config_path = TMP "/toy/toy.ini";
+    assert_int_equal(run_prep(&o3, &err), MTL_ERR);
+    assert_msg_has(&err, "field color: hashed into 1000 buckets there");
+    o3.config_path = TMP "/toy/hashed.ini";
+    o3.vocab_from = TMP "/toy/out_v1/train.h5"; /* a vocabulary file (test_toy_vocab_from) */
+    if (have(o3.vocab_from)) {
+        assert_int_equal(run_prep(&o3, &err), MTL_ERR);
+        assert_msg_has(&err, "field color: hashed into 0 buckets there");
+    }
+}
+
 /* Config errors name the file, line and key. */
 static void test_config_errors(void **state) {
     (void)state;
@@ -352,6 +489,21 @@ static void test_config_errors(void **state) {
          ":7: negative: 'x' is also positive"},
         {"[columns]\nnames = a\nthis line has no equals sign\n", ":3: syntax error"},
         {"[columns]\nnames = a\ncategorical = a\n", ": no tasks"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a\n",
+         ":4: hash_buckets: 'a' is not NAME:BUCKETS"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:0\n",
+         ":4: hash_buckets: 'a:0': the bucket count must be an integer in 1..2147483647"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:2147483648\n",
+         ":4: hash_buckets: 'a:2147483648': the bucket count"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:1e6\n",
+         ":4: hash_buckets: 'a:1e6': the bucket count"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = z:10\n",
+         ":4: hash_buckets: unknown column 'z'"},
+        {"[columns]\nnames = a, b\ncategorical = a\nnumeric = b\nhash_buckets = a:5,\n"
+         "  b:10\n",
+         ":6: hash_buckets: column 'b' is not categorical"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:5\nhash_buckets = a:6\n",
+         ":5: hash_buckets: column 'a' listed twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *path = TMP "/toy/bad.ini";
@@ -377,6 +529,7 @@ static void test_config_errors(void **state) {
         const char *file;
         int S, D, T, n_cols;
     } shipped[] = {{MTL_SOURCE_DIR "/configs/census.ini", 29, 11, 2, 42},
+                   {MTL_SOURCE_DIR "/configs/census-hashed.ini", 29, 11, 2, 42},
                    {MTL_SOURCE_DIR "/configs/census_education.ini", 28, 11, 2, 42},
                    {MTL_SOURCE_DIR "/configs/adult.ini", 8, 5, 2, 15}};
     for (size_t i = 0; i < sizeof shipped / sizeof *shipped; i++) {
@@ -666,6 +819,8 @@ int main(void) {
         cmocka_unit_test_setup(test_toy_vocab_from, setup_toy),
         cmocka_unit_test_setup(test_malformed_rows, setup_toy),
         cmocka_unit_test_setup(test_config_errors, setup_toy),
+        cmocka_unit_test(test_hash_id),
+        cmocka_unit_test_setup(test_hashed_field, setup_toy),
         cmocka_unit_test(test_split_counts),
         cmocka_unit_test(test_adult),
         cmocka_unit_test(test_census),
