@@ -765,7 +765,8 @@ static void test_synth_ctr(void **state) {
     (void)state;
     mtl_synth_ctr_options o = {.rows = 25000,
                                .sparse_fields = 6,
-                               .vocab = 500,
+                               .n_vocab = 1,
+                               .vocab = {500},
                                .dense_fields = 3,
                                .tasks = 2,
                                .seed = 3,
@@ -808,6 +809,123 @@ static void test_synth_ctr(void **state) {
     }
 }
 
+/* The rejection-inversion sampler against the exact Zipf probabilities: every
+ * rank's frequency within 5 standard deviations, and a chi-square test. */
+static void check_zipf(int64_t n, double s, int64_t draws) {
+    mtl_zipf z;
+    mtl_zipf_init(&z, n, s);
+    mtl_rng rng;
+    mtl_rng_seed(&rng, 11);
+    int64_t *count = calloc((size_t)n + 1, sizeof *count);
+    assert_non_null(count);
+    for (int64_t i = 0; i < draws; i++) {
+        int64_t k = mtl_zipf_sample(&z, &rng);
+        assert_true(k >= 1 && k <= n);
+        count[k]++;
+    }
+    double norm = 0.0;
+    for (int64_t k = 1; k <= n; k++) norm += pow((double)k, -s);
+    double chi2 = 0.0;
+    for (int64_t k = 1; k <= n; k++) {
+        double p = pow((double)k, -s) / norm, mean = p * (double)draws;
+        double sd = sqrt(mean * (1.0 - p));
+        if (fabs((double)count[k] - mean) > 5.0 * sd + 1.0)
+            fail_msg("zipf n=%lld s=%g: rank %lld drawn %lld times, expected %.1f", (long long)n, s,
+                     (long long)k, (long long)count[k], mean);
+        chi2 += ((double)count[k] - mean) * ((double)count[k] - mean) / mean;
+    }
+    /* n - 1 degrees of freedom: mean n - 1, sd sqrt(2(n - 1)) */
+    double dof = (double)(n - 1);
+    printf("zipf n=%lld s=%g: chi2 %.1f for %lld dof\n", (long long)n, s, chi2, (long long)(n - 1));
+    assert_true(chi2 < dof + 5.0 * sqrt(2.0 * dof) + 1.0);
+    free(count);
+}
+
+static void test_zipf(void **state) {
+    (void)state;
+    check_zipf(50, 1.1, 400000); /* the ctr generator's exponent */
+    check_zipf(50, 1.0, 400000); /* H(x) = log x */
+    check_zipf(20, 2.5, 200000);
+    check_zipf(1, 1.1, 1000);
+    /* 10M ranks, no table: P(1) = 1 / sum k^-1.1 = 0.1164, and the upper half */
+    const int64_t n = 10000000;
+    const double draws = 200000;
+    mtl_zipf z;
+    mtl_zipf_init(&z, n, 1.1);
+    mtl_rng rng;
+    mtl_rng_seed(&rng, 5);
+    int64_t ones = 0, big = 0, max = 0;
+    for (int i = 0; i < (int)draws; i++) {
+        int64_t k = mtl_zipf_sample(&z, &rng);
+        assert_true(k >= 1 && k <= n);
+        ones += k == 1;
+        big += k > n / 2;
+        if (k > max) max = k;
+    }
+    double norm = 0.0, tail = 0.0;
+    for (int64_t k = n; k >= 1; k--) { /* small terms first */
+        norm += pow((double)k, -1.1);
+        if (k == n / 2 + 1) tail = norm;
+    }
+    double p1 = 1.0 / norm, ptail = tail / norm;
+    assert_true(fabs((double)ones / draws - p1) < 5.0 * sqrt(p1 * (1 - p1) / draws));
+    assert_true(fabs((double)big / draws - ptail) < 5.0 * sqrt(ptail * (1 - ptail) / draws));
+    printf("zipf n=1e7: P(1) %.4f (exact %.4f), P(k > n/2) %.4f (exact %.4f), max %lld\n",
+           (double)ones / draws, p1, (double)big / draws, ptail, (long long)max);
+}
+
+/* --vocab lists: per-field vocabularies, the last value repeating */
+static void test_synth_ctr_vocab_list(void **state) {
+    (void)state;
+    int64_t v[MTL_SYNTH_VOCAB_MAX];
+    int n = 0;
+    mtl_error err;
+    assert_int_equal(mtl_synth_vocab_parse("10000000,1000000,1000", v, &n, &err), MTL_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(v[0], 10000000);
+    assert_int_equal(v[2], 1000);
+    assert_int_equal(mtl_synth_vocab_parse("7", v, &n, &err), MTL_OK);
+    assert_int_equal(n, 1);
+    const char *bad[] = {"0", "10,", ",10", "1e6", "10,x", "-3", "2147483647", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(mtl_synth_vocab_parse(bad[i], v, &n, &err), MTL_ERR);
+        assert_msg_has(&err, "--vocab: ");
+    }
+
+    mtl_synth_ctr_options o = {.rows = 4000,
+                               .sparse_fields = 5,
+                               .n_vocab = 3,
+                               .vocab = {200000, 50, 3},
+                               .dense_fields = 2,
+                               .tasks = 2,
+                               .seed = 9,
+                               .n_split = 2,
+                               .split = {0.5, 0.5},
+                               .output_dir = TMP "/ctr_vocab",
+                               .quiet = 1};
+    clean_dir(o.output_dir);
+    if (mtl_synth_ctr(&o, &err)) fail_msg("%s", err.msg);
+    mtl_dataset ds;
+    load(&ds, o.output_dir, "train.h5");
+    const int64_t want[5] = {200001, 51, 4, 4, 4}; /* codes 1..V, 0 = OOV */
+    assert_memory_equal(ds.vocab_sizes, want, sizeof want);
+    int32_t max[5] = {0};
+    for (int64_t i = 0; i < ds.n_rows; i++)
+        for (int s = 0; s < 5; s++) {
+            int32_t id = ds.sparse[i * 5 + s];
+            assert_true(id >= 1 && id < want[s]);
+            if (id > max[s]) max[s] = id;
+        }
+    assert_true(max[0] > 50); /* the large field draws from its whole range */
+    assert_int_equal(max[2], 3);
+    mtl_dataset_free(&ds);
+
+    o.n_vocab = 6; /* more values than fields */
+    o.vocab[3] = o.vocab[4] = o.vocab[5] = 9;
+    assert_int_equal(mtl_synth_ctr(&o, &err), MTL_ERR);
+    assert_msg_has(&err, "--vocab: 6 values for 5 sparse fields");
+}
+
 int main(void) {
     mtl_error err;
     if (mtl_mkdir_p(TMP, &err)) {
@@ -827,6 +945,8 @@ int main(void) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_synth_mmoe),
         cmocka_unit_test(test_synth_ctr),
+        cmocka_unit_test(test_zipf),
+        cmocka_unit_test(test_synth_ctr_vocab_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
