@@ -167,6 +167,16 @@ static int setup_toy(void **state) {
     return 0;
 }
 
+/* The toy train and test files through `config` into `out`, run clean. */
+static int run_toy(mtl_prep_options *o, const char *config, const char *out, mtl_error *err) {
+    *o = (mtl_prep_options){.config_path = config,
+                            .train_path = TMP "/toy/train.csv",
+                            .test_path = TMP "/toy/test.csv",
+                            .output_dir = out};
+    clean_dir(out);
+    return run_prep(o, err);
+}
+
 static void check_toy(const char *dir) {
     mtl_dataset tr, te;
     load(&tr, dir, "train.h5");
@@ -223,13 +233,9 @@ static void check_toy(const char *dir) {
  * label '.' trimming, regression labels, gzip input. */
 static void test_toy_encoding(void **state) {
     (void)state;
-    mtl_prep_options o = {.config_path = TMP "/toy/toy.ini",
-                          .train_path = TMP "/toy/train.csv",
-                          .test_path = TMP "/toy/test.csv",
-                          .output_dir = TMP "/toy/out"};
+    mtl_prep_options o;
     mtl_error err;
-    clean_dir(o.output_dir);
-    if (run_prep(&o, &err)) fail_msg("%s", err.msg);
+    if (run_toy(&o, TMP "/toy/toy.ini", TMP "/toy/out", &err)) fail_msg("%s", err.msg);
     check_toy(o.output_dir);
 
     o.train_path = TMP "/toy/train.csv.gz";
@@ -244,13 +250,9 @@ static void test_toy_encoding(void **state) {
  * scaling of the first run's test.h5. */
 static void test_toy_vocab_from(void **state) {
     (void)state;
-    mtl_prep_options o = {.config_path = TMP "/toy/toy.ini",
-                          .train_path = TMP "/toy/train.csv",
-                          .test_path = TMP "/toy/test.csv",
-                          .output_dir = TMP "/toy/out_v1"};
+    mtl_prep_options o;
     mtl_error err;
-    clean_dir(o.output_dir);
-    if (run_prep(&o, &err)) fail_msg("%s", err.msg);
+    if (run_toy(&o, TMP "/toy/toy.ini", TMP "/toy/out_v1", &err)) fail_msg("%s", err.msg);
     mtl_prep_options o2 = o;
     o2.train_path = TMP "/toy/test.csv";
     o2.test_path = TMP "/toy/train.csv";
@@ -376,13 +378,9 @@ static void write_hashed_ini(const char *path, int buckets) {
 static void test_hashed_field(void **state) {
     (void)state;
     write_hashed_ini(TMP "/toy/hashed.ini", 1000);
-    mtl_prep_options o = {.config_path = TMP "/toy/hashed.ini",
-                          .train_path = TMP "/toy/train.csv",
-                          .test_path = TMP "/toy/test.csv",
-                          .output_dir = TMP "/toy/out_hash"};
+    mtl_prep_options o;
     mtl_error err;
-    clean_dir(o.output_dir);
-    if (run_prep(&o, &err)) fail_msg("%s", err.msg);
+    if (run_toy(&o, TMP "/toy/hashed.ini", TMP "/toy/out_hash", &err)) fail_msg("%s", err.msg);
     mtl_dataset tr, te;
     load(&tr, o.output_dir, "train.h5");
     load(&te, o.output_dir, "test.h5");
