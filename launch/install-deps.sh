@@ -15,6 +15,7 @@ packages=(
   bitshuffle                      #   Bitshuffle (its plugin is here, not in hdf5-filter-plugin)
   libcmocka-dev                   # unit tests
   libinih-dev                     # INI config files
+  libxxhash-dev                   # hashed categorical ids (mtl_prep hash_buckets)
   zlib1g-dev                      # gzip CSV input
   python3-h5py python3-numpy      # interop tests: files written and read by h5py
   python3-hdf5plugin              # ... and compressed with its filters

@@ -930,6 +930,9 @@ int mtl_dataset_load_header(mtl_dataset *ds, const char *path, mtl_error *err) {
  *   /meta/vocab/<s>       vlen UTF-8 string [vocab_len[s]], s = 0..n_sparse-1
  *   /meta/dense_min       float64 [n_dense]
  *   /meta/dense_max       float64 [n_dense]
+ *   /meta attr hash_buckets  int64 [n_sparse], only when a field is hashed:
+ *                         N > 0 for a field hashed into N buckets (its vocab
+ *                         has 0 entries), 0 for a vocabulary field
  */
 
 void mtl_meta_free(mtl_meta *meta) {
@@ -938,6 +941,7 @@ void mtl_meta_free(mtl_meta *meta) {
         for (int s = 0; s < meta->S; s++) free_strs(meta->vocab[s], meta->vocab_len[s]);
     free(meta->vocab);
     free(meta->vocab_len);
+    free(meta->hash_buckets);
     free(meta->dense_min);
     free(meta->dense_max);
     memset(meta, 0, sizeof *meta);
@@ -977,6 +981,30 @@ static int read_f64_vec(hid_t g, const char *name, int64_t n, double *out, const
     return rc;
 }
 
+/* The optional hash_buckets attribute of /meta (absent: every field 0). */
+static int read_hash_buckets(hid_t g, int64_t S, int64_t *out, const char *path, mtl_error *err) {
+    htri_t ex = H5Aexists(g, "hash_buckets");
+    if (ex < 0) return mtl_fail(err, path, "/meta: cannot look up attribute hash_buckets");
+    if (ex == 0) return MTL_OK;
+    hid_t a = H5Aopen(g, "hash_buckets", H5P_DEFAULT);
+    if (a < 0) return mtl_fail(err, path, "/meta: cannot open attribute hash_buckets");
+    hid_t sp = H5Aget_space(a);
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    close_id(&sp, H5Sclose);
+    int rc = MTL_OK;
+    if (np != S)
+        rc = mtl_fail(err, path, "/meta: attribute hash_buckets has %lld entries, expected %lld",
+                      (long long)np, (long long)S);
+    else if (S > 0 && H5Aread(a, H5T_NATIVE_INT64, out) < 0)
+        rc = mtl_fail(err, path, "/meta: cannot read attribute hash_buckets");
+    H5Aclose(a);
+    for (int64_t s = 0; s < S && rc == MTL_OK; s++)
+        if (out[s] < 0 || out[s] > INT32_MAX)
+            rc = mtl_fail(err, path, "/meta: hash_buckets[%lld] is %lld, not in 0..%d",
+                          (long long)s, (long long)out[s], INT32_MAX);
+    return rc;
+}
+
 int mtl_meta_load(mtl_meta *meta, const char *path, mtl_error *err) {
     memset(meta, 0, sizeof *meta);
     hid_t file;
@@ -1007,11 +1035,15 @@ int mtl_meta_load(mtl_meta *meta, const char *path, mtl_error *err) {
     }
     meta->vocab_len = mtl_alloc((size_t)S, sizeof(int64_t), "meta vocab_len", err);
     meta->vocab = mtl_alloc((size_t)S, sizeof(char **), "meta vocab", err);
+    meta->hash_buckets = mtl_alloc((size_t)S, sizeof(int64_t), "meta hash_buckets", err);
     meta->dense_min = mtl_alloc((size_t)D, sizeof(double), "meta dense_min", err);
     meta->dense_max = mtl_alloc((size_t)D, sizeof(double), "meta dense_max", err);
-    if (!meta->vocab_len || !meta->vocab || !meta->dense_min || !meta->dense_max) goto done;
+    if (!meta->vocab_len || !meta->vocab || !meta->hash_buckets || !meta->dense_min ||
+        !meta->dense_max)
+        goto done;
     meta->S = (int)S;
     meta->D = (int)D;
+    if (read_hash_buckets(g, S, meta->hash_buckets, path, err)) goto done;
     if (S > 0) {
         if (H5Lexists(g, "vocab", H5P_DEFAULT) <= 0 ||
             (gv = H5Gopen2(g, "vocab", H5P_DEFAULT)) < 0) {
@@ -1319,6 +1351,9 @@ static int write_meta(hid_t file, const mtl_meta *m, const char *path, mtl_error
     if (write_i64_attr(g, "n_sparse", &S, 1, 1, path, err) ||
         write_i64_attr(g, "n_dense", &D, 1, 1, path, err))
         goto done;
+    int hashed = 0; /* the attribute only when a field is hashed: other files stay as before */
+    for (int s = 0; s < m->S && m->hash_buckets; s++) hashed |= m->hash_buckets[s] != 0;
+    if (hashed && write_i64_attr(g, "hash_buckets", m->hash_buckets, m->S, 0, path, err)) goto done;
     for (int s = 0; s < m->S; s++) {
         int64_t n = m->vocab_len[s];
         char name[32];

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <xxhash.h>
 #include <zlib.h>
 
 #include "mtl/data.h"
@@ -192,6 +193,15 @@ static int32_t strtab_intern(strtab *t, const char *s, mtl_error *err) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* hashed categoricals (see prep.h): no table, the same id everywhere */
+
+int64_t mtl_hash_id(const char *field, const char *value, int64_t n_buckets) {
+    XXH64_hash_t seed = XXH3_64bits(field, strlen(field));
+    XXH64_hash_t h = XXH3_64bits_withSeed(value, strlen(value), seed);
+    return (int64_t)(h % (uint64_t)n_buckets);
+}
+
+/* ------------------------------------------------------------------------ */
 /* config */
 
 typedef struct {
@@ -208,7 +218,7 @@ typedef struct {
     int long_line; /* the reader stopped on a too-long line */
     int fail_line; /* first handler error's line (0: none) */
     mtl_error *err;
-    strlist names, categorical, numeric, ignore;
+    strlist names, categorical, numeric, ignore, hash_buckets;
     int n_tasks;
     int64_t cap_tasks;
     task_draft *tasks;
@@ -246,14 +256,15 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
     ini_state *st = user;
     if (st->fail_line) return 0;
     if (strcmp(section, "columns") == 0) {
-        strlist *l = strcmp(name, "names") == 0         ? &st->names
-                     : strcmp(name, "categorical") == 0 ? &st->categorical
-                     : strcmp(name, "numeric") == 0     ? &st->numeric
-                     : strcmp(name, "ignore") == 0      ? &st->ignore
-                                                        : NULL;
+        strlist *l = strcmp(name, "names") == 0          ? &st->names
+                     : strcmp(name, "categorical") == 0  ? &st->categorical
+                     : strcmp(name, "numeric") == 0      ? &st->numeric
+                     : strcmp(name, "ignore") == 0       ? &st->ignore
+                     : strcmp(name, "hash_buckets") == 0 ? &st->hash_buckets
+                                                         : NULL;
         if (!l)
             return ini_fail(st, "%s: unknown%s", name,
-                            " (in [columns]: names, categorical, numeric, ignore)");
+                            " (in [columns]: names, categorical, numeric, ignore, hash_buckets)");
         if (strlist_add_csv(l, value, st->line, 0, st->err)) {
             st->fail_line = st->line;
             return 0;
@@ -308,6 +319,7 @@ static void ini_state_free(ini_state *st) {
     strlist_free(&st->categorical);
     strlist_free(&st->numeric);
     strlist_free(&st->ignore);
+    strlist_free(&st->hash_buckets);
     for (int i = 0; i < st->n_tasks; i++) {
         free(st->tasks[i].name);
         strlist_free(&st->tasks[i].column);
@@ -328,6 +340,7 @@ void mtl_prep_config_free(mtl_prep_config *cfg) {
     free(cfg->col_slot);
     free(cfg->sparse_col);
     free(cfg->dense_col);
+    free(cfg->hash_buckets);
     if (cfg->tasks) {
         for (int t = 0; t < cfg->T; t++) {
             mtl_prep_task *k = &cfg->tasks[t];
@@ -370,6 +383,49 @@ static int assign_role(mtl_prep_config *cfg, const ini_state *st, const strlist 
             cfg->col_slot[c] = *slot_count;
             slot_col[(*slot_count)++] = c;
         }
+    }
+    return MTL_OK;
+}
+
+/* [columns] hash_buckets = NAME:N, ...: categorical columns hashed into N
+ * buckets (cfg->hash_buckets[slot] = N). */
+static int parse_hash_buckets(mtl_prep_config *cfg, const ini_state *st, mtl_error *err) {
+    const strlist *l = &st->hash_buckets;
+    for (int i = 0; i < l->n; i++) {
+        const char *item = l->item[i];
+        const char *colon = strrchr(item, ':');
+        if (!colon)
+            return mtl_fail(err, NULL, "%s:%d: hash_buckets: '%s' is not NAME:BUCKETS", st->path,
+                            l->line[i], item);
+        char name[256];
+        size_t len = (size_t)(colon - item);
+        while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t')) len--;
+        if (len >= sizeof name) len = sizeof name - 1;
+        memcpy(name, item, len);
+        name[len] = '\0';
+        char *end;
+        errno = 0;
+        long long n = strtoll(colon + 1, &end, 10);
+        while (*end == ' ' || *end == '\t') end++;
+        if (end == colon + 1 || *end != '\0' || errno || n < 1 || n > INT32_MAX)
+            return mtl_fail(err, NULL,
+                            "%s:%d: hash_buckets: '%s': the bucket count must be an integer in "
+                            "1..%d",
+                            st->path, l->line[i], item, INT32_MAX);
+        int c = strlist_find(&st->names, name);
+        if (c < 0)
+            return mtl_fail(err, NULL, "%s:%d: hash_buckets: unknown column '%s' (not in names)",
+                            st->path, l->line[i], name);
+        if (cfg->col_role[c] != MTL_COL_CATEGORICAL)
+            return mtl_fail(err, NULL,
+                            "%s:%d: hash_buckets: column '%s' is not categorical (list it "
+                            "under categorical too)",
+                            st->path, l->line[i], name);
+        int64_t *b = &cfg->hash_buckets[cfg->col_slot[c]];
+        if (*b != 0)
+            return mtl_fail(err, NULL, "%s:%d: hash_buckets: column '%s' listed twice", st->path,
+                            l->line[i], name);
+        *b = n;
     }
     return MTL_OK;
 }
@@ -423,16 +479,18 @@ int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err)
     cfg->sparse_col = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->dense_col = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->tasks = mtl_alloc((size_t)st.n_tasks, sizeof(mtl_prep_task), "config", err);
+    cfg->hash_buckets = mtl_alloc((size_t)nc, sizeof(int64_t), "config", err);
     cfg->path = dup_str(path, err);
     if (!cfg->col_role || !cfg->col_slot || !cfg->sparse_col || !cfg->dense_col || !cfg->tasks ||
-        !cfg->path)
+        !cfg->hash_buckets || !cfg->path)
         goto fail;
     for (int c = 0; c < nc; c++) cfg->col_slot[c] = -1;
     if (assign_role(cfg, &st, &st.categorical, "categorical", MTL_COL_CATEGORICAL, &cfg->S,
                     cfg->sparse_col, err) ||
         assign_role(cfg, &st, &st.numeric, "numeric", MTL_COL_NUMERIC, &cfg->D, cfg->dense_col,
                     err) ||
-        assign_role(cfg, &st, &st.ignore, "ignore", MTL_COL_IGNORE, NULL, NULL, err))
+        assign_role(cfg, &st, &st.ignore, "ignore", MTL_COL_IGNORE, NULL, NULL, err) ||
+        parse_hash_buckets(cfg, &st, err))
         goto fail;
 
     /* tasks */
@@ -605,10 +663,12 @@ int mtl_mkdir_p(const char *dir, mtl_error *err) {
 typedef struct {
     int S, D, T;
     int64_t n, cap;
-    int32_t *sparse; /* [n x S] ids into cat[s] */
-    double *dense;   /* [n x D] raw values */
-    float *labels;   /* [n x T] */
-    strtab *cat;     /* [S] distinct raw strings per field, first-appearance ids */
+    int32_t *sparse;             /* [n x S] ids into cat[s] */
+    double *dense;               /* [n x D] raw values */
+    float *labels;               /* [n x T] */
+    strtab *cat;                 /* [S] distinct raw strings per field, first-appearance ids */
+    const int64_t *hash_buckets; /* [S] borrowed from the config: a hashed field's
+                                    sparse[] holds its bucket, cat[s] stays empty */
 } rowstore;
 
 static void rowstore_free(rowstore *r) {
@@ -747,7 +807,13 @@ static int read_csv(rowstore *r, const mtl_prep_config *cfg, const char *path, m
         double *de = r->dense + r->n * r->D;
         float *la = r->labels + r->n * r->T;
         for (int s = 0; s < cfg->S; s++) {
-            int32_t id = strtab_intern(&r->cat[s], field[cfg->sparse_col[s]], err);
+            const char *value = field[cfg->sparse_col[s]];
+            if (cfg->hash_buckets[s]) {
+                sp[s] = (int32_t)mtl_hash_id(cfg->col_names[cfg->sparse_col[s]], value,
+                                             cfg->hash_buckets[s]);
+                continue;
+            }
+            int32_t id = strtab_intern(&r->cat[s], value, err);
             if (id < 0) {
                 rc = MTL_ERR;
                 break;
@@ -818,11 +884,13 @@ static char oov_name[] = "<OOV>";
 
 typedef struct {
     int S, D;
-    int32_t **code;      /* [S][distinct raw ids of field s] -> code (0 = OOV) */
-    int64_t *vocab_size; /* [S] */
-    char ***vocab;       /* [S][vocab_size] vocab[s][0] = "<OOV>", borrowed strings */
-    double *dmin, *dmax; /* [D] */
-    mtl_meta loaded;     /* --vocab-from: owns the strings vocab points at */
+    int32_t **code;        /* [S][distinct raw ids of field s] -> code (0 = OOV) */
+    int64_t *vocab_size;   /* [S] */
+    int64_t *vocab_len;    /* [S] vocab_size, 0 for a hashed field */
+    int64_t *hash_buckets; /* [S] 0: vocabulary field; N: hashed into N buckets */
+    char ***vocab;         /* [S][vocab_len] vocab[s][0] = "<OOV>", borrowed strings */
+    double *dmin, *dmax;   /* [D] */
+    mtl_meta loaded;       /* --vocab-from: owns the strings vocab points at */
 } encoding;
 
 static void encoding_free(encoding *e) {
@@ -833,6 +901,8 @@ static void encoding_free(encoding *e) {
     free(e->code);
     free(e->vocab);
     free(e->vocab_size);
+    free(e->vocab_len);
+    free(e->hash_buckets);
     free(e->dmin);
     free(e->dmax);
     mtl_meta_free(&e->loaded);
@@ -850,9 +920,14 @@ static int encoding_alloc(encoding *e, const rowstore *r, mtl_error *err) {
     e->code = mtl_alloc((size_t)r->S, sizeof *e->code, "encoding", err);
     e->vocab = mtl_alloc((size_t)r->S, sizeof *e->vocab, "encoding", err);
     e->vocab_size = mtl_alloc((size_t)r->S, sizeof *e->vocab_size, "encoding", err);
+    e->vocab_len = mtl_alloc((size_t)r->S, sizeof *e->vocab_len, "encoding", err);
+    e->hash_buckets = mtl_alloc((size_t)r->S, sizeof *e->hash_buckets, "encoding", err);
     e->dmin = mtl_alloc((size_t)r->D, sizeof *e->dmin, "encoding", err);
     e->dmax = mtl_alloc((size_t)r->D, sizeof *e->dmax, "encoding", err);
-    if (!e->code || !e->vocab || !e->vocab_size || !e->dmin || !e->dmax) return MTL_ERR;
+    if (!e->code || !e->vocab || !e->vocab_size || !e->vocab_len || !e->hash_buckets || !e->dmin ||
+        !e->dmax)
+        return MTL_ERR;
+    if (r->S > 0) memcpy(e->hash_buckets, r->hash_buckets, (size_t)r->S * sizeof *e->hash_buckets);
     for (int s = 0; s < r->S; s++) {
         e->code[s] = mtl_alloc((size_t)r->cat[s].n, sizeof(int32_t), "encoding", err);
         if (!e->code[s]) return MTL_ERR;
@@ -866,6 +941,10 @@ static int encoding_fit(encoding *e, const rowstore *r, const int64_t *order, in
                         mtl_error *err) {
     if (encoding_alloc(e, r, err)) return MTL_ERR;
     for (int s = 0; s < r->S; s++) {
+        if (r->hash_buckets[s]) { /* nothing to fit */
+            e->vocab_size[s] = r->hash_buckets[s];
+            continue;
+        }
         const strtab *tab = &r->cat[s];
         int32_t *code = e->code[s]; /* first a seen-in-train flag */
         for (int64_t i = 0; i < n_train; i++) code[r->sparse[order[i] * r->S + s]] = 1;
@@ -876,7 +955,7 @@ static int encoding_fit(encoding *e, const rowstore *r, const int64_t *order, in
             if (code[id]) ids[n_seen++] = id;
         sort_tab = tab;
         qsort(ids, (size_t)n_seen, sizeof *ids, cmp_by_string);
-        e->vocab_size[s] = n_seen + 1;
+        e->vocab_size[s] = e->vocab_len[s] = n_seen + 1;
         e->vocab[s] = mtl_alloc((size_t)n_seen + 1, sizeof(char *), "encoding", err);
         if (!e->vocab[s]) {
             free(ids);
@@ -927,7 +1006,20 @@ static int encoding_load(encoding *e, const rowstore *r, const mtl_prep_config *
         if (strcmp(hdr.sparse_names[s], cfg->col_names[cfg->sparse_col[s]]) != 0)
             rc = mtl_fail(err, path, "/sparse field %d is '%s', %s has '%s'", s,
                           hdr.sparse_names[s], cfg->path, cfg->col_names[cfg->sparse_col[s]]);
-        else if (m->vocab_len[s] < 1 || hdr.vocab_sizes[s] != m->vocab_len[s])
+        else if (m->hash_buckets[s] != r->hash_buckets[s])
+            rc = mtl_fail(err, path,
+                          "field %s: hashed into %lld buckets there (0: a vocabulary), "
+                          "%s says %lld (hash_buckets)",
+                          hdr.sparse_names[s], (long long)m->hash_buckets[s], cfg->path,
+                          (long long)r->hash_buckets[s]);
+        else if (m->hash_buckets[s] != 0) {
+            if (hdr.vocab_sizes[s] != m->hash_buckets[s] || m->vocab_len[s] != 0)
+                rc = mtl_fail(err, path,
+                              "field %s: hashed into %lld buckets, but vocab_sizes says %lld and "
+                              "/meta has %lld vocabulary entries",
+                              hdr.sparse_names[s], (long long)m->hash_buckets[s],
+                              (long long)hdr.vocab_sizes[s], (long long)m->vocab_len[s]);
+        } else if (m->vocab_len[s] < 1 || hdr.vocab_sizes[s] != m->vocab_len[s])
             rc = mtl_fail(err, path,
                           "/meta vocabulary of field %s has %lld entries, "
                           "vocab_sizes says %lld",
@@ -941,6 +1033,10 @@ static int encoding_load(encoding *e, const rowstore *r, const mtl_prep_config *
     mtl_dataset_free(&hdr);
     if (rc) return rc;
     for (int s = 0; s < r->S; s++) {
+        if (r->hash_buckets[s]) {
+            e->vocab_size[s] = r->hash_buckets[s];
+            continue;
+        }
         /* index the stored strings (entry 0 is the OOV placeholder) */
         strtab known;
         memset(&known, 0, sizeof known);
@@ -954,7 +1050,7 @@ static int encoding_load(encoding *e, const rowstore *r, const mtl_prep_config *
         for (int32_t id = 0; id < r->cat[s].n; id++)
             e->code[s][id] = strtab_find(&known, r->cat[s].str[id]) + 1; /* -1 + 1 = OOV */
         strtab_free(&known);
-        e->vocab_size[s] = m->vocab_len[s];
+        e->vocab_size[s] = e->vocab_len[s] = m->vocab_len[s];
         e->vocab[s] = mtl_alloc((size_t)m->vocab_len[s], sizeof(char *), "encoding", err);
         if (!e->vocab[s]) return MTL_ERR;
         for (int64_t i = 0; i < m->vocab_len[s]; i++) e->vocab[s][i] = m->vocab[s][i];
@@ -975,7 +1071,10 @@ static void encode_rows(const encoding *e, const rowstore *r, const int64_t *ord
                         int32_t *sparse, float *dense, float *labels) {
     for (int64_t i = 0; i < n; i++) {
         int64_t row = order[i];
-        for (int s = 0; s < r->S; s++) sparse[i * r->S + s] = e->code[s][r->sparse[row * r->S + s]];
+        for (int s = 0; s < r->S; s++) {
+            int32_t raw = r->sparse[row * r->S + s]; /* a hashed field's bucket is its code */
+            sparse[i * r->S + s] = e->hash_buckets[s] ? raw : e->code[s][raw];
+        }
         for (int d = 0; d < r->D; d++) {
             /* in halves: max - min overflows to Inf (and Inf / Inf = NaN) for
              * values near +-DBL_MAX; halving is exact, so the quotient is the
@@ -1022,8 +1121,9 @@ static int write_part(const char *path, const mtl_prep_config *cfg, const encodi
             goto done;
     }
     mtl_meta meta = {.S = e->S,
-                     .vocab_len = e->vocab_size,
+                     .vocab_len = e->vocab_len,
                      .vocab = e->vocab,
+                     .hash_buckets = e->hash_buckets,
                      .D = e->D,
                      .dense_min = e->dmin,
                      .dense_max = e->dmax};
@@ -1074,6 +1174,7 @@ int mtl_prep_run(const mtl_prep_options *opt, mtl_error *err) {
     rows.S = cfg.S;
     rows.D = cfg.D;
     rows.T = cfg.T;
+    rows.hash_buckets = cfg.hash_buckets;
     rows.cat = mtl_alloc((size_t)cfg.S, sizeof(strtab), "category tables", err);
     if (!rows.cat) goto done;
 
@@ -1142,7 +1243,8 @@ int mtl_prep_run(const mtl_prep_options *opt, mtl_error *err) {
         printf("vocab sizes (incl. OOV):");
         int64_t total = 0;
         for (int s = 0; s < cfg.S; s++) {
-            printf(" %s=%lld", cfg.col_names[cfg.sparse_col[s]], (long long)enc.vocab_size[s]);
+            printf(" %s=%lld%s", cfg.col_names[cfg.sparse_col[s]], (long long)enc.vocab_size[s],
+                   enc.hash_buckets[s] ? " (hashed)" : "");
             total += enc.vocab_size[s];
         }
         printf(" (total %lld)\n", (long long)total);

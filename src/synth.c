@@ -3,6 +3,7 @@
  * O(chunk) whatever --rows is. */
 #include "mtl/synth.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,12 +164,99 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
+/* Zipf by rejection-inversion (see synth.h). With H(x) = (x^(1-s) - 1)/(1-s)
+ * (log x when s = 1), the integral of h(x) = x^-s: draw u uniform in
+ * (H(1.5) - 1, H(n + 0.5)], invert x = H^-1(u), round to k, and accept k when
+ * it lies close enough to x (the squeeze) or u >= H(k + 0.5) - h(k). */
+
+/* log1p(x)/x and expm1(x)/x, with their series near 0 */
+static double log1p_over_x(double x) {
+    return fabs(x) > 1e-8 ? log1p(x) / x : 1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x));
+}
+
+static double expm1_over_x(double x) {
+    return fabs(x) > 1e-8 ? expm1(x) / x
+                          : 1.0 + x * 0.5 * (1.0 + x * (1.0 / 3.0) * (1.0 + 0.25 * x));
+}
+
+static double zipf_H(double s, double x) {
+    double lx = log(x);
+    return expm1_over_x((1.0 - s) * lx) * lx;
+}
+
+static double zipf_H_inv(double s, double u) {
+    double t = u * (1.0 - s);
+    if (t < -1.0) t = -1.0; /* rounding can push it just below */
+    return exp(log1p_over_x(t) * u);
+}
+
+void mtl_zipf_init(mtl_zipf *z, int64_t n, double s) {
+    z->n = n;
+    z->s = s;
+    z->h_x1 = zipf_H(s, 1.5) - 1.0;
+    z->h_n = zipf_H(s, (double)n + 0.5);
+    z->threshold = 2.0 - zipf_H_inv(s, zipf_H(s, 2.5) - exp(-s * log(2.0)));
+}
+
+int64_t mtl_zipf_sample(const mtl_zipf *z, mtl_rng *rng) {
+    for (;;) {
+        double u = z->h_n + mtl_rng_uniform_double(rng) * (z->h_x1 - z->h_n);
+        double x = zipf_H_inv(z->s, u);
+        int64_t k = (int64_t)(x + 0.5);
+        if (k < 1) k = 1;
+        if (k > z->n) k = z->n;
+        if ((double)k - x <= z->threshold ||
+            u >= zipf_H(z->s, (double)k + 0.5) - exp(-z->s * log((double)k)))
+            return k;
+    }
+}
+
+int mtl_synth_vocab_parse(const char *text, int64_t *vocab, int *n_vocab, mtl_error *err) {
+    int n = 0;
+    const char *p = text;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 1 || v > INT32_MAX - 1 || (*end != ',' && *end != '\0'))
+            return mtl_fail(err, "--vocab",
+                            "'%s': expected category counts in 1..%d like 10000 or "
+                            "10000000,1000000,1000",
+                            text, INT32_MAX - 1);
+        if (n == MTL_SYNTH_VOCAB_MAX)
+            return mtl_fail(err, "--vocab", "at most %d values", MTL_SYNTH_VOCAB_MAX);
+        vocab[n++] = v;
+        if (*end == '\0') break;
+        p = end + 1;
+    }
+    *n_vocab = n;
+    return MTL_OK;
+}
+
+/* "10000000x4,1000x20": the per-field vocabularies, runs collapsed. */
+static void describe_vocab(char *buf, size_t cap, const int64_t *v, int S) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int s = 0; s < S && used < cap;) {
+        int run = 1;
+        while (s + run < S && v[s + run] == v[s]) run++;
+        int len = snprintf(buf + used, cap - used, run > 1 ? "%s%lldx%d" : "%s%lld", s ? "," : "",
+                           (long long)v[s], run);
+        if (len < 0 || (size_t)len >= cap - used) break; /* cut: it is only a message */
+        used += (size_t)len;
+        s += run;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Click-log-like data.
  *
  * Features: S categorical fields, each value a Zipf-distributed rank
- * k in 1..V with P(k) ~ k^-1.1 (exponent ~1.1: item/user popularity in click
- * logs is roughly Zipfian with exponent near 1, e.g. Adamic & Huberman 2002,
- * "Zipf's law and the Internet"); D dense features uniform in [0, 1).
+ * k in 1..V_s (the field's vocabulary) with P(k) ~ k^-1.1 (exponent ~1.1:
+ * item/user popularity in click logs is roughly Zipfian with exponent near 1,
+ * e.g. Adamic & Huberman 2002, "Zipf's law and the Internet"), drawn by
+ * rejection-inversion (no table: a 10M-id field costs no memory); D dense
+ * features uniform in [0, 1).
  *
  * Labels: a hidden logistic model per funnel stage t,
  *   logit_t = b_t + sum_s a_t(s, k_s) + sum_d v_t,d (x_d - 0.5)
@@ -198,12 +286,17 @@ static double sigmoid(double z) {
 
 int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
     const int S = opt->sparse_fields, D = opt->dense_fields, T = opt->tasks;
-    const int64_t V = opt->vocab;
     if (opt->rows <= 0) return mtl_fail(err, "--rows", "must be positive");
     if (S < 0 || D < 0 || S + D == 0)
         return mtl_fail(err, "--sparse-fields", "need S >= 0, D >= 0 and S + D >= 1");
-    if (S > 0 && (V < 1 || V > INT32_MAX - 1))
-        return mtl_fail(err, "--vocab", "must be in 1..%d", INT32_MAX - 1);
+    if (S > 0 && (opt->n_vocab < 1 || opt->n_vocab > MTL_SYNTH_VOCAB_MAX))
+        return mtl_fail(err, "--vocab", "give 1 to %d values", MTL_SYNTH_VOCAB_MAX);
+    if (opt->n_vocab > S && S > 0)
+        return mtl_fail(err, "--vocab", "%d values for %d sparse fields", opt->n_vocab, S);
+    for (int i = 0; i < opt->n_vocab && S > 0; i++)
+        if (opt->vocab[i] < 1 || opt->vocab[i] > INT32_MAX - 1)
+            return mtl_fail(err, "--vocab", "%lld is not in 1..%d", (long long)opt->vocab[i],
+                            INT32_MAX - 1);
     if (T < 2 || T > 64) return mtl_fail(err, "--tasks", "must be in 2..64");
     double frac[MTL_SPLIT_MAX];
     int64_t count[MTL_SPLIT_MAX];
@@ -222,7 +315,9 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
     char **dense_names = make_names("d", D, err);
     char **task_names = make_names("stage", T, err);
     int64_t *vocab_sizes = mtl_alloc((size_t)S, sizeof(int64_t), "vocab sizes", err);
-    double *cdf = mtl_alloc(S > 0 ? (size_t)V : 1, sizeof(double), "zipf table", err);
+    int64_t *field_vocab = mtl_alloc((size_t)S, sizeof(int64_t), "vocab sizes", err);
+    mtl_zipf *zipf = mtl_alloc((size_t)S, sizeof(mtl_zipf), "zipf samplers", err);
+    char vocab_text[256];
     double *v = mtl_alloc((size_t)T * (size_t)D, sizeof(double), "dense weights", err);
     int32_t *sparse = mtl_alloc((size_t)chunk * (size_t)S, sizeof(int32_t), "ctr chunk", err);
     float *dense = mtl_alloc((size_t)chunk * (size_t)D, sizeof(float), "ctr chunk", err);
@@ -231,23 +326,17 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
     int n_written = 0;
     mtl_writer *w = NULL;
     int rc = MTL_ERR;
-    if (!sparse_names || !dense_names || !task_names || !vocab_sizes || !cdf || !v || !sparse ||
-        !dense || !labels)
+    if (!sparse_names || !dense_names || !task_names || !vocab_sizes || !field_vocab || !zipf ||
+        !v || !sparse || !dense || !labels)
         goto done;
     snprintf(task_names[0], 24, "click");
     snprintf(task_names[1], 24, "conversion");
-    for (int s = 0; s < S; s++) vocab_sizes[s] = V + 1;
-
-    /* Zipf CDF over ranks 1..V, sampled by binary search */
-    if (S > 0) {
-        double sum = 0.0;
-        for (int64_t k = 0; k < V; k++) {
-            sum += pow((double)(k + 1), -zipf_s);
-            cdf[k] = sum;
-        }
-        for (int64_t k = 0; k < V; k++) cdf[k] /= sum;
-        cdf[V - 1] = 1.0;
+    for (int s = 0; s < S; s++) {
+        field_vocab[s] = opt->vocab[s < opt->n_vocab ? s : opt->n_vocab - 1];
+        vocab_sizes[s] = field_vocab[s] + 1;
+        mtl_zipf_init(&zipf[s], field_vocab[s], zipf_s);
     }
+    describe_vocab(vocab_text, sizeof vocab_text, field_vocab, S);
 
     mtl_rng rng;
     mtl_rng_seed(&rng, opt->seed);
@@ -267,18 +356,8 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
                 int32_t *sp = sparse + i * S;
                 float *de = dense + i * D;
                 float *la = labels + i * T;
-                for (int s = 0; s < S; s++) {
-                    double u = mtl_rng_uniform_double(&rng);
-                    int64_t lo = 0, hi = V - 1; /* first k with cdf[k] > u */
-                    while (lo < hi) {
-                        int64_t mid = lo + (hi - lo) / 2;
-                        if (cdf[mid] > u)
-                            hi = mid;
-                        else
-                            lo = mid + 1;
-                    }
-                    sp[s] = (int32_t)(lo + 1); /* code 0 stays the OOV slot */
-                }
+                /* ranks 1..V_s: code 0 stays the OOV slot */
+                for (int s = 0; s < S; s++) sp[s] = (int32_t)mtl_zipf_sample(&zipf[s], &rng);
                 for (int d = 0; d < D; d++) de[d] = mtl_rng_uniform(&rng);
                 int reached = 1;
                 for (int t = 0; t < T; t++) {
@@ -306,8 +385,8 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
         if (crc) goto done;
         n_written++;
         if (!opt->quiet) {
-            printf("%s: %lld rows, S=%d (vocab %lld, Zipf %.1f) D=%d T=%d, positive rate:",
-                   written[p], (long long)count[p], S, (long long)V, zipf_s, D, T);
+            printf("%s: %lld rows, S=%d (vocab %s, Zipf %.1f) D=%d T=%d, positive rate:",
+                   written[p], (long long)count[p], S, vocab_text, zipf_s, D, T);
             for (int t = 0; t < T; t++)
                 printf(" %s %.4f", task_names[t], positives[t] / (double)count[p]);
             printf("\n");
@@ -322,7 +401,8 @@ done:
     free(dense_names);
     free(task_names);
     free(vocab_sizes);
-    free(cdf);
+    free(field_vocab);
+    free(zipf);
     free(v);
     free(sparse);
     free(dense);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The benchmark works (quick mode): it prints a row per model and mode, and the
-# production-size row. No speed is asserted: speed is measured by
-# launch/bench.sh itself, never by a test.
+# The benchmarks work (quick mode): launch/bench.sh prints a row per model and
+# mode, and the production-size row; launch/bench-vocab.sh a row per
+# vocabulary and mode (without its PyTorch reference: torch is no test
+# dependency). No speed is asserted: speed is measured by the benchmarks
+# themselves, never by a test.
 set -euo pipefail
 BIN=${MTL_BIN:?} SRC=${MTL_SRC:?}
 if ldd "$BIN/mtl_dist" 2>/dev/null | grep -q libasan; then
@@ -19,3 +21,13 @@ rows=$(grep -cE '^\| (mmoe|cgc|ple|shared_bottom|esmm) +\| [12]x[12] ' "$log" ||
 if [ "$rows" -ne 17 ]; then echo "FAIL: expected 17 table rows, got $rows"; exit 1; fi
 if grep -qE '\| +0k \|' "$log"; then echo "FAIL: a run reported 0 samples/s"; exit 1; fi
 echo "e2e_bench: the benchmark table is complete"
+
+log=$OUT/bench-vocab.txt
+timeout 600 bash "$SRC/launch/bench-vocab.sh" --quick --no-torch --build "$BIN" --out "$OUT/vocab" \
+  >"$log" 2>&1 || { cat "$log"; echo "FAIL: launch/bench-vocab.sh --quick exited non-zero"; exit 1; }
+cat "$log"
+# 4 vocabularies; 1 rank and 2 ranks replicated always run and report samples/s
+ok=$(grep -cE '^\|[^|]*\| (1 rank|2 ranks, replicated) \| [0-9.,]+k? \|' "$log" || true)
+if [ "$ok" -ne 8 ]; then echo "FAIL: expected 8 measured 1-rank/2-rank rows, got $ok"; exit 1; fi
+if grep -q 'failed' "$log"; then echo "FAIL: a run failed"; exit 1; fi
+echo "e2e_bench: the large-vocabulary table is complete"

@@ -167,6 +167,16 @@ static int setup_toy(void **state) {
     return 0;
 }
 
+/* The toy train and test files through `config` into `out`, run clean. */
+static int run_toy(mtl_prep_options *o, const char *config, const char *out, mtl_error *err) {
+    *o = (mtl_prep_options){.config_path = config,
+                            .train_path = TMP "/toy/train.csv",
+                            .test_path = TMP "/toy/test.csv",
+                            .output_dir = out};
+    clean_dir(out);
+    return run_prep(o, err);
+}
+
 static void check_toy(const char *dir) {
     mtl_dataset tr, te;
     load(&tr, dir, "train.h5");
@@ -223,13 +233,9 @@ static void check_toy(const char *dir) {
  * label '.' trimming, regression labels, gzip input. */
 static void test_toy_encoding(void **state) {
     (void)state;
-    mtl_prep_options o = {.config_path = TMP "/toy/toy.ini",
-                          .train_path = TMP "/toy/train.csv",
-                          .test_path = TMP "/toy/test.csv",
-                          .output_dir = TMP "/toy/out"};
+    mtl_prep_options o;
     mtl_error err;
-    clean_dir(o.output_dir);
-    if (run_prep(&o, &err)) fail_msg("%s", err.msg);
+    if (run_toy(&o, TMP "/toy/toy.ini", TMP "/toy/out", &err)) fail_msg("%s", err.msg);
     check_toy(o.output_dir);
 
     o.train_path = TMP "/toy/train.csv.gz";
@@ -244,13 +250,9 @@ static void test_toy_encoding(void **state) {
  * scaling of the first run's test.h5. */
 static void test_toy_vocab_from(void **state) {
     (void)state;
-    mtl_prep_options o = {.config_path = TMP "/toy/toy.ini",
-                          .train_path = TMP "/toy/train.csv",
-                          .test_path = TMP "/toy/test.csv",
-                          .output_dir = TMP "/toy/out_v1"};
+    mtl_prep_options o;
     mtl_error err;
-    clean_dir(o.output_dir);
-    if (run_prep(&o, &err)) fail_msg("%s", err.msg);
+    if (run_toy(&o, TMP "/toy/toy.ini", TMP "/toy/out_v1", &err)) fail_msg("%s", err.msg);
     mtl_prep_options o2 = o;
     o2.train_path = TMP "/toy/test.csv";
     o2.test_path = TMP "/toy/train.csv";
@@ -326,6 +328,139 @@ static void test_malformed_rows(void **state) {
     assert_int_equal(count_outputs(o.output_dir), 0);
 }
 
+/* ---- hashed categoricals ---- */
+
+/* Known buckets, computed independently of this code with python3-xxhash:
+ *   xxhash.xxh3_64_intdigest(value, seed=xxhash.xxh3_64_intdigest(field)) % n
+ * (the seed of "education", 0xebfff372318d49de, also by `printf education |
+ * xxhsum -H3`). */
+static void test_hash_id(void **state) {
+    (void)state;
+    struct {
+        const char *field, *value;
+        int64_t n, want;
+    } known[] = {
+        {"education", "Bachelors degree(BA AB BS)", 1000, 681},
+        {"color", "red", 1000, 561},
+        {"color", "blue", 1000, 572},
+        {"color", "green", 1000, 995},
+        {"color", "?", 1000, 707},
+        {"color", "", 1000, 137},
+        {"color", "red", 7, 3},
+        {"size", "red", 1000, 483}, /* the field name is part of the hash */
+        {"user_id", "u123456789", 1000000, 276104},
+        {"color", "red", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++) {
+        int64_t got = mtl_hash_id(known[i].field, known[i].value, known[i].n);
+        if (got != known[i].want)
+            fail_msg("mtl_hash_id(%s, '%s', %lld) = %lld, expected %lld", known[i].field,
+                     known[i].value, (long long)known[i].n, (long long)got,
+                     (long long)known[i].want);
+    }
+}
+
+/* toy_ini with its categorical column hashed (a second [columns] section adds
+ * to the first) */
+static const char *hashed_key = "[columns]\nhash_buckets = color:%d\n";
+
+static void write_hashed_ini(const char *path, int buckets) {
+    char text[1024];
+    int n = snprintf(text, sizeof text, "%s", toy_ini);
+    snprintf(text + n, sizeof text - (size_t)n, hashed_key, buckets);
+    write_text(path, text);
+}
+
+/* A hashed field: vocab_size = N, no fitted vocabulary, no OOV (a value only
+ * in test gets its bucket), the same id for a value in every file and run
+ * (another input file, another row order), hash_buckets in /meta, and
+ * --vocab-from checks the bucket count. */
+static void test_hashed_field(void **state) {
+    (void)state;
+    write_hashed_ini(TMP "/toy/hashed.ini", 1000);
+    mtl_prep_options o;
+    mtl_error err;
+    if (run_toy(&o, TMP "/toy/hashed.ini", TMP "/toy/out_hash", &err)) fail_msg("%s", err.msg);
+    mtl_dataset tr, te;
+    load(&tr, o.output_dir, "train.h5");
+    load(&te, o.output_dir, "test.h5");
+    assert_int_equal(tr.vocab_sizes[0], 1000);
+    assert_int_equal(te.vocab_sizes[0], 1000);
+    /* red, blue, ? / green, red, ? (bucket values: test_hash_id) */
+    const int32_t want_tr[3] = {561, 572, 707}, want_te[3] = {995, 561, 707};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tr.sparse[i], want_tr[i]);
+        assert_int_equal(te.sparse[i], want_te[i]);
+    }
+    mtl_dataset_free(&tr);
+    mtl_dataset_free(&te);
+    mtl_meta meta;
+    assert_int_equal(mtl_meta_load(&meta, TMP "/toy/out_hash/test.h5", &err), MTL_OK);
+    assert_int_equal(meta.S, 1);
+    assert_int_equal(meta.hash_buckets[0], 1000);
+    assert_int_equal(meta.vocab_len[0], 0);
+    mtl_meta_free(&meta);
+
+    /* another file in another run, shuffled: "green" (row 0 of test.csv
+     * above) and "red" keep their ids */
+    write_text(TMP "/toy/other.csv", "green, 9, 5, no, 1\nred, 8, 5, yes, 2\npurple, 7, 5, no, 3\n"
+                                     "green, 6, 5, yes, 4\n");
+    mtl_prep_options o2 = {.config_path = TMP "/toy/hashed.ini",
+                           .input_path = TMP "/toy/other.csv",
+                           .n_split = 2,
+                           .split = {0.5, 0.5},
+                           .shuffle = 1,
+                           .shuffle_seed = 3,
+                           .output_dir = TMP "/toy/out_hash2"};
+    clean_dir(o2.output_dir);
+    if (run_prep(&o2, &err)) fail_msg("%s", err.msg);
+    int seen_green = 0, seen_red = 0;
+    const char *files[2] = {"train.h5", "test.h5"};
+    for (int p = 0; p < 2; p++) {
+        mtl_dataset ds;
+        load(&ds, o2.output_dir, files[p]);
+        for (int64_t i = 0; i < ds.n_rows; i++) {
+            int32_t id = ds.sparse[i];
+            float score = ds.labels[i * 2 + 1];
+            if (score == 1.0f || score == 4.0f) seen_green++, assert_int_equal(id, 995);
+            if (score == 2.0f) seen_red++, assert_int_equal(id, 561);
+            if (score == 3.0f) assert_int_equal(id, (int32_t)mtl_hash_id("color", "purple", 1000));
+        }
+        mtl_dataset_free(&ds);
+    }
+    assert_int_equal(seen_green, 2);
+    assert_int_equal(seen_red, 1);
+
+    /* --vocab-from a hashed file: same ids; a config with another bucket
+     * count, or without hashing, is refused */
+    mtl_prep_options o3 = o;
+    o3.output_dir = TMP "/toy/out_hash3";
+    o3.vocab_from = TMP "/toy/out_hash/train.h5";
+    clean_dir(o3.output_dir);
+    if (run_prep(&o3, &err)) fail_msg("%s", err.msg);
+    mtl_dataset a, b;
+    load(&a, o.output_dir, "test.h5");
+    load(&b, o3.output_dir, "test.h5");
+    assert_memory_equal(a.sparse, b.sparse, (size_t)a.n_rows * sizeof(int32_t));
+    mtl_dataset_free(&a);
+    mtl_dataset_free(&b);
+    write_hashed_ini(TMP "/toy/hashed1001.ini", 1001);
+    o3.config_path = TMP "/toy/hashed1001.ini";
+    clean_dir(o3.output_dir);
+    assert_int_equal(run_prep(&o3, &err), MTL_ERR);
+    assert_msg_has(&err, "field color: hashed into 1000 buckets there");
+    assert_int_equal(count_outputs(o3.output_dir), 0);
+    o3.config_path = TMP "/toy/toy.ini";
+    assert_int_equal(run_prep(&o3, &err), MTL_ERR);
+    assert_msg_has(&err, "field color: hashed into 1000 buckets there");
+    o3.config_path = TMP "/toy/hashed.ini";
+    o3.vocab_from = TMP "/toy/out_v1/train.h5"; /* a vocabulary file (test_toy_vocab_from) */
+    if (have(o3.vocab_from)) {
+        assert_int_equal(run_prep(&o3, &err), MTL_ERR);
+        assert_msg_has(&err, "field color: hashed into 0 buckets there");
+    }
+}
+
 /* Config errors name the file, line and key. */
 static void test_config_errors(void **state) {
     (void)state;
@@ -352,6 +487,21 @@ static void test_config_errors(void **state) {
          ":7: negative: 'x' is also positive"},
         {"[columns]\nnames = a\nthis line has no equals sign\n", ":3: syntax error"},
         {"[columns]\nnames = a\ncategorical = a\n", ": no tasks"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a\n",
+         ":4: hash_buckets: 'a' is not NAME:BUCKETS"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:0\n",
+         ":4: hash_buckets: 'a:0': the bucket count must be an integer in 1..2147483647"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:2147483648\n",
+         ":4: hash_buckets: 'a:2147483648': the bucket count"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:1e6\n",
+         ":4: hash_buckets: 'a:1e6': the bucket count"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = z:10\n",
+         ":4: hash_buckets: unknown column 'z'"},
+        {"[columns]\nnames = a, b\ncategorical = a\nnumeric = b\nhash_buckets = a:5,\n"
+         "  b:10\n",
+         ":6: hash_buckets: column 'b' is not categorical"},
+        {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:5\nhash_buckets = a:6\n",
+         ":5: hash_buckets: column 'a' listed twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *path = TMP "/toy/bad.ini";
@@ -377,6 +527,7 @@ static void test_config_errors(void **state) {
         const char *file;
         int S, D, T, n_cols;
     } shipped[] = {{MTL_SOURCE_DIR "/configs/census.ini", 29, 11, 2, 42},
+                   {MTL_SOURCE_DIR "/configs/census-hashed.ini", 29, 11, 2, 42},
                    {MTL_SOURCE_DIR "/configs/census_education.ini", 28, 11, 2, 42},
                    {MTL_SOURCE_DIR "/configs/adult.ini", 8, 5, 2, 15}};
     for (size_t i = 0; i < sizeof shipped / sizeof *shipped; i++) {
@@ -612,7 +763,8 @@ static void test_synth_ctr(void **state) {
     (void)state;
     mtl_synth_ctr_options o = {.rows = 25000,
                                .sparse_fields = 6,
-                               .vocab = 500,
+                               .n_vocab = 1,
+                               .vocab = {500},
                                .dense_fields = 3,
                                .tasks = 2,
                                .seed = 3,
@@ -655,6 +807,123 @@ static void test_synth_ctr(void **state) {
     }
 }
 
+/* The rejection-inversion sampler against the exact Zipf probabilities: every
+ * rank's frequency within 5 standard deviations, and a chi-square test. */
+static void check_zipf(int64_t n, double s, int64_t draws) {
+    mtl_zipf z;
+    mtl_zipf_init(&z, n, s);
+    mtl_rng rng;
+    mtl_rng_seed(&rng, 11);
+    int64_t *count = calloc((size_t)n + 1, sizeof *count);
+    assert_non_null(count);
+    for (int64_t i = 0; i < draws; i++) {
+        int64_t k = mtl_zipf_sample(&z, &rng);
+        assert_true(k >= 1 && k <= n);
+        count[k]++;
+    }
+    double norm = 0.0;
+    for (int64_t k = 1; k <= n; k++) norm += pow((double)k, -s);
+    double chi2 = 0.0;
+    for (int64_t k = 1; k <= n; k++) {
+        double p = pow((double)k, -s) / norm, mean = p * (double)draws;
+        double sd = sqrt(mean * (1.0 - p));
+        if (fabs((double)count[k] - mean) > 5.0 * sd + 1.0)
+            fail_msg("zipf n=%lld s=%g: rank %lld drawn %lld times, expected %.1f", (long long)n, s,
+                     (long long)k, (long long)count[k], mean);
+        chi2 += ((double)count[k] - mean) * ((double)count[k] - mean) / mean;
+    }
+    /* n - 1 degrees of freedom: mean n - 1, sd sqrt(2(n - 1)) */
+    double dof = (double)(n - 1);
+    printf("zipf n=%lld s=%g: chi2 %.1f for %lld dof\n", (long long)n, s, chi2, (long long)(n - 1));
+    assert_true(chi2 < dof + 5.0 * sqrt(2.0 * dof) + 1.0);
+    free(count);
+}
+
+static void test_zipf(void **state) {
+    (void)state;
+    check_zipf(50, 1.1, 400000); /* the ctr generator's exponent */
+    check_zipf(50, 1.0, 400000); /* H(x) = log x */
+    check_zipf(20, 2.5, 200000);
+    check_zipf(1, 1.1, 1000);
+    /* 10M ranks, no table: P(1) = 1 / sum k^-1.1 = 0.1164, and the upper half */
+    const int64_t n = 10000000;
+    const double draws = 200000;
+    mtl_zipf z;
+    mtl_zipf_init(&z, n, 1.1);
+    mtl_rng rng;
+    mtl_rng_seed(&rng, 5);
+    int64_t ones = 0, big = 0, max = 0;
+    for (int i = 0; i < (int)draws; i++) {
+        int64_t k = mtl_zipf_sample(&z, &rng);
+        assert_true(k >= 1 && k <= n);
+        ones += k == 1;
+        big += k > n / 2;
+        if (k > max) max = k;
+    }
+    double norm = 0.0, tail = 0.0;
+    for (int64_t k = n; k >= 1; k--) { /* small terms first */
+        norm += pow((double)k, -1.1);
+        if (k == n / 2 + 1) tail = norm;
+    }
+    double p1 = 1.0 / norm, ptail = tail / norm;
+    assert_true(fabs((double)ones / draws - p1) < 5.0 * sqrt(p1 * (1 - p1) / draws));
+    assert_true(fabs((double)big / draws - ptail) < 5.0 * sqrt(ptail * (1 - ptail) / draws));
+    printf("zipf n=1e7: P(1) %.4f (exact %.4f), P(k > n/2) %.4f (exact %.4f), max %lld\n",
+           (double)ones / draws, p1, (double)big / draws, ptail, (long long)max);
+}
+
+/* --vocab lists: per-field vocabularies, the last value repeating */
+static void test_synth_ctr_vocab_list(void **state) {
+    (void)state;
+    int64_t v[MTL_SYNTH_VOCAB_MAX];
+    int n = 0;
+    mtl_error err;
+    assert_int_equal(mtl_synth_vocab_parse("10000000,1000000,1000", v, &n, &err), MTL_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(v[0], 10000000);
+    assert_int_equal(v[2], 1000);
+    assert_int_equal(mtl_synth_vocab_parse("7", v, &n, &err), MTL_OK);
+    assert_int_equal(n, 1);
+    const char *bad[] = {"0", "10,", ",10", "1e6", "10,x", "-3", "2147483647", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(mtl_synth_vocab_parse(bad[i], v, &n, &err), MTL_ERR);
+        assert_msg_has(&err, "--vocab: ");
+    }
+
+    mtl_synth_ctr_options o = {.rows = 4000,
+                               .sparse_fields = 5,
+                               .n_vocab = 3,
+                               .vocab = {200000, 50, 3},
+                               .dense_fields = 2,
+                               .tasks = 2,
+                               .seed = 9,
+                               .n_split = 2,
+                               .split = {0.5, 0.5},
+                               .output_dir = TMP "/ctr_vocab",
+                               .quiet = 1};
+    clean_dir(o.output_dir);
+    if (mtl_synth_ctr(&o, &err)) fail_msg("%s", err.msg);
+    mtl_dataset ds;
+    load(&ds, o.output_dir, "train.h5");
+    const int64_t want[5] = {200001, 51, 4, 4, 4}; /* codes 1..V, 0 = OOV */
+    assert_memory_equal(ds.vocab_sizes, want, sizeof want);
+    int32_t max[5] = {0};
+    for (int64_t i = 0; i < ds.n_rows; i++)
+        for (int s = 0; s < 5; s++) {
+            int32_t id = ds.sparse[i * 5 + s];
+            assert_true(id >= 1 && id < want[s]);
+            if (id > max[s]) max[s] = id;
+        }
+    assert_true(max[0] > 50); /* the large field draws from its whole range */
+    assert_int_equal(max[2], 3);
+    mtl_dataset_free(&ds);
+
+    o.n_vocab = 6; /* more values than fields */
+    o.vocab[3] = o.vocab[4] = o.vocab[5] = 9;
+    assert_int_equal(mtl_synth_ctr(&o, &err), MTL_ERR);
+    assert_msg_has(&err, "--vocab: 6 values for 5 sparse fields");
+}
+
 int main(void) {
     mtl_error err;
     if (mtl_mkdir_p(TMP, &err)) {
@@ -666,12 +935,16 @@ int main(void) {
         cmocka_unit_test_setup(test_toy_vocab_from, setup_toy),
         cmocka_unit_test_setup(test_malformed_rows, setup_toy),
         cmocka_unit_test_setup(test_config_errors, setup_toy),
+        cmocka_unit_test(test_hash_id),
+        cmocka_unit_test_setup(test_hashed_field, setup_toy),
         cmocka_unit_test(test_split_counts),
         cmocka_unit_test(test_adult),
         cmocka_unit_test(test_census),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_synth_mmoe),
         cmocka_unit_test(test_synth_ctr),
+        cmocka_unit_test(test_zipf),
+        cmocka_unit_test(test_synth_ctr_vocab_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,8 @@ typedef struct {
     int S;                 /* categorical fields */
     int64_t *vocab_len;    /* [S] number of known categories of field s */
     char ***vocab;         /* [S][vocab_len[s]] raw strings; index i encodes as i */
+    int64_t *hash_buckets; /* [S] 0, or N: field s is hashed into N buckets (vocab_len 0);
+                              NULL when writing means all 0 */
     int D;                 /* numeric columns */
     double *dense_min;     /* [D] */
     double *dense_max;     /* [D] */
@@ -90,16 +92,15 @@ int mtl_writer_open(mtl_writer **w, const char *path, int S, const char *const *
                     const char *const *task_names, int with_weights, mtl_error *err);
 /* Append n rows; dense/sparse may be NULL when D/S is 0, weights NULL when
  * the writer has none. */
-int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense,
-                      const float *labels, const float *weights, int64_t n, mtl_error *err);
+int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense, const float *labels,
+                      const float *weights, int64_t n, mtl_error *err);
 /* Write meta (may be NULL), close, and rename into place. Frees w. */
 int mtl_writer_close(mtl_writer *w, const mtl_meta *meta, mtl_error *err);
 /* Close and delete the temporary file. Frees w. Safe on NULL. */
 void mtl_writer_abort(mtl_writer *w);
 
 /* Write a whole in-memory dataset (all n_rows rows) to path. */
-int mtl_dataset_save(const mtl_dataset *ds, const char *path, const mtl_meta *meta,
-                     mtl_error *err);
+int mtl_dataset_save(const mtl_dataset *ds, const char *path, const mtl_meta *meta, mtl_error *err);
 
 /* A contiguous mini-batch gathered from a dataset's rows. Buffers are
  * allocated once for `capacity` rows. */

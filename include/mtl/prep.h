@@ -8,6 +8,7 @@
  *   categorical = workclass, ...        ; -> /sparse (one int32 field each)
  *   numeric     = fnlwgt, ...           ; -> /dense (min-max scaled to [0,1])
  *   ignore      = instance_weight       ; dropped
+ *   hash_buckets = user_id:1000000, shop:1000  ; hashed categoricals (below)
  *
  *   [task.income]                       ; -> one /labels column named "income"
  *   column   = income                   ; the CSV column it is read from
@@ -29,6 +30,11 @@
  *    other.
  *  - numeric: x' = (x - min) / (max - min) with the train min/max, clipped to
  *    [0, 1]; 0 when max == min. "?" in a numeric column is an error.
+ *  - hashed categorical (a column listed in [columns] hash_buckets as
+ *    NAME:N, N in 1..2^31-1): id = mtl_hash_id(NAME, value, N), in 0..N-1,
+ *    vocab_size = N. No vocabulary is fitted or stored, nothing is out of
+ *    vocabulary (every value has a bucket; code 0 is an ordinary bucket),
+ *    and the id of a value is the same in every file, run and machine.
  * The encoding goes into every output file's /meta: vocab[s][0] is the
  * placeholder "<OOV>" and vocab[s][i] the string of code i, so
  * vocab_len[s] == vocab_size[s]; dense_min/dense_max are the train ranges.
@@ -66,9 +72,10 @@ typedef struct {
     int *col_role;    /* [n_cols] MTL_COL_* */
     int *col_slot;    /* [n_cols] index among /sparse, /dense or /labels columns; -1 */
     int S, D, T;
-    int *sparse_col;      /* [S] CSV column of sparse field s (config order) */
-    int *dense_col;       /* [D] CSV column of dense feature d */
-    mtl_prep_task *tasks; /* [T] in config order */
+    int *sparse_col;       /* [S] CSV column of sparse field s (config order) */
+    int *dense_col;        /* [D] CSV column of dense feature d */
+    mtl_prep_task *tasks;  /* [T] in config order */
+    int64_t *hash_buckets; /* [S] 0: vocabulary fitted on train; N: hashed into N buckets */
 } mtl_prep_config;
 
 /* Parse and check a config: every column has exactly one role, tasks name
@@ -77,6 +84,14 @@ typedef struct {
  * "FILE: column NAME: what" (whole-file checks). */
 int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err);
 void mtl_prep_config_free(mtl_prep_config *cfg);
+
+/* The bucket of a hashed categorical value (xxHash 0.8, XXH3 64-bit):
+ *   seed = XXH3_64bits(field)                 (the column name's bytes)
+ *   id   = XXH3_64bits_withSeed(value, seed) mod n_buckets
+ * value is the field as read (trimmed), without its terminating NUL. In
+ * python: xxhash.xxh3_64_intdigest(value, seed=xxhash.xxh3_64_intdigest(
+ * field)) % n_buckets. n_buckets >= 1. */
+int64_t mtl_hash_id(const char *field, const char *value, int64_t n_buckets);
 
 /* ---- splits, shared with the synthetic generators ---- */
 #define MTL_SPLIT_MAX 3

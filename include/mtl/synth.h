@@ -48,13 +48,40 @@ typedef struct {
  * [N x 2] names y1, y2, no /sparse. */
 int mtl_synth_mmoe(const mtl_synth_mmoe_options *opt, mtl_error *err);
 
+/* ---- Zipf-distributed ranks ---- */
+
+/* Zipf(s) on 1..n: P(k) = k^-s / sum_{j=1..n} j^-s, sampled exactly in O(1)
+ * memory and O(1) expected time by rejection-inversion (Hoermann &
+ * Derflinger, ACM TOMACS 6(3) 1996, "Rejection-inversion to generate variates
+ * from monotone discrete distributions"; the formulation of Apache Commons
+ * RNG's RejectionInversionZipfSampler), so a 10M-id field needs no table. */
+typedef struct {
+    int64_t n;
+    double s;
+    double h_x1, h_n, threshold; /* H(1.5) - 1, H(n + 0.5), the squeeze */
+} mtl_zipf;
+
+/* n >= 1, s > 0 */
+void mtl_zipf_init(mtl_zipf *z, int64_t n, double s);
+int64_t mtl_zipf_sample(const mtl_zipf *z, mtl_rng *rng);
+
 /* ---- click-log-like stream ---- */
+
+/* "--vocab" of the ctr generator: "10000" or "10000000,1000000,1000": each
+ * value in 1..INT32_MAX-1, at most MTL_SYNTH_VOCAB_MAX of them. */
+#define MTL_SYNTH_VOCAB_MAX 1024
+int mtl_synth_vocab_parse(const char *text, int64_t *vocab, int *n_vocab, mtl_error *err);
+
 typedef struct {
     int64_t rows;
     int sparse_fields; /* S */
-    int64_t vocab;     /* V categories per field (codes 1..V, 0 = OOV unused) */
-    int dense_fields;  /* D */
-    int tasks;         /* T >= 2 */
+    /* categories per field (codes 1..V, 0 = OOV unused): field s has
+     * vocab[min(s, n_vocab - 1)], so one value serves every field and a list
+     * shorter than S repeats its last value; n_vocab > S is an error */
+    int n_vocab;
+    int64_t vocab[MTL_SYNTH_VOCAB_MAX];
+    int dense_fields; /* D */
+    int tasks;        /* T >= 2 */
     uint64_t seed;
     int n_split; /* 0: default 0.8,0.1,0.1 */
     double split[MTL_SPLIT_MAX];
@@ -63,7 +90,7 @@ typedef struct {
     int quiet;
 } mtl_synth_ctr_options;
 
-/* Writes train/valid/test.h5: /sparse [N x S] names c0.., vocab V+1,
+/* Writes train/valid/test.h5: /sparse [N x S] names c0.., vocab_sizes V_s+1,
  * /dense [N x D] names d0.. in [0,1), /labels [N x T] in {0,1}: "click",
  * "conversion" (= click AND converted, the CTCVR label ESMM trains on), then
  * "stage2", "stage3", ... each implying the previous one. */

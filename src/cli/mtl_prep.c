@@ -20,7 +20,7 @@ static const char *usage_text =
     "           [--vocab-from FILE.h5]\n"
     "  mtl_prep synth --kind mmoe --correlation P --rows N --seed S --output-dir DIR [--split "
     "...]\n"
-    "  mtl_prep synth --kind ctr [--rows 1000000] [--sparse-fields 24] [--vocab 10000]\n"
+    "  mtl_prep synth --kind ctr [--rows 1000000] [--sparse-fields 24] [--vocab 10000[,...]]\n"
     "           [--dense-fields 8] [--tasks 2] [--seed 0] --output-dir DIR [--split ...]\n"
     "\n"
     "Writes DIR/train.h5, DIR/valid.h5 (only for a 3-part split) and DIR/test.h5.\n"
@@ -37,7 +37,11 @@ static const char *usage_text =
     "  --correlation P     mmoe: correlation of the two tasks' linear parts, in [-1,1]\n"
     "  --rows N            total rows (mmoe default 100000, ctr default 1000000)\n"
     "  --seed S            generator seed (default 0)\n"
-    "  --sparse-fields S, --vocab V, --dense-fields D, --tasks T   ctr shape\n"
+    "  --sparse-fields S, --dense-fields D, --tasks T   ctr shape\n"
+    "  --vocab V1,V2,...   ctr: categories of field 1, 2, ... (Zipf 1.1 ranks); a list\n"
+    "                      shorter than --sparse-fields repeats its last value, so one\n"
+    "                      value sets every field: --vocab 10000000,1000 is 1 field of 10M\n"
+    "                      and the rest of 1000\n"
     "Options may also be written --name=value.\n";
 
 typedef struct {
@@ -149,7 +153,8 @@ static int parse_args(args *a, int argc, char **argv) {
             rc = parse_int(name, val, 0, &a->ctr.sparse_fields);
             a->have_ctr_shape = 1;
         } else if (strcmp(name, "--vocab") == 0 && a->synth) {
-            rc = parse_i64(name, val, 1, &a->ctr.vocab);
+            if (mtl_synth_vocab_parse(val, a->ctr.vocab, &a->ctr.n_vocab, &err))
+                return usage_error("%s", err.msg);
             a->have_ctr_shape = 1;
         } else if (strcmp(name, "--dense-fields") == 0 && a->synth) {
             rc = parse_int(name, val, 0, &a->ctr.dense_fields);
@@ -185,6 +190,9 @@ static int parse_args(args *a, int argc, char **argv) {
                                    "--kind ctr");
         } else if (strcmp(a->kind, "ctr") == 0) {
             if (a->have_correlation) return usage_error("--correlation: only for --kind mmoe");
+            if (a->ctr.sparse_fields > 0 && a->ctr.n_vocab > a->ctr.sparse_fields)
+                return usage_error("--vocab: %d values for %d sparse fields", a->ctr.n_vocab,
+                                   a->ctr.sparse_fields);
         } else {
             return usage_error("--kind: '%s' is not mmoe or ctr", a->kind);
         }
@@ -207,7 +215,8 @@ int main(int argc, char **argv) {
     args a;
     memset(&a, 0, sizeof a);
     a.ctr.sparse_fields = 24; /* defaults of the ctr generator */
-    a.ctr.vocab = 10000;
+    a.ctr.vocab[0] = 10000;
+    a.ctr.n_vocab = 1;
     a.ctr.dense_fields = 8;
     a.ctr.tasks = 2;
     int rc = parse_args(&a, argc, argv);
