@@ -6,6 +6,7 @@
 #   mtl_job_args ARGS...  MTL_JOB_ARGS=(ARGS...), plus `--resume latest` when
 #                         --checkpoint-dir DIR (or --checkpoint-dir=DIR) holds
 #                         a checkpoint and no --resume is given
+#   mtl_job_bin           MTL_JOB_BIN=$MTL_DIST, or mtl_dist on PATH
 #   mtl_job_run CMD...    run the launcher, pass signals on to it, wait for
 #                         it and return its status
 #
@@ -99,6 +100,14 @@ mtl_job_args() {
         MTL_JOB_ARGS+=(--resume latest)
     fi
     return 0
+}
+
+mtl_job_bin() {
+    MTL_JOB_BIN=${MTL_DIST:-mtl_dist}
+    if ! command -v "$MTL_JOB_BIN" >/dev/null; then
+        echo "$MTL_JOB_NAME: $MTL_JOB_BIN not found: set MTL_DIST=/path/to/mtl_dist, or PATH" >&2
+        exit 2
+    fi
 }
 
 mtl_job_run() {

@@ -13,6 +13,7 @@ packages=(
   zlib1g-dev                      # gzip CSV input
   python3-h5py python3-numpy      # interop tests: files written and read by h5py
   valgrind                        # memcheck of whole training runs (tests/e2e_valgrind.sh)
+  slurm-wlm munge                 # a private Slurm for launch/slurm.sbatch's test (tests/slurm_jobs.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -37,12 +37,12 @@ mtl_job_init pbs.sh
 read -r -a args <<<"${MTL_ARGS:-}"
 mtl_job_args "${args[@]}"
 
-bin=${MTL_DIST:-mtl_dist}
+mtl_job_bin
 hosts=()
 if [ -n "${PBS_NODEFILE:-}" ] && [ -f "$PBS_NODEFILE" ]; then hosts=(--hostfile "$PBS_NODEFILE"); fi
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-echo "pbs.sh: job ${PBS_JOBID:-?}: mpirun ${hosts[*]} $bin ${MTL_JOB_ARGS[*]}" >&2
+echo "pbs.sh: job ${PBS_JOBID:-?}: mpirun ${hosts[*]} $MTL_JOB_BIN ${MTL_JOB_ARGS[*]}" >&2
 rc=0
-mtl_job_run mpirun "${hosts[@]}" -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS "$bin" "${MTL_JOB_ARGS[@]}" || rc=$?
+mtl_job_run mpirun "${hosts[@]}" -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS "$MTL_JOB_BIN" "${MTL_JOB_ARGS[@]}" || rc=$?
 echo "pbs.sh: the ranks exited with $rc" >&2
 exit "$rc"
