@@ -14,3 +14,7 @@ if "$MPIEXEC" --version 2>/dev/null | grep -qi -e 'open mpi' -e openrte; then OV
 DIST=$MTL_BIN/mtl_dist
 PREP=$MTL_BIN/mtl_prep
 COMPARE=$MTL_SRC/tests/compare_params.py
+# procs_with MARKER: "pid args" of every process whose command line holds MARKER
+procs_with() {
+    ps -eo pid=,args= | awk -v m="$1" -v me=$$ 'index($0, m) > 0 && $1 != me && $2 != "awk" && $2 != "ps"'
+}

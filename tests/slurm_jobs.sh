@@ -68,11 +68,6 @@ fail() {
 }
 pass() { echo "ok: $*"; }
 
-# procs_of MARKER: "pid args" of the processes whose command line has MARKER
-procs_of() {
-    ps -eo pid=,args= | awk -v m="$1" -v me=$$ 'index($0, m) > 0 && $1 != me && $2 != "awk" && $2 != "ps"'
-}
-
 stop_pid() { # NAME PID: SIGTERM, then SIGKILL after 10 s
     local i
     [ -n "$2" ] && kill -0 "$2" 2>/dev/null || return 0
@@ -102,7 +97,7 @@ cleanup() {
     stop_pid slurmctld "$CTLD_PID"
     stop_pid munged "$MUNGED_PID"
     # anything of a job still here (the daemons' command lines name $WORK too)
-    for p in $(procs_of "$WORK/" | awk '{print $1}'); do kill -KILL "$p" 2>/dev/null; done
+    for p in $(procs_with "$WORK/" | awk '{print $1}'); do kill -KILL "$p" 2>/dev/null; done
     if [ "$rc" -ne 0 ] || [ "$failures" -ne 0 ]; then
         for f in "$WORK"/log/*.log; do
             [ -f "$f" ] || continue
@@ -236,7 +231,7 @@ finish() {
 no_survivors() {
     local i left
     for ((i = 0; i < 20; i++)); do
-        left=$(procs_of "$WORK/$2/")
+        left=$(procs_with "$WORK/$2/")
         [ -z "$left" ] && break
         sleep 0.1
     done
@@ -328,7 +323,7 @@ preempt() {
     # the batch shell has the signal, so that it cannot end first
     local ranks i
     if wait_ckpt "$name"; then
-        ranks=$(procs_of "$WORK/$name/" | awk -v d="$DIST" '$2 == d {print $1}')
+        ranks=$(procs_with "$WORK/$name/" | awk -v d="$DIST" '$2 == d {print $1}')
         [ -n "$ranks" ] && kill -STOP $ranks
         for ((i = 0; i < 600; i++)); do
             grep -q 'SIGUSR1: SIGUSR1 to the launcher' "$WORK/$name.out" && break
@@ -384,7 +379,7 @@ echo "== (4) scancel of a running mpirun job: nothing of it is left == [$((SECON
 train_args cancel
 MTL_LAUNCHER=mpirun submit cancel -- "${ARGS[@]}" --checkpoint-dir "$WORK/cancel/ckpt"
 if wait_ckpt cancel; then
-    ranks=$(procs_of "$WORK/cancel/" | awk -v d="$DIST" '$2 == d' | wc -l)
+    ranks=$(procs_with "$WORK/cancel/" | awk -v d="$DIST" '$2 == d' | wc -l)
     scancel "$JOB"
     finish cancel 60
     echo "scancel with $ranks rank(s) running: job $STATE, exit $RC"
