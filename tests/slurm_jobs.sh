@@ -61,12 +61,6 @@ fi
 export SLURM_CONF=$WORK/etc/slurm.conf
 export MTL_DIST=$DIST # for the jobs (sbatch exports the environment)
 MUNGED_PID="" CTLD_PID="" SLURMD_PID=""
-failures=0
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
 
 stop_pid() { # NAME PID: SIGTERM, then SIGKILL after 10 s
     local i
@@ -243,34 +237,6 @@ no_survivors() {
         pass "$1: job $JOB $STATE, exit $RC after ${SECS}s; no process of it left"
     fi
 }
-show_out() { sed 's/^/    | /' "$WORK/$1.out" | grep -v -e '^    | -*$' | tail -"${2:-12}"; }
-# wait_ckpt NAME: until $WORK/NAME/ckpt holds a checkpoint (at most 60 s)
-wait_ckpt() {
-    local i
-    for ((i = 0; i < 600; i++)); do
-        compgen -G "$WORK/$1/ckpt/ckpt-*.h5" >/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-same_predictions() { # WHAT A.h5 B.h5
-    local out
-    if out=$("$PYTHON3" - "$2" "$3" 2>&1 <<'EOF'
-import sys
-import h5py, numpy as np
-a, b = (h5py.File(p, "r")["predictions"][()] for p in sys.argv[1:3])
-if a.shape != b.shape or not np.array_equal(a, b):
-    sys.exit(f"differ: shapes {a.shape} {b.shape}, max |diff| "
-             f"{np.abs(a - b).max() if a.shape == b.shape else 'n/a'}")
-print(f"{a.shape[0]} x {a.shape[1]} predictions bit-identical")
-EOF
-    ); then
-        pass "$1: $out"
-    else
-        fail "$1: predictions differ from the uninterrupted run's: $out"
-    fi
-}
-
 echo
 echo "== data, and the training's length on this machine == [$((SECONDS - T_START))s]"
 "$PREP" synth --kind ctr --rows 30000 --sparse-fields 8 --vocab 50 --dense-fields 4 --seed 1 \
@@ -308,7 +274,7 @@ EOF
     pass "(1) srun job: exit 0, $(grep -o 'srun [^/]*' "$WORK/ref.out" | head -1| sed 's/ *$//'), metrics written: $(tail -1 "$WORK/ref/metrics.jsonl" | cut -c1-90)..."
 else
     fail "(1) the default launcher's job: exit $RC, want 0 and metrics with a final line"
-    show_out ref
+    show_out ref 12
 fi
 
 echo
@@ -322,7 +288,7 @@ preempt() {
     # the training is short: pause the ranks from their first checkpoint until
     # the batch shell has the signal, so that it cannot end first
     local ranks i
-    if wait_ckpt "$name"; then
+    if wait_ckpt "$WORK/$name/ckpt"; then
         ranks=$(procs_with "$WORK/$name/" | awk -v d="$DIST" '$2 == d {print $1}')
         [ -n "$ranks" ] && kill -STOP $ranks
         for ((i = 0; i < 600; i++)); do
@@ -378,7 +344,7 @@ echo
 echo "== (4) scancel of a running mpirun job: nothing of it is left == [$((SECONDS - T_START))s]"
 train_args cancel
 MTL_LAUNCHER=mpirun submit cancel -- "${ARGS[@]}" --checkpoint-dir "$WORK/cancel/ckpt"
-if wait_ckpt cancel; then
+if wait_ckpt "$WORK/cancel/ckpt"; then
     ranks=$(procs_with "$WORK/cancel/" | awk -v d="$DIST" '$2 == d' | wc -l)
     scancel "$JOB"
     finish cancel 60
@@ -395,7 +361,7 @@ EPOCHS=$((EPOCHS / 2 > 4 ? EPOCHS / 2 : 4))
 train_args requeue
 EPOCHS=$SAVE_EPOCHS
 MTL_REQUEUE=1 MTL_LAUNCHER=srun submit requeue --requeue -- "${ARGS[@]}" --checkpoint-dir "$WORK/requeue/ckpt"
-if wait_ckpt requeue; then
+if wait_ckpt "$WORK/requeue/ckpt"; then
     scancel --batch --signal=USR1 "$JOB" # stop now, with a checkpoint
     for ((i = 0; i < 300; i++)); do
         [ "$(job_field "$JOB" Restarts)" = 1 ] && [ "$(job_field "$JOB" JobState)" = PENDING ] && break
@@ -433,9 +399,4 @@ else
 fi
 
 echo
-echo "slurm_jobs: $((SECONDS - T_START))s"
-if [ "$failures" -ne 0 ]; then
-    echo "slurm_jobs: $failures check(s) FAILED"
-    exit 1
-fi
-echo "slurm_jobs: all checks passed"
+summary slurm_jobs
