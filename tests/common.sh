@@ -1,7 +1,7 @@
-# Sourced by the end-to-end scripts (tests/e2e_*.sh, slurm_jobs.sh): the tools, the MPI
-# launcher, and what Open MPI needs to run here (as root, more ranks than
-# cores). Environment set by ctest (tests/CMakeLists.txt): MTL_BIN, MTL_SRC,
-# MPIEXEC, MPIEXEC_NUMPROC_FLAG, PYTHON3, TMPDIR.
+# Sourced by the end-to-end scripts (tests/e2e_*.sh, slurm_jobs.sh): the
+# tools, the MPI launcher, and what Open MPI needs to run here (as root, more
+# ranks than cores). Environment set by ctest (tests/CMakeLists.txt):
+# MTL_BIN, MTL_SRC, MPIEXEC, MPIEXEC_NUMPROC_FLAG, PYTHON3, TMPDIR.
 : "${MTL_BIN:?MTL_BIN must be the build directory holding mtl_dist and mtl_prep}"
 MTL_SRC=${MTL_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 PYTHON3=${PYTHON3:-/usr/bin/python3}
