@@ -5,7 +5,8 @@
 #   mtl_job_init NAME     trap the signals from here on (call it first)
 #   mtl_job_args ARGS...  MTL_JOB_ARGS=(ARGS...), plus `--resume latest` when
 #                         --checkpoint-dir DIR (or --checkpoint-dir=DIR) holds
-#                         a checkpoint and no --resume is given
+#                         a checkpoint and no --resume is given (a
+#                         checkpoint_dir set in a --config file is not seen)
 #   mtl_job_bin           MTL_JOB_BIN=$MTL_DIST, or mtl_dist on PATH
 #   mtl_job_run CMD...    run the launcher, pass signals on to it, wait for
 #                         it and return its status
@@ -21,7 +22,8 @@
 # ends some other way, its EXIT trap stops the launcher and its children
 # (SIGTERM, then SIGKILL after MTL_KILL_WAIT seconds, default 10), so no
 # rank survives the job even where the scheduler tracks processes by parent
-# (Slurm's proctrack/linuxproc): orphans are invisible to it.
+# (Slurm's proctrack/linuxproc): orphans are invisible to it. (SIGKILL cannot
+# be trapped; Slurm and PBS send it to all the job's processes at once.)
 
 MTL_JOB_NAME=mtl_dist
 MTL_JOB_PID=""       # the launcher, while it runs
@@ -76,7 +78,8 @@ _mtl_job_cleanup() {
             echo "$MTL_JOB_NAME: the batch shell ends before the launcher: stopping ${pids[*]}" >&2
             kill -TERM "${pids[@]}" 2>/dev/null || true
             for ((i = 0; i < ${MTL_KILL_WAIT:-10} * 10; i++)); do
-                kill -0 "${pids[@]}" 2>/dev/null || break # true while one lives
+                # (the launcher, our child, stays a zombie until we exit)
+                ps -o stat= -p "$(IFS=,; echo "${pids[*]}")" | grep -qv '^Z' || break
                 sleep 0.1
             done
             kill -KILL "${pids[@]}" 2>/dev/null || true
