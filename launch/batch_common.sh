@@ -27,7 +27,9 @@
 
 MTL_JOB_NAME=mtl_dist
 MTL_JOB_PID=""       # the launcher, while it runs
-MTL_JOB_STATE=before # before, running, after (the launcher's life)
+# before, running, after (the launcher's life); stopped: signalled before.
+# The scripts trap signals into "stopped" until they have sourced this file.
+MTL_JOB_STATE=${MTL_JOB_STATE:-before}
 MTL_JOB_TRAPPED=0
 
 mtl_job_init() {

@@ -25,6 +25,7 @@
 #PBS -N mtl_dist
 #PBS -j oe
 set -euo pipefail
+trap MTL_JOB_STATE=stopped USR1 TERM INT HUP # until batch_common.sh traps them
 cd "${PBS_O_WORKDIR:-.}"
 here=""
 for d in "${MTL_LAUNCH_DIR:-}" "$(dirname "$0")" "$PWD/launch"; do
