@@ -20,6 +20,7 @@ packages=(
   python3-h5py python3-numpy      # interop tests: files written and read by h5py
   python3-hdf5plugin              # ... and compressed with its filters
   valgrind                        # memcheck of whole training runs (tests/e2e_valgrind.sh)
+  slurm-wlm munge                 # a private Slurm for launch/slurm.sbatch's test (tests/slurm_jobs.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

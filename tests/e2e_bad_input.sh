@@ -18,12 +18,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_bad_input.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 T_START=$SECONDS
 
-failures=0
 TABLE=$WORK/table.md
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
 
 # Each case runs in its own output area, $WORK/case_N/out, holding a regular
 # file and a directory to aim outputs at and nothing else; a failed run must

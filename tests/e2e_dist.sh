@@ -18,13 +18,6 @@ MTL_DATA_DIR=${MTL_DATA_DIR:-}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_dist.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-failures=0
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
 # run NP NAME ARGS...: mtl_dist on NP ranks under `timeout 120`; stdout and
 # stderr go to $WORK/NAME.{out,err}; sets RC (124 = timed out) and SECS.
 run() {

@@ -8,9 +8,11 @@
 #include "mtl/train.h"
 
 int main(int argc, char **argv) {
+    /* before MPI starts, which can take a second under srun: a job script's
+     * signal that comes meanwhile still means "checkpoint and stop" */
+    mtl_install_signal_handlers();
     mtl_dist d;
     if (mtl_dist_init(&argc, &argv, &d) != 0) return MTL_EXIT_FAILURE;
-    mtl_install_signal_handlers();
     mtl_config cfg;
     mtl_error err = {{0}};
     int status = MTL_EXIT_OK;
