@@ -21,13 +21,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_sparse.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-
-failures=0
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
+T_START=$SECONDS
 
 # run NP NAME ARGS...: mtl_dist on NP ranks; output in $WORK/NAME.{out,err}
 run() {
@@ -125,18 +119,7 @@ run 2 row3_on2 "${common[@]}" --epochs 2 --data-order global --embedding-shardin
 same "$(last "$WORK/row")" "$(last "$WORK/row3")" "3-rank sharded checkpoint resumed on 2 ranks" 1e-4
 run 2 row_predict predict --checkpoint "$(last "$WORK/row")" --data "$WORK/data/test.h5" \
     --predict-out "$WORK/row_pred2.h5"
-same_predictions() {
-    "$PYTHON3" - "$1" "$2" <<'PY'
-import sys, h5py, numpy as np
-a, b = (h5py.File(p, "r")["predictions"][()] for p in sys.argv[1:3])
-sys.exit(0 if a.shape == b.shape and np.array_equal(a, b) else 1)
-PY
-}
-if same_predictions "$WORK/row_pred.h5" "$WORK/row_pred2.h5"; then
-    pass "predict from a row-sharded checkpoint: the run's predictions"
-else
-    fail "predict from a row-sharded checkpoint differs from the run's --predict-out"
-fi
+same_predictions "predict from a row-sharded checkpoint (the run's --predict-out)" \
+    "$WORK/row_pred.h5" "$WORK/row_pred2.h5"
 
-echo "$failures failed"
-[ "$failures" -eq 0 ]
+summary e2e_sparse
