@@ -222,14 +222,15 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
         m->emb[s] = mtl_params_add(&m->params, name, m->shape.vocab_sizes[s], m->dims[s],
                                    MTL_INIT_EMBEDDING, MTL_REG_EMBEDDING, err);
         if (m->emb[s] < 0) return MTL_ERR;
-        /* --embedding-update auto: a step touches at most batch_size rows of a
-         * table; one of more than 4x that many rows costs more to update and
-         * exchange whole than row by row (a touched row costs a few passes:
-         * collect, exchange, update) */
-        m->params.tensors[m->emb[s]].sparse =
-            cfg->embedding_update == MTL_EMBEDDING_SPARSE ||
-            (cfg->embedding_update == MTL_EMBEDDING_AUTO &&
-             m->shape.vocab_sizes[s] > 4 * (int64_t)cfg->batch_size);
+        /* --embedding-update auto: by bytes. A step touches at most batch_size
+         * rows of a table, which as (id, row) pairs are B (4d + 4) bytes in all;
+         * a ring allreduce of the whole table moves 2 V 4d: sparse when even a
+         * whole batch of distinct rows is smaller, V > B (d + 1) / 2d. (Census
+         * and Adult tables, of at most ~50 rows, stay dense.) */
+        m->params.tensors[m->emb[s]].sparse = cfg->embedding_update == MTL_EMBEDDING_SPARSE ||
+                                              (cfg->embedding_update == MTL_EMBEDDING_AUTO &&
+                                               2 * (int64_t)m->dims[s] * m->shape.vocab_sizes[s] >
+                                                   (int64_t)cfg->batch_size * (m->dims[s] + 1));
         /* row sharding: a sparse table's values, m and v spread over the ranks
          * when forced, or when they would take more than a share of a rank's
          * memory */

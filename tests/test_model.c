@@ -987,13 +987,14 @@ static void check_layout(const mtl_model *m) {
 }
 
 /* --embedding-update: auto makes sparse exactly the tables of more than
- * 4 x batch-size rows; dense and sparse force it either way. */
+ * batch-size (d + 1) / 2d rows (640 here); dense and sparse force it either
+ * way. */
 static void test_sparse_tables(void **state) {
     (void)state;
     mtl_config cfg;
     mtl_data_shape sh;
     small_shape(&sh, 2, 0);
-    sh.vocab_sizes[1] = 5000;                                 /* > 4 x 1024 */
+    sh.vocab_sizes[1] = 5000;                                 /* > 1024 x 5 / 8 */
     const int want[3][3] = {{0, 1, 0}, {0, 0, 0}, {1, 1, 1}}; /* auto, dense, sparse */
     for (int mode = MTL_EMBEDDING_AUTO; mode <= MTL_EMBEDDING_SPARSE; mode++) {
         mtl_config_defaults(&cfg);
