@@ -411,6 +411,22 @@ int mtl_checkpoint_load_tensors(const char *path, mtl_model *m, int with_optimiz
     return rc;
 }
 
+int mtl_checkpoint_open_model(const char *path, int max_batch, mtl_model **out, mtl_ckpt_state *st,
+                              mtl_error *err) {
+    *out = NULL;
+    mtl_config cfg;
+    mtl_config_defaults(&cfg);
+    int rc = mtl_checkpoint_load_state(path, st, err);
+    rc = rc ? rc : mtl_config_apply_text(&cfg, st->config, path, err);
+    rc = rc ? rc : mtl_model_create(out, &cfg, &st->shape, max_batch, err);
+    rc = rc ? rc : mtl_checkpoint_load_tensors(path, *out, 0, NULL, NULL, err);
+    if (rc != MTL_OK) {
+        mtl_model_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int mtl_predictions_save(const char *path, const float *pred, int64_t n, int cols,
                          const char *const *names, mtl_error *err) {
     char tmp[1200];

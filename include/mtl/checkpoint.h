@@ -47,6 +47,13 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
 int mtl_checkpoint_load_tensors(const char *path, mtl_model *m, int with_optimizer, float *best,
                                 int *has_best, mtl_error *err);
 
+/* The model a checkpoint holds, ready for inference: its hyperparameters
+ * (the stored config text over the defaults), then its parameters and
+ * batch-norm buffers (no optimizer state); forwards of up to max_batch rows.
+ * st receives the attributes. Needs neither MPI nor a training config. */
+int mtl_checkpoint_open_model(const char *path, int max_batch, mtl_model **out, mtl_ckpt_state *st,
+                              mtl_error *err);
+
 /* /predictions float32 [n, cols] with attribute names. Temp name + rename. */
 int mtl_predictions_save(const char *path, const float *pred, int64_t n, int cols,
                          const char *const *names, mtl_error *err);
