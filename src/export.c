@@ -116,13 +116,16 @@ static Onnx__NodeProto *node_list(ex *e, const char *op, const char *out, int n,
     return nd;
 }
 
-static Onnx__AttributeProto *attr(ex *e, Onnx__NodeProto *nd, const char *name) {
+static Onnx__AttributeProto *attr(ex *e, Onnx__NodeProto *nd, const char *name,
+                                  Onnx__AttributeProto__AttributeType type) {
     if (!nd) return NULL;
     Onnx__AttributeProto *a = ex_new(e, sizeof *a);
     Onnx__AttributeProto **list = ex_new(e, (nd->n_attribute + 1) * sizeof *list);
     if (!a || !list) return NULL;
     onnx__attribute_proto__init(a);
     a->name = (char *)name;
+    a->has_type = 1;
+    a->type = type;
     if (nd->n_attribute) memcpy(list, nd->attribute, nd->n_attribute * sizeof *list);
     list[nd->n_attribute++] = a;
     nd->attribute = list;
@@ -130,21 +133,13 @@ static Onnx__AttributeProto *attr(ex *e, Onnx__NodeProto *nd, const char *name) 
 }
 
 static void attr_int(ex *e, Onnx__NodeProto *nd, const char *name, int64_t v) {
-    Onnx__AttributeProto *a = attr(e, nd, name);
-    if (!a) return;
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    a->has_i = 1;
-    a->i = v;
+    Onnx__AttributeProto *a = attr(e, nd, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a) a->has_i = 1, a->i = v;
 }
 
 static void attr_float(ex *e, Onnx__NodeProto *nd, const char *name, float v) {
-    Onnx__AttributeProto *a = attr(e, nd, name);
-    if (!a) return;
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    a->has_f = 1;
-    a->f = v;
+    Onnx__AttributeProto *a = attr(e, nd, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a) a->has_f = 1, a->f = v;
 }
 
 static Onnx__TensorProto *init_tensor(ex *e, const char *name, int ndims, int64_t d0, int64_t d1) {
