@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Learning curves from training runs' --metrics-out JSON lines, with gnuplot:
-# train loss, valid loss (both the mean over tasks) and valid AUC per task,
-# per epoch, one line per run (labelled by the file's name, e.g.
-# mmoe_seed1.jsonl -> "mmoe_seed1"; AUC lines add the task).
+# train loss and valid loss (the mean over tasks) and valid AUC (a panel per
+# task), per epoch, one line per run, labelled by the file's name (e.g.
+# mmoe_seed1.jsonl -> "mmoe seed1").
 #
 #   bash launch/plot.sh RUN.jsonl [MORE.jsonl ...] -o OUT.png
 #
@@ -27,12 +27,12 @@ PY=$(command -v /usr/bin/python3 || command -v python3)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# one data file per run: epoch, mean train loss, mean valid loss, AUC per task;
-# and the gnuplot commands that draw them
-"$PY" - "$tmp" "${runs[@]}" <<'EOF'
+# one data file per run (epoch, mean train loss, mean valid loss, AUC per
+# task) and the gnuplot commands that draw them
+PLOT_OUT=$out "$PY" - "$tmp" "${runs[@]}" <<'PYTHON'
 import json, os, sys
 tmp, runs = sys.argv[1], sys.argv[2:]
-loss, vloss, auc = [], [], []
+loss, vloss, auc, all_tasks = [], [], {}, []
 for i, path in enumerate(runs):
     label = os.path.basename(path).rsplit(".", 1)[0].replace("_", " ")
     epochs = []
@@ -53,27 +53,31 @@ for i, path in enumerate(runs):
             cols = [r["epoch"], mean(r.get("train_loss", {})), mean(r.get("valid_loss", {}))]
             cols += [r.get("valid_auc", {}).get(t, float("nan")) for t in tasks]
             f.write(" ".join(str(c) for c in cols) + "\n")
-    style = f"with linespoints lc {i + 1}"
-    loss.append(f"'{data}' using 1:2 {style} title '{label}'")
-    vloss.append(f"'{data}' using 1:3 {style} title '{label}'")
-    auc += [f"'{data}' using 1:{4 + k} {style} dt {k + 1} title '{label}: {t}'"
-            for k, t in enumerate(tasks)]
+    style = f"with linespoints lc {i + 1} pt {i + 1} title '{label}'"
+    loss.append(f"'{data}' using 1:2 {style}")
+    vloss.append(f"'{data}' using 1:3 {style}")
+    for k, t in enumerate(tasks):
+        if t not in all_tasks:
+            all_tasks.append(t)
+        auc.setdefault(t, []).append(f"'{data}' using 1:{4 + k} {style}")
+panels = 2 + len(all_tasks)
 with open(os.path.join(tmp, "plots.gp"), "w") as f:
+    f.write(f"set terminal pngcairo size {380 * panels},360 font ',9'\n")
+    f.write(f"set output '{os.environ['PLOT_OUT']}'\n")
+    f.write(f"set multiplot layout 1,{panels}\nset key top right\n")
     f.write("set title 'train loss (mean over tasks)'\nplot " + ", ".join(loss) + "\n")
     f.write("set title 'valid loss (mean over tasks)'\nplot " + ", ".join(vloss) + "\n")
-    f.write("set title 'valid AUC'\nplot " + ", ".join(auc) + "\n")
-EOF
+    f.write("set key bottom right\n")
+    for t in all_tasks:
+        f.write(f"set title 'valid AUC: {t}'\nplot " + ", ".join(auc[t]) + "\n")
+    f.write("unset multiplot\n")
+PYTHON
 
-gnuplot <<EOF
-set terminal pngcairo size 1200,380 font ",9"
-set output '$out'
-set multiplot layout 1,3
+gnuplot <<GNUPLOT
 set xlabel 'epoch'
 set grid
 set xtics 1
-set key bottom right font ",8"
 set datafile missing 'nan'
 load '$tmp/plots.gp'
-unset multiplot
-EOF
+GNUPLOT
 echo "plot.sh: wrote $out"
