@@ -49,7 +49,7 @@ else
     --seed 3 --output-dir "$WORK/data" >/dev/null
   tasks=(click conversion)
 fi
-D=(--train "$WORK/data/train.h5" --test "$WORK/data/test.h5" --epochs 1 --batch-size 512 --quiet)
+D=(--train "$WORK/data/train.h5" --epochs 1 --max-steps 40 --batch-size 512 --quiet)
 
 # one variant of each model, between them every kind of block: multi-layer
 # bottoms, towers and experts, batch norm, dropout, gate hidden layers, levels
