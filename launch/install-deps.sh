@@ -15,6 +15,7 @@ packages=(
   valgrind                        # memcheck of whole training runs (tests/e2e_valgrind.sh)
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev  # ONNX export: protoc-c over onnx.proto
   python3-onnx nodejs             # export checks: onnx.checker, ONNX Runtime (tests/e2e_onnx.sh)
+  gnuplot-nox                     # launch/plot.sh
 )
 # npm fetches onnxruntime-node into the build tree (tests/e2e_onnx.sh); a
 # nodejs that ships its own npm needs no Debian npm (they would conflict)

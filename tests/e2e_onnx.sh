@@ -91,5 +91,19 @@ for model in shared_bottom esmm mmoe cgc ple; do
 done
 [ $have_checker -eq 1 ] || echo "note: onnx.checker not run (no python3-onnx)"
 
+echo "== export errors =="
+rc=0
+out=$(dist export --checkpoint "$WORK/mmoe/ck/none.h5" 2>&1) || rc=$?
+[ $rc -eq 2 ] && [[ "$out" == *"export needs --checkpoint FILE and --onnx FILE"* ]] &&
+  ok "export without --onnx: exit 2 ($out)" || fail "export without --onnx: exit $rc: $out"
+rc=0
+out=$(dist export --checkpoint "$WORK/data/test.h5" --onnx "$WORK/x.onnx" 2>&1) || rc=$?
+[ $rc -eq 1 ] && [[ "$out" == *"$WORK/data/test.h5"* ]] && [ ! -e "$WORK/x.onnx" ] &&
+  ok "export of a data file: exit 1 ($out)" || fail "export of a data file: exit $rc: $out"
+rc=0
+out=$(dist export --checkpoint "$ck" --onnx "$WORK/no/such/dir/x.onnx" 2>&1) || rc=$?
+[ $rc -eq 1 ] && [[ "$out" == *"$WORK/no/such/dir/x.onnx: cannot create"* ]] &&
+  ok "export into a missing directory: exit 1" || fail "export into a missing directory: exit $rc: $out"
+
 if [ $failures -gt 0 ]; then echo "e2e_onnx: $failures check(s) FAILED"; exit 1; fi
 echo "e2e_onnx: all checks passed"
