@@ -243,6 +243,14 @@ int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
         rc = rc ? rc
                 : attr_write(f, "vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->S,
                              sh->vocab_sizes, path, err);
+    if (sh->S > 0 && st->sparse_names)
+        rc = rc ? rc
+                : attr_write_strings(f, "sparse_names", (const char *const *)st->sparse_names,
+                                     sh->S, path, err);
+    if (sh->D > 0 && st->dense_names)
+        rc = rc ? rc
+                : attr_write_strings(f, "dense_names", (const char *const *)st->dense_names, sh->D,
+                                     path, err);
     rc = rc ? rc : write_block(f, "params", &m->params, m->params.values, path, err);
     rc = rc ? rc : write_block(f, "optimizer/m", &m->params, m->params.m, path, err);
     rc = rc ? rc : write_block(f, "optimizer/v", &m->params, m->params.v, path, err);
@@ -406,6 +414,24 @@ int mtl_checkpoint_load_tensors(const char *path, mtl_model *m, int with_optimiz
     if (rc == MTL_OK && best && H5Lexists(f, "best", H5P_DEFAULT) > 0) {
         rc = read_block(f, "best", &m->params, best, path, err);
         if (has_best) *has_best = rc == MTL_OK;
+    }
+    H5Fclose(f);
+    return rc;
+}
+
+int mtl_checkpoint_load_names(const char *path, const char *attr, int n, char **block,
+                              mtl_error *err) {
+    *block = NULL;
+    hid_t f = open_checkpoint(path, err);
+    if (f < 0) return MTL_ERR;
+    int rc = MTL_OK;
+    if (n > 0 && H5Aexists(f, attr) > 0) {
+        *block = mtl_alloc((size_t)n, MTL_NAME_MAX, attr, err);
+        rc = *block ? attr_read_strings(f, attr, n, *block, MTL_NAME_MAX, path, err) : MTL_ERR;
+        if (rc != MTL_OK) {
+            free(*block);
+            *block = NULL;
+        }
     }
     H5Fclose(f);
     return rc;

@@ -408,6 +408,18 @@ static char *join_ints(ex *e, const int64_t *v, int n) {
     return s;
 }
 
+/* "a,b,c" of a block of n names (MTL_NAME_MAX apart) */
+static char *join_block(ex *e, const char *block, int n) {
+    size_t cap = 1;
+    for (int i = 0; i < n; i++) cap += strlen(block + (size_t)i * MTL_NAME_MAX) + 1;
+    char *s = ex_new(e, cap);
+    for (int i = 0; s && i < n; i++) {
+        if (i) strcat(s, ",");
+        strcat(s, block + (size_t)i * MTL_NAME_MAX);
+    }
+    return s;
+}
+
 static char *join_names(ex *e, const mtl_model *m, int predictions) {
     int n = predictions ? m->P : m->T;
     size_t cap = 1;
@@ -437,8 +449,8 @@ static int write_file(const char *path, const uint8_t *buf, size_t len, mtl_erro
     return MTL_OK;
 }
 
-int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const char *onnx_path,
-                          mtl_error *err) {
+int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const char *sparse_names,
+                          const char *dense_names, const char *onnx_path, mtl_error *err) {
     ex e_ = {0}, *e = &e_;
     e->m = m;
     e->err = err;
@@ -507,8 +519,14 @@ int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const ch
         meta(e, "step", ex_str(e, "%lld", (long long)st->step)),
         meta(e, "epoch", ex_str(e, "%lld", (long long)st->epoch)),
         meta(e, "config", ex_str(e, "%s", st->config)),
+        NULL,
+        NULL,
     };
-    size_t n_props = sizeof props / sizeof props[0];
+    size_t n_props = sizeof props / sizeof props[0] - 2;
+    if (sparse_names && S > 0)
+        props[n_props++] = meta(e, "sparse_names", join_block(e, sparse_names, S));
+    if (dense_names && D > 0)
+        props[n_props++] = meta(e, "dense_names", join_block(e, dense_names, D));
     for (size_t i = 0; i < n_props; i++)
         if (!props[i]) ex_fail(e, "export: %s", "out of memory");
     for (int p = 0; p < m->P && outs; p++)
@@ -571,8 +589,17 @@ int mtl_export_onnx(const char *checkpoint_path, const char *onnx_path, mtl_erro
     mtl_ckpt_state *st = calloc(1, sizeof *st);
     if (!st) return mtl_fail(err, MTL_HERE, "export: out of memory");
     mtl_model *m = NULL;
+    char *sparse_names = NULL, *dense_names = NULL;
     int rc = mtl_checkpoint_open_model(checkpoint_path, 1, &m, st, err);
-    if (rc == MTL_OK) rc = mtl_export_model_onnx(m, st, onnx_path, err);
+    if (rc == MTL_OK)
+        rc = mtl_checkpoint_load_names(checkpoint_path, "sparse_names", st->shape.S, &sparse_names,
+                                       err);
+    if (rc == MTL_OK)
+        rc = mtl_checkpoint_load_names(checkpoint_path, "dense_names", st->shape.D, &dense_names,
+                                       err);
+    if (rc == MTL_OK) rc = mtl_export_model_onnx(m, st, sparse_names, dense_names, onnx_path, err);
+    free(sparse_names);
+    free(dense_names);
     mtl_model_free(m);
     free(st);
     return rc;

@@ -23,6 +23,7 @@
 struct mtl_infer {
     mtl_model *model;
     mtl_ckpt_state st;
+    char *sparse_names, *dense_names; /* [S], [D] x MTL_NAME_MAX, or NULL */
 };
 
 struct mtl_infer_scratch {
@@ -38,8 +39,12 @@ int mtl_infer_open(mtl_infer **out, const char *checkpoint_path, mtl_error *err)
     *out = NULL;
     mtl_infer *m = calloc(1, sizeof *m);
     if (!m) return mtl_fail(err, MTL_HERE, "infer: out of memory");
-    if (mtl_checkpoint_open_model(checkpoint_path, BATCH_ROWS, &m->model, &m->st, err) != MTL_OK) {
-        free(m);
+    if (mtl_checkpoint_open_model(checkpoint_path, BATCH_ROWS, &m->model, &m->st, err) != MTL_OK ||
+        mtl_checkpoint_load_names(checkpoint_path, "sparse_names", m->st.shape.S, &m->sparse_names,
+                                  err) != MTL_OK ||
+        mtl_checkpoint_load_names(checkpoint_path, "dense_names", m->st.shape.D, &m->dense_names,
+                                  err) != MTL_OK) {
+        mtl_infer_close(m);
         return MTL_ERR;
     }
     *out = m;
@@ -49,6 +54,8 @@ int mtl_infer_open(mtl_infer **out, const char *checkpoint_path, mtl_error *err)
 void mtl_infer_close(mtl_infer *m) {
     if (!m) return;
     mtl_model_free(m->model);
+    free(m->sparse_names);
+    free(m->dense_names);
     free(m);
 }
 
@@ -60,6 +67,16 @@ int mtl_infer_num_dense(const mtl_infer *m) {
 }
 int64_t mtl_infer_vocab_size(const mtl_infer *m, int field) {
     return field >= 0 && field < m->model->shape.S ? m->model->shape.vocab_sizes[field] : -1;
+}
+const char *mtl_infer_sparse_name(const mtl_infer *m, int field) {
+    return m->sparse_names && field >= 0 && field < m->model->shape.S
+               ? m->sparse_names + (size_t)field * MTL_NAME_MAX
+               : NULL;
+}
+const char *mtl_infer_dense_name(const mtl_infer *m, int col) {
+    return m->dense_names && col >= 0 && col < m->model->shape.D
+               ? m->dense_names + (size_t)col * MTL_NAME_MAX
+               : NULL;
 }
 int mtl_infer_num_outputs(const mtl_infer *m) {
     return m->model->P;

@@ -512,6 +512,8 @@ static int save_checkpoint(trainer *tr, const progress *pg, mtl_error *err) {
     if (tr->d->rank == 0) {
         mtl_ckpt_state st;
         memset(&st, 0, sizeof st);
+        st.sparse_names = tr->train.sparse_names;
+        st.dense_names = tr->train.dense_names;
         st.step = pg->step;
         st.epoch = pg->epoch;
         st.batch_in_epoch = pg->batch_in_epoch;

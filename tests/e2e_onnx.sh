@@ -75,11 +75,14 @@ for model in shared_bottom esmm mmoe cgc ple; do
     continue
   fi
   rc=0
-  "$PY" "$SRC/tests/onnx_rows.py" --check "$dir/model.onnx" || rc=$?
+  "$PY" "$SRC/tests/onnx_rows.py" --check "$dir/model.onnx" >"$dir/check.out" || rc=$?
+  cat "$dir/check.out"
   if [ $rc -eq 77 ]; then
     have_checker=0
   elif [ $rc -ne 0 ]; then
     fail "$model: onnx.checker rejects the export"
+  elif ! grep -q "config,dense_names,.*sparse_names,.*vocab_sizes" "$dir/check.out"; then
+    fail "$model: metadata_props lack the config, column names or vocabulary sizes"
   fi
   dist predict --checkpoint "$ck" --data "$WORK/data/test.h5" --predict-out "$dir/pred.h5" --quiet
   "$PY" "$SRC/tests/onnx_rows.py" "$WORK/data/test.h5" "$dir/pred.h5" "$dir/rows"

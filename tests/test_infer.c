@@ -1,8 +1,8 @@
 /* Tests for src/infer.c (libmtl_infer): for every model, scores from a
  * checkpoint opened by the library equal the engine's own forward of the
- * model that wrote it; 4 threads scoring the same rows on one opened model
- * get identical outputs; out-of-vocabulary ids, non-finite dense values, a
- * scratch of another model and unreadable checkpoints are clear errors. */
+ * model that wrote it, with the data's column names when stored; 4 threads scoring the same rows on
+ * one opened model get identical outputs; out-of-vocabulary ids, non-finite dense values, a scratch
+ * of another model and unreadable checkpoints are clear errors. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <setjmp.h>
@@ -28,6 +28,9 @@
 #define D_FEATS 2
 
 static const int64_t vocab[S_FIELDS] = {7, 3, 11};
+static char *sparse_names[S_FIELDS] = {"color", "shape", "city"};
+static char *dense_names[D_FEATS] = {"price", "age"};
+static int with_names = 1; /* checkpoints written before names were stored have none */
 
 static void tmp_path(char *buf, size_t len, const char *name) {
     snprintf(buf, len, "%s/test_infer_%s", MTL_TEST_TMP, name);
@@ -68,6 +71,10 @@ static void save_model(const char *model, int batch_norm, const char *path, cons
     snprintf(st->shape.task_names[0], sizeof st->shape.task_names[0], "click");
     snprintf(st->shape.task_names[1], sizeof st->shape.task_names[1], "conversion");
     mtl_config_model_text(&cfg, st->config, sizeof st->config);
+    if (with_names) {
+        st->sparse_names = sparse_names;
+        st->dense_names = dense_names;
+    }
     mtl_model *m = NULL;
     if (mtl_model_create(&m, &cfg, &st->shape, ROWS, &err) != MTL_OK) {
         print_error("mtl_model_create: %s\n", err.msg);
@@ -115,6 +122,12 @@ static void check_model(const char *model, int batch_norm) {
     assert_int_equal(mtl_infer_num_outputs(inf), P);
     for (int s = 0; s < S_FIELDS; s++) assert_true(mtl_infer_vocab_size(inf, s) == vocab[s]);
     assert_true(mtl_infer_vocab_size(inf, S_FIELDS) == -1);
+    for (int s = 0; s < S_FIELDS; s++)
+        assert_string_equal(mtl_infer_sparse_name(inf, s), sparse_names[s]);
+    for (int d = 0; d < D_FEATS; d++)
+        assert_string_equal(mtl_infer_dense_name(inf, d), dense_names[d]);
+    assert_null(mtl_infer_sparse_name(inf, S_FIELDS));
+    assert_null(mtl_infer_dense_name(inf, -1));
     assert_string_equal(mtl_infer_output_name(inf, 0), P == 3 ? "pctr" : "click");
     assert_null(mtl_infer_output_name(inf, P));
     /* per-call scratch, all rows at once (several pieces) */
@@ -231,11 +244,15 @@ static void test_bad_rows(void **state) {
     make_rows(sparse, dense, ROWS, 3);
     int P = 0;
     save_model("mmoe", 0, path, sparse, dense, want, &P);
+    with_names = 0;
     save_model("esmm", 0, other_path, sparse, dense, want, &P);
+    with_names = 1;
     mtl_error err = {{0}};
     mtl_infer *inf = NULL, *other = NULL;
     assert_int_equal(mtl_infer_open(&inf, path, &err), MTL_OK);
     assert_int_equal(mtl_infer_open(&other, other_path, &err), MTL_OK);
+    assert_null(mtl_infer_sparse_name(other, 0)); /* a checkpoint without names */
+    assert_null(mtl_infer_dense_name(other, 0));
 
     sparse[300 * S_FIELDS + 2] = vocab[2]; /* one past the vocabulary, in the second piece */
     assert_int_equal(mtl_infer_score(inf, NULL, ROWS, sparse, dense, out, &err), MTL_ERR);

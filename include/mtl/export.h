@@ -16,8 +16,10 @@
  *          A model composed of stacks, groups and gates exports as it is.
  *          Weights are initializers named as in the checkpoint's /params.
  * metadata_props: model, tasks, task_types, outputs, S, D, vocab_sizes,
- *          embedding_dims, step, epoch and config (the model's
- *          hyperparameters as "key = value" lines). */
+ *          embedding_dims, step, epoch, config (the model's hyperparameters
+ *          as "key = value" lines) and, when the checkpoint stores them,
+ *          sparse_names and dense_names (the data's columns; lists are
+ *          comma-separated). */
 #ifndef MTL_EXPORT_H
 #define MTL_EXPORT_H
 
@@ -25,10 +27,11 @@
 #include "mtl/error.h"
 #include "mtl/model.h"
 
-/* Write model m (st: the checkpoint's attributes) to onnx_path: a temporary
- * file renamed into place. */
-int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const char *onnx_path,
-                          mtl_error *err);
+/* Write model m (st: the checkpoint's attributes; sparse_names, dense_names:
+ * blocks of S and D names as mtl_checkpoint_load_names gives, or NULL) to
+ * onnx_path: a temporary file renamed into place. */
+int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const char *sparse_names,
+                          const char *dense_names, const char *onnx_path, mtl_error *err);
 /* Load the checkpoint and export it: `mtl_dist export`. */
 int mtl_export_onnx(const char *checkpoint_path, const char *onnx_path, mtl_error *err);
 

@@ -43,11 +43,13 @@ MTL_INFER_API int mtl_infer_open(mtl_infer **out, const char *checkpoint_path, m
 MTL_INFER_API void mtl_infer_close(mtl_infer *m);
 
 /* Inputs: S categorical fields (one id each, 0 <= id < vocabulary size; id
- * 0 is mtl_prep's out-of-vocabulary value) and D dense features. Field
- * names are not stored in checkpoints: they are the columns of the data
- * file the model was trained on (its /sparse and /dense "names"). */
+ * 0 is mtl_prep's out-of-vocabulary value) and D dense features, with their
+ * names as in the training data (NULL when the checkpoint does not store
+ * them: written by an older mtl_dist, or out of range). */
 MTL_INFER_API int mtl_infer_num_sparse(const mtl_infer *m);
 MTL_INFER_API int mtl_infer_num_dense(const mtl_infer *m);
+MTL_INFER_API const char *mtl_infer_sparse_name(const mtl_infer *m, int field);
+MTL_INFER_API const char *mtl_infer_dense_name(const mtl_infer *m, int col);
 MTL_INFER_API int64_t mtl_infer_vocab_size(const mtl_infer *m, int field); /* -1 if no such field */
 /* Outputs: P prediction columns, named as --predict-out's columns. */
 MTL_INFER_API int mtl_infer_num_outputs(const mtl_infer *m);
