@@ -21,7 +21,13 @@ packages=(
   python3-hdf5plugin              # ... and compressed with its filters
   valgrind                        # memcheck of whole training runs (tests/e2e_valgrind.sh)
   slurm-wlm munge                 # a private Slurm for launch/slurm.sbatch's test (tests/slurm_jobs.sh)
+  protobuf-c-compiler libprotobuf-c-dev libonnx-dev  # ONNX export: protoc-c over onnx.proto
+  python3-onnx nodejs             # export checks: onnx.checker, ONNX Runtime (tests/e2e_onnx.sh)
+  gnuplot-nox                     # launch/plot.sh
 )
+# npm fetches onnxruntime-node into the build tree (tests/e2e_onnx.sh); a
+# nodejs that ships its own npm needs no Debian npm (they would conflict)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

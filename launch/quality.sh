@@ -76,6 +76,9 @@ if [ -f "$raw/census-income.test.gz" ]; then
     done
   done
   report "Census-Income, test AUC ($ranks rank(s); up to 10 epochs, early stopping on valid loss)" "${runs[@]}"
+  if command -v gnuplot >/dev/null; then # the table as a picture
+    bash "$here/launch/plot.sh" --bars "$out"/census-*.jsonl -o "$out/census_test_auc.png"
+  fi
 fi
 if [ -f "$raw/adult.data" ]; then
   "$build/mtl_prep" --config "$here/configs/adult.ini" --train "$raw/adult.data" \

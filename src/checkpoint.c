@@ -320,6 +320,14 @@ int mtl_checkpoint_begin(const char *path, const mtl_model *m, const float *best
         rc = rc ? rc
                 : attr_write(f, "vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->S,
                              sh->vocab_sizes, path, err);
+    if (sh->S > 0 && st->sparse_names)
+        rc = rc ? rc
+                : attr_write_strings(f, "sparse_names", (const char *const *)st->sparse_names,
+                                     sh->S, path, err);
+    if (sh->D > 0 && st->dense_names)
+        rc = rc ? rc
+                : attr_write_strings(f, "dense_names", (const char *const *)st->dense_names, sh->D,
+                                     path, err);
     const char *groups[4];
     const float *blocks[4];
     int n_groups = layout_groups(m, best, groups, blocks);
@@ -489,6 +497,40 @@ int mtl_checkpoint_load_tensors(const char *path, mtl_model *m, int with_optimiz
         if (has_best) *has_best = rc == MTL_OK;
     }
     H5Fclose(f);
+    return rc;
+}
+
+int mtl_checkpoint_load_names(const char *path, const char *attr, int n, char **block,
+                              mtl_error *err) {
+    *block = NULL;
+    hid_t f = open_checkpoint(path, err);
+    if (f < 0) return MTL_ERR;
+    int rc = MTL_OK;
+    if (n > 0 && H5Aexists(f, attr) > 0) {
+        *block = mtl_alloc((size_t)n, MTL_NAME_MAX, attr, err);
+        rc = *block ? attr_read_strings(f, attr, n, *block, MTL_NAME_MAX, path, err) : MTL_ERR;
+        if (rc != MTL_OK) {
+            free(*block);
+            *block = NULL;
+        }
+    }
+    H5Fclose(f);
+    return rc;
+}
+
+int mtl_checkpoint_open_model(const char *path, int max_batch, mtl_model **out, mtl_ckpt_state *st,
+                              mtl_error *err) {
+    *out = NULL;
+    mtl_config cfg;
+    mtl_config_defaults(&cfg);
+    int rc = mtl_checkpoint_load_state(path, st, err);
+    rc = rc ? rc : mtl_config_apply_text(&cfg, st->config, path, err);
+    rc = rc ? rc : mtl_model_create(out, &cfg, &st->shape, max_batch, err);
+    rc = rc ? rc : mtl_checkpoint_load_tensors(path, *out, 0, NULL, NULL, err);
+    if (rc != MTL_OK) {
+        mtl_model_free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 

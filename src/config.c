@@ -287,6 +287,7 @@ static const key_def keys[] = {
     // outputs and checkpoints
     K_STR("metrics_out", metrics_out),
     K_STR("predict_out", predict_out),
+    K_STR("onnx", onnx_path),
     K_STR("checkpoint_dir", checkpoint_dir),
     K_STR("resume", resume),
     K_I64("checkpoint_every_steps", checkpoint_every_steps, 0, INT64_MAX),
@@ -785,8 +786,11 @@ int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err) {
                 cfg->command = MTL_CMD_TRAIN;
             else if (strcmp(it.value, "predict") == 0)
                 cfg->command = MTL_CMD_PREDICT;
+            else if (strcmp(it.value, "export") == 0)
+                cfg->command = MTL_CMD_EXPORT;
             else
-                return mtl_fail(err, NULL, "'%s': unknown command (train, predict; see --help)",
+                return mtl_fail(err, NULL,
+                                "'%s': unknown command (train, predict, export; see --help)",
                                 it.value);
             have_command = 1;
         } else if (it.key->set == set_config) {
@@ -800,6 +804,24 @@ int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err) {
         if (cli_next(argc, argv, &i, &it, err) != MTL_OK) return MTL_ERR;
         if (!it.key || it.key->set == set_config) continue;
         if (apply_key(cfg, it.key, it.value, it.where, err) != MTL_OK) return MTL_ERR;
+    }
+    return MTL_OK;
+}
+
+int mtl_config_apply_text(mtl_config *cfg, const char *text, const char *where, mtl_error *err) {
+    char line[512];
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len >= sizeof line) return mtl_fail(err, where, "config line too long");
+        memcpy(line, p, len);
+        line[len] = '\0';
+        p += len + (nl != NULL);
+        char *eq = strstr(line, " = ");
+        if (!eq) continue;
+        *eq = '\0';
+        if (mtl_config_set(cfg, line, eq + 3, where, err)) return MTL_ERR;
     }
     return MTL_OK;
 }
@@ -834,6 +856,8 @@ int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
         if (cfg->predict_out[0] == '\0')
             return mtl_fail(err, NULL, "predict needs --predict-out FILE (where to write)");
     }
+    if (cfg->command == MTL_CMD_EXPORT && (!cfg->checkpoint_path[0] || !cfg->onnx_path[0]))
+        return mtl_fail(err, NULL, "export needs --checkpoint FILE and --onnx FILE");
 
     if (cfg->model == MTL_MODEL_ESMM) {
         if (cfg->ctr_task[0] == '\0' || cfg->ctcvr_task[0] == '\0')
@@ -888,6 +912,7 @@ const char *mtl_config_usage(void) {
     return "Usage:\n"
            "  mtl_dist [train] [--config FILE] [options]     train a multi-task model\n"
            "  mtl_dist predict --checkpoint F.h5 --data F.h5 --predict-out P.h5 [options]\n"
+           "  mtl_dist export --checkpoint F.h5 --onnx MODEL.onnx   write the model as ONNX\n"
            "  mtl_dist --help | --version\n"
            "Data parallel under MPI: mpirun -n 4 mtl_dist --config run.ini\n"
            "\n"
@@ -921,6 +946,7 @@ const char *mtl_config_usage(void) {
            "  --data FILE                   predict: rows to score\n"
            "  --checkpoint FILE             predict: model checkpoint to load\n"
            "  --predict-out FILE            predict: output file of predictions\n"
+           "  --onnx FILE                   export: the ONNX model to write\n"
            "\n"
            "Model:\n"
            "  --model NAME                  shared_bottom|esmm|mmoe|cgc|ple (default mmoe)\n"

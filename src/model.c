@@ -10,7 +10,7 @@
 
 /* Keras' BatchNormalization defaults (DeepCTR builds on Keras). */
 #define BN_MOMENTUM 0.01f
-#define BN_EPS 1e-3f
+#define BN_EPS MTL_BN_EPS
 
 size_t mtl_arena_add(mtl_model *m, int cols) {
     size_t off = m->arena_size;

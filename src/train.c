@@ -85,25 +85,6 @@ void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap) {
                  cfg->ctcvr_task);
 }
 
-/* Apply "key = value" lines (from a checkpoint) to cfg. */
-static int apply_model_text(mtl_config *cfg, const char *text, const char *where, mtl_error *err) {
-    char line[512];
-    const char *p = text;
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        if (len >= sizeof line) return mtl_fail(err, where, "config line too long");
-        memcpy(line, p, len);
-        line[len] = '\0';
-        p += len + (nl != NULL);
-        char *eq = strstr(line, " = ");
-        if (!eq) continue;
-        *eq = '\0';
-        if (mtl_config_set(cfg, line, eq + 3, where, err)) return MTL_ERR;
-    }
-    return MTL_OK;
-}
-
 /* ---- errors across ranks ---- */
 
 /* A step every rank takes together: if any rank failed, the first failing
@@ -544,6 +525,8 @@ static int save_checkpoint(trainer *tr, const progress *pg, mtl_error *err) {
     if (tr->d->rank == 0) {
         mtl_ckpt_state st;
         memset(&st, 0, sizeof st);
+        st.sparse_names = tr->train.sparse_names;
+        st.dense_names = tr->train.dense_names;
         st.step = pg->step;
         st.epoch = pg->epoch;
         st.batch_in_epoch = pg->batch_in_epoch;
@@ -1441,7 +1424,7 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
     /* the output is checked first, as in training */
     int rc = d->rank == 0 ? check_writable(cfg.predict_out, "--predict-out", err) : MTL_OK;
     if (rc == MTL_OK) rc = mtl_checkpoint_load_state(cfg.checkpoint_path, &st, err);
-    if (rc == MTL_OK) rc = apply_model_text(&cfg, st.config, cfg.checkpoint_path, err);
+    if (rc == MTL_OK) rc = mtl_config_apply_text(&cfg, st.config, cfg.checkpoint_path, err);
     agree_ok(d, rc, err);
     rc = open_eval_split(tr, &tr->valid, cfg.data_path, err);
     if (rc == MTL_OK) {

@@ -12,7 +12,8 @@
  *   dropout_rng (uint64 [4]), best_metric, best_epoch, bad_epochs,
  *   train_loss_sum / train_count (float64 [T], the epoch so far),
  *   config (the model's hyperparameters as "key = value" lines),
- *   task_names, task_regression, sparse vocab_sizes, S, D.
+ *   task_names, task_regression, sparse vocab_sizes, S, D, and (when the
+ *   trainer knew them) sparse_names, dense_names: the data's column names.
  * Written to "<path>.tmp.<pid>", flushed, fsync'ed and renamed, so a crash
  * leaves the previous file or the new one, never half of one. */
 #ifndef MTL_CHECKPOINT_H
@@ -33,7 +34,11 @@ typedef struct {
     double train_loss_sum[MTL_MAX_TASKS], train_count[MTL_MAX_TASKS];
     char config[8192];
     mtl_data_shape shape;
+    /* save only: the data's column names, [S] and [D]; NULL: not stored */
+    char *const *sparse_names, *const *dense_names;
 } mtl_ckpt_state;
+
+#define MTL_NAME_MAX 256
 
 /* best may be NULL (no early-stopping copy). Written whole by one process:
  * begin + commit. */
@@ -57,6 +62,20 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
  * *has_best tells whether /best was there. */
 int mtl_checkpoint_load_tensors(const char *path, mtl_model *m, int with_optimizer, float *best,
                                 int *has_best, mtl_error *err);
+
+/* The model a checkpoint holds, ready for inference: its hyperparameters
+ * (the stored config text over the defaults), then its parameters and
+ * batch-norm buffers (no optimizer state); forwards of up to max_batch rows.
+ * st receives the attributes. Needs neither MPI nor a training config. */
+int mtl_checkpoint_open_model(const char *path, int max_batch, mtl_model **out, mtl_ckpt_state *st,
+                              mtl_error *err);
+
+/* The column names stored under attribute `attr` ("sparse_names" or
+ * "dense_names"), n of them, in a new block of n x MTL_NAME_MAX chars (name i
+ * at block + i * MTL_NAME_MAX; free() it). *block is NULL when the checkpoint
+ * has none (written before names were stored, or by a caller without them). */
+int mtl_checkpoint_load_names(const char *path, const char *attr, int n, char **block,
+                              mtl_error *err);
 
 /* /predictions float32 [n, cols] with attribute names. Temp name + rename. */
 int mtl_predictions_save(const char *path, const float *pred, int64_t n, int cols,

@@ -22,7 +22,13 @@ typedef enum {
     MTL_MODEL_PLE
 } mtl_model_kind;
 
-typedef enum { MTL_CMD_TRAIN = 0, MTL_CMD_PREDICT, MTL_CMD_HELP, MTL_CMD_VERSION } mtl_command;
+typedef enum {
+    MTL_CMD_TRAIN = 0,
+    MTL_CMD_PREDICT,
+    MTL_CMD_HELP,
+    MTL_CMD_VERSION,
+    MTL_CMD_EXPORT
+} mtl_command;
 
 typedef struct {
     int n;
@@ -80,6 +86,7 @@ typedef struct {
     /* outputs and checkpoints */
     char metrics_out[MTL_PATH_MAX];
     char predict_out[MTL_PATH_MAX];
+    char onnx_path[MTL_PATH_MAX]; /* export: the ONNX file to write */
     char checkpoint_dir[MTL_PATH_MAX];
     char resume[MTL_PATH_MAX]; /* a file, or "latest" (newest in checkpoint_dir) */
     int64_t checkpoint_every_steps;
@@ -128,6 +135,9 @@ int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err);
  * the source for messages ("--lr", "run.ini:7: lr"). */
 int mtl_config_set(mtl_config *cfg, const char *key, const char *value, const char *where,
                    mtl_error *err);
+/* Apply "key = value" lines (a checkpoint's model text, see
+ * mtl_config_model_text) on top of cfg; other lines are ignored. */
+int mtl_config_apply_text(mtl_config *cfg, const char *text, const char *where, mtl_error *err);
 /* Cross-field checks once everything is parsed (a train file is given,
  * ESMM's tasks are named, ...). */
 int mtl_config_validate(const mtl_config *cfg, mtl_error *err);

@@ -26,6 +26,8 @@
 #include "mtl/params.h"
 
 #define MTL_MAX_GROUP 256
+/* batch normalization's epsilon (Keras' default, as DeepCTR) */
+#define MTL_BN_EPS 1e-3f
 
 /* What a model needs to know about the data. */
 typedef struct {

@@ -5,6 +5,7 @@
 
 #include "mtl/config.h"
 #include "mtl/dist.h"
+#include "mtl/export.h"
 #include "mtl/train.h"
 
 int main(int argc, char **argv) {
@@ -26,6 +27,11 @@ int main(int argc, char **argv) {
         if (d.rank == 0) fputs(mtl_config_usage(), stdout);
     } else if (cfg.command == MTL_CMD_VERSION) {
         if (d.rank == 0) printf("mtl_dist %s\n", MTL_VERSION);
+    } else if (cfg.command == MTL_CMD_EXPORT) {
+        if (d.rank == 0 && mtl_export_onnx(cfg.checkpoint_path, cfg.onnx_path, &err) != MTL_OK) {
+            fprintf(stderr, "mtl_dist: %s\n", err.msg);
+            status = MTL_EXIT_FAILURE;
+        }
     } else {
         status = cfg.command == MTL_CMD_PREDICT ? mtl_predict_run(&cfg, &d, &err)
                                                 : mtl_train_run(&cfg, &d, &err);
