@@ -26,6 +26,8 @@ static void set_units(mtl_units *u, int n, const int *units) {
     for (int i = 0; i < n; i++) u->units[i] = units[i];
 }
 
+static int set_gemm(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+
 void mtl_config_defaults(mtl_config *cfg) {
     memset(cfg, 0, sizeof *cfg); // every path and task name empty, every list empty
     cfg->command = MTL_CMD_TRAIN;
@@ -65,6 +67,11 @@ void mtl_config_defaults(mtl_config *cfg) {
     cfg->keep_checkpoints = 3;
 
     cfg->threads = 1;
+    /* $MTL_GEMM, when it names a backend, is --gemm's default: it runs a whole
+     * test suite on one backend (mtl_config_validate rejects another word) */
+    const char *gemm = getenv("MTL_GEMM");
+    mtl_error ignored;
+    if (!gemm || set_gemm(cfg, gemm, "MTL_GEMM", &ignored)) cfg->gemm = 0; /* auto */
     cfg->max_steps = 0;
     cfg->stream = 0;
     cfg->stream_chunk_rows = 65536;
@@ -285,6 +292,7 @@ static const key_def keys[] = {
     K_INT("keep_checkpoints", keep_checkpoints, 1, 1000000),
     // runtime
     K_INT("threads", threads, 1, 4096),
+    K_FN("gemm", set_gemm),
     K_I64("max_steps", max_steps, 0, INT64_MAX),
     K_BOOL("quiet", quiet),
 };
@@ -452,17 +460,30 @@ static int set_data_order(mtl_config *cfg, const char *value, const char *where,
     return two_words(&cfg->data_order_global, value, "local", "global", "data order", where, err);
 }
 
-static int set_embedding_update(mtl_config *cfg, const char *value, const char *where,
-                                mtl_error *err) {
-    static const char *const names[] = {"auto", "dense", "sparse"}; /* mtl_embedding_update */
+/* A setting with three words: *out = the index of the one given, else an
+ * error naming all three. */
+static int three_words(int *out, const char *value, const char *const names[3], const char *what,
+                       const char *where, mtl_error *err) {
     char w[32];
     trimmed(w, sizeof w, value);
     for (int i = 0; i < 3; i++)
         if (strcmp(w, names[i]) == 0) {
-            cfg->embedding_update = i;
+            *out = i;
             return MTL_OK;
         }
-    return mtl_fail(err, where, "'%s' is not an embedding update (auto, dense, sparse)", value);
+    return mtl_fail(err, where, "'%s' is not %s (%s, %s, %s)", value, what, names[0], names[1],
+                    names[2]);
+}
+
+static int set_embedding_update(mtl_config *cfg, const char *value, const char *where,
+                                mtl_error *err) {
+    static const char *const names[] = {"auto", "dense", "sparse"}; /* mtl_embedding_update */
+    return three_words(&cfg->embedding_update, value, names, "an embedding update", where, err);
+}
+
+static int set_gemm(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    static const char *const names[] = {"auto", "openblas", "libxsmm"}; /* mtl_gemm_backend */
+    return three_words(&cfg->gemm, value, names, "a GEMM backend", where, err);
 }
 
 static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
@@ -795,6 +816,10 @@ static int check_units(const mtl_units *u, const char *name, int min_layers, mtl
 int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
     if (cfg->command == MTL_CMD_HELP || cfg->command == MTL_CMD_VERSION) return MTL_OK;
 
+    const char *gemm = getenv("MTL_GEMM");
+    mtl_config scratch;
+    if (gemm && set_gemm(&scratch, gemm, "MTL_GEMM (environment)", err)) return MTL_ERR;
+
     if (cfg->command == MTL_CMD_TRAIN && cfg->train_path[0] == '\0')
         return mtl_fail(err, NULL,
                         "no training data: give --train FILE (or train = FILE in the config)");
@@ -879,6 +904,10 @@ const char *mtl_config_usage(void) {
            "  --version                     show the version\n"
            "  --quiet[=BOOL]                print less progress output (default off)\n"
            "  --threads N                   OpenBLAS threads per MPI rank (default 1)\n"
+           "  --gemm NAME                   matrix products: libxsmm (JIT kernels per shape\n"
+           "                                and CPU), openblas, or auto = libxsmm where it\n"
+           "                                generates AVX2/AVX-512 code (default auto, or\n"
+           "                                $MTL_GEMM if set)\n"
            "  --seed N                      random seed, 0..2^64-1 (default 1024)\n"
            "\n"
            "Data (HDF5 files written by mtl_prep):\n"

@@ -950,6 +950,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     }
     /* replicas start identical whatever each rank's generator did */
     mtl_dist_bcast_floats(d, m->params.values, m->params.size, 0);
+    mtl_params_changed(&m->params);
     mtl_rng_seed(&m->dropout_rng, cfg->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)d->rank + 1);
 
     progress pg;
@@ -1173,6 +1174,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             pg.step++;
             mtl_optim_update(&tr->opt, m->params.values, m->params.grads, m->params.m, m->params.v,
                              m->params.block_size, pg.step);
+            mtl_params_changed(&m->params);
             mtl_embeddings_update(&tr->emb, &tr->opt, cfg->l2_embedding, pg.step);
             for (int t = 0; t < T; t++) {
                 pg.loss_sum[t] += loss_sum[t]; /* this rank's */
@@ -1321,8 +1323,10 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     }
 
     /* the end: best weights, test metrics, predictions */
-    if (use_early && pg.has_best)
+    if (use_early && pg.has_best) {
         memcpy(m->params.values, tr->best, m->params.size * sizeof(float));
+        mtl_params_changed(&m->params);
+    }
     eval_result test;
     memset(&test, 0, sizeof test);
     if (tr->has_test) {
