@@ -194,6 +194,8 @@ static int grad_cols(const mtl_model *m, size_t in, int in_dim) {
 /* The GEMM plans of the groups and of the layers that are not fused; the
  * input gradient only for the columns that are needed (grad_cols). */
 static int make_plans(mtl_model *m, mtl_gemm_backend want, mtl_error *err) {
+    if (want == MTL_GEMM_AUTO) want = mtl_gemm_auto_backend();
+    m->gemm_backend = want;
     for (int g = 0; g < m->n_groups; g++) {
         mtl_group *G = &m->groups[g];
         if (mtl_gemm_plan_init(&G->gemm, want, G->in_dim, G->n_out, G->in_ld, G->out_ld,

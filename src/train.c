@@ -1060,7 +1060,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     /* steady state: steps after the first few (page faults, BLAS warm-up),
      * and the share of them spent in the gradient allreduce */
     const int64_t warmup_steps = 5;
-    double steady_seconds = 0, steady_samples = 0, allreduce_seconds = 0;
+    double steady_seconds = 0, steady_samples = 0, allreduce_seconds = 0, gemm_seconds = 0;
     /* bytes a rank receives per step in the gradient exchange: a ring
      * allreduce of the block receives 2 (P-1)/P of it (the model, as MPI
      * does not report it), the sparse exchange the other ranks' rows */
@@ -1091,7 +1091,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 if (n > tr->local_batch) n = tr->local_batch;
                 if (n < 0) n = 0; /* this rank ran out: it still joins every allreduce */
             }
-            double step_t0 = mtl_dist_time();
+            double step_t0 = mtl_dist_time(), gemm_t0 = mtl_gemm_seconds();
             gather_train(tr, first, (int)n);
             mtl_embeddings_collect(&tr->emb, &tr->batch);
             /* one small non-blocking sum, overlapped with the forward: the labelled
@@ -1189,6 +1189,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                     steady_seconds += mtl_dist_time() - step_t0;
                     steady_samples += (double)(gn > 0 ? gn : 0);
                     allreduce_seconds += reduce_seconds;
+                    gemm_seconds += mtl_gemm_seconds() - gemm_t0;
                     exchange_bytes += dense_exchange_bytes + tr->emb.bytes_received;
                     steady_steps++;
                 }
@@ -1377,6 +1378,9 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         json_num(tr->metrics, steady_seconds > 0 ? steady_samples / steady_seconds : NAN);
         fprintf(tr->metrics, ",\"allreduce_share\":");
         json_num(tr->metrics, steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
+        fprintf(tr->metrics, ",\"gemm_share\":");
+        json_num(tr->metrics, steady_seconds > 0 ? gemm_seconds / steady_seconds : NAN);
+        fprintf(tr->metrics, ",\"gemm\":\"%s\"", mtl_gemm_backend_name(m->gemm_backend));
         fprintf(tr->metrics, ",\"exchange_bytes_per_step\":");
         json_num(tr->metrics, steady_steps > 0 ? exchange_bytes / steady_steps : NAN);
         fprintf(tr->metrics, ",\"sparse_tables\":%d", tr->emb.n_tables);

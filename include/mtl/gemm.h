@@ -63,4 +63,7 @@ void mtl_gemm_forward(const mtl_gemm_plan *p, float *out, const float *in, const
 void mtl_gemm_wgrad(const mtl_gemm_plan *p, float *dw, const float *dout, const float *in, int B);
 void mtl_gemm_xgrad(const mtl_gemm_plan *p, float *din, const float *dout, const float *w, int B);
 
+/* Seconds this process has spent in the three products above, so far. */
+double mtl_gemm_seconds(void);
+
 #endif

@@ -123,6 +123,7 @@ typedef struct mtl_model {
     size_t preds;  /* [B x P] */
     mtl_rng dropout_rng;
     int centering; /* set only inside mtl_model_center_init */
+    mtl_gemm_backend gemm_backend; /* --gemm as resolved on this CPU */
     uint64_t gemm_version; /* params.version the plans' weight copies were made from */
 } mtl_model;
 
