@@ -193,8 +193,9 @@ static int grad_cols(const mtl_model *m, size_t in, int in_dim) {
 
 /* The GEMM plans of the groups and of the layers that are not fused; the
  * input gradient only for the columns that are needed (grad_cols). */
-static int make_plans(mtl_model *m, mtl_gemm_backend want, mtl_error *err) {
-    if (want == MTL_GEMM_AUTO) want = mtl_gemm_auto_backend();
+static int make_plans(mtl_model *m, mtl_gemm_backend want, int threads, mtl_error *err) {
+    /* libxsmm's kernels run on one thread: --threads N wants OpenBLAS's */
+    if (want == MTL_GEMM_AUTO) want = threads > 1 ? MTL_GEMM_OPENBLAS : mtl_gemm_auto_backend();
     m->gemm_backend = want;
     for (int g = 0; g < m->n_groups; g++) {
         mtl_group *G = &m->groups[g];
@@ -326,7 +327,7 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
         m->tables[s] = pval(P, m->emb[s]);
         m->dtables[s] = pgrad(P, m->emb[s]);
     }
-    if (make_plans(m, (mtl_gemm_backend)cfg->gemm, err)) return MTL_ERR;
+    if (make_plans(m, (mtl_gemm_backend)cfg->gemm, cfg->threads, err)) return MTL_ERR;
     m->act = mtl_alloc(m->arena_size, sizeof(float), "activations", err);
     m->grad = mtl_alloc(m->arena_size, sizeof(float), "activation gradients", err);
     if (!m->act || !m->grad) return MTL_ERR;

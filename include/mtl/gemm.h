@@ -21,9 +21,12 @@
  * it is used, once. A shape libxsmm cannot generate runs on OpenBLAS.
  *
  * --gemm auto picks libxsmm for every plan when libxsmm can generate AVX2 or
- * AVX-512 code on this CPU, OpenBLAS otherwise: a fixed rule rather than a
- * timing, so that a run and its resumption always compute with the same
- * kernels (bit-identical resume) and every rank with the same ones. */
+ * AVX-512 code on this CPU, OpenBLAS otherwise (and the model picks OpenBLAS
+ * for --threads > 1: libxsmm's kernels run on one thread). A fixed rule
+ * rather than a timing, so that a run and its resumption always compute with
+ * the same kernels (bit-identical resume) and every rank with the same ones;
+ * measured on the census and production shapes, libxsmm's kernels beat
+ * OpenBLAS's on every product, 1.5x to 8x (tests/bench/bench_gemm.c). */
 #ifndef MTL_GEMM_H
 #define MTL_GEMM_H
 
