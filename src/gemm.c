@@ -10,7 +10,21 @@
 #include <string.h>
 #include <time.h>
 
-enum { K_FWD0 = 0, K_FWD1, K_WGRAD, K_XGRAD, K_KINDS };
+/* kernels per B: forward (beta 0, 1), wgrad, xgrad, and the last, narrower
+ * block of a forward or xgrad split into blocks */
+enum { K_FWD0 = 0, K_FWD1, K_WGRAD, K_XGRAD, K_FWD0_TAIL, K_FWD1_TAIL, K_XGRAD_TAIL, K_KINDS };
+
+/* A libxsmm kernel streams its whole A operand once per few columns of B, so
+ * A should stay in L2 (2 MB a core on this project's machines): a forward
+ * whose W^T, or an input gradient whose W slice, is larger than this many
+ * floats (512 KB) runs as several kernels over blocks of W's rows. */
+#define A_BUDGET (128 * 1024)
+
+static int block_rows(int rows, int width) {
+    if ((size_t)rows * (size_t)width <= A_BUDGET) return rows;
+    int b = A_BUDGET / width / 16 * 16;
+    return b < 16 ? 16 : (b > rows ? rows : b);
+}
 
 /* a table entry libxsmm could not generate: that product runs on OpenBLAS */
 static char no_kernel_;
@@ -60,18 +74,22 @@ static void *generate(const mtl_gemm_plan *p, int kind, int B) {
     libxsmm_blasint m, n, k, lda, ldb, ldc;
     int flags = LIBXSMM_GEMM_FLAG_NONE;
     const float *beta = &one;
+    int tail = kind >= K_FWD0_TAIL;
+    if (tail) kind = kind == K_XGRAD_TAIL ? K_XGRAD : kind - K_FWD0_TAIL;
     switch (kind) {
     case K_FWD0:
-    case K_FWD1: /* out^T[N x B] = W^T' . in^T: A = wt, B = in */
-        m = p->N, n = B, k = p->K, lda = p->N, ldb = p->in_ld, ldc = p->out_ld;
+    case K_FWD1: /* out^T[N x B] = W^T' . in^T: A = wt, B = in; blocks of fwd_block rows */
+        m = tail ? p->N % p->fwd_block : p->fwd_block;
+        n = B, k = p->K, lda = p->N, ldb = p->in_ld, ldc = p->out_ld;
         if (kind == K_FWD0) beta = &zero, flags = LIBXSMM_GEMM_FLAG_BETA_0;
         break;
     case K_WGRAD: /* dW^T[K x N] += in^T[K x B] . (dout^T[N x B])^T */
         m = p->K, n = p->N, k = B, lda = p->in_ld, ldb = p->out_ld, ldc = p->K;
         flags = LIBXSMM_GEMM_FLAG_TRANS_B;
         break;
-    default: /* din^T[cols x B] += W^T[cols x N] . dout^T[N x B] */
-        m = p->cols, n = B, k = p->N, lda = p->K, ldb = p->out_ld, ldc = p->din_ld;
+    default: /* din^T[cols x B] += W^T[cols x N] . dout^T[N x B], x_block of the N at a time */
+        k = tail ? p->N % p->x_block : p->x_block;
+        m = p->cols, n = B, lda = p->K, ldb = p->out_ld, ldc = p->din_ld;
     }
     libxsmm_smmfunction f =
         libxsmm_smmdispatch(m, n, k, &lda, &ldb, &ldc, &one, beta, &flags, NULL);
@@ -96,14 +114,20 @@ int mtl_gemm_plan_init(mtl_gemm_plan *p, mtl_gemm_backend want, int K, int N, in
     if (want == MTL_GEMM_AUTO) want = mtl_gemm_auto_backend();
     if (want != MTL_GEMM_LIBXSMM || K <= 0 || N <= 0 || max_batch <= 0) return MTL_OK;
     p->backend = MTL_GEMM_LIBXSMM;
+    p->fwd_block = block_rows(N, K);
+    p->x_block = cols > 0 ? block_rows(N, cols) : N;
     p->wt = calloc((size_t)K * (size_t)N, sizeof *p->wt);
     p->kernel = calloc((size_t)K_KINDS * (size_t)(max_batch + 1), sizeof *p->kernel);
     if (!p->wt || !p->kernel) {
         mtl_gemm_plan_free(p);
         return mtl_fail(err, MTL_HERE, "gemm: out of memory");
     }
-    for (int kind = 0; kind < K_KINDS; kind++)
-        if (kind != K_XGRAD || cols > 0) (void)kernel(p, kind, max_batch);
+    for (int kind = 0; kind < K_KINDS; kind++) {
+        int none = (kind == K_XGRAD && cols <= 0) ||
+                   (kind == K_XGRAD_TAIL && (cols <= 0 || N % p->x_block == 0)) ||
+                   ((kind == K_FWD0_TAIL || kind == K_FWD1_TAIL) && N % p->fwd_block == 0);
+        if (!none) (void)kernel(p, kind, max_batch);
+    }
     return MTL_OK;
 }
 
@@ -144,9 +168,13 @@ static void forward(const mtl_gemm_plan *p, float *out, const float *in, const f
                 memset(out + (size_t)i * p->out_ld, 0, sizeof(float) * p->N);
         return;
     }
-    libxsmm_smmfunction f = kernel(p, beta == 0.0f ? K_FWD0 : K_FWD1, B);
-    if (f) {
-        f(p->wt, in, out);
+    int kind = beta == 0.0f ? K_FWD0 : K_FWD1;
+    libxsmm_smmfunction f = kernel(p, kind, B), t = NULL;
+    int bs = p->fwd_block, full = f ? p->N / bs * bs : 0;
+    if (f) t = full < p->N ? kernel(p, kind + K_FWD0_TAIL, B) : f;
+    if (t) {
+        for (int i = 0; i < full; i += bs) f(p->wt + i, in, out + i);
+        if (full < p->N) t(p->wt + full, in, out + full);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, p->N, p->K, 1.0f, in, p->in_ld, w, p->K,
@@ -166,9 +194,12 @@ static void wgrad(const mtl_gemm_plan *p, float *dw, const float *dout, const fl
 
 static void xgrad(const mtl_gemm_plan *p, float *din, const float *dout, const float *w, int B) {
     if (B <= 0 || p->N <= 0 || p->cols <= 0) return;
-    libxsmm_smmfunction f = kernel(p, K_XGRAD, B);
-    if (f) {
-        f(w, dout, din);
+    libxsmm_smmfunction f = kernel(p, K_XGRAD, B), t = NULL;
+    int bs = p->x_block, full = f ? p->N / bs * bs : 0;
+    if (f) t = full < p->N ? kernel(p, K_XGRAD_TAIL, B) : f;
+    if (t) {
+        for (int j = 0; j < full; j += bs) f(w + (size_t)j * (size_t)p->K, dout + j, din);
+        if (full < p->N) t(w + (size_t)full * (size_t)p->K, dout + full, din);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, p->cols, p->N, 1.0f, dout, p->out_ld,

@@ -45,8 +45,9 @@ typedef struct {
     int in_ld, out_ld, din_ld; /* row strides of in, of out and dout, of din */
     int cols;                  /* input-gradient columns (<= K; 0: none) */
     int max_batch;
-    float *wt;     /* libxsmm: W^T [K x N] */
-    void **kernel; /* libxsmm: [4][max_batch + 1]: forward beta 0, beta 1, wgrad, xgrad */
+    int fwd_block, x_block; /* libxsmm: W rows per forward / xgrad kernel call (gemm.c) */
+    float *wt;              /* libxsmm: W^T [K x N] */
+    void **kernel;          /* libxsmm: [kinds][max_batch + 1], see gemm.c */
 } mtl_gemm_plan;
 
 /* A plan for W [N x K] (din_ld = in_ld); allocates (libxsmm) and generates
