@@ -79,11 +79,11 @@ import json, sys
 r = json.loads(sys.stdin.read()); s = json.loads(sys.argv[1]); p = json.loads(sys.argv[5])
 sps = r["steady_samples_per_sec"]; fl = r["flops_per_sample"]; ceil = s["workload_gflops"]
 gf = sps * fl / 1e9; share = 100 * r["allreduce_share"]; rss = r["peak_rss_mb"]
-gemm = 100 * (r.get("gemm_share") or 0); peak = p["peak_gflops"]
+gemm = 100 * (r.get("gemm_share") or 0); peak = p["peak_gflops"]; be = r.get("gemm", "openblas")
 name, mode, wall = sys.argv[2], sys.argv[3], float(sys.argv[4])
 print(f"| {name:<13} | {mode:<8} | {sps/1e3:9.0f}k | {wall:6.2f} s | {fl/1e3:8.1f}k | {gf:6.1f} | "
       f"{ceil:6.1f} | {gf/ceil:5.2f} | {gf/peak:5.2f} | {gemm:5.1f}% | {share:5.1f}% | "
-      f"{r.get(\"gemm\", \"openblas\"):<8} | {rss:6.1f} MB |")
+      f"{be:<8} | {rss:6.1f} MB |")
 ' "$sgemm" "$model" "${ranks}x$threads" "${wall}e-3" "$peak"
 }
 
