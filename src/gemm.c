@@ -160,7 +160,7 @@ int mtl_gemm_plan_stale(const mtl_gemm_plan *p, const float *w) {
 }
 
 static void forward(const mtl_gemm_plan *p, float *out, const float *in, const float *w, int B,
-                      float beta) {
+                    float beta) {
     if (B <= 0 || p->N <= 0) return;
     if (p->K <= 0) { /* an empty sum */
         if (beta == 0.0f)

@@ -124,7 +124,7 @@ typedef struct mtl_model {
     mtl_rng dropout_rng;
     int centering; /* set only inside mtl_model_center_init */
     mtl_gemm_backend gemm_backend; /* --gemm as resolved on this CPU */
-    uint64_t gemm_version; /* params.version the plans' weight copies were made from */
+    uint64_t gemm_version;         /* params.version the plans' weight copies were made from */
 } mtl_model;
 
 int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shape *shape,
