@@ -9,9 +9,11 @@
 # thread, it prints: steady-state training samples/s (file loading and
 # evaluation excluded), end-to-end wall time, the model's exact training FLOPs
 # per sample (from its layer shapes), the achieved GFLOP/s, the single-thread
-# SGEMM GFLOP/s of this machine measured in the same run (on the workload's
-# GEMM shapes and on a large square product), their ratio, the share of a step
-# spent in the gradient allreduce, and the peak resident memory per rank.
+# OpenBLAS SGEMM GFLOP/s of this machine measured in the same run (on the
+# workload's GEMM shapes and on a large square product) and the ratio to it,
+# the ratio to the core's peak FMA throughput (tests/bench/bench_peak.c, also
+# measured in the same run), the share of a step spent in the GEMMs and in the
+# gradient allreduce, the GEMM backend, and the peak resident memory per rank.
 # Then the production-size configuration (synthetic click log, 24 categorical
 # fields of vocab 10,000, embedding_dim 16, MMoE 8 experts [256,128], towers
 # [64], batch 4096). --quick runs tiny versions of everything (CI checks that
@@ -56,6 +58,7 @@ epochs=5
 [ $quick -eq 1 ] && epochs=1
 
 sgemm=$("$build/tests/bench_sgemm")
+peak=$("$build/tests/bench_peak")
 run() { # mode ranks threads model extra...
   local ranks=$2 threads=$3 model=$4
   shift 4
@@ -73,21 +76,24 @@ run() { # mode ranks threads model extra...
   done
   echo "$best" | "$PY" -c '
 import json, sys
-r = json.loads(sys.stdin.read()); s = json.loads(sys.argv[1])
+r = json.loads(sys.stdin.read()); s = json.loads(sys.argv[1]); p = json.loads(sys.argv[5])
 sps = r["steady_samples_per_sec"]; fl = r["flops_per_sample"]; ceil = s["workload_gflops"]
 gf = sps * fl / 1e9; share = 100 * r["allreduce_share"]; rss = r["peak_rss_mb"]
+gemm = 100 * (r.get("gemm_share") or 0); peak = p["peak_gflops"]; be = r.get("gemm", "openblas")
 name, mode, wall = sys.argv[2], sys.argv[3], float(sys.argv[4])
 print(f"| {name:<13} | {mode:<8} | {sps/1e3:9.0f}k | {wall:6.2f} s | {fl/1e3:8.1f}k | {gf:6.1f} | "
-      f"{ceil:6.1f} | {gf/ceil:5.2f} | {share:5.1f}% | {rss:6.1f} MB |")
-' "$sgemm" "$model" "${ranks}x$threads" "${wall}e-3"
+      f"{ceil:6.1f} | {gf/ceil:5.2f} | {gf/peak:5.2f} | {gemm:5.1f}% | {share:5.1f}% | "
+      f"{be:<8} | {rss:6.1f} MB |")
+' "$sgemm" "$model" "${ranks}x$threads" "${wall}e-3" "$peak"
 }
 
 echo "mtl_dist benchmark: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 echo "data: $data; batch 1024, Adam, $epochs epochs; steady state excludes the first 5 steps"
-echo "single-thread SGEMM: $sgemm"
+echo "single-thread OpenBLAS SGEMM: $sgemm"
+echo "single-core peak FMA throughput: $peak"
 echo
-echo "| model         | ranks x threads | samples/s | wall | FLOP/sample | GFLOP/s | SGEMM GFLOP/s | ratio | allreduce | peak RSS/rank |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| model         | ranks x threads | samples/s | wall | FLOP/sample | GFLOP/s | OpenBLAS GFLOP/s | of OpenBLAS | of peak | GEMM share | allreduce | GEMM | peak RSS/rank |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for model in $models; do
   extra=()
   [ "$model" = esmm ] && extra=(--ctr-task marital --ctcvr-task income)
@@ -111,9 +117,9 @@ if [ $quick -eq 1 ]; then rows=60000; steps=12; fi
 # then each expert's second layer (256 -> 128), forward and both backward products
 sgemm=$("$build/tests/bench_sgemm" 4096,2064,392 2064,392,4096 4096,392,2064 \
   4096,128,256 128,256,4096 4096,256,128)
-echo "single-thread SGEMM on the production shapes: $sgemm"
-echo "| model         | ranks x threads | samples/s | wall | FLOP/sample | GFLOP/s | SGEMM GFLOP/s | ratio | allreduce | peak RSS/rank |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "single-thread OpenBLAS SGEMM on the production shapes: $sgemm"
+echo "| model         | ranks x threads | samples/s | wall | FLOP/sample | GFLOP/s | OpenBLAS GFLOP/s | of OpenBLAS | of peak | GEMM share | allreduce | GEMM | peak RSS/rank |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for mode in "1 1" "2 1"; do
   read -r ranks threads <<<"$mode"
   run x "$ranks" "$threads" mmoe --train "$out/ctr/train.h5" --embedding-dim 16 \

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin      # the distributed engine
   libopenblas-dev                 # cblas_sgemm
+  libxsmm-dev                     # JIT GEMM kernels (src/gemm.c)
   libhdf5-dev hdf5-tools          # datasets and checkpoints
   # HDF5 filter plugins, so files h5py users compress load (data/README.md):
   hdf5-plugin-lzf                 #   LZF (h5py's compression="lzf")

@@ -485,6 +485,7 @@ int mtl_checkpoint_load_tensors(const char *path, mtl_model *m, int with_optimiz
     hid_t f = open_checkpoint(path, err);
     if (f < 0) return MTL_ERR;
     int rc = read_block(f, "params", &m->params, m->params.values, path, err);
+    mtl_params_changed(&m->params);
     if (rc == MTL_OK && with_optimizer) {
         rc = read_block(f, "optimizer/m", &m->params, m->params.m, path, err);
         rc = rc ? rc : read_block(f, "optimizer/v", &m->params, m->params.v, path, err);

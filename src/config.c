@@ -26,6 +26,8 @@ static void set_units(mtl_units *u, int n, const int *units) {
     for (int i = 0; i < n; i++) u->units[i] = units[i];
 }
 
+static int set_gemm(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
+
 void mtl_config_defaults(mtl_config *cfg) {
     memset(cfg, 0, sizeof *cfg); // every path and task name empty, every list empty
     cfg->command = MTL_CMD_TRAIN;
@@ -65,6 +67,11 @@ void mtl_config_defaults(mtl_config *cfg) {
     cfg->keep_checkpoints = 3;
 
     cfg->threads = 1;
+    /* $MTL_GEMM, when it names a backend, is --gemm's default: it runs a whole
+     * test suite on one backend (mtl_config_validate rejects another word) */
+    const char *gemm = getenv("MTL_GEMM");
+    mtl_error ignored;
+    if (!gemm || set_gemm(cfg, gemm, "MTL_GEMM", &ignored)) cfg->gemm = 0; /* auto */
     cfg->max_steps = 0;
     cfg->stream = 0;
     cfg->stream_chunk_rows = 65536;
@@ -295,6 +302,7 @@ static const key_def keys[] = {
     K_INT("keep_checkpoints", keep_checkpoints, 1, 1000000),
     // runtime
     K_INT("threads", threads, 1, 4096),
+    K_FN("gemm", set_gemm),
     K_I64("max_steps", max_steps, 0, INT64_MAX),
     K_BOOL("quiet", quiet),
 };
@@ -489,6 +497,11 @@ static int set_embedding_sharding(mtl_config *cfg, const char *value, const char
                                   mtl_error *err) {
     static const char *const names[] = {"auto", "replicated", "row"}; /* mtl_embedding_sharding */
     return one_of(&cfg->embedding_sharding, value, names, 3, "an embedding sharding", where, err);
+}
+
+static int set_gemm(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    static const char *const names[] = {"auto", "openblas", "libxsmm"}; /* mtl_gemm_backend */
+    return one_of(&cfg->gemm, value, names, 3, "a GEMM backend", where, err);
 }
 
 static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
@@ -842,6 +855,10 @@ static int check_units(const mtl_units *u, const char *name, int min_layers, mtl
 int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
     if (cfg->command == MTL_CMD_HELP || cfg->command == MTL_CMD_VERSION) return MTL_OK;
 
+    const char *gemm = getenv("MTL_GEMM");
+    mtl_config scratch;
+    if (gemm && set_gemm(&scratch, gemm, "MTL_GEMM (environment)", err)) return MTL_ERR;
+
     if (cfg->command == MTL_CMD_TRAIN && cfg->train_path[0] == '\0')
         return mtl_fail(err, NULL,
                         "no training data: give --train FILE (or train = FILE in the config)");
@@ -929,6 +946,10 @@ const char *mtl_config_usage(void) {
            "  --version                     show the version\n"
            "  --quiet[=BOOL]                print less progress output (default off)\n"
            "  --threads N                   OpenBLAS threads per MPI rank (default 1)\n"
+           "  --gemm NAME                   matrix products: libxsmm (JIT kernels per shape\n"
+           "                                and CPU), openblas, or auto = libxsmm where it\n"
+           "                                generates AVX2/AVX-512 code and --threads is 1\n"
+           "                                (default auto, or $MTL_GEMM if set)\n"
            "  --seed N                      random seed, 0..2^64-1 (default 1024)\n"
            "\n"
            "Data (HDF5 files written by mtl_prep):\n"

@@ -1,7 +1,7 @@
 /* Layers: forward/backward pairs on a mini-batch. See include/mtl/layers.h for
  * the conventions (row-major float32, leading dimensions, backward +=).
  *
- * Dense layers go through cblas_sgemm; everything else is written as plain
+ * Dense layers go through gemm.c (OpenBLAS or libxsmm); everything else is written as plain
  * loops with the innermost loop over contiguous columns and restrict-qualified
  * pointers so GCC vectorizes them at -O3 without -ffast-math. Where a float
  * reduction would block vectorization (dot products), we keep 8 independent
@@ -52,7 +52,6 @@ MTL_INLINE float hsum8(v8f v) {
     return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -125,46 +124,32 @@ uint64_t mtl_rng_below(mtl_rng *rng, uint64_t n) {
 
 void mtl_dense_forward(float *out, int out_ld, const float *in, int in_ld, const float *w,
                        const float *b, int B, int in_dim, int out_dim) {
-    if (B <= 0 || out_dim <= 0) return;
-    float beta = 0.0f;
-    if (b) {
-        /* pre-fill with the bias and let sgemm accumulate on top (beta=1):
-         * one pass over out instead of a second bias pass after the product */
-        for (int i = 0; i < B; i++) memcpy(out + (size_t)i * out_ld, b, sizeof(float) * out_dim);
-        beta = 1.0f;
-    }
-    if (in_dim <= 0) {
-        if (!b)
-            for (int i = 0; i < B; i++)
-                memset(out + (size_t)i * out_ld, 0, sizeof(float) * out_dim);
-        return;
-    }
-    /* out[B x out] = in[B x in] * w^T, w is [out x in] with row stride in_dim */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_dim, in_dim, 1.0f, in, in_ld, w,
-                in_dim, beta, out, out_ld);
+    mtl_gemm_plan p = mtl_gemm_plan_openblas(in_dim, out_dim, in_ld, out_ld, 0, 0);
+    mtl_dense_forward_plan(&p, out, in, w, b, B);
+}
+
+void mtl_dense_forward_plan(const mtl_gemm_plan *p, float *out, const float *in, const float *w,
+                            const float *b, int B) {
+    if (B <= 0 || p->N <= 0) return;
+    if (b) /* pre-fill with the bias and let the product accumulate on top (beta=1):
+            * one pass over out instead of a second bias pass after the product */
+        for (int i = 0; i < B; i++) memcpy(out + (size_t)i * p->out_ld, b, sizeof(float) * p->N);
+    mtl_gemm_forward(p, out, in, w, B, b ? 1.0f : 0.0f);
 }
 
 void mtl_dense_backward(float *din, int din_ld, float *dw, float *db, const float *dout,
                         int dout_ld, const float *in, int in_ld, const float *w, int B, int in_dim,
                         int out_dim) {
-    if (B <= 0 || out_dim <= 0) return;
-    if (in_dim > 0) {
-        /* dw[out x in] += dout^T[out x B] * in[B x in] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, B, 1.0f, dout,
-                    dout_ld, in, in_ld, 1.0f, dw, in_dim);
-        /* din[B x in] += dout[B x out] * w[out x in] */
-        if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in_dim, out_dim, 1.0f, dout,
-                        dout_ld, w, in_dim, 1.0f, din, din_ld);
-    }
-    if (db) {
-        /* row-wise accumulation keeps the inner loop contiguous */
-        float *restrict dbr = db;
-        for (int i = 0; i < B; i++) {
-            const float *restrict d = dout + (size_t)i * dout_ld;
-            for (int j = 0; j < out_dim; j++) dbr[j] += d[j];
-        }
-    }
+    mtl_gemm_plan p = mtl_gemm_plan_openblas(in_dim, out_dim, in_ld, dout_ld, din_ld, in_dim);
+    mtl_dense_backward_plan(&p, din, dw, db, dout, in, w, B);
+}
+
+void mtl_dense_backward_plan(const mtl_gemm_plan *p, float *din, float *dw, float *db,
+                             const float *dout, const float *in, const float *w, int B) {
+    if (B <= 0 || p->N <= 0) return;
+    mtl_gemm_wgrad(p, dw, dout, in, B);
+    if (din) mtl_gemm_xgrad(p, din, dout, w, B);
+    if (db) mtl_bias_backward(db, dout, p->out_ld, B, p->N);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -3,7 +3,7 @@
  * loss. The architectures themselves are composed in src/models/. */
 #include "mtl/model.h"
 
-#include <cblas.h>
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +185,57 @@ static float *pgrad(mtl_params *p, int idx) {
     return idx < 0 ? NULL : mtl_params_grad(p, idx);
 }
 
+/* Columns of an input whose gradient anybody reads: of the model's input row
+ * only the embeddings (the dense features are data), of anything else all. */
+static int grad_cols(const mtl_model *m, size_t in, int in_dim) {
+    return in == m->x0 ? m->in_dim - m->shape.D : in_dim;
+}
+
+/* The GEMM plans of the groups and of the layers that are not fused; the
+ * input gradient only for the columns that are needed (grad_cols). */
+static int make_plans(mtl_model *m, mtl_gemm_backend want, int threads, mtl_error *err) {
+    /* libxsmm's kernels run on one thread: --threads N wants OpenBLAS's */
+    if (want == MTL_GEMM_AUTO) want = threads > 1 ? MTL_GEMM_OPENBLAS : mtl_gemm_auto_backend();
+    m->gemm_backend = want;
+    for (int g = 0; g < m->n_groups; g++) {
+        mtl_group *G = &m->groups[g];
+        if (mtl_gemm_plan_init(&G->gemm, want, G->in_dim, G->n_out, G->in_ld, G->out_ld,
+                               grad_cols(m, G->in, G->in_dim), m->max_batch, err))
+            return MTL_ERR;
+    }
+    for (int i = 0; i < m->n_stacks; i++) {
+        mtl_stack *s = &m->stacks[i];
+        for (int l = s->fused; l < s->n; l++) {
+            mtl_layer *L = &s->layer[l];
+            int in_ld = l == 0 ? s->in_ld : s->layer[l - 1].ld;
+            int cols = l == 0 ? grad_cols(m, s->in, L->in_dim) : L->in_dim;
+            if (mtl_gemm_plan_init(&L->gemm, want, L->in_dim, L->out_dim, in_ld, L->ld, cols,
+                                   m->max_batch, err))
+                return MTL_ERR;
+        }
+    }
+    return MTL_OK;
+}
+
+/* The plans' copies of the weights follow the parameters (gemm.h). */
+static void sync_plans(mtl_model *m) {
+    if (m->gemm_version == m->params.version) {
+#ifndef NDEBUG /* a writer of params.values that did not call mtl_params_changed */
+        for (int g = 0; g < m->n_groups; g++)
+            assert(!mtl_gemm_plan_stale(&m->groups[g].gemm, m->groups[g].W));
+        for (int i = 0; i < m->n_stacks; i++)
+            for (int l = m->stacks[i].fused; l < m->stacks[i].n; l++)
+                assert(!mtl_gemm_plan_stale(&m->stacks[i].layer[l].gemm, m->stacks[i].layer[l].W));
+#endif
+        return;
+    }
+    for (int g = 0; g < m->n_groups; g++) mtl_gemm_plan_sync(&m->groups[g].gemm, m->groups[g].W);
+    for (int i = 0; i < m->n_stacks; i++)
+        for (int l = m->stacks[i].fused; l < m->stacks[i].n; l++)
+            mtl_gemm_plan_sync(&m->stacks[i].layer[l].gemm, m->stacks[i].layer[l].W);
+    m->gemm_version = m->params.version;
+}
+
 int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
     for (int i = 0; i < m->n_stacks; i++) {
         mtl_layer *L = &m->stacks[i].layer[0];
@@ -286,6 +337,7 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
         m->tables[s] = pval(P, m->emb[s]);
         m->dtables[s] = pgrad(P, m->emb[s]);
     }
+    if (make_plans(m, (mtl_gemm_backend)cfg->gemm, cfg->threads, err)) return MTL_ERR;
     m->act = mtl_alloc(m->arena_size, sizeof(float), "activations", err);
     m->grad = mtl_alloc(m->arena_size, sizeof(float), "activation gradients", err);
     if (!m->act || !m->grad) return MTL_ERR;
@@ -312,33 +364,15 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
 
 void mtl_group_forward(mtl_model *m, const mtl_group *g, int B) {
     float *out = m->act + g->out;
-    mtl_dense_forward(out, g->out_ld, m->act + g->in, g->in_ld, g->W,
-                      g->n_biased == g->n_out ? g->bias : NULL, B, g->in_dim, g->n_out);
+    mtl_dense_forward_plan(&g->gemm, out, m->act + g->in, g->W,
+                           g->n_biased == g->n_out ? g->bias : NULL, B);
     if (g->n_biased > 0 && g->n_biased < g->n_out)
         mtl_bias_forward(out, g->out_ld, g->bias, B, g->n_biased);
 }
 
-/* Columns of an input whose gradient anybody reads: of the model's input row
- * only the embeddings (the dense features are data), of anything else all. */
-static int grad_cols(const mtl_model *m, size_t in, int in_dim) {
-    return in == m->x0 ? m->in_dim - m->shape.D : in_dim;
-}
-
-/* din[:, :cols] += dout * w[:, :cols]: the input gradient of a dense layer,
- * restricted to the columns that are needed */
-static void input_grad(float *din, int din_ld, const float *dout, int dout_ld, const float *w,
-                       int B, int in_dim, int out_dim, int cols) {
-    if (cols <= 0 || B <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, cols, out_dim, 1.0f, dout, dout_ld, w,
-                in_dim, 1.0f, din, din_ld);
-}
-
 void mtl_group_backward(mtl_model *m, const mtl_group *g, int B) {
     const float *dout = m->grad + g->out;
-    mtl_dense_backward(NULL, 0, g->dW, NULL, dout, g->out_ld, m->act + g->in, g->in_ld, g->W, B,
-                       g->in_dim, g->n_out);
-    input_grad(m->grad + g->in, g->in_ld, dout, g->out_ld, g->W, B, g->in_dim, g->n_out,
-               grad_cols(m, g->in, g->in_dim));
+    mtl_dense_backward_plan(&g->gemm, m->grad + g->in, g->dW, NULL, dout, m->act + g->in, g->W, B);
     if (g->n_biased > 0) mtl_bias_backward(g->dbias, dout, g->out_ld, B, g->n_biased);
 }
 
@@ -371,10 +405,8 @@ void mtl_stack_forward(mtl_model *m, mtl_stack *s, int B, int train) {
     for (int i = 0; i < s->n; i++) {
         mtl_layer *L = &s->layer[i];
         const float *in = i == 0 ? m->act + s->in : m->act + s->layer[i - 1].z;
-        int in_ld = i == 0 ? s->in_ld : s->layer[i - 1].ld;
         float *z = m->act + L->z;
-        if (!(i == 0 && s->fused))
-            mtl_dense_forward(z, L->ld, in, in_ld, L->W, L->bias, B, L->in_dim, L->out_dim);
+        if (!(i == 0 && s->fused)) mtl_dense_forward_plan(&L->gemm, z, in, L->W, L->bias, B);
         if (!L->hidden) continue;
         if (m->centering) center_columns(z, L->ld, L->bias, B, L->out_dim);
         if (m->batch_norm) {
@@ -413,11 +445,7 @@ void mtl_stack_backward(mtl_model *m, mtl_stack *s, int B) {
         if (i == 0 && s->fused) continue; /* the group does this product */
         const float *in = i == 0 ? m->act + s->in : m->act + s->layer[i - 1].z;
         float *din = i == 0 ? m->grad + s->in : m->grad + s->layer[i - 1].z;
-        int in_ld = i == 0 ? s->in_ld : s->layer[i - 1].ld;
-        mtl_dense_backward(NULL, 0, L->dW, L->dbias, dz, L->ld, in, in_ld, L->W, B, L->in_dim,
-                           L->out_dim);
-        input_grad(din, in_ld, dz, L->ld, L->W, B, L->in_dim, L->out_dim,
-                   i == 0 ? grad_cols(m, s->in, L->in_dim) : L->in_dim);
+        mtl_dense_backward_plan(&L->gemm, din, L->dW, L->dbias, dz, in, L->W, B);
     }
 }
 
@@ -512,6 +540,9 @@ void mtl_model_free(mtl_model *m) {
         free(m->gates[g].expert_grad);
     }
     free(m->gates);
+    for (int g = 0; g < m->n_groups; g++) mtl_gemm_plan_free(&m->groups[g].gemm);
+    for (int i = 0; i < m->n_stacks; i++)
+        for (int l = 0; l < m->stacks[i].n; l++) mtl_gemm_plan_free(&m->stacks[i].layer[l].gemm);
     free(m->groups);
     free(m->stacks);
     free(m->arch);
@@ -524,6 +555,7 @@ void mtl_model_free(mtl_model *m) {
 
 void mtl_model_forward(mtl_model *m, const mtl_batch *b, int train) {
     int B = b->n;
+    sync_plans(m);
     mtl_input_forward(m->act + m->x0, m->in_dim, b->table_rows ? b->table_rows : b->sparse, b->S,
                       (const float *const *)m->tables, m->dims, m->shape.S, b->dense, b->D,
                       m->shape.D, B);

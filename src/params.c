@@ -123,6 +123,7 @@ int mtl_params_finalize(mtl_params *p, int with_state, mtl_rng *rng, mtl_error *
     }
     for (int i = 0; i < p->n; i++)
         init_tensor(p->values + p->tensors[i].offset, &p->tensors[i], rng);
+    mtl_params_changed(p);
     return MTL_OK;
 }
 

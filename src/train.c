@@ -967,6 +967,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     }
     /* replicas start identical whatever each rank's generator did */
     mtl_dist_bcast_floats(d, m->params.values, m->params.replicated_size, 0);
+    mtl_params_changed(&m->params);
     mtl_rng_seed(&m->dropout_rng, cfg->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)d->rank + 1);
 
     progress pg;
@@ -1079,7 +1080,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     /* steady state: steps after the first few (page faults, BLAS warm-up),
      * and the share of them spent in the gradient allreduce */
     const int64_t warmup_steps = 5;
-    double steady_seconds = 0, steady_samples = 0, allreduce_seconds = 0;
+    double steady_seconds = 0, steady_samples = 0, allreduce_seconds = 0, gemm_seconds = 0;
     /* bytes a rank receives per step in the gradient exchange: a ring
      * allreduce of the block receives 2 (P-1)/P of it (the model, as MPI
      * does not report it), the sparse exchange the other ranks' rows */
@@ -1110,7 +1111,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                 if (n > tr->local_batch) n = tr->local_batch;
                 if (n < 0) n = 0; /* this rank ran out: it still joins every allreduce */
             }
-            double step_t0 = mtl_dist_time();
+            double step_t0 = mtl_dist_time(), gemm_t0 = mtl_gemm_seconds();
             gather_train(tr, first, (int)n);
             mtl_embeddings_prepare(&tr->emb, &tr->batch, d);
             /* one small non-blocking sum, overlapped with the forward: the labelled
@@ -1193,6 +1194,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             pg.step++;
             mtl_optim_update(&tr->opt, m->params.values, m->params.grads, m->params.m, m->params.v,
                              m->params.block_size, pg.step);
+            mtl_params_changed(&m->params);
             mtl_embeddings_update(&tr->emb, &tr->opt, cfg->l2_embedding, pg.step);
             for (int t = 0; t < T; t++) {
                 pg.loss_sum[t] += loss_sum[t]; /* this rank's */
@@ -1207,6 +1209,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                     steady_seconds += mtl_dist_time() - step_t0;
                     steady_samples += (double)(gn > 0 ? gn : 0);
                     allreduce_seconds += reduce_seconds;
+                    gemm_seconds += mtl_gemm_seconds() - gemm_t0;
                     exchange_bytes += dense_exchange_bytes + tr->emb.bytes_received;
                     steady_steps++;
                 }
@@ -1341,8 +1344,10 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     }
 
     /* the end: best weights, test metrics, predictions */
-    if (use_early && pg.has_best)
+    if (use_early && pg.has_best) {
         memcpy(m->params.values, tr->best, m->params.size * sizeof(float));
+        mtl_params_changed(&m->params);
+    }
     eval_result test;
     memset(&test, 0, sizeof test);
     if (tr->has_test) {
@@ -1393,6 +1398,9 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         json_num(tr->metrics, steady_seconds > 0 ? steady_samples / steady_seconds : NAN);
         fprintf(tr->metrics, ",\"allreduce_share\":");
         json_num(tr->metrics, steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
+        fprintf(tr->metrics, ",\"gemm_share\":");
+        json_num(tr->metrics, steady_seconds > 0 ? gemm_seconds / steady_seconds : NAN);
+        fprintf(tr->metrics, ",\"gemm\":\"%s\"", mtl_gemm_backend_name(m->gemm_backend));
         fprintf(tr->metrics, ",\"exchange_bytes_per_step\":");
         json_num(tr->metrics, steady_steps > 0 ? exchange_bytes / steady_steps : NAN);
         fprintf(tr->metrics, ",\"sparse_tables\":%d,\"sharded_tables\":%d", tr->emb.n_tables,

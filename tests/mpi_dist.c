@@ -200,6 +200,7 @@ static void run_grad_case(const grad_case *gc) {
     /* same seed, same init; broadcast anyway as train.c does */
     memcpy(init, m->params.values, P * sizeof(float));
     mtl_dist_bcast_floats(&D, m->params.values, P, 0);
+    mtl_params_changed(&m->params);
     CHECK(memcmp(init, m->params.values, P * sizeof(float)) == 0,
           "%s: initial parameters differ from rank 0's with the same seed", gc->name);
 

@@ -175,6 +175,7 @@ static void randomize_params(mtl_model *m, uint64_t seed) {
                 v[k] *= 1.3f;
         }
     }
+    mtl_params_changed(&m->params);
     for (int i = 0; i < m->buffers.n; i++) {
         const mtl_tensor *t = &m->buffers.tensors[i];
         float *v = m->buffers.values + t->offset;
@@ -583,16 +584,19 @@ static double fd_float(mtl_model *m, const mtl_batch *b, const double *count, fl
         double hs = s ? h / 2 : h;
         float pp = (float)(p0 + hs), pm = (float)(p0 - hs);
         *p = pp;
+        mtl_params_changed(&m->params);
         double Lp = model_objective(m, b, count);
         size_t n = relu_pattern(m, b->n, pat, PATTERN_CAP);
         *kink |= n != nbase || memcmp(pat, base, n);
         *p = pm;
+        mtl_params_changed(&m->params);
         double Lm = model_objective(m, b, count);
         n = relu_pattern(m, b->n, pat, PATTERN_CAP);
         *kink |= n != nbase || memcmp(pat, base, n);
         d[s] = (Lp - Lm) / ((double)pp - (double)pm);
     }
     *p = p0;
+    mtl_params_changed(&m->params);
     return (4.0 * d[1] - d[0]) / 3.0;
 }
 

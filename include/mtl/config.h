@@ -95,6 +95,7 @@ typedef struct {
 
     /* runtime */
     int threads;             /* OpenBLAS threads per rank */
+    int gemm;                /* --gemm: mtl_gemm_backend (gemm.h) */
     int64_t max_steps;       /* stop after this many steps (0 = no limit); benchmarks */
     int quiet;
 

@@ -7,7 +7,7 @@
  *    products write all experts and gates side by side).
  *  - Dense weights are stored [out_dim x in_dim] (PyTorch's nn.Linear layout),
  *    so the weights of several layers that read the same input are contiguous
- *    rows of one bigger matrix and run as one cblas_sgemm.
+ *    rows of one bigger matrix and run as one GEMM (gemm.h).
  *  - Backward functions ACCUMULATE (+=) into parameter gradients and into input
  *    gradients, because a tensor may feed several consumers (a shared expert
  *    feeds every gate). Callers zero gradient buffers once per step.
@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mtl/gemm.h"
 
 /* ---- random numbers: xoshiro256** (Blackman & Vigna 2018), seeded by
  * splitmix64. Small, fast, and its whole state fits in a checkpoint. ---- */
@@ -48,6 +50,13 @@ void mtl_dense_forward(float *out, int out_ld, const float *in, int in_ld, const
 void mtl_dense_backward(float *din, int din_ld, float *dw, float *db, const float *dout,
                         int dout_ld, const float *in, int in_ld, const float *w, int B, int in_dim,
                         int out_dim);
+/* The same through a GEMM plan (gemm.h), which holds the widths, the leading
+ * dimensions and the backend; backward's din gets the plan's first cols
+ * columns. A libxsmm plan's W^T copy must be in sync with w. */
+void mtl_dense_forward_plan(const mtl_gemm_plan *p, float *out, const float *in, const float *w,
+                            const float *b, int B);
+void mtl_dense_backward_plan(const mtl_gemm_plan *p, float *din, float *dw, float *db,
+                             const float *dout, const float *in, const float *w, int B);
 
 /* ---- bias over the first n columns of a wider product (fused layers
  * whose later columns have no bias: gate logits) ----

@@ -7,7 +7,7 @@
  *    or activation: a gate's logits, a tower's logit);
  *  - a group is a set of stacks whose first layers read the same input: their
  *    weights are adjacent rows of the parameter block, so the group's first
- *    layers run as ONE cblas_sgemm forward and two in backward;
+ *    layers run as ONE GEMM forward and two in backward;
  *  - a gate is a stack whose head gives K logits, a softmax over them, and the
  *    mixture of K expert stacks' outputs.
  * The activation arena and its gradient arena have the same layout; every
@@ -50,6 +50,7 @@ typedef struct {
     size_t xhat, invstd, bn_dx, mask; /* arena offsets or MTL_NONE */
     /* resolved views */
     float *W, *dW, *bias, *dbias, *gam, *dgam, *bet, *dbet, *rmean, *rvar;
+    mtl_gemm_plan gemm; /* the layer's products (unused for a fused first layer) */
 } mtl_layer;
 
 typedef struct {
@@ -71,6 +72,7 @@ typedef struct {
     int out_ld;
     int w0, b0; /* first member's weight / bias tensor indices */
     float *W, *dW, *bias, *dbias;
+    mtl_gemm_plan gemm;
 } mtl_group;
 
 typedef struct {
@@ -123,6 +125,8 @@ typedef struct mtl_model {
     size_t preds;  /* [B x P] */
     mtl_rng dropout_rng;
     int centering; /* set only inside mtl_model_center_init */
+    mtl_gemm_backend gemm_backend; /* --gemm as resolved on this CPU */
+    uint64_t gemm_version;         /* params.version the plans' weight copies were made from */
 } mtl_model;
 
 int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shape *shape,

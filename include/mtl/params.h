@@ -60,7 +60,13 @@ typedef struct {
     float *values;          /* [size] */
     float *grads;           /* [size] */
     float *m, *v;           /* optimizer state [size] each */
+    uint64_t version;       /* whoever writes values bumps it (mtl_params_changed): the model
+                               then refreshes what it derives from them (gemm.h's W^T copies) */
 } mtl_params;
+
+static inline void mtl_params_changed(mtl_params *p) {
+    p->version++;
+}
 
 /* Register a tensor; returns its index (>= 0) or MTL_ERR. */
 int mtl_params_add(mtl_params *p, const char *name, int64_t rows, int64_t cols, mtl_init init,
