@@ -420,6 +420,11 @@ MTL_INLINE void input_forward_rows(float *out, int out_ld, const int32_t *sparse
     for (int i = 0; i < B; i++) {
         float *o = out + (size_t)i * out_ld;
         const int32_t *idx = sparse + (size_t)i * sparse_ld;
+        if (i + 2 < B) /* rows of large tables miss the cache: ask two samples ahead */
+            for (int s = 0; s < S; s++) {
+                int dim = dim_all > 0 ? dim_all : dims[s];
+                __builtin_prefetch(table[s] + (size_t)idx[2 * sparse_ld + s] * (size_t)dim);
+            }
         /* plain loops, not memcpy: rows are a few floats, a libc call each costs more */
         for (int s = 0; s < S; s++) {
             int dim = dim_all > 0 ? dim_all : dims[s];

@@ -48,19 +48,48 @@ const char *mtl_optim_name(mtl_optim_kind kind) {
  * i.e. the bias correction is folded into the step size and eps is added to
  * the uncorrected sqrt(v) -- the paper's "epsilon hat" form, not the
  * m_hat / (sqrt(v_hat) + eps) of PyTorch. The two differ only through eps. */
+static inline void adam_element(float *restrict p, float gi, float *restrict m, float *restrict v,
+                                float lr_t, float b1, float b2, float eps) {
+    float mi = b1 * *m + (1.0f - b1) * gi;
+    float vi = b2 * *v + (1.0f - b2) * gi * gi;
+    *m = mi;
+    *v = vi;
+    // vi >= 0, so sqrtf never sets errno; GCC still vectorizes it only
+    // when built with -fno-math-errno (otherwise one sqrtss per element)
+    *p -= lr_t * mi / (sqrtf(vi) + eps);
+}
+
 MTL_HOT static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
                                 float *restrict v, size_t n, float lr_t, float b1, float b2,
                                 float eps) {
-    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = b1 * m[i] + c1 * gi;
-        float vi = b2 * v[i] + c2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        // vi >= 0, so sqrtf never sets errno; GCC still vectorizes it only
-        // when built with -fno-math-errno (otherwise one sqrtss per element)
-        p[i] -= lr_t * mi / (sqrtf(vi) + eps);
+    for (size_t i = 0; i < n; i++) adam_element(p + i, g[i], m + i, v + i, lr_t, b1, b2, eps);
+}
+
+/* Adam over rows ids[0..n) of a table, L2 folded in (g += 2 l2 p first, as
+ * mtl_add_l2): one pass per row, no call per row. Rows of a large table are
+ * far apart in memory: the rows a few updates ahead are prefetched, so their
+ * cache misses overlap this row's work. */
+MTL_HOT static void adam_rows(float *restrict table, float *restrict m, float *restrict v,
+                              size_t dim, const int32_t *ids, const float *restrict grad, int n,
+                              float l2, float lr_t, float b1, float b2, float eps) {
+    enum { AHEAD = 4 };
+    const float c = 2.0f * l2;
+    for (int k = 0; k < n; k++) {
+        if (k + AHEAD < n) {
+            size_t next = (size_t)ids[k + AHEAD] * dim;
+            __builtin_prefetch(table + next, 1);
+            __builtin_prefetch(m + next, 1);
+            __builtin_prefetch(v + next, 1);
+        }
+        size_t row = (size_t)ids[k] * dim;
+        const float *g = grad + (size_t)k * dim;
+        float *p = table + row, *mr = m + row, *vr = v + row;
+        if (l2 != 0.0f)
+            for (size_t j = 0; j < dim; j++)
+                adam_element(p + j, g[j] + c * p[j], mr + j, vr + j, lr_t, b1, b2, eps);
+        else
+            for (size_t j = 0; j < dim; j++)
+                adam_element(p + j, g[j], mr + j, vr + j, lr_t, b1, b2, eps);
     }
 }
 
@@ -125,11 +154,13 @@ void mtl_optim_update(const mtl_optim *opt, float *p, const float *g, float *m, 
 
 void mtl_optim_update_rows(const mtl_optim *opt, float *table, float *m, float *v, int dim,
                            const int32_t *ids, float *grad, int n, float l2, int64_t step) {
-    /* rows of a large table are far apart in memory: ask for the rows a few
-     * updates ahead, so their cache misses overlap this row's work */
-    enum { AHEAD = 4 };
     float lr_t = adam_step_size(opt, step);
     size_t d = (size_t)dim;
+    if (opt->kind == MTL_OPT_ADAM) {
+        adam_rows(table, m, v, d, ids, grad, n, l2, lr_t, opt->beta1, opt->beta2, opt->eps);
+        return;
+    }
+    enum { AHEAD = 4 }; /* as in adam_rows */
     for (int k = 0; k < n; k++) {
         if (k + AHEAD < n) {
             size_t next = (size_t)ids[k + AHEAD] * d;
