@@ -1404,10 +1404,11 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
     }
     agree_ok(d, rc, err);
     if (tr->valid.n_total < d->world) {
+        /* the message first: trainer_free zeroes the dataset */
+        mtl_fail(err, cfg.data_path, "%lld row%s cannot be shared by %d ranks",
+                 (long long)tr->valid.n_total, tr->valid.n_total == 1 ? "" : "s", d->world);
         trainer_free(tr);
-        return mtl_fail(err, cfg.data_path, "%lld rows cannot be shared by %d ranks",
-                        (long long)tr->valid.n_total, d->world),
-               MTL_EXIT_USAGE;
+        return MTL_EXIT_USAGE;
     }
     int capacity = (int)((cfg.batch_size + d->world - 1) / d->world);
     rc = mtl_model_create(&tr->m, &cfg, &st.shape, capacity, err);
