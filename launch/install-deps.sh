@@ -10,6 +10,7 @@ packages=(
   libhdf5-dev hdf5-tools          # datasets and checkpoints
   libcmocka-dev                   # unit tests
   libinih-dev                     # INI config files
+  libcjson-dev                    # JSON output (metrics lines)
   zlib1g-dev                      # gzip CSV input
   python3-h5py python3-numpy      # interop tests: files written and read by h5py
   valgrind                        # memcheck of whole training runs (tests/e2e_valgrind.sh)

@@ -10,6 +10,7 @@
  * step, so replicas stay identical. */
 #include "mtl/train.h"
 
+#include <cJSON.h>
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
@@ -375,25 +376,35 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     mtl_dist_bcast_bytes(tr->d, res, sizeof *res, 0);
 }
 
-/* JSON helpers: NaN is not JSON, write null. */
-static void json_num(FILE *f, double x) {
+/* Metrics lines are built with cJSON, which escapes task names (strings
+ * from the user's file) and writes numbers as JSON; NaN and Inf are not JSON
+ * numbers: null. */
+static void json_num(cJSON *obj, const char *key, double x) {
     if (isfinite(x))
-        fprintf(f, "%.10g", x);
+        cJSON_AddNumberToObject(obj, key, x);
     else
-        fputs("null", f);
+        cJSON_AddNullToObject(obj, key);
 }
 
-static void json_task_map(FILE *f, const mtl_model *m, const char *key, const double *v,
+static void json_task_map(cJSON *obj, const mtl_model *m, const char *key, const double *v,
                           int want_regression) {
-    fprintf(f, ",\"%s\":{", key);
-    int first = 1;
+    cJSON *map = cJSON_AddObjectToObject(obj, key);
     for (int t = 0; t < m->T; t++) {
         if (want_regression >= 0 && m->shape.task_regression[t] != want_regression) continue;
-        fprintf(f, "%s\"%s\":", first ? "" : ",", m->shape.task_names[t]);
-        json_num(f, v[t]);
-        first = 0;
+        json_num(map, m->shape.task_names[t], v[t]);
     }
-    fputc('}', f);
+}
+
+/* One line of the metrics file; frees obj. */
+static void json_line(FILE *f, cJSON *obj) {
+    char *text = cJSON_PrintUnformatted(obj);
+    if (text) {
+        fputs(text, f);
+        fputc('\n', f);
+        fflush(f);
+    }
+    cJSON_free(text);
+    cJSON_Delete(obj);
 }
 
 static int any_task(const mtl_model *m, int regression) {
@@ -402,7 +413,7 @@ static int any_task(const mtl_model *m, int regression) {
     return 0;
 }
 
-static void json_eval(FILE *f, const mtl_model *m, const char *prefix, const eval_result *r) {
+static void json_eval(cJSON *f, const mtl_model *m, const char *prefix, const eval_result *r) {
     char key[64];
     snprintf(key, sizeof key, "%s_loss", prefix);
     json_task_map(f, m, key, r->loss, -1);
@@ -1243,15 +1254,14 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             fflush(stdout);
         }
         if (tr->metrics) {
-            fprintf(tr->metrics, "{\"epoch\":%lld", (long long)pg.epoch + 1);
-            json_task_map(tr->metrics, m, "train_loss", train_loss, -1);
-            if (tr->has_valid) json_eval(tr->metrics, m, "valid", &valid);
-            fprintf(tr->metrics, ",\"samples_per_sec\":");
-            json_num(tr->metrics, sps);
-            fprintf(tr->metrics, ",\"epoch_seconds\":");
-            json_num(tr->metrics, epoch_seconds);
-            fprintf(tr->metrics, ",\"steps\":%lld}\n", (long long)pg.step);
-            fflush(tr->metrics);
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddNumberToObject(j, "epoch", (double)(pg.epoch + 1));
+            json_task_map(j, m, "train_loss", train_loss, -1);
+            if (tr->has_valid) json_eval(j, m, "valid", &valid);
+            json_num(j, "samples_per_sec", sps);
+            json_num(j, "epoch_seconds", epoch_seconds);
+            cJSON_AddNumberToObject(j, "steps", (double)pg.step);
+            json_line(tr->metrics, j);
         }
         if (use_early) {
             double metric = et >= 0 ? -valid.auc[et] : valid.total;
@@ -1331,37 +1341,34 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     getrusage(RUSAGE_SELF, &ru);
     double peak_rss_mb = mtl_dist_max_int(d, (int)ru.ru_maxrss) / 1024.0;
     if (tr->metrics) {
-        fprintf(tr->metrics, "{\"final\":true,\"best_epoch\":");
-        if (use_early && pg.has_best)
-            fprintf(tr->metrics, "%lld", (long long)pg.best_epoch + 1);
-        else
-            fprintf(tr->metrics, "%lld", (long long)pg.epoch);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddTrueToObject(j, "final");
+        cJSON_AddNumberToObject(j, "best_epoch",
+                                (double)(use_early && pg.has_best ? pg.best_epoch + 1 : pg.epoch));
         if (tr->has_test) {
             if (any_task(m, 0)) {
-                json_task_map(tr->metrics, m, "test_auc", test.auc, 0);
-                json_task_map(tr->metrics, m, "test_logloss", test.loss, 0);
+                json_task_map(j, m, "test_auc", test.auc, 0);
+                json_task_map(j, m, "test_logloss", test.loss, 0);
             }
             if (any_task(m, 1)) {
-                json_task_map(tr->metrics, m, "test_mse", test.loss, 1);
-                json_task_map(tr->metrics, m, "test_mae", test.mae, 1);
+                json_task_map(j, m, "test_mse", test.loss, 1);
+                json_task_map(j, m, "test_mae", test.mae, 1);
             }
         }
-        fprintf(tr->metrics, ",\"train_samples_per_sec\":");
-        json_num(tr->metrics, train_seconds > 0 ? train_samples / train_seconds : 0);
-        fprintf(tr->metrics, ",\"train_seconds\":");
-        json_num(tr->metrics, train_seconds);
-        fprintf(tr->metrics, ",\"total_seconds\":");
-        json_num(tr->metrics, total_seconds);
-        fprintf(tr->metrics, ",\"steady_samples_per_sec\":");
-        json_num(tr->metrics, steady_seconds > 0 ? steady_samples / steady_seconds : NAN);
-        fprintf(tr->metrics, ",\"allreduce_share\":");
-        json_num(tr->metrics, steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
-        fprintf(tr->metrics, ",\"flops_per_sample\":%.0f", mtl_model_flops_per_sample(m));
-        fprintf(tr->metrics, ",\"peak_rss_mb\":%.1f", peak_rss_mb);
-        fprintf(
-            tr->metrics,
-            ",\"steps\":%lld,\"nonfinite_steps_skipped\":%lld,\"world_size\":%d,\"threads\":%d}\n",
-            (long long)pg.step, (long long)nonfinite_skipped, d->world, cfg->threads);
+        json_num(j, "train_samples_per_sec", train_seconds > 0 ? train_samples / train_seconds : 0);
+        json_num(j, "train_seconds", train_seconds);
+        json_num(j, "total_seconds", total_seconds);
+        json_num(j, "steady_samples_per_sec",
+                 steady_seconds > 0 ? steady_samples / steady_seconds : NAN);
+        json_num(j, "allreduce_share",
+                 steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
+        json_num(j, "flops_per_sample", round(mtl_model_flops_per_sample(m)));
+        json_num(j, "peak_rss_mb", round(peak_rss_mb * 10.0) / 10.0);
+        cJSON_AddNumberToObject(j, "steps", (double)pg.step);
+        cJSON_AddNumberToObject(j, "nonfinite_steps_skipped", (double)nonfinite_skipped);
+        cJSON_AddNumberToObject(j, "world_size", d->world);
+        cJSON_AddNumberToObject(j, "threads", cfg->threads);
+        json_line(tr->metrics, j);
     }
     if (root && !cfg->quiet)
         printf("done: %lld steps, %.0f samples/s, %.2f s\n", (long long)pg.step,
