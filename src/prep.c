@@ -298,9 +298,13 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
             return ini_fail(st, "%s: expected one value, got '%s'", name, value);
         return 1;
     }
+    /* one config serves both tools: mtl_dist reads [train] and [train.MODEL] */
+    if (strcmp(section, "train") == 0 || strncmp(section, "train.", 6) == 0) return 1;
     char what[300];
     snprintf(what, sizeof what, "[%s]", section);
-    return ini_fail(st, "%s: unknown section%s", what, " (expected [columns] or [task.NAME])");
+    return ini_fail(st, "%s: unknown section%s", what,
+                    " (expected [columns] or [task.NAME]; [train] and [train.MODEL] are "
+                    "mtl_dist's)");
 }
 
 static void ini_state_free(ini_state *st) {

@@ -30,6 +30,7 @@
 #include "mtl/metrics.h"
 #include "mtl/model.h"
 #include "mtl/optim.h"
+#include "mtl/prep.h"
 
 /* ---- signals ---- */
 
@@ -338,7 +339,7 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     for (int64_t done = 0; done < count;) {
         mtl_dataset chunk;
         int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
-        if (mtl_dataset_load_rows(&chunk, ds->path, begin + done, want, &err) != MTL_OK)
+        if (mtl_dataset_load_rows(&chunk, ds->path, ds->first + begin + done, want, &err) != MTL_OK)
             mtl_dist_abort(tr->d, MTL_EXIT_FAILURE, err.msg); /* the file changed under us */
         for (int64_t c = 0; c < chunk.n_rows;) {
             int n = (int)(chunk.n_rows - c < m->max_batch ? chunk.n_rows - c : m->max_batch);
@@ -601,10 +602,13 @@ static int check_writable(const char *path, const char *option, mtl_error *err) 
     return MTL_OK;
 }
 
-static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole, mtl_error *err) {
+/* n_part >= 0: only the file's first n_part rows (--valid-split) */
+static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole, int64_t n_part,
+                      mtl_error *err) {
     const mtl_dist *d = tr->d;
-    int rc = whole ? mtl_dataset_load_compact(ds, path, 0, 1, err)
-                   : mtl_dataset_load_compact(ds, path, d->rank, d->world, err);
+    int rank = whole ? 0 : d->rank, world = whole ? 1 : d->world;
+    int rc = n_part >= 0 ? mtl_dataset_load_part(ds, path, 0, n_part, rank, world, 1, err)
+                         : mtl_dataset_load_compact(ds, path, rank, world, err);
     if (rc != MTL_OK && strstr(err->msg, "out of memory")) {
         size_t len = strlen(err->msg);
         snprintf(err->msg + len, sizeof err->msg - len,
@@ -615,15 +619,20 @@ static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole,
 }
 
 /* A split that is only evaluated: its header, and one pass over this rank's
- * rows in chunks so a bad value fails now rather than after the first epoch. */
-static int open_eval_split(trainer *tr, mtl_dataset *ds, const char *path, mtl_error *err) {
+ * rows in chunks so a bad value fails now rather than after the first epoch.
+ * first > 0: the split is the file's rows from `first` on (--valid-split). */
+static int open_eval_split(trainer *tr, mtl_dataset *ds, const char *path, int64_t first,
+                           mtl_error *err) {
     if (mtl_dataset_load_header(ds, path, err) != MTL_OK) return MTL_ERR;
+    ds->first = first;
+    ds->n_total -= first;
     int64_t begin, count;
     mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, &begin, &count);
     for (int64_t done = 0; done < count; done += EVAL_CHUNK) {
         mtl_dataset chunk;
         int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
-        if (mtl_dataset_load_rows(&chunk, path, begin + done, want, err) != MTL_OK) return MTL_ERR;
+        if (mtl_dataset_load_rows(&chunk, path, first + begin + done, want, err) != MTL_OK)
+            return MTL_ERR;
         mtl_dataset_free(&chunk);
     }
     return MTL_OK;
@@ -821,6 +830,27 @@ static int early_metric_task(const trainer *tr, mtl_error *err) {
            1;
 }
 
+/* --valid-split F: the tail of the training file, F of its rows (rounded as
+ * mtl_prep --split rounds), validates; the head trains. *n_train: the rows
+ * that train, -1 without --valid-split. */
+static int valid_split_rows(const mtl_config *cfg, int64_t *n_train, mtl_error *err) {
+    *n_train = -1;
+    if (cfg->valid_split <= 0) return MTL_OK;
+    mtl_dataset h;
+    if (mtl_dataset_load_header(&h, cfg->train_path, err) != MTL_OK) return MTL_ERR;
+    int64_t n = h.n_total, count[2];
+    mtl_dataset_free(&h);
+    const double frac[2] = {1.0 - cfg->valid_split, cfg->valid_split};
+    mtl_split_counts(n, frac, 2, count);
+    if (count[0] < 1 || count[1] < 1)
+        return mtl_fail(err, cfg->train_path,
+                        "--valid-split %g: of %lld rows, %lld would train and %lld validate "
+                        "(each needs at least one)",
+                        cfg->valid_split, (long long)n, (long long)count[0], (long long)count[1]);
+    *n_train = count[0];
+    return MTL_OK;
+}
+
 int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     trainer tr_, *tr = &tr_;
     memset(tr, 0, sizeof *tr);
@@ -838,8 +868,12 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         return MTL_EXIT_USAGE;
     }
     tr->streaming = cfg->stream;
-    int rc = tr->streaming ? mtl_dataset_load_header(&tr->train, cfg->train_path, err)
-                           : load_split(tr, &tr->train, cfg->train_path, whole, err);
+    int64_t n_train; /* --valid-split: the rows that train, the rest validate */
+    int rc = valid_split_rows(cfg, &n_train, err);
+    if (rc == MTL_OK)
+        rc = tr->streaming ? mtl_dataset_load_header(&tr->train, cfg->train_path, err)
+                           : load_split(tr, &tr->train, cfg->train_path, whole, n_train, err);
+    if (rc == MTL_OK && tr->streaming && n_train >= 0) tr->train.n_total = n_train;
     if (rc == MTL_OK && tr->streaming)
         rc = stream_init(&tr->st, tr->train.path, tr->train.n_total, d->rank, d->world,
                          cfg->stream_chunk_rows, cfg->seed, err);
@@ -851,14 +885,15 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         trainer_free(tr);
         return MTL_EXIT_USAGE;
     }
-    if (cfg->valid_path[0]) {
-        rc = open_eval_split(tr, &tr->valid, cfg->valid_path, err);
+    if (cfg->valid_path[0] || n_train >= 0) {
+        rc = n_train >= 0 ? open_eval_split(tr, &tr->valid, cfg->train_path, n_train, err)
+                          : open_eval_split(tr, &tr->valid, cfg->valid_path, 0, err);
         if (rc == MTL_OK) rc = same_layout(&tr->train, &tr->valid, err);
         agree_ok(d, rc, err);
         tr->has_valid = 1;
     }
     if (cfg->test_path[0]) {
-        rc = open_eval_split(tr, &tr->test, cfg->test_path, err);
+        rc = open_eval_split(tr, &tr->test, cfg->test_path, 0, err);
         if (rc == MTL_OK) rc = same_layout(&tr->train, &tr->test, err);
         agree_ok(d, rc, err);
         tr->has_test = 1;
@@ -1053,7 +1088,9 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                MTL_VERSION, mtl_model_name(cfg->model), d->world, d->world > 1 ? "s" : "",
                (long long)m->params.size, (long long)(m->params.size - m->params.dense_size),
                mtl_model_flops_per_sample(m) / 1e3, (long long)tr->train.n_total);
-        if (tr->has_valid) printf(", valid %lld", (long long)tr->valid.n_total);
+        if (tr->has_valid)
+            printf(", valid %lld%s", (long long)tr->valid.n_total,
+                   n_train >= 0 ? " (the last rows of the training file: --valid-split)" : "");
         if (tr->has_test) printf(", test %lld", (long long)tr->test.n_total);
         printf("\n");
         fflush(stdout);
@@ -1392,7 +1429,7 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
     if (rc == MTL_OK) rc = mtl_checkpoint_load_state(cfg.checkpoint_path, &st, err);
     if (rc == MTL_OK) rc = apply_model_text(&cfg, st.config, cfg.checkpoint_path, err);
     agree_ok(d, rc, err);
-    rc = open_eval_split(tr, &tr->valid, cfg.data_path, err);
+    rc = open_eval_split(tr, &tr->valid, cfg.data_path, 0, err);
     if (rc == MTL_OK) {
         mtl_dataset *ds = &tr->valid;
         if (ds->S != st.shape.S || ds->D != st.shape.D)

@@ -14,3 +14,10 @@ if "$MPIEXEC" --version 2>/dev/null | grep -qi -e 'open mpi' -e openrte; then OV
 DIST=$MTL_BIN/mtl_dist
 PREP=$MTL_BIN/mtl_prep
 COMPARE=$MTL_SRC/tests/compare_params.py
+# checks: fail counts (the script exits 1 at the end if any failed), pass notes
+failures=0
+fail() {
+    echo "FAIL: $*"
+    failures=$((failures + 1))
+}
+pass() { echo "ok: $*"; }

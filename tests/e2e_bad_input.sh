@@ -18,12 +18,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_bad_input.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 T_START=$SECONDS
 
-failures=0
 TABLE=$WORK/table.md
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
 
 # Each case runs in its own output area, $WORK/case_N/out, holding a regular
 # file and a directory to aim outputs at and nothing else; a failed run must
@@ -142,6 +137,9 @@ expect options "no --train" 1 2 "no training data" dist --batch-size 64 "${OUTS[
 expect options "--resume latest without --checkpoint-dir" 1 2 "--resume latest needs --checkpoint-dir" dist "${TR[@]}" --resume latest
 expect options "esmm without its tasks" 1 2 "model esmm needs --ctr-task and --ctcvr-task" dist "${TR[@]}" --model esmm "${OUTS[@]}"
 expect options "predict without --checkpoint" 1 2 "predict needs --checkpoint" dist predict --data "$D/test.h5" --predict-out "@O@/p.h5"
+expect options "--valid-split with --valid" 1 2 "--valid-split: holds out part of --train as the validation set, so it cannot be combined with --valid FILE" dist "${TR[@]}" --valid "$D/test.h5" --valid-split 0.2 "${OUTS[@]}"
+expect options "--valid-split 1" 1 2 "--valid-split: '1' must be in [0, 1)" dist "${TR[@]}" --valid-split 1 "${OUTS[@]}"
+expect options "--patience without a validation set" 1 2 "early stopping (early_stop_patience 2) needs a validation set" dist "${TR[@]}" --patience 2 "${OUTS[@]}"
 expect options "stray argument" 1 2 "'oops': unknown command" dist oops "${TR[@]}"
 expect options "options, 2 ranks: --lr abc" 2 2 "--lr: 'abc' is not a number" dist "${TR[@]}" --lr abc "${OUTS[@]}"
 expect options "mtl_prep: unknown option" 1 2 "--bogus: unknown option" prep --bogus 1 --output-dir "@O@/prep"
@@ -155,11 +153,17 @@ echo
 echo "== config files (exit 2, file:line: key) =="
 C=$WORK/configs
 mkdir -p "$C/a_directory.ini"
-printf '; a run\nmodel = mmoe\nbogus_key = 3\n' >"$C/unknown_key.ini"
+printf '[train]\nmodel = mmoe\nbogus_key = 3\n' >"$C/unknown_key.ini"
 printf '[train]\nlr = 0.01\nbatch_size = 12x\n' >"$C/malformed.ini"
-printf 'lr = 0.01\nthis line has no equals sign\n' >"$C/syntax.ini"
-printf 'model = mmoe\nconfig = other.ini\n' >"$C/nested.ini"
+printf '[train]\nthis line has no equals sign\n' >"$C/syntax.ini"
+printf '[train]\nconfig = other.ini\n' >"$C/nested.ini"
+printf 'lr = 0.01\n[train]\n' >"$C/no_section.ini"
+printf '[columns]\nnames = a\n[train]\nlr = 0.01\n[model]\nepochs = 2\n' >"$C/unknown_section.ini"
+printf '[train]\nmodel = mmoe\n[train.esmm]\nctr_tsk = a\n' >"$C/unknown_key_esmm.ini"
 expect config "unknown key" 1 2 "unknown_key.ini:3: bogus_key: unknown key" dist "${TR[@]}" --config "$C/unknown_key.ini" "${OUTS[@]}"
+expect config "key outside a section" 1 2 "no_section.ini:1: lr: outside a section" dist "${TR[@]}" --config "$C/no_section.ini" "${OUTS[@]}"
+expect config "unknown section" 1 2 "unknown_section.ini:6: [model]: unknown section" dist "${TR[@]}" --config "$C/unknown_section.ini" "${OUTS[@]}"
+expect config "unknown key in another model's section" 1 2 "unknown_key_esmm.ini:4: ctr_tsk: unknown key" dist "${TR[@]}" --config "$C/unknown_key_esmm.ini" "${OUTS[@]}"
 expect config "malformed value" 1 2 "malformed.ini:3: batch_size: '12x' is not a number" dist "${TR[@]}" --config "$C/malformed.ini" "${OUTS[@]}"
 expect config "syntax error" 1 2 "syntax.ini:2: syntax error" dist "${TR[@]}" --config "$C/syntax.ini" "${OUTS[@]}"
 expect config "config inside a config" 1 2 "nested.ini:2: config: not allowed in a config file" dist "${TR[@]}" --config "$C/nested.ini" "${OUTS[@]}"
@@ -183,11 +187,13 @@ negative = no
 EOF
 sed 's/^categorical = color$/categorical = color, colour/' "$CSV/p.ini" >"$CSV/unknown_column.ini"
 sed 's/^numeric = age, amount$/numeric = age, amount\nbogus = 1/' "$CSV/p.ini" >"$CSV/unknown_key.ini"
+printf '[model]\nepochs = 2\n' | cat "$CSV/p.ini" - >"$CSV/unknown_section.ini"
 for i in $(seq 1 40); do
     echo "$((20 + i)),c$((i % 3)),$((i * 7)).5,$([ $((i % 2)) = 0 ] && echo yes || echo no)"
 done >"$CSV/good.csv"
 expect config "mtl_prep: unknown column" 1 2 "unknown_column.ini:3: categorical: unknown column 'colour'" prep --config "$CSV/unknown_column.ini" --input "$CSV/good.csv" --output-dir "@O@/prep"
 expect config "mtl_prep: unknown key" 1 2 "unknown_key.ini:5: bogus: unknown" prep --config "$CSV/unknown_key.ini" --input "$CSV/good.csv" --output-dir "@O@/prep"
+expect config "mtl_prep: unknown section" 1 2 "unknown_section.ini:11: [model]: unknown section" prep --config "$CSV/unknown_section.ini" --input "$CSV/good.csv" --output-dir "@O@/prep"
 expect config "mtl_prep: missing config" 1 2 "missing.ini: cannot open" prep --config "$CSV/missing.ini" --input "$CSV/good.csv" --output-dir "@O@/prep"
 expect config "mtl_prep: a directory as config" 1 2 "cannot read: is a directory" prep --config "$CSV/a_directory.csv" --input "$CSV/good.csv" --output-dir "@O@/prep"
 

@@ -9,7 +9,10 @@
 #  (e) a corrupt file (truncated; or bad only in one rank's shard) ends the
 #      job with a message naming the rank and the file, without hanging; more
 #      ranks than training rows is refused, and so is predicting a file with
-#      fewer rows than ranks (the message names the file's row count).
+#      fewer rows than ranks (the message names the file's row count);
+#  (f) --valid-split 0.2 (1, 2, 3 ranks; global order; streaming) trains and
+#      validates exactly as --train HEAD --valid TAIL, the two parts of the
+#      file written separately: the tail is held out and sharded correctly.
 # Environment (set by ctest, see tests/CMakeLists.txt): MTL_BIN, MTL_SRC,
 # MTL_DATA_DIR, MPIEXEC, MPIEXEC_NUMPROC_FLAG, PYTHON3, TMPDIR.
 set -euo pipefail
@@ -18,13 +21,6 @@ source "$(dirname "$0")/common.sh"
 MTL_DATA_DIR=${MTL_DATA_DIR:-}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_dist.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-
-failures=0
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
 
 # run NP NAME ARGS...: mtl_dist on NP ranks under `timeout 120`; stdout and
 # stderr go to $WORK/NAME.{out,err}; sets RC (124 = timed out) and SECS.
@@ -294,6 +290,70 @@ else
     run 2 predict_one_row predict --checkpoint "$CKPT" --data "$WORK/one_row.h5" \
         --predict-out "$WORK/one_row_pred.h5" --quiet
     expect_abort predict_one_row "$WORK/one_row.h5: 1 row cannot be shared by 2 ranks"
+fi
+
+echo
+echo "== (f) --valid-split 0.2 on 1, 2, 3 ranks = the same rows as --train HEAD --valid TAIL =="
+# the head and the tail of the training file as files of their own, split as
+# mtl_prep --split rounds (train = floor(0.8 N + 1e-6))
+read -r NHEAD NTAIL < <("$PYTHON3" - "$SYN/train.h5" "$WORK" <<'EOF'
+import math, sys
+import h5py
+src = h5py.File(sys.argv[1], "r")
+n = src["labels"].shape[0]
+head = int(math.floor((1.0 - 0.2) * n + 1e-6))
+for name, rows in (("head", slice(0, head)), ("tail", slice(head, n))):
+    with h5py.File(f"{sys.argv[2]}/{name}.h5", "w") as dst:
+        for k, ds in src.items():
+            if isinstance(ds, h5py.Dataset):
+                out = dst.create_dataset(k, data=ds[rows])
+                for ak, av in ds.attrs.items():
+                    out.attrs[ak] = av
+print(head, n - head)
+EOF
+)
+echo "head $NHEAD rows, tail $NTAIL rows"
+# same_metrics A B: the epoch lines of two metrics files agree in every loss
+# and AUC (bit for bit: the same rows on the same ranks in the same order)
+same_metrics() {
+    "$PYTHON3" - "$1" "$2" <<'EOF'
+import json, sys
+def load(p):
+    keep = ("epoch", "train_loss", "valid_loss", "valid_auc", "steps")
+    return [{k: l[k] for k in keep if k in l} for l in map(json.loads, open(p)) if "epoch" in l]
+a, b = load(sys.argv[1]), load(sys.argv[2])
+if not a or a != b or "valid_auc" not in a[-1]:
+    sys.exit(f"differ:\n  {a}\n  {b}")
+print(f"{len(a)} epochs, valid_auc {a[-1]['valid_auc']}")
+EOF
+}
+for mode in "1 local" "2 local" "3 local" "2 global" "2 stream"; do
+    read -r np order <<<"$mode"
+    extra=(--data-order "$order")
+    [ "$order" = stream ] && extra=(--stream --stream-chunk-rows 300)
+    common=(--model mmoe "${SMALL[@]}" --epochs 3 --batch-size 128 --seed 4 --patience 1 --quiet
+        "${extra[@]}")
+    run "$np" "vsplit_${np}_$order" "${common[@]}" --train "$SYN/train.h5" --valid-split 0.2 \
+        --metrics-out "$WORK/vsplit_${np}_$order.jsonl"
+    need_ok "(f) --valid-split on $np ranks ($order)" "vsplit_${np}_$order" || continue
+    run "$np" "vfiles_${np}_$order" "${common[@]}" --train "$WORK/head.h5" --valid "$WORK/tail.h5" \
+        --metrics-out "$WORK/vfiles_${np}_$order.jsonl"
+    need_ok "(f) head/tail files on $np ranks ($order)" "vfiles_${np}_$order" || continue
+    if cmp_out=$(same_metrics "$WORK/vsplit_${np}_$order.jsonl" "$WORK/vfiles_${np}_$order.jsonl"); then
+        pass "(f) $np ranks, $order: --valid-split = head/tail files: $cmp_out"
+    else
+        fail "(f) $np ranks, $order: --valid-split differs from the head/tail files: $cmp_out"
+    fi
+done
+run 2 vsplit_header --model mmoe "${SMALL[@]}" --epochs 1 --batch-size 128 --train "$SYN/train.h5" \
+    --valid-split 0.2
+if need_ok "(f) --valid-split header" vsplit_header; then
+    if grep -q "train $NHEAD rows, valid $NTAIL (the last rows of the training file" \
+        "$WORK/vsplit_header.out"; then
+        pass "(f) the header counts $NHEAD training and $NTAIL validation rows"
+    else
+        fail "(f) the header does not say 'train $NHEAD rows, valid $NTAIL': $(head -1 "$WORK/vsplit_header.out")"
+    fi
 fi
 
 echo

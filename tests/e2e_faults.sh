@@ -38,13 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failures=0
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
 # procs_of MARKER [PROGRAM]: pids of processes whose program (argv[0]) is
 # PROGRAM (default mtl_dist) and whose command line contains MARKER
 procs_of() {

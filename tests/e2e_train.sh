@@ -198,12 +198,12 @@ fi
 echo "== a config file, overridden by the command line =="
 cat >"$WORK/run.ini" <<EOF
 ; a run described in a file
-[model]
-model = cgc
-num_experts_specific = 2
 [train]
+model = cgc
 epochs = 1
 batch_size = 64
+[train.cgc]
+num_experts_specific = 2
 EOF
 out=$(dist --config "$WORK/run.ini" --train "$WORK/ctr/train.h5" --model mmoe --num-experts 3)
 [[ "$out" == *"model mmoe"* ]] && ok "config + override: ${out%%$'\n'*}" || fail "config file: $out"

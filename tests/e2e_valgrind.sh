@@ -24,13 +24,6 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_valgrind.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 T_START=$SECONDS
 
-failures=0
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
 VG=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
     --num-callers=30 --suppressions="$MTL_SRC/tests/valgrind.supp")
 

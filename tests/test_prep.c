@@ -387,6 +387,16 @@ static void test_config_errors(void **state) {
         assert_int_equal(cfg.n_cols, shipped[i].n_cols);
         mtl_prep_config_free(&cfg);
     }
+    /* one config serves both tools: mtl_dist's sections are skipped, whatever
+     * keys they hold, wherever they are */
+    write_text(TMP "/toy/shared.ini", "[train]\nlr = 0.1\nnot_a_prep_key = 1\n[columns]\n"
+                                      "names = a, b\ncategorical = a\n[train.esmm]\n"
+                                      "ctr_task = t\n[task.t]\ncolumn = b\npositive = 1\n"
+                                      "negative = 0\n");
+    if (mtl_prep_config_load(&cfg, TMP "/toy/shared.ini", &err)) fail_msg("%s", err.msg);
+    assert_int_equal(cfg.S, 1);
+    assert_int_equal(cfg.T, 1);
+    mtl_prep_config_free(&cfg);
 }
 
 static void test_split_counts(void **state) {
