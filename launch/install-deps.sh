@@ -17,6 +17,7 @@ packages=(
   libcmocka-dev                   # unit tests
   libinih-dev                     # INI config files
   libxxhash-dev                   # hashed categorical ids (mtl_prep hash_buckets)
+  libcjson-dev                    # JSON output (metrics lines)
   zlib1g-dev                      # gzip CSV input
   python3-h5py python3-numpy      # interop tests: files written and read by h5py
   python3-hdf5plugin              # ... and compressed with its filters

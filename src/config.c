@@ -251,6 +251,7 @@ static const key_def keys[] = {
     // data
     K_STR("train", train_path),
     K_STR("valid", valid_path),
+    K_FLT("valid_split", KT_DOUBLE, valid_split, 0.0, 1.0, 0, 1),
     K_STR("test", test_path),
     K_STR("data", data_path),
     K_STR("checkpoint", checkpoint_path),
@@ -289,6 +290,7 @@ static const key_def keys[] = {
     K_INT("epochs", epochs, 1, 1000000000),
     {.name = "seed", .type = KT_U64, .offset = FIELD(seed)},
     K_INT("early_stop_patience", early_stop_patience, 0, 1000000000),
+    K_INT("patience", early_stop_patience, 0, 1000000000), /* its short name */
     K_FN("early_stop_metric", set_early_stop_metric),
     K_BOOL("skip_nonfinite_steps", skip_nonfinite_steps),
     // outputs and checkpoints
@@ -628,15 +630,31 @@ static int set_early_stop_metric(mtl_config *cfg, const char *value, const char 
 /* ------------------------------------------------------------------------ */
 /* INI files */
 
+/* One config file serves both tools: mtl_dist reads [train] and, for the
+ * model being trained, [train.MODEL]; mtl_prep reads [columns] and
+ * [task.NAME] (src/prep.c). Each tool skips the other's sections and refuses
+ * any other section, and a key outside a section. The file is read twice:
+ * pass 1 applies [train] and checks every [train.MODEL] section's keys (on a
+ * scratch copy), pass 2 applies the [train.MODEL] section of the model that
+ * [train] or the command line chose. */
 typedef struct {
     FILE *f;
     const char *path;
     mtl_config *cfg;
+    mtl_config *scratch; /* pass 1: where [train.MODEL] keys are checked */
+    int model;           /* pass 2: the model whose section applies; -1 in pass 1 */
+    int foreign;         /* the reader is in one of mtl_prep's sections */
     mtl_error *err;
     int lineno;   /* lines handed to inih so far = the line being parsed */
     int failed;   /* err holds our first error (reader or handler) */
     int err_line; /* its line */
 } ini_ctx;
+
+/* [columns] and [task.NAME]: mtl_prep's sections (name: len characters) */
+static int prep_section(const char *name, size_t len) {
+    return (len == 7 && strncmp(name, "columns", 7) == 0) ||
+           (len > 5 && strncmp(name, "task.", 5) == 0);
+}
 
 /* fgets for inih that also counts lines, refuses lines inih would silently
  * split (its buffer is `num` bytes), strips leading whitespace -- so an
@@ -664,6 +682,12 @@ static char *ini_read_line(char *str, int num, void *stream) {
 
     int start = 0;
     while (start < len && isspace((unsigned char)str[start])) start++;
+    if (str[start] == '[') {
+        const char *close = strchr(str + start, ']');
+        ctx->foreign = close && prep_section(str + start + 1, (size_t)(close - str - start - 1));
+    } else if (ctx->foreign) {
+        start = 0; /* mtl_prep's lists continue on indented lines: keep them so */
+    }
     memmove(str, str + start, (size_t)(len - start) + 1);
     len -= start;
     for (int i = 1; i < len; i++)
@@ -678,19 +702,37 @@ static char *ini_read_line(char *str, int num, void *stream) {
 }
 
 static int ini_on_key(void *user, const char *section, const char *name, const char *value) {
-    (void)section; // sections only organize the file; keys are global
     ini_ctx *ctx = user;
     if (ctx->failed) return 0;
+    if (prep_section(section, strlen(section))) return 1;
     char where[MTL_PATH_MAX + 128];
     snprintf(where, sizeof where, "%s:%d: %s", ctx->path, ctx->lineno, name);
+    int model_section = strncmp(section, "train.", 6) == 0;
+    int section_model = model_section ? mtl_model_parse(section + 6) : -1;
     const key_def *k = find_key(name, strlen(name));
     int rc;
-    if (!k)
-        rc = mtl_fail(ctx->err, where, "unknown key");
-    else if (k->type == KT_FN && k->set == set_config)
-        rc = mtl_fail(ctx->err, where, "not allowed in a config file (use --config)");
-    else
+    if (ctx->model >= 0) { /* pass 2: the chosen model's section (checked in pass 1) */
+        if (!k || section_model != ctx->model) return 1;
         rc = apply_key(ctx->cfg, k, value, where, ctx->err);
+    } else if (section[0] == '\0') {
+        rc = mtl_fail(ctx->err, where,
+                      "outside a section (mtl_dist reads [train] and [train.MODEL])");
+    } else if (strcmp(section, "train") != 0 && section_model < 0) {
+        rc = mtl_fail(ctx->err, NULL,
+                      "%s:%d: [%s]: unknown section (mtl_dist reads [train] and [train.MODEL], "
+                      "MODEL one of shared_bottom, esmm, mmoe, cgc, ple; mtl_prep reads "
+                      "[columns] and [task.NAME])",
+                      ctx->path, ctx->lineno, section);
+    } else if (!k) {
+        rc = mtl_fail(ctx->err, where, "unknown key");
+    } else if (k->type == KT_FN && k->set == set_config) {
+        rc = mtl_fail(ctx->err, where, "not allowed in a config file (use --config)");
+    } else if (model_section && k->set == set_model) {
+        rc = mtl_fail(ctx->err, where,
+                      "not allowed in [%s] (choose the model in [train] or with --model)", section);
+    } else { /* pass 1: [train] applies now, [train.MODEL] is only checked */
+        rc = apply_key(model_section ? ctx->scratch : ctx->cfg, k, value, where, ctx->err);
+    }
     if (rc != MTL_OK) {
         ctx->failed = 1;
         ctx->err_line = ctx->lineno;
@@ -699,7 +741,25 @@ static int ini_on_key(void *user, const char *section, const char *name, const c
     return 1;
 }
 
-int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err) {
+/* One pass over the file (see ini_ctx). */
+static int ini_pass(ini_ctx *ctx) {
+    rewind(ctx->f);
+    ctx->lineno = 0;
+    ctx->foreign = 0;
+    int rc = ini_parse_stream(ini_read_line, ctx, ini_on_key, ctx);
+    if (ferror(ctx->f)) return mtl_fail(ctx->err, ctx->path, "cannot read: %s", strerror(errno));
+    if (rc > 0 && (!ctx->failed || rc < ctx->err_line))
+        return mtl_fail(ctx->err, NULL,
+                        "%s:%d: syntax error (expected 'key = value', '[section]' or a comment)",
+                        ctx->path, rc);
+    if (ctx->failed) return MTL_ERR;
+    if (rc != 0) return mtl_fail(ctx->err, ctx->path, "cannot parse (inih error %d)", rc);
+    return MTL_OK;
+}
+
+/* model >= 0: the command line's --model, which picks the [train.MODEL]
+ * section whatever [train] says */
+static int load_ini(mtl_config *cfg, const char *path, int model, mtl_error *err) {
     size_t len = strlen(path);
     if (len >= sizeof cfg->config_path)
         return mtl_fail(err, "--config", "path is too long (%zu characters, at most %zu)", len,
@@ -707,20 +767,25 @@ int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err) {
     FILE *f = fopen(path, "r");
     if (!f) return mtl_fail(err, path, "cannot open: %s", strerror(errno));
     memcpy(cfg->config_path, path, len + 1);
-
-    ini_ctx ctx = {.f = f, .path = path, .cfg = cfg, .err = err};
-    int rc = ini_parse_stream(ini_read_line, &ctx, ini_on_key, &ctx);
-    int read_errno = errno;
-    int read_failed = ferror(f);
+    mtl_config *scratch = malloc(sizeof *scratch);
+    if (!scratch) {
+        fclose(f);
+        return mtl_fail(err, path, "out of memory");
+    }
+    *scratch = *cfg;
+    ini_ctx ctx = {.f = f, .path = path, .cfg = cfg, .scratch = scratch, .model = -1, .err = err};
+    int rc = ini_pass(&ctx);
+    if (rc == MTL_OK) {
+        ctx.model = model >= 0 ? model : (int)cfg->model;
+        rc = ini_pass(&ctx);
+    }
+    free(scratch);
     fclose(f);
-    if (read_failed) return mtl_fail(err, path, "cannot read: %s", strerror(read_errno));
-    if (rc > 0 && (!ctx.failed || rc < ctx.err_line))
-        return mtl_fail(err, NULL,
-                        "%s:%d: syntax error (expected 'key = value', '[section]' or a comment)",
-                        path, rc);
-    if (ctx.failed) return MTL_ERR;
-    if (rc != 0) return mtl_fail(err, path, "cannot parse (inih error %d)", rc);
-    return MTL_OK;
+    return rc;
+}
+
+int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err) {
+    return load_ini(cfg, path, -1, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -786,9 +851,9 @@ int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err) {
         }
     }
 
-    // pass 1: syntax, the command word, and --config (so the file is the base
-    // the other options override, wherever --config appears)
-    int have_command = 0;
+    // pass 1: syntax, the command word, and the last --model (it picks the
+    // config file's [train.MODEL] section; a bad name is reported in pass 2)
+    int have_command = 0, cli_model = -1;
     for (int i = 1; i < argc;) {
         cli_item it;
         if (cli_next(argc, argv, &i, &it, err) != MTL_OK) return MTL_ERR;
@@ -806,9 +871,20 @@ int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err) {
                                 "'%s': unknown command (train, predict, export; see --help)",
                                 it.value);
             have_command = 1;
-        } else if (it.key->set == set_config) {
-            if (apply_key(cfg, it.key, it.value, it.where, err) != MTL_OK) return MTL_ERR;
+        } else if (it.key->set == set_model) {
+            char w[32];
+            trimmed(w, sizeof w, it.value);
+            cli_model = mtl_model_parse(w);
         }
+    }
+    // then --config (so the file is the base the other options override,
+    // wherever --config appears)
+    for (int i = 1; i < argc;) {
+        cli_item it;
+        if (cli_next(argc, argv, &i, &it, err) != MTL_OK) return MTL_ERR;
+        if (it.key && it.key->set == set_config &&
+            load_ini(cfg, it.value, cli_model, err) != MTL_OK)
+            return MTL_ERR;
     }
 
     // pass 2: every other option in order, the last one winning
@@ -888,10 +964,15 @@ int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
 
     if (check_early_stop_metric(cfg->early_stop_metric, "early_stop_metric", err) != MTL_OK)
         return MTL_ERR;
-    if (cfg->command == MTL_CMD_TRAIN && cfg->early_stop_patience > 0 && cfg->valid_path[0] == '\0')
+    if (cfg->command == MTL_CMD_TRAIN && cfg->valid_split > 0 && cfg->valid_path[0])
+        return mtl_fail(err, "--valid-split",
+                        "holds out part of --train as the validation set, so it cannot be "
+                        "combined with --valid FILE (give one of the two)");
+    if (cfg->command == MTL_CMD_TRAIN && cfg->early_stop_patience > 0 &&
+        cfg->valid_path[0] == '\0' && cfg->valid_split <= 0)
         return mtl_fail(err, NULL,
                         "early stopping (early_stop_patience %d) needs a validation set "
-                        "(--valid FILE)",
+                        "(--valid FILE or --valid-split FRACTION)",
                         cfg->early_stop_patience);
 
     if (cfg->n_loss_weights < 0 || cfg->n_loss_weights > MTL_MAX_TASKS)
@@ -935,9 +1016,12 @@ const char *mtl_config_usage(void) {
            "\n"
            "Options are --key VALUE or --key=VALUE; '-' and '_' are interchangeable in\n"
            "names (--batch-size = --batch_size). Each also works as \"key = VALUE\" in the\n"
-           "INI file given by --config (any [section]; ';' and '#' start comments). The\n"
-           "file is read first wherever --config appears, so the command line overrides\n"
-           "it. Lists are comma separated (16,8); \"none\" or \"\" is an empty list.\n"
+           "INI file given by --config, in its [train] section or in [train.MODEL] (read\n"
+           "only when MODEL is the model trained, e.g. [train.esmm]); ';' and '#' start\n"
+           "comments. mtl_prep's sections of the same file ([columns], [task.NAME]) are\n"
+           "skipped, other sections refused. The file is read first wherever --config\n"
+           "appears, so the command line overrides it. Lists are comma separated (16,8);\n"
+           "\"none\" or \"\" is an empty list.\n"
            "Booleans: true/false, 1/0, on/off, yes/no; a bare --flag means true.\n"
            "\n"
            "General:\n"
@@ -955,6 +1039,9 @@ const char *mtl_config_usage(void) {
            "Data (HDF5 files written by mtl_prep):\n"
            "  --train FILE                  training set (required to train)\n"
            "  --valid FILE                  validation set, scored each epoch (default none)\n"
+           "  --valid-split FRACTION        without --valid: the last FRACTION of the\n"
+           "                                training file's rows, in [0, 1), is the\n"
+           "                                validation set instead (default 0 = none)\n"
            "  --test FILE                   test set, scored after training (default none)\n"
            "  --data-order local|global     local: each rank shuffles only its own shard;\n"
            "                                global: one shuffle over all rows\n"
@@ -1015,7 +1102,9 @@ const char *mtl_config_usage(void) {
            "  --epochs N                    passes over the training set, >= 1 (default 10)\n"
            "  --max-steps N                 stop after N updates, 0 = no limit (default 0)\n"
            "  --early-stop-patience N       stop after N epochs without improvement,\n"
-           "                                0 = off (default 0; needs --valid)\n"
+           "                                0 = off (default 0; needs --valid or\n"
+           "                                --valid-split)\n"
+           "  --patience N                  the same: --early-stop-patience's short name\n"
            "  --early-stop-metric M         valid_loss or auc:TASK (default valid_loss)\n"
            "  --skip-nonfinite-steps[=BOOL] skip an update whose loss or gradient is NaN/Inf\n"
            "                                instead of failing (default off)\n"
@@ -1029,6 +1118,9 @@ const char *mtl_config_usage(void) {
            "  --resume FILE|latest          continue from a checkpoint; latest = newest in\n"
            "                                --checkpoint-dir (default none)\n"
            "\n"
-           "Example:\n"
-           "  mpirun -n 2 mtl_dist --config census.ini --model ple --lr=0.005\n";
+           "Example (in the source tree, with out/census/*.h5 written by mtl_prep\n"
+           "--config configs/census.ini, see README.md; that file's [train] section\n"
+           "holds the census defaults):\n"
+           "  mpirun -n 2 mtl_dist --config configs/census.ini --model ple --lr=0.005 \\\n"
+           "      --train out/census/train.h5 --valid out/census/valid.h5 --patience 2\n";
 }

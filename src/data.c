@@ -771,9 +771,11 @@ void mtl_dataset_free(mtl_dataset *ds) {
 }
 
 /* Rows read: rank's shard of `world`, or, with range_begin >= 0, the rows
- * [range_begin, range_begin + range_count) (cut at the end of the file). */
+ * [range_begin, range_begin + range_count) (cut at the end of the file); with
+ * part set, those rows are the dataset and rank reads its shard of them. */
 static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int with_rows,
-                     int64_t range_begin, int64_t range_count, int compact, mtl_error *err) {
+                     int64_t range_begin, int64_t range_count, int part, int compact,
+                     mtl_error *err) {
     memset(ds, 0, sizeof *ds);
     if (world < 1 || rank < 0 || rank >= world)
         return mtl_fail(err, path, "bad shard: rank %d of world %d", rank, world);
@@ -826,7 +828,8 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
 
     int64_t begin, count;
     if (range_begin >= 0) {
-        if (range_begin > ds->n_total || range_count < 0) {
+        if (range_begin > ds->n_total || range_count < 0 ||
+            (part && range_count > ds->n_total - range_begin)) {
             mtl_fail(err, path, "rows %lld..%lld requested, the file has %lld",
                      (long long)range_begin, (long long)(range_begin + range_count),
                      (long long)ds->n_total);
@@ -834,6 +837,13 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         }
         begin = range_begin;
         count = range_count < ds->n_total - begin ? range_count : ds->n_total - begin;
+        if (part) {
+            ds->first = begin;
+            ds->n_total = count;
+            int64_t b;
+            mtl_shard_range(count, rank, world, &b, &count);
+            begin += b;
+        }
     } else {
         mtl_shard_range(ds->n_total, rank, world, &begin, &count);
     }
@@ -906,21 +916,26 @@ done:
 }
 
 int mtl_dataset_load(mtl_dataset *ds, const char *path, int rank, int world, mtl_error *err) {
-    return load_impl(ds, path, rank, world, 1, -1, 0, 0, err);
+    return load_impl(ds, path, rank, world, 1, -1, 0, 0, 0, err);
 }
 
 int mtl_dataset_load_compact(mtl_dataset *ds, const char *path, int rank, int world,
                              mtl_error *err) {
-    return load_impl(ds, path, rank, world, 1, -1, 0, 1, err);
+    return load_impl(ds, path, rank, world, 1, -1, 0, 0, 1, err);
+}
+
+int mtl_dataset_load_part(mtl_dataset *ds, const char *path, int64_t first, int64_t count, int rank,
+                          int world, int compact, mtl_error *err) {
+    return load_impl(ds, path, rank, world, 1, first, count, 1, compact, err);
 }
 
 int mtl_dataset_load_rows(mtl_dataset *ds, const char *path, int64_t begin, int64_t count,
                           mtl_error *err) {
-    return load_impl(ds, path, 0, 1, 1, begin, count, 0, err);
+    return load_impl(ds, path, 0, 1, 1, begin, count, 0, 0, err);
 }
 
 int mtl_dataset_load_header(mtl_dataset *ds, const char *path, mtl_error *err) {
-    return load_impl(ds, path, 0, 1, 0, -1, 0, 0, err);
+    return load_impl(ds, path, 0, 1, 0, -1, 0, 0, 0, err);
 }
 
 /* ------------------------------------------------------------------------- */

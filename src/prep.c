@@ -309,9 +309,13 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
             return ini_fail(st, "%s: expected one value, got '%s'", name, value);
         return 1;
     }
+    /* one config serves both tools: mtl_dist reads [train] and [train.MODEL] */
+    if (strcmp(section, "train") == 0 || strncmp(section, "train.", 6) == 0) return 1;
     char what[300];
     snprintf(what, sizeof what, "[%s]", section);
-    return ini_fail(st, "%s: unknown section%s", what, " (expected [columns] or [task.NAME])");
+    return ini_fail(st, "%s: unknown section%s", what,
+                    " (expected [columns] or [task.NAME]; [train] and [train.MODEL] are "
+                    "mtl_dist's)");
 }
 
 static void ini_state_free(ini_state *st) {
@@ -734,6 +738,56 @@ static int read_line(line_reader *r, const char *path, mtl_error *err) {
     return 1;
 }
 
+static int csv_blank(char c) {
+    return c == ' ' || c == '\t';
+}
+
+int mtl_csv_split(char *line, char **field, int cap, const char **why) {
+    int n = 0;
+    char *p = line;
+    for (;;) {
+        char *value, *end; /* the field is [value, end) */
+        while (csv_blank(*p)) p++;
+        if (*p == '"') {
+            value = end = ++p;
+            for (;; p++) {
+                if (*p == '\0') {
+                    *why = "quoted field not closed on this line (a quoted field cannot span "
+                           "lines)";
+                    return -1 - n;
+                }
+                if (*p == '"' && p[1] != '"') break;
+                *end++ = *p;
+                if (*p == '"') p++; /* "" is one quote */
+            }
+            p++;
+            while (csv_blank(*p)) p++;
+            if (*p != ',' && *p != '\0') {
+                *why = "text after the closing quote (quote the whole field)";
+                return -1 - n;
+            }
+        } else {
+            value = p;
+            while (*p != ',' && *p != '\0') {
+                if (*p == '"') {
+                    *why = "'\"' inside an unquoted field (quote the whole field and double the "
+                           "quotes in it: \"a\"\"b\")";
+                    return -1 - n;
+                }
+                p++;
+            }
+            end = p;
+            while (end > value && csv_blank(end[-1])) end--;
+        }
+        int more = *p == ',';
+        *end = '\0'; /* end <= p: p's comma has been read */
+        if (n < cap) field[n] = value;
+        n++;
+        if (!more) return n;
+        p++;
+    }
+}
+
 /* Parse a whole numeric field (already trimmed). */
 static int parse_number(const char *s, double *out) {
     if (*s == '\0') return 0;
@@ -776,16 +830,17 @@ static int read_csv(rowstore *r, const mtl_prep_config *cfg, const char *path, m
         if (lr.line == 1 && line[0] == '|') continue; /* adult.test's "|1x3 Cross validator" */
         if (*trim(line) == '\0') continue;            /* blank (UCI files end with one) */
         snprintf(where, sizeof where, "%s:%lld", path, (long long)lr.line);
-        /* split on commas; count every field so a long row is reported */
-        int n = 0;
-        char *p = line;
-        for (;;) {
-            char *comma = strchr(p, ',');
-            if (comma) *comma = '\0';
-            if (n < nc) field[n] = trim(p);
-            n++;
-            if (!comma) break;
-            p = comma + 1;
+        /* every field is counted, so a long row is reported */
+        const char *why = NULL;
+        int n = mtl_csv_split(line, field, nc, &why);
+        if (n < 0) {
+            int bad = -1 - n;
+            if (bad < nc)
+                rc = mtl_fail(err, where, "column %s: %s", cfg->col_names[bad], why);
+            else
+                rc = mtl_fail(err, where, "column %s: field %d after it: %s",
+                              cfg->col_names[nc - 1], bad - nc + 1, why);
+            break;
         }
         if (n < nc) {
             rc = mtl_fail(err, where, "column %s: missing (row has %d fields, config names %d)",

@@ -10,6 +10,7 @@
  * step, so replicas stay identical. */
 #include "mtl/train.h"
 
+#include <cJSON.h>
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +31,7 @@
 #include "mtl/metrics.h"
 #include "mtl/model.h"
 #include "mtl/optim.h"
+#include "mtl/prep.h"
 
 /* ---- signals ---- */
 
@@ -326,7 +328,7 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     for (int64_t done = 0; done < count;) {
         mtl_dataset chunk;
         int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
-        if (mtl_dataset_load_rows(&chunk, ds->path, begin + done, want, &err) != MTL_OK)
+        if (mtl_dataset_load_rows(&chunk, ds->path, ds->first + begin + done, want, &err) != MTL_OK)
             mtl_dist_abort(tr->d, MTL_EXIT_FAILURE, err.msg); /* the file changed under us */
         for (int64_t c = 0; c < chunk.n_rows;) {
             int n = (int)(chunk.n_rows - c < m->max_batch ? chunk.n_rows - c : m->max_batch);
@@ -368,25 +370,35 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     mtl_dist_bcast_bytes(tr->d, res, sizeof *res, 0);
 }
 
-/* JSON helpers: NaN is not JSON, write null. */
-static void json_num(FILE *f, double x) {
+/* Metrics lines are built with cJSON, which escapes task names (strings
+ * from the user's file) and writes numbers as JSON; NaN and Inf are not JSON
+ * numbers: null. */
+static void json_num(cJSON *obj, const char *key, double x) {
     if (isfinite(x))
-        fprintf(f, "%.10g", x);
+        cJSON_AddNumberToObject(obj, key, x);
     else
-        fputs("null", f);
+        cJSON_AddNullToObject(obj, key);
 }
 
-static void json_task_map(FILE *f, const mtl_model *m, const char *key, const double *v,
+static void json_task_map(cJSON *obj, const mtl_model *m, const char *key, const double *v,
                           int want_regression) {
-    fprintf(f, ",\"%s\":{", key);
-    int first = 1;
+    cJSON *map = cJSON_AddObjectToObject(obj, key);
     for (int t = 0; t < m->T; t++) {
         if (want_regression >= 0 && m->shape.task_regression[t] != want_regression) continue;
-        fprintf(f, "%s\"%s\":", first ? "" : ",", m->shape.task_names[t]);
-        json_num(f, v[t]);
-        first = 0;
+        json_num(map, m->shape.task_names[t], v[t]);
     }
-    fputc('}', f);
+}
+
+/* One line of the metrics file; frees obj. */
+static void json_line(FILE *f, cJSON *obj) {
+    char *text = cJSON_PrintUnformatted(obj);
+    if (text) {
+        fputs(text, f);
+        fputc('\n', f);
+        fflush(f);
+    }
+    cJSON_free(text);
+    cJSON_Delete(obj);
 }
 
 static int any_task(const mtl_model *m, int regression) {
@@ -395,7 +407,7 @@ static int any_task(const mtl_model *m, int regression) {
     return 0;
 }
 
-static void json_eval(FILE *f, const mtl_model *m, const char *prefix, const eval_result *r) {
+static void json_eval(cJSON *f, const mtl_model *m, const char *prefix, const eval_result *r) {
     char key[64];
     snprintf(key, sizeof key, "%s_loss", prefix);
     json_task_map(f, m, key, r->loss, -1);
@@ -601,10 +613,13 @@ static int check_writable(const char *path, const char *option, mtl_error *err) 
     return MTL_OK;
 }
 
-static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole, mtl_error *err) {
+/* n_part >= 0: only the file's first n_part rows (--valid-split) */
+static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole, int64_t n_part,
+                      mtl_error *err) {
     const mtl_dist *d = tr->d;
-    int rc = whole ? mtl_dataset_load_compact(ds, path, 0, 1, err)
-                   : mtl_dataset_load_compact(ds, path, d->rank, d->world, err);
+    int rank = whole ? 0 : d->rank, world = whole ? 1 : d->world;
+    int rc = n_part >= 0 ? mtl_dataset_load_part(ds, path, 0, n_part, rank, world, 1, err)
+                         : mtl_dataset_load_compact(ds, path, rank, world, err);
     if (rc != MTL_OK && strstr(err->msg, "out of memory")) {
         size_t len = strlen(err->msg);
         snprintf(err->msg + len, sizeof err->msg - len,
@@ -615,15 +630,20 @@ static int load_split(trainer *tr, mtl_dataset *ds, const char *path, int whole,
 }
 
 /* A split that is only evaluated: its header, and one pass over this rank's
- * rows in chunks so a bad value fails now rather than after the first epoch. */
-static int open_eval_split(trainer *tr, mtl_dataset *ds, const char *path, mtl_error *err) {
+ * rows in chunks so a bad value fails now rather than after the first epoch.
+ * first > 0: the split is the file's rows from `first` on (--valid-split). */
+static int open_eval_split(trainer *tr, mtl_dataset *ds, const char *path, int64_t first,
+                           mtl_error *err) {
     if (mtl_dataset_load_header(ds, path, err) != MTL_OK) return MTL_ERR;
+    ds->first = first;
+    ds->n_total -= first;
     int64_t begin, count;
     mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, &begin, &count);
     for (int64_t done = 0; done < count; done += EVAL_CHUNK) {
         mtl_dataset chunk;
         int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
-        if (mtl_dataset_load_rows(&chunk, path, begin + done, want, err) != MTL_OK) return MTL_ERR;
+        if (mtl_dataset_load_rows(&chunk, path, first + begin + done, want, err) != MTL_OK)
+            return MTL_ERR;
         mtl_dataset_free(&chunk);
     }
     return MTL_OK;
@@ -824,6 +844,27 @@ static int early_metric_task(const trainer *tr, mtl_error *err) {
            1;
 }
 
+/* --valid-split F: the tail of the training file, F of its rows (rounded as
+ * mtl_prep --split rounds), validates; the head trains. *n_train: the rows
+ * that train, -1 without --valid-split. */
+static int valid_split_rows(const mtl_config *cfg, int64_t *n_train, mtl_error *err) {
+    *n_train = -1;
+    if (cfg->valid_split <= 0) return MTL_OK;
+    mtl_dataset h;
+    if (mtl_dataset_load_header(&h, cfg->train_path, err) != MTL_OK) return MTL_ERR;
+    int64_t n = h.n_total, count[2];
+    mtl_dataset_free(&h);
+    const double frac[2] = {1.0 - cfg->valid_split, cfg->valid_split};
+    mtl_split_counts(n, frac, 2, count);
+    if (count[0] < 1 || count[1] < 1)
+        return mtl_fail(err, cfg->train_path,
+                        "--valid-split %g: of %lld rows, %lld would train and %lld validate "
+                        "(each needs at least one)",
+                        cfg->valid_split, (long long)n, (long long)count[0], (long long)count[1]);
+    *n_train = count[0];
+    return MTL_OK;
+}
+
 int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     trainer tr_, *tr = &tr_;
     memset(tr, 0, sizeof *tr);
@@ -841,8 +882,12 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         return MTL_EXIT_USAGE;
     }
     tr->streaming = cfg->stream;
-    int rc = tr->streaming ? mtl_dataset_load_header(&tr->train, cfg->train_path, err)
-                           : load_split(tr, &tr->train, cfg->train_path, whole, err);
+    int64_t n_train; /* --valid-split: the rows that train, the rest validate */
+    int rc = valid_split_rows(cfg, &n_train, err);
+    if (rc == MTL_OK)
+        rc = tr->streaming ? mtl_dataset_load_header(&tr->train, cfg->train_path, err)
+                           : load_split(tr, &tr->train, cfg->train_path, whole, n_train, err);
+    if (rc == MTL_OK && tr->streaming && n_train >= 0) tr->train.n_total = n_train;
     if (rc == MTL_OK && tr->streaming)
         rc = stream_init(&tr->st, tr->train.path, tr->train.n_total, d->rank, d->world,
                          cfg->stream_chunk_rows, cfg->seed, err);
@@ -854,14 +899,15 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         trainer_free(tr);
         return MTL_EXIT_USAGE;
     }
-    if (cfg->valid_path[0]) {
-        rc = open_eval_split(tr, &tr->valid, cfg->valid_path, err);
+    if (cfg->valid_path[0] || n_train >= 0) {
+        rc = n_train >= 0 ? open_eval_split(tr, &tr->valid, cfg->train_path, n_train, err)
+                          : open_eval_split(tr, &tr->valid, cfg->valid_path, 0, err);
         if (rc == MTL_OK) rc = same_layout(&tr->train, &tr->valid, err);
         agree_ok(d, rc, err);
         tr->has_valid = 1;
     }
     if (cfg->test_path[0]) {
-        rc = open_eval_split(tr, &tr->test, cfg->test_path, err);
+        rc = open_eval_split(tr, &tr->test, cfg->test_path, 0, err);
         if (rc == MTL_OK) rc = same_layout(&tr->train, &tr->test, err);
         agree_ok(d, rc, err);
         tr->has_test = 1;
@@ -1068,7 +1114,9 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         if (tr->emb.n_tables > 0)
             printf(", %d sparse embedding table%s", tr->emb.n_tables,
                    tr->emb.n_tables > 1 ? "s" : "");
-        if (tr->has_valid) printf(", valid %lld", (long long)tr->valid.n_total);
+        if (tr->has_valid)
+            printf(", valid %lld%s", (long long)tr->valid.n_total,
+                   n_train >= 0 ? " (the last rows of the training file: --valid-split)" : "");
         if (tr->has_test) printf(", test %lld", (long long)tr->test.n_total);
         printf("\n");
         fflush(stdout);
@@ -1283,15 +1331,14 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             fflush(stdout);
         }
         if (tr->metrics) {
-            fprintf(tr->metrics, "{\"epoch\":%lld", (long long)pg.epoch + 1);
-            json_task_map(tr->metrics, m, "train_loss", train_loss, -1);
-            if (tr->has_valid) json_eval(tr->metrics, m, "valid", &valid);
-            fprintf(tr->metrics, ",\"samples_per_sec\":");
-            json_num(tr->metrics, sps);
-            fprintf(tr->metrics, ",\"epoch_seconds\":");
-            json_num(tr->metrics, epoch_seconds);
-            fprintf(tr->metrics, ",\"steps\":%lld}\n", (long long)pg.step);
-            fflush(tr->metrics);
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddNumberToObject(j, "epoch", (double)(pg.epoch + 1));
+            json_task_map(j, m, "train_loss", train_loss, -1);
+            if (tr->has_valid) json_eval(j, m, "valid", &valid);
+            json_num(j, "samples_per_sec", sps);
+            json_num(j, "epoch_seconds", epoch_seconds);
+            cJSON_AddNumberToObject(j, "steps", (double)pg.step);
+            json_line(tr->metrics, j);
         }
         if (use_early) {
             double metric = et >= 0 ? -valid.auc[et] : valid.total;
@@ -1373,44 +1420,39 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     getrusage(RUSAGE_SELF, &ru);
     double peak_rss_mb = mtl_dist_max_int(d, (int)ru.ru_maxrss) / 1024.0;
     if (tr->metrics) {
-        fprintf(tr->metrics, "{\"final\":true,\"best_epoch\":");
-        if (use_early && pg.has_best)
-            fprintf(tr->metrics, "%lld", (long long)pg.best_epoch + 1);
-        else
-            fprintf(tr->metrics, "%lld", (long long)pg.epoch);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddTrueToObject(j, "final");
+        cJSON_AddNumberToObject(j, "best_epoch",
+                                (double)(use_early && pg.has_best ? pg.best_epoch + 1 : pg.epoch));
         if (tr->has_test) {
             if (any_task(m, 0)) {
-                json_task_map(tr->metrics, m, "test_auc", test.auc, 0);
-                json_task_map(tr->metrics, m, "test_logloss", test.loss, 0);
+                json_task_map(j, m, "test_auc", test.auc, 0);
+                json_task_map(j, m, "test_logloss", test.loss, 0);
             }
             if (any_task(m, 1)) {
-                json_task_map(tr->metrics, m, "test_mse", test.loss, 1);
-                json_task_map(tr->metrics, m, "test_mae", test.mae, 1);
+                json_task_map(j, m, "test_mse", test.loss, 1);
+                json_task_map(j, m, "test_mae", test.mae, 1);
             }
         }
-        fprintf(tr->metrics, ",\"train_samples_per_sec\":");
-        json_num(tr->metrics, train_seconds > 0 ? train_samples / train_seconds : 0);
-        fprintf(tr->metrics, ",\"train_seconds\":");
-        json_num(tr->metrics, train_seconds);
-        fprintf(tr->metrics, ",\"total_seconds\":");
-        json_num(tr->metrics, total_seconds);
-        fprintf(tr->metrics, ",\"steady_samples_per_sec\":");
-        json_num(tr->metrics, steady_seconds > 0 ? steady_samples / steady_seconds : NAN);
-        fprintf(tr->metrics, ",\"allreduce_share\":");
-        json_num(tr->metrics, steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
-        fprintf(tr->metrics, ",\"gemm_share\":");
-        json_num(tr->metrics, steady_seconds > 0 ? gemm_seconds / steady_seconds : NAN);
-        fprintf(tr->metrics, ",\"gemm\":\"%s\"", mtl_gemm_backend_name(m->gemm_backend));
-        fprintf(tr->metrics, ",\"exchange_bytes_per_step\":");
-        json_num(tr->metrics, steady_steps > 0 ? exchange_bytes / steady_steps : NAN);
-        fprintf(tr->metrics, ",\"sparse_tables\":%d,\"sharded_tables\":%d", tr->emb.n_tables,
-                tr->emb.n_sharded);
-        fprintf(tr->metrics, ",\"flops_per_sample\":%.0f", mtl_model_flops_per_sample(m));
-        fprintf(tr->metrics, ",\"peak_rss_mb\":%.1f", peak_rss_mb);
-        fprintf(
-            tr->metrics,
-            ",\"steps\":%lld,\"nonfinite_steps_skipped\":%lld,\"world_size\":%d,\"threads\":%d}\n",
-            (long long)pg.step, (long long)nonfinite_skipped, d->world, cfg->threads);
+        json_num(j, "train_samples_per_sec", train_seconds > 0 ? train_samples / train_seconds : 0);
+        json_num(j, "train_seconds", train_seconds);
+        json_num(j, "total_seconds", total_seconds);
+        json_num(j, "steady_samples_per_sec",
+                 steady_seconds > 0 ? steady_samples / steady_seconds : NAN);
+        json_num(j, "allreduce_share",
+                 steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
+        json_num(j, "gemm_share", steady_seconds > 0 ? gemm_seconds / steady_seconds : NAN);
+        cJSON_AddStringToObject(j, "gemm", mtl_gemm_backend_name(m->gemm_backend));
+        json_num(j, "exchange_bytes_per_step", steady_steps > 0 ? exchange_bytes / steady_steps : NAN);
+        cJSON_AddNumberToObject(j, "sparse_tables", tr->emb.n_tables);
+        cJSON_AddNumberToObject(j, "sharded_tables", tr->emb.n_sharded);
+        json_num(j, "flops_per_sample", round(mtl_model_flops_per_sample(m)));
+        json_num(j, "peak_rss_mb", round(peak_rss_mb * 10.0) / 10.0);
+        cJSON_AddNumberToObject(j, "steps", (double)pg.step);
+        cJSON_AddNumberToObject(j, "nonfinite_steps_skipped", (double)nonfinite_skipped);
+        cJSON_AddNumberToObject(j, "world_size", d->world);
+        cJSON_AddNumberToObject(j, "threads", cfg->threads);
+        json_line(tr->metrics, j);
     }
     if (root && !cfg->quiet)
         printf("done: %lld steps, %.0f samples/s, %.2f s\n", (long long)pg.step,
@@ -1434,7 +1476,7 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
     if (rc == MTL_OK) rc = mtl_checkpoint_load_state(cfg.checkpoint_path, &st, err);
     if (rc == MTL_OK) rc = mtl_config_apply_text(&cfg, st.config, cfg.checkpoint_path, err);
     agree_ok(d, rc, err);
-    rc = open_eval_split(tr, &tr->valid, cfg.data_path, err);
+    rc = open_eval_split(tr, &tr->valid, cfg.data_path, 0, err);
     if (rc == MTL_OK) {
         mtl_dataset *ds = &tr->valid;
         if (ds->S != st.shape.S || ds->D != st.shape.D)
@@ -1453,10 +1495,11 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
     }
     agree_ok(d, rc, err);
     if (tr->valid.n_total < d->world) {
+        /* the message first: trainer_free zeroes the dataset */
+        mtl_fail(err, cfg.data_path, "%lld row%s cannot be shared by %d ranks",
+                 (long long)tr->valid.n_total, tr->valid.n_total == 1 ? "" : "s", d->world);
         trainer_free(tr);
-        return mtl_fail(err, cfg.data_path, "%lld rows cannot be shared by %d ranks",
-                        (long long)tr->valid.n_total, d->world),
-               MTL_EXIT_USAGE;
+        return MTL_EXIT_USAGE;
     }
     int capacity = (int)((cfg.batch_size + d->world - 1) / d->world);
     rc = mtl_model_create(&tr->m, &cfg, &st.shape, capacity, err);

@@ -132,14 +132,21 @@ static void test_ini_parsing(void **state) {
     (void)state;
     const char *path = write_file("full.ini", "; a census run\n"
                                               "# both comment styles\n"
+                                              "[train]\n"
                                               "model = ple\n"
                                               "\n"
-                                              "[data]\n"
+                                              "[columns] ; mtl_prep's sections are skipped\n"
+                                              "names = a, b, c\n"
+                                              "categorical = a\n"
+                                              "[task.income]\n"
+                                              "column = c\n"
+                                              "positive = >50K\n"
+                                              "[train]  ; a section may come back\n"
                                               "train = data/train.h5\n"
                                               "valid=data/valid.h5   ; inline comment\n"
                                               "test = data/test.h5   # inline comment\n"
                                               "data-order = global\n"
-                                              "[model]\n"
+                                              "[train]\n"
                                               "  embedding_dim = 8\n"
                                               "  bottom_units = 64, 32\n"
                                               "  tower_units = 16,8\n"
@@ -164,7 +171,7 @@ static void test_ini_parsing(void **state) {
                                               "early_stop_patience = 2\n"
                                               "early_stop_metric = auc:income\n"
                                               "skip_nonfinite_steps = on\n"
-                                              "[output]\n"
+                                              "[train]\n"
                                               "metrics_out = m.jsonl\n"
                                               "checkpoint_dir = ckpt\n"
                                               "checkpoint_every_steps = 500\n"
@@ -221,7 +228,7 @@ static void test_ini_parsing(void **state) {
     EXPECT_OK(mtl_config_validate(&c, &e), &e);
 
     // CRLF line ends and an empty value (clears a path set before)
-    const char *crlf = write_file("crlf.ini", "[a]\r\nepochs = 4\r\ntrain =\r\n");
+    const char *crlf = write_file("crlf.ini", "[train]\r\nepochs = 4\r\ntrain =\r\n");
     EXPECT_OK(mtl_config_load_ini(&c, crlf, &e), &e);
     assert_int_equal(c.epochs, 4);
     assert_string_equal(c.train_path, "");
@@ -388,6 +395,117 @@ static void test_rejections(void **state) {
     EXPECT_FAIL("--epochs: 0 is out of range", "--epochs", "0", "--epochs", "3");
 }
 
+/* The names issue 4 gave: --patience is --early-stop-patience's short name
+ * (both work, on the command line and in a file); --valid-split FRACTION. */
+static void test_patience_valid_split(void **state) {
+    (void)state;
+    mtl_config c;
+    mtl_error e;
+    EXPECT_OK(PARSE(&c, &e, "--train", "t.h5", "--valid-split", "0.2", "--patience", "3"), &e);
+    assert_int_equal(c.early_stop_patience, 3);
+    assert_true(c.valid_split == 0.2);
+    EXPECT_OK(mtl_config_validate(&c, &e), &e);
+    EXPECT_OK(PARSE(&c, &e, "--patience=2", "--early-stop-patience", "5"), &e);
+    assert_int_equal(c.early_stop_patience, 5); // one setting: the last one wins
+    EXPECT_OK(PARSE(&c, &e, "--early-stop-patience", "5", "--patience=2"), &e);
+    assert_int_equal(c.early_stop_patience, 2);
+    EXPECT_FAIL("--patience: -1 is out of range", "--patience", "-1");
+    EXPECT_FAIL("--valid-split: '1' must be in [0, 1)", "--valid-split", "1");
+    EXPECT_FAIL("--valid-split: '-0.1' must be in [0, 1)", "--valid-split", "-0.1");
+    EXPECT_FAIL("--valid-split: 'half' is not a number", "--valid-split", "half");
+    EXPECT_OK(PARSE(&c, &e, "--valid-split", "0"), &e); // 0: none
+    assert_true(c.valid_split == 0.0);
+    // both given: an error naming both
+    EXPECT_OK(PARSE(&c, &e, "--train", "t.h5", "--valid", "v.h5", "--valid-split", "0.1"), &e);
+    expect_msg(mtl_config_validate(&c, &e), &e, "cannot be combined with --valid FILE", __FILE__,
+               __LINE__);
+    const char *path = write_file("patience.ini", "[train]\npatience = 4\nvalid_split = 0.25\n");
+    EXPECT_OK(PARSE(&c, &e, "--config", path), &e);
+    assert_int_equal(c.early_stop_patience, 4);
+    assert_true(c.valid_split == 0.25);
+}
+
+/* One config per dataset for both tools: mtl_dist reads [train] and the
+ * trained model's [train.MODEL], which the command line's --model picks;
+ * mtl_prep's sections are skipped. */
+static void test_shared_config(void **state) {
+    (void)state;
+    const char *path = write_file("shared.ini", "[columns]\n"
+                                                "names = a, b, y1, y2\n"
+                                                "categorical = a\n"
+                                                "numeric = b\n"
+                                                "[task.click]\n"
+                                                "column = y1\n"
+                                                "positive = 1\n"
+                                                "negative = 0\n"
+                                                "[train]\n"
+                                                "epochs = 3\n"
+                                                "lr = 0.02\n"
+                                                "[train.esmm]\n"
+                                                "ctr_task = click\n"
+                                                "ctcvr_task = buy\n"
+                                                "lr = 0.05\n"
+                                                "[train.ple]\n"
+                                                "num_levels = 3\n"
+                                                "[task.buy]\n"
+                                                "column = y2\n"
+                                                "positive = 1\n"
+                                                "negative = 0\n");
+    mtl_config c;
+    mtl_error e;
+    // the default model (mmoe): [train] only
+    EXPECT_OK(PARSE(&c, &e, "--config", path, "--train", "t.h5"), &e);
+    assert_int_equal(c.epochs, 3);
+    assert_true(c.lr == 0.02f);
+    assert_string_equal(c.ctr_task, "");
+    assert_int_equal(c.num_levels, 2);
+    // --model esmm, after or before --config: [train.esmm] on top of [train]
+    EXPECT_OK(PARSE(&c, &e, "--config", path, "--model", "esmm", "--train", "t.h5"), &e);
+    assert_int_equal(c.model, MTL_MODEL_ESMM);
+    assert_string_equal(c.ctr_task, "click");
+    assert_string_equal(c.ctcvr_task, "buy");
+    assert_true(c.lr == 0.05f);
+    assert_int_equal(c.num_levels, 2);
+    EXPECT_OK(mtl_config_validate(&c, &e), &e);
+    // the command line still wins over the model's section
+    EXPECT_OK(PARSE(&c, &e, "--model=esmm", "--lr", "0.001", "--config", path), &e);
+    assert_true(c.lr == 0.001f);
+    EXPECT_OK(PARSE(&c, &e, "--config", path, "--model", "ple"), &e);
+    assert_int_equal(c.num_levels, 3);
+    assert_string_equal(c.ctr_task, "");
+    // the model named in [train] picks the section too, unless --model overrides it
+    const char *p2 = write_file("shared2.ini", "[train.esmm]\nctr_task = click\n"
+                                               "[train]\nmodel = esmm\n");
+    EXPECT_OK(PARSE(&c, &e, "--config", p2), &e);
+    assert_int_equal(c.model, MTL_MODEL_ESMM);
+    assert_string_equal(c.ctr_task, "click");
+    EXPECT_OK(PARSE(&c, &e, "--config", p2, "--model", "cgc"), &e);
+    assert_int_equal(c.model, MTL_MODEL_CGC);
+    assert_string_equal(c.ctr_task, "");
+    mtl_config_defaults(&c);
+    EXPECT_OK(mtl_config_load_ini(&c, p2, &e), &e);
+    assert_string_equal(c.ctr_task, "click");
+
+    // the shipped dataset configs: every model's section parses, ESMM's names
+    // its tasks, and the result validates with a training file
+    const char *shipped[] = {MTL_SOURCE_DIR "/configs/census.ini",
+                             MTL_SOURCE_DIR "/configs/adult.ini",
+                             MTL_SOURCE_DIR "/configs/census_education.ini"};
+    for (size_t i = 0; i < sizeof shipped / sizeof shipped[0]; i++) {
+        for (int k = MTL_MODEL_SHARED_BOTTOM; k <= MTL_MODEL_PLE; k++) {
+            int rc = PARSE(&c, &e, "--config", shipped[i], "--model",
+                           mtl_model_name((mtl_model_kind)k), "--train", "t.h5");
+            if (rc == MTL_OK) rc = mtl_config_validate(&c, &e);
+            if (rc != MTL_OK) {
+                print_error("%s, model %s: %s\n", shipped[i], mtl_model_name((mtl_model_kind)k),
+                            e.msg);
+                fail();
+            }
+            if (k == MTL_MODEL_ESMM) assert_true(c.ctr_task[0] && c.ctcvr_task[0]);
+        }
+    }
+}
+
 static void test_ini_rejections(void **state) {
     (void)state;
     mtl_config c;
@@ -403,26 +521,54 @@ static void test_ini_rejections(void **state) {
                                            "lr = -1\n");
     expect_msg(mtl_config_load_ini(&c, p1, &e), &e, "run.ini:7: lr: '-1' must be > 0", __FILE__,
                __LINE__);
-    const char *p2 = write_file("unknown.ini", "[a]\nepochs = 3\nfrobnicate = 1\n");
+    const char *p2 = write_file("unknown.ini", "[train]\nepochs = 3\nfrobnicate = 1\n");
     expect_msg(mtl_config_load_ini(&c, p2, &e), &e, "unknown.ini:3: frobnicate: unknown key",
                __FILE__, __LINE__);
-    const char *p3 = write_file("syntax.ini", "[a]\nepochs 3\nlr = -1\n");
+    const char *p3 = write_file("syntax.ini", "[train]\nepochs 3\nlr = -1\n");
     expect_msg(mtl_config_load_ini(&c, p3, &e), &e, "syntax.ini:2: syntax error", __FILE__,
                __LINE__);
-    const char *p4 = write_file("nested.ini", "config = other.ini\n");
+    const char *p4 = write_file("nested.ini", "[train]\nconfig = other.ini\n");
     expect_msg(mtl_config_load_ini(&c, p4, &e), &e,
-               "nested.ini:1: config: not allowed in a config file", __FILE__, __LINE__);
-    const char *p5 = write_file("words.ini", "[m]\n\nmodel = xgboost\n");
+               "nested.ini:2: config: not allowed in a config file", __FILE__, __LINE__);
+    const char *p5 = write_file("words.ini", "[train]\n\nmodel = xgboost\n");
     expect_msg(mtl_config_load_ini(&c, p5, &e), &e,
                "words.ini:3: model: 'xgboost' is not a model (shared_bottom, esmm, mmoe, cgc, "
                "ple)",
                __FILE__, __LINE__);
     // a line inih would cut in two is refused rather than misread
     char text[400];
-    snprintf(text, sizeof text, "epochs = 2\ntrain = %0300d\n", 0);
+    snprintf(text, sizeof text, "[train]\nepochs = 2\ntrain = %0300d\n", 0);
     const char *p6 = write_file("long.ini", text);
-    expect_msg(mtl_config_load_ini(&c, p6, &e), &e, "long.ini:2: line is too long", __FILE__,
+    expect_msg(mtl_config_load_ini(&c, p6, &e), &e, "long.ini:3: line is too long", __FILE__,
                __LINE__);
+    // sections: mtl_dist's own are [train] and [train.MODEL]; a key outside
+    // any section, a section neither tool reads, a [train.X] that is not a
+    // model, a model chosen in a model's section, and a bad key or value in
+    // another model's section (checked though not applied) are all refused
+    const struct {
+        const char *file, *text, *want;
+    } sections[] = {
+        {"outside.ini", "; no section yet\nepochs = 2\n[train]\n",
+         "outside.ini:2: epochs: outside a section (mtl_dist reads [train] and [train.MODEL])"},
+        {"section.ini", "[train]\nepochs = 2\n[trian]\nlr = 0.1\n",
+         "section.ini:4: [trian]: unknown section (mtl_dist reads [train] and [train.MODEL]"},
+        {"notmodel.ini", "[train.xgboost]\nlr = 0.1\n",
+         "notmodel.ini:2: [train.xgboost]: unknown section"},
+        {"modelkey.ini", "[train.esmm]\nmodel = esmm\n",
+         "modelkey.ini:2: model: not allowed in [train.esmm] (choose the model in [train] or "
+         "with --model)"},
+        {"othermodel.ini",
+         "[train]\nmodel = mmoe\n[train.cgc]\nnum_experts_shared = 2\n"
+         "num_expert = 3\n",
+         "othermodel.ini:5: num_expert: unknown key"},
+        {"othervalue.ini", "[train.ple]\nnum_levels = 0\n",
+         "othervalue.ini:2: num_levels: 0 is out of range"},
+    };
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+        mtl_config_defaults(&c);
+        const char *path = write_file(sections[i].file, sections[i].text);
+        expect_msg(mtl_config_load_ini(&c, path, &e), &e, sections[i].want, __FILE__, __LINE__);
+    }
     // missing file, directory, and --config errors from the command line
     expect_msg(mtl_config_load_ini(&c, "x.ini", &e), &e,
                "x.ini: cannot open: No such file or directory", __FILE__, __LINE__);
@@ -511,9 +657,19 @@ static void test_validate(void **state) {
     strcpy(b.early_stop_metric, "auc:income");
     EXPECT_OK(mtl_config_validate(&b, &e), &e);
     b.early_stop_patience = 2;
-    expect_msg(mtl_config_validate(&b, &e), &e, "needs a validation set (--valid FILE)", __FILE__,
+    expect_msg(mtl_config_validate(&b, &e), &e,
+               "needs a validation set (--valid FILE or --valid-split FRACTION)", __FILE__,
                __LINE__);
     strcpy(b.valid_path, "v.h5");
+    EXPECT_OK(mtl_config_validate(&b, &e), &e);
+    // --valid-split: the validation set is the training file's tail, so not
+    // with --valid too; it serves early stopping
+    b.valid_split = 0.2;
+    expect_msg(mtl_config_validate(&b, &e), &e,
+               "--valid-split: holds out part of --train as the validation set, so it cannot be "
+               "combined with --valid FILE",
+               __FILE__, __LINE__);
+    b.valid_path[0] = '\0';
     EXPECT_OK(mtl_config_validate(&b, &e), &e);
 
     b = c;
@@ -628,6 +784,8 @@ static void test_usage(void **state) {
         "--epochs",
         "--seed",
         "--early-stop-patience",
+        "--patience",
+        "--valid-split",
         "--early-stop-metric",
         "--skip-nonfinite-steps",
         "--metrics-out",
@@ -681,7 +839,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),        cmocka_unit_test(test_model_names),
         cmocka_unit_test(test_ini_parsing),     cmocka_unit_test(test_cli_overrides_ini),
-        cmocka_unit_test(test_cli_forms),       cmocka_unit_test(test_lists),
+        cmocka_unit_test(test_cli_forms),       cmocka_unit_test(test_patience_valid_split),
+        cmocka_unit_test(test_shared_config),   cmocka_unit_test(test_lists),
         cmocka_unit_test(test_rejections),      cmocka_unit_test(test_ini_rejections),
         cmocka_unit_test(test_predict_command), cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_validate),        cmocka_unit_test(test_set_api),

@@ -284,6 +284,15 @@ static void test_malformed_rows(void **state) {
         {"qnum.csv", "red, ?, 5, yes, 0.5\n", "1: column size: '?'"},
         {"label.csv", "red, 1, 5, maybe, 0.5\n", "1: column label: label value 'maybe'"},
         {"regr.csv", "red, 1, 5, yes, high\n", "1: column score: 'high' is not a number"},
+        {"quote_open.csv", "red, 1, 5, yes, 0.5\n\"red, 1, 5, yes, 0.5\n",
+         "2: column color: quoted field not closed on this line"},
+        {"quote_inside.csv", "red, 1, 5, y\"es, 0.5\n",
+         "1: column label: '\"' inside an unquoted field"},
+        {"quote_after.csv", "\"red\" x, 1, 5, yes, 0.5\n",
+         "1: column color: text after the closing quote"},
+        {"quote_extra.csv", "red, 1, 5, yes, 0.5, \"x\n",
+         "1: column score: field 1 after it: quoted field not closed"},
+        {"quoted_many.csv", "red, 1, 5, yes, 0.5, \"x,y\"\n", "1: column score: extra fields"},
         {"empty.csv", "", " no data rows"},
         {"blank.csv", "\n\n  \n", " no data rows"},
     };
@@ -459,6 +468,88 @@ static void test_hashed_field(void **state) {
         assert_int_equal(run_prep(&o3, &err), MTL_ERR);
         assert_msg_has(&err, "field color: hashed into 0 buckets there");
     }
+
+/* mtl_csv_split: RFC 4180 quoting within a line. */
+static void test_csv_split(void **state) {
+    (void)state;
+    struct {
+        const char *line;
+        int n;               /* fields, or -1 - i: field i malformed */
+        const char *want[5]; /* the fields (up to 5) */
+    } cases[] = {
+        {"a,b,c", 3, {"a", "b", "c"}},
+        {" a , b\t,\tc ", 3, {"a", "b", "c"}},
+        {"", 1, {""}},
+        {",", 2, {"", ""}},
+        {"a,,c,", 4, {"a", "", "c", ""}},
+        {"\"a,b\",c", 2, {"a,b", "c"}},
+        {" \"a,b\" , c", 2, {"a,b", "c"}},
+        {"\" x \",y", 2, {" x ", "y"}},                   /* kept as written inside quotes */
+        {"\"say \"\"hi\"\"\",2", 2, {"say \"hi\"", "2"}}, /* "" is one quote */
+        {"\"\",\"\"\"\"\"\"", 2, {"", "\"\""}},
+        {"1,\"Washington, D.C.\",\"x\"", 3, {"1", "Washington, D.C.", "x"}},
+        {"\"caf\xc3\xa9, \xe2\x82\xac\",b", 2, {"caf\xc3\xa9, \xe2\x82\xac", "b"}},
+        {"a,\"b", -2, {0}},
+        {"a,b\"c\",d", -2, {0}},
+        {"\"a\"b,c", -1, {0}},
+        {"a,b,\"c\" \"d\"", -3, {0}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char line[128];
+        char *field[8];
+        const char *why = NULL;
+        snprintf(line, sizeof line, "%s", cases[i].line);
+        int n = mtl_csv_split(line, field, 8, &why);
+        if (n != cases[i].n) fail_msg("'%s': %d fields, want %d", cases[i].line, n, cases[i].n);
+        if (n < 0) {
+            assert_non_null(why);
+            continue;
+        }
+        for (int k = 0; k < n && k < 5; k++)
+            if (strcmp(field[k], cases[i].want[k]) != 0)
+                fail_msg("'%s': field %d is '%s', want '%s'", cases[i].line, k, field[k],
+                         cases[i].want[k]);
+    }
+    /* fields past cap are counted, not stored */
+    char line[] = "a,b,c,d";
+    char *two[2];
+    const char *why;
+    assert_int_equal(mtl_csv_split(line, two, 2, &why), 4);
+    assert_string_equal(two[1], "b");
+}
+
+/* Quoted fields as pandas and spreadsheets write them: a comma inside
+ * quotes is data, "" a quote; the row has the config's columns. */
+static void test_quoted_csv(void **state) {
+    (void)state;
+    write_text(TMP "/toy/quoted.csv", "\"red, dark\", 1, 5, yes, 0.5\n"
+                                      "\"say \"\"hi\"\"\",3,5,\"no\",\"1.5\"\n"
+                                      "red, 2, 5, yes, 2.5\n");
+    mtl_prep_options o = {.config_path = TMP "/toy/toy.ini",
+                          .train_path = TMP "/toy/quoted.csv",
+                          .test_path = TMP "/toy/quoted.csv",
+                          .output_dir = TMP "/toy/out_quoted"};
+    clean_dir(o.output_dir);
+    mtl_error err;
+    if (run_prep(&o, &err) != MTL_OK) fail_msg("%s", err.msg);
+    mtl_meta meta;
+    assert_int_equal(mtl_meta_load(&meta, TMP "/toy/out_quoted/train.h5", &err), MTL_OK);
+    assert_int_equal(meta.vocab_len[0], 4); /* <OOV>, red, red, dark, say "hi" (strcmp order) */
+    assert_string_equal(meta.vocab[0][1], "red");
+    assert_string_equal(meta.vocab[0][2], "red, dark");
+    assert_string_equal(meta.vocab[0][3], "say \"hi\"");
+    mtl_meta_free(&meta);
+    mtl_dataset tr;
+    load(&tr, TMP "/toy/out_quoted", "train.h5");
+    assert_int_equal(tr.n_rows, 3);
+    const int32_t want[3] = {2, 3, 1};
+    const float good[3] = {1, 0, 1}, score[3] = {0.5f, 1.5f, 2.5f};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tr.sparse[i], want[i]);
+        assert_float_equal(tr.labels[i * 2], good[i], 0.0);
+        assert_float_equal(tr.labels[i * 2 + 1], score[i], 1e-7);
+    }
+    mtl_dataset_free(&tr);
 }
 
 /* Config errors name the file, line and key. */
@@ -538,6 +629,16 @@ static void test_config_errors(void **state) {
         assert_int_equal(cfg.n_cols, shipped[i].n_cols);
         mtl_prep_config_free(&cfg);
     }
+    /* one config serves both tools: mtl_dist's sections are skipped, whatever
+     * keys they hold, wherever they are */
+    write_text(TMP "/toy/shared.ini", "[train]\nlr = 0.1\nnot_a_prep_key = 1\n[columns]\n"
+                                      "names = a, b\ncategorical = a\n[train.esmm]\n"
+                                      "ctr_task = t\n[task.t]\ncolumn = b\npositive = 1\n"
+                                      "negative = 0\n");
+    if (mtl_prep_config_load(&cfg, TMP "/toy/shared.ini", &err)) fail_msg("%s", err.msg);
+    assert_int_equal(cfg.S, 1);
+    assert_int_equal(cfg.T, 1);
+    mtl_prep_config_free(&cfg);
 }
 
 static void test_split_counts(void **state) {
@@ -937,6 +1038,9 @@ int main(void) {
         cmocka_unit_test_setup(test_config_errors, setup_toy),
         cmocka_unit_test(test_hash_id),
         cmocka_unit_test_setup(test_hashed_field, setup_toy),
+
+        cmocka_unit_test(test_csv_split),
+        cmocka_unit_test_setup(test_quoted_csv, setup_toy),
         cmocka_unit_test(test_split_counts),
         cmocka_unit_test(test_adult),
         cmocka_unit_test(test_census),

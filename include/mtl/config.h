@@ -1,8 +1,10 @@
 /* Run configuration: defaults (the field's census experiments), then an INI
  * file (--config), then command-line options, each overriding the last.
- * Every key has one name, used both as `key = value` in the INI file (in any
- * section) and as `--key value` / `--key=value` on the command line, where
- * '_' and '-' are interchangeable (--batch-size == batch_size). */
+ * Every key has one name (early_stop_patience also its short name,
+ * patience), used both as `key = value` in the INI file's [train] section (or
+ * [train.MODEL], read only when training MODEL; mtl_prep's sections of the
+ * same file are skipped) and as `--key value` / `--key=value` on the command
+ * line, where '_' and '-' are interchangeable (--batch-size == batch_size). */
 #ifndef MTL_CONFIG_H
 #define MTL_CONFIG_H
 
@@ -41,6 +43,7 @@ typedef struct {
 
     /* data */
     char train_path[MTL_PATH_MAX], valid_path[MTL_PATH_MAX], test_path[MTL_PATH_MAX];
+    double valid_split;                 /* > 0: the train file's tail validates */
     char data_path[MTL_PATH_MAX];       /* predict: input */
     char checkpoint_path[MTL_PATH_MAX]; /* predict: model */
     int data_order_global;              /* --data-order local|global */
@@ -130,7 +133,9 @@ void mtl_config_defaults(mtl_config *cfg);
  * values and unknown config keys are errors naming the option or
  * "file:line: key". */
 int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err);
-/* Apply one INI file on top of cfg. */
+/* Apply one INI file on top of cfg: [train], then [train.MODEL] for the
+ * model [train] (or cfg already) names. mtl_config_parse reads it the same
+ * way, except that a --model on the command line picks the section. */
 int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err);
 /* Set one key from a string, as from a file or command line; `where` names
  * the source for messages ("--lr", "run.ini:7: lr"). */

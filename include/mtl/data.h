@@ -40,8 +40,9 @@ void mtl_meta_free(mtl_meta *meta);
 
 typedef struct {
     char *path;
-    int64_t n_total;   /* rows in the file */
-    int64_t row_begin; /* global index of this shard's first row */
+    int64_t n_total;   /* rows in the file (a part of it: the part's rows) */
+    int64_t first;     /* file row of the dataset's row 0: 0 unless it is a part */
+    int64_t row_begin; /* file row of this shard's first row */
     int64_t n_rows;    /* rows held here */
     int S, D, T;
     int32_t *sparse;      /* [n_rows x S], or NULL when held compact: */
@@ -72,6 +73,12 @@ int mtl_dataset_load(mtl_dataset *ds, const char *path, int rank, int world, mtl
  * rows never all exist at once. mtl_batch_gather reads either form. */
 int mtl_dataset_load_compact(mtl_dataset *ds, const char *path, int rank, int world,
                              mtl_error *err);
+/* The rows [first, first + count) of the file as a dataset of their own
+ * (n_total = count, ds->first = first), and rank's shard of them: how
+ * --valid-split trains on the head of a file and validates on its tail.
+ * compact as mtl_dataset_load_compact. */
+int mtl_dataset_load_part(mtl_dataset *ds, const char *path, int64_t first, int64_t count, int rank,
+                          int world, int compact, mtl_error *err);
 /* Rows [begin, begin+count) only (cut at the end of the file), validated the
  * same way: what streaming evaluation reads one chunk at a time. */
 int mtl_dataset_load_rows(mtl_dataset *ds, const char *path, int64_t begin, int64_t count,

@@ -41,7 +41,9 @@
  *
  * Input: plain or gzip CSV (read through zlib), one row per line. A first line
  * starting with '|' (UCI's adult.test) and blank lines are skipped, every
- * field is trimmed of spaces. A malformed row stops the run with
+ * unquoted field is trimmed of spaces. Fields may be quoted as RFC 4180 (and
+ * pandas, spreadsheets) write them (mtl_csv_split), except that a quoted
+ * field cannot span lines. A malformed row stops the run with
  * "FILE:LINE: column NAME: what is wrong"; nothing is written until every
  * row has been read and encoded, so an error leaves no output file. */
 #ifndef MTL_PREP_H
@@ -107,6 +109,17 @@ void mtl_split_counts(int64_t n, const double *frac, int n_parts, int64_t *count
 const char *mtl_split_file(int part, int n_parts);
 /* mkdir -p */
 int mtl_mkdir_p(const char *dir, mtl_error *err);
+
+/* ---- the CSV reader ---- */
+
+/* Split one CSV line (no line break) into fields, in place. A field is
+ * either unquoted: up to the next comma, trimmed of spaces and tabs, and
+ * holding no '"'; or quoted (RFC 4180): '"', any text in which a comma is
+ * data and '""' stands for one '"', then '"' (spaces around the quotes are
+ * allowed, the text inside is kept as written). field[i] is set for
+ * i < cap; returns the number of fields, or -1 - i when field i is
+ * malformed, with *why saying how. */
+int mtl_csv_split(char *line, char **field, int cap, const char **why);
 
 /* ---- the CSV -> HDF5 run ---- */
 typedef struct {

@@ -62,12 +62,14 @@ seed "$corpus/csv/seed-bad-fields" 2 "$work/short.csv"
 
 # ---- config: 0 trainer INI, 1 INI \0 command line, 2 mtl_prep INI
 cat >"$work/run.ini" <<'EOF'
-; a trainer config using most keys
-[data]
+; a trainer config using most keys, beside mtl_prep's sections
+[columns]
+names = a, b,
+    c
+[train]
 train = data/train.h5
 valid = data/valid.h5   # inline comment
 data-order = global
-[model]
 model = ple
 embedding_dim = 8
 bottom_units = 16, 8
@@ -76,13 +78,17 @@ expert_units = 32,16
 gate_units =
 num_experts_specific = 2
 num_experts_shared = 1
+[train.ple]
 num_levels = 3
+[train]
 batch_norm = yes
 dropout = 0.25
 task_types = binary, regression
 loss_weights = 1, 0.5
 loss_weighting = uncertainty
-[optim]
+[task.y]
+column = c
+[train]
 optimizer = sgd
 lr = 1e-3
 momentum = 0.9
@@ -102,7 +108,7 @@ threads = 2
 max_steps = 10
 quiet = false
 EOF
-printf 'model = esmm\nctr_task = click\nctcvr_task = buy\n' >"$work/esmm.ini"
+printf '[train]\nmodel = esmm\n[train.esmm]\nctr_task = click\nctcvr_task = buy\n' >"$work/esmm.ini"
 printf 'train\n--config\n--lr=0.5\n--batch-size\n64\n--quiet\n--model\nmmoe\n--bottom_units=8,4\n--seed\n5\n' >"$work/args1"
 printf 'predict\n--checkpoint\nck.h5\n--data\nd.h5\n--predict-out\np.h5\n--dropout\n1\n' >"$work/args2"
 printf 'nan\n--epochs=1.5\n' >"$work/args3"
