@@ -468,6 +468,7 @@ static void test_hashed_field(void **state) {
         assert_int_equal(run_prep(&o3, &err), MTL_ERR);
         assert_msg_has(&err, "field color: hashed into 0 buckets there");
     }
+}
 
 /* mtl_csv_split: RFC 4180 quoting within a line. */
 static void test_csv_split(void **state) {
