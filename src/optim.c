@@ -65,22 +65,26 @@ MTL_HOT static void adam_update(float *restrict p, const float *restrict g, floa
     for (size_t i = 0; i < n; i++) adam_element(p + i, g[i], m + i, v + i, lr_t, b1, b2, eps);
 }
 
+/* Rows of a large table are far apart in memory: ask for the row (and its
+ * state) a few updates ahead of row k, so their cache misses overlap work. */
+static inline void prefetch_row(const float *table, const float *m, const float *v,
+                                const int32_t *ids, int k, int n, size_t dim) {
+    enum { AHEAD = 4 };
+    if (k + AHEAD >= n) return;
+    size_t next = (size_t)ids[k + AHEAD] * dim;
+    __builtin_prefetch(table + next, 1);
+    __builtin_prefetch(m + next, 1);
+    __builtin_prefetch(v + next, 1);
+}
+
 /* Adam over rows ids[0..n) of a table, L2 folded in (g += 2 l2 p first, as
- * mtl_add_l2): one pass per row, no call per row. Rows of a large table are
- * far apart in memory: the rows a few updates ahead are prefetched, so their
- * cache misses overlap this row's work. */
+ * mtl_add_l2): one pass per row, no call per row. */
 MTL_HOT static void adam_rows(float *restrict table, float *restrict m, float *restrict v,
                               size_t dim, const int32_t *ids, const float *restrict grad, int n,
                               float l2, float lr_t, float b1, float b2, float eps) {
-    enum { AHEAD = 4 };
     const float c = 2.0f * l2;
     for (int k = 0; k < n; k++) {
-        if (k + AHEAD < n) {
-            size_t next = (size_t)ids[k + AHEAD] * dim;
-            __builtin_prefetch(table + next, 1);
-            __builtin_prefetch(m + next, 1);
-            __builtin_prefetch(v + next, 1);
-        }
+        prefetch_row(table, m, v, ids, k, n, dim);
         size_t row = (size_t)ids[k] * dim;
         const float *g = grad + (size_t)k * dim;
         float *p = table + row, *mr = m + row, *vr = v + row;
@@ -160,14 +164,8 @@ void mtl_optim_update_rows(const mtl_optim *opt, float *table, float *m, float *
         adam_rows(table, m, v, d, ids, grad, n, l2, lr_t, opt->beta1, opt->beta2, opt->eps);
         return;
     }
-    enum { AHEAD = 4 }; /* as in adam_rows */
     for (int k = 0; k < n; k++) {
-        if (k + AHEAD < n) {
-            size_t next = (size_t)ids[k + AHEAD] * d;
-            __builtin_prefetch(table + next, 1);
-            __builtin_prefetch(m + next, 1);
-            __builtin_prefetch(v + next, 1);
-        }
+        prefetch_row(table, m, v, ids, k, n, d);
         size_t row = (size_t)ids[k] * d;
         float *g = grad + (size_t)k * d;
         mtl_add_l2(g, table + row, d, l2);
