@@ -453,27 +453,16 @@ static int set_optimizer(mtl_config *cfg, const char *value, const char *where, 
     return MTL_OK;
 }
 
-/* A setting with two words: *out = 0 for `no`, 1 for `yes`, else an error
- * naming both ("'x' is not a data order (local, global)"). */
-static int two_words(int *out, const char *value, const char *no, const char *yes, const char *what,
-                     const char *where, mtl_error *err) {
-    char w[32];
-    trimmed(w, sizeof w, value);
-    if (strcmp(w, no) == 0)
-        *out = 0;
-    else if (strcmp(w, yes) == 0)
-        *out = 1;
-    else
-        return mtl_fail(err, where, "'%s' is not a %s (%s, %s)", value, what, no, yes);
-    return MTL_OK;
-}
+static int one_of(int *out, const char *value, const char *const *words, int n, const char *what,
+                  const char *where, mtl_error *err);
 
 static int set_data_order(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
-    return two_words(&cfg->data_order_global, value, "local", "global", "data order", where, err);
+    static const char *const names[] = {"local", "global"};
+    return one_of(&cfg->data_order_global, value, names, 2, "a data order", where, err);
 }
 
 /* A setting that is one of a few words: *out = its index, else an error
- * naming them ("'x' is not an embedding update (auto, dense, sparse)"). */
+ * naming them ("'x' is not a data order (local, global)"). */
 static int one_of(int *out, const char *value, const char *const *words, int n, const char *what,
                   const char *where, mtl_error *err) {
     char w[32];
@@ -508,8 +497,8 @@ static int set_gemm(mtl_config *cfg, const char *value, const char *where, mtl_e
 
 static int set_loss_weighting(mtl_config *cfg, const char *value, const char *where,
                               mtl_error *err) {
-    return two_words(&cfg->loss_uncertainty, value, "fixed", "uncertainty", "loss weighting", where,
-                     err);
+    static const char *const names[] = {"fixed", "uncertainty"};
+    return one_of(&cfg->loss_uncertainty, value, names, 2, "a loss weighting", where, err);
 }
 
 /* Split a comma list into whitespace-trimmed items, calling item() on each.
