@@ -6,7 +6,8 @@
 # themselves, never by a test.
 set -euo pipefail
 BIN=${MTL_BIN:?} SRC=${MTL_SRC:?}
-if ldd "$BIN/mtl_dist" 2>/dev/null | grep -q libasan; then
+# (ldd captured first: with pipefail, grep -q closing the pipe early would fail ldd)
+if [[ "$(ldd "$BIN/mtl_dist" 2>/dev/null)" == *libasan* ]]; then
   echo "SKIP: a sanitizer build (the benchmark runs on the release build)"
   exit 0
 fi

@@ -15,7 +15,8 @@ if ! command -v valgrind >/dev/null 2>&1; then
     echo "SKIP: valgrind not installed"
     exit 0
 fi
-if ldd "$MTL_BIN/mtl_dist" 2>/dev/null | grep -q libasan; then
+# (ldd captured first: with pipefail, grep -q closing the pipe early would fail ldd)
+if [[ "$(ldd "$MTL_BIN/mtl_dist" 2>/dev/null)" == *libasan* ]]; then
     echo "SKIP: an AddressSanitizer build (valgrind runs on the plain build)"
     exit 0
 fi
