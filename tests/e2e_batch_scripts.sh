@@ -33,7 +33,7 @@ cp "$MTL_SRC/launch/pbs.sh" "$WORK/spool/job.sh" # PBS runs a copy
 printf 'localhost\nlocalhost\n' >"$WORK/nodes"
 "$PREP" synth --kind ctr --rows 12000 --sparse-fields 8 --vocab 50 --dense-fields 4 --seed 1 \
     --split 0.9,0.05,0.05 --output-dir "$WORK/data" >/dev/null
-ARGS="--model mmoe --train $WORK/data/train.h5 --test $WORK/data/test.h5 --batch-size 64 --seed 3 --quiet --epochs 6"
+ARGS="--model mmoe --train $WORK/data/train.h5 --test $WORK/data/test.h5 --batch-size 64 --seed 3 --quiet --epochs 30"
 
 # start NAME MTL_ARGS: the job script in the background, output in $WORK/NAME.out
 start() {
@@ -77,7 +77,22 @@ signalled() {
         show_out "$name"
         return 1
     fi
+    # The ranks are paused while the signal travels (shell, mpirun, ranks):
+    # a fast machine could otherwise finish all epochs before it arrives.
+    local ranks i
+    ranks=$(procs_with "$WORK/$name/" | awk -v d="$DIST" '$2 == d {print $1}')
+    if [ -z "$ranks" ]; then
+        finish "$name"
+        fail "$name: the ranks ended before the signal could be sent (exit $RC)"
+        return 1
+    fi
+    kill -STOP $ranks 2>/dev/null
     kill -"$sig" "$JOB_PID"
+    for ((i = 0; i < 100; i++)); do
+        grep -q "Forwarding signal" "$WORK/$name.out" && break
+        sleep 0.1
+    done
+    kill -CONT $ranks 2>/dev/null
     finish "$name"
     if [ "$RC" -eq 75 ] && grep -q "SIG$sig: SIGUSR1 to the launcher" "$WORK/$name.out" &&
         grep -q "interrupted at step" "$WORK/$name.out"; then
