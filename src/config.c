@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mtl/model.h"
 #include "mtl/optim.h"
 
 /* ------------------------------------------------------------------------ */
@@ -34,13 +35,18 @@ void mtl_config_defaults(mtl_config *cfg) {
     cfg->data_order_global = 0;
 
     // model: the census experiments of the MMoE/PLE papers' open-source ports
-    cfg->model = MTL_MODEL_MMOE;
+    cfg->model = mtl_model_find("mmoe");
     cfg->embedding_dim = 4;
     const int u16[] = {16}, u8[] = {8};
     set_units(&cfg->bottom_units, 1, u16);
-    set_units(&cfg->tower_units, 1, u8);
+    set_units(&cfg->tower_units.list[0], 1, u8);
+    cfg->tower_units.n_lists = 1;
     set_units(&cfg->expert_units, 1, u16);
-    set_units(&cfg->gate_units, 0, NULL);
+    set_units(&cfg->gate_units.list[0], 0, NULL);
+    cfg->gate_units.n_lists = 1;
+    cfg->activation = MTL_ACT_RELU;
+    /* Xi et al. (KDD 2021), sec. 4.1.3: alpha = 0.6 on both of their datasets */
+    cfg->aitm_calibration_weight = 0.6f;
     cfg->num_experts = 8;
     cfg->num_experts_specific = 4;
     cfg->num_experts_shared = 4;
@@ -83,20 +89,26 @@ void mtl_config_defaults(mtl_config *cfg) {
     cfg->rank_memory_mb = 0;
 }
 
-static const char *const model_names[] = {"shared_bottom", "esmm", "mmoe", "cgc", "ple"};
+static const char *const activation_names[] = {"relu", "tanh", "sigmoid"}; /* mtl_activation */
 
-const char *mtl_model_name(mtl_model_kind kind) {
-    if ((int)kind < 0 || (int)kind >= (int)(sizeof model_names / sizeof model_names[0]))
-        return "unknown";
-    return model_names[kind];
+const char *mtl_activation_name(int activation) {
+    return activation >= 0 && activation < 3 ? activation_names[activation] : "unknown";
 }
 
-int mtl_model_parse(const char *name) {
-    if (!name) return -1;
-    for (int i = 0; i < (int)(sizeof model_names / sizeof model_names[0]); i++)
-        if (strcmp(name, model_names[i]) == 0) return i;
-    if (strcmp(name, "shared-bottom") == 0) return MTL_MODEL_SHARED_BOTTOM;
-    return -1;
+/* "shared_bottom, esmm, ..." from the model list */
+static void model_list(char *out, size_t cap) {
+    out[0] = '\0';
+    for (int i = 0; mtl_models[i]; i++)
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? ", " : "", mtl_models[i]->name);
+}
+
+/* a model by name ('-' for '_' too: shared-bottom) */
+static const mtl_model_desc *model_named(const char *name) {
+    char w[32];
+    snprintf(w, sizeof w, "%s", name);
+    for (char *c = w; *c; c++)
+        if (*c == '-') *c = '_';
+    return mtl_model_find(w);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -186,15 +198,16 @@ static int bool_word(const char *s) {
 /* the key table */
 
 typedef enum {
-    KT_STR,    /* char[size] */
-    KT_INT,    /* int in [ilo, ihi] */
-    KT_I64,    /* int64_t in [ilo, ihi] */
-    KT_U64,    /* uint64_t, any */
-    KT_FLOAT,  /* float in the range (flo, fhi, lo_open, hi_open) */
-    KT_DOUBLE, /* double, same */
-    KT_BOOL,   /* int 0/1; on the command line the value may be omitted (= true) */
-    KT_UNITS,  /* mtl_units; ilo = minimum number of layers */
-    KT_FN      /* custom setter */
+    KT_STR,        /* char[size] */
+    KT_INT,        /* int in [ilo, ihi] */
+    KT_I64,        /* int64_t in [ilo, ihi] */
+    KT_U64,        /* uint64_t, any */
+    KT_FLOAT,      /* float in the range (flo, fhi, lo_open, hi_open) */
+    KT_DOUBLE,     /* double, same */
+    KT_BOOL,       /* int 0/1; on the command line the value may be omitted (= true) */
+    KT_UNITS,      /* mtl_units; ilo = minimum number of layers */
+    KT_TASK_UNITS, /* mtl_task_units: per-task lists split by '/'; ilo as KT_UNITS */
+    KT_FN          /* custom setter */
 } key_type;
 
 typedef int (*key_setter)(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
@@ -226,6 +239,8 @@ typedef struct {
     { .name = n, .type = KT_BOOL, .offset = FIELD(f) }
 #define K_UNITS(n, f, min_layers)                                                                  \
     { .name = n, .type = KT_UNITS, .offset = FIELD(f), .ilo = min_layers }
+#define K_TASK_UNITS(n, f, min_layers)                                                             \
+    { .name = n, .type = KT_TASK_UNITS, .offset = FIELD(f), .ilo = min_layers }
 #define K_FN(n, fn)                                                                                \
     { .name = n, .type = KT_FN, .set = fn }
 
@@ -245,6 +260,7 @@ static int set_task_types(mtl_config *cfg, const char *value, const char *where,
 static int set_loss_weights(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
 static int set_early_stop_metric(mtl_config *cfg, const char *value, const char *where,
                                  mtl_error *err);
+static int set_activation(mtl_config *cfg, const char *value, const char *where, mtl_error *err);
 
 static const key_def keys[] = {
     K_FN("config", set_config),
@@ -262,9 +278,10 @@ static const key_def keys[] = {
     K_FN("model", set_model),
     K_INT("embedding_dim", embedding_dim, 1, 65536),
     K_UNITS("bottom_units", bottom_units, 1),
-    K_UNITS("tower_units", tower_units, 1),
+    K_TASK_UNITS("tower_units", tower_units, 1),
     K_UNITS("expert_units", expert_units, 1),
-    K_UNITS("gate_units", gate_units, 0),
+    K_TASK_UNITS("gate_units", gate_units, 0),
+    K_FN("activation", set_activation),
     K_INT("num_experts", num_experts, 1, 1024),
     K_INT("num_experts_specific", num_experts_specific, 1, 1024),
     K_INT("num_experts_shared", num_experts_shared, 1, 1024),
@@ -273,6 +290,8 @@ static const key_def keys[] = {
     K_FLT("dropout", KT_FLOAT, dropout, 0.0, 1.0, 0, 1),
     K_STR("ctr_task", ctr_task),
     K_STR("ctcvr_task", ctcvr_task),
+    K_STR("task_order", task_order),
+    K_FLT("aitm_calibration_weight", KT_FLOAT, aitm_calibration_weight, 0.0, INFINITY, 0, 0),
     K_FN("task_types", set_task_types),
     // loss
     K_FN("loss_weights", set_loss_weights),
@@ -340,6 +359,8 @@ static int in_float_range(const key_def *k, double v) {
 
 static int parse_units(mtl_units *out, const char *value, int min_layers, const char *where,
                        mtl_error *err);
+static int parse_task_units(mtl_task_units *out, const char *value, int min_layers,
+                            const char *where, mtl_error *err);
 
 static int apply_key(mtl_config *cfg, const key_def *k, const char *value, const char *where,
                      mtl_error *err) {
@@ -400,6 +421,8 @@ static int apply_key(mtl_config *cfg, const key_def *k, const char *value, const
     }
     case KT_UNITS:
         return parse_units((mtl_units *)field, value, (int)k->ilo, where, err);
+    case KT_TASK_UNITS:
+        return parse_task_units((mtl_task_units *)field, value, (int)k->ilo, where, err);
     case KT_FN:
         return k->set(cfg, value, where, err);
     }
@@ -434,14 +457,22 @@ static void trimmed(char *buf, size_t size, const char *value) {
 }
 
 static int set_model(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
-    char w[32];
+    char w[32], list[256];
     trimmed(w, sizeof w, value);
-    int m = mtl_model_parse(w);
-    if (m < 0)
-        return mtl_fail(err, where, "'%s' is not a model (shared_bottom, esmm, mmoe, cgc, ple)",
-                        value);
-    cfg->model = (mtl_model_kind)m;
+    const mtl_model_desc *m = model_named(w);
+    if (!m) {
+        model_list(list, sizeof list);
+        return mtl_fail(err, where, "'%s' is not a model (%s)", value, list);
+    }
+    cfg->model = m;
     return MTL_OK;
+}
+
+static int one_of(int *out, const char *value, const char *const *words, int n, const char *what,
+                  const char *where, mtl_error *err);
+
+static int set_activation(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
+    return one_of(&cfg->activation, value, activation_names, 3, "an activation", where, err);
 }
 
 static int set_optimizer(mtl_config *cfg, const char *value, const char *where, mtl_error *err) {
@@ -553,6 +584,29 @@ static int parse_units(mtl_units *out, const char *value, int min_layers, const 
     return MTL_OK;
 }
 
+/* Per-task lists "32,32/16": one list serves every task. */
+static int parse_task_units(mtl_task_units *out, const char *value, int min_layers,
+                            const char *where, mtl_error *err) {
+    mtl_task_units u;
+    memset(&u, 0, sizeof u);
+    const char *s = value;
+    for (;;) {
+        const char *slash = strchr(s, '/');
+        size_t len = slash ? (size_t)(slash - s) : strlen(s);
+        char item[512];
+        if (len >= sizeof item) return mtl_fail(err, where, "'%s' is too long", value);
+        if (u.n_lists == MTL_MAX_TASKS + 1)
+            return mtl_fail(err, where, "'%s': more than %d lists", value, MTL_MAX_TASKS + 1);
+        memcpy(item, s, len);
+        item[len] = '\0';
+        if (parse_units(&u.list[u.n_lists++], item, min_layers, where, err)) return MTL_ERR;
+        if (!slash) break;
+        s = slash + 1;
+    }
+    *out = u;
+    return MTL_OK;
+}
+
 static int task_type_item(void *out, int i, const char *item, const char *where, mtl_error *err) {
     int *regression = out;
     if (strcmp(item, "binary") == 0)
@@ -630,9 +684,9 @@ typedef struct {
     FILE *f;
     const char *path;
     mtl_config *cfg;
-    mtl_config *scratch; /* pass 1: where [train.MODEL] keys are checked */
-    int model;           /* pass 2: the model whose section applies; -1 in pass 1 */
-    int foreign;         /* the reader is in one of mtl_prep's sections */
+    mtl_config *scratch;         /* pass 1: where [train.MODEL] keys are checked */
+    const mtl_model_desc *model; /* pass 2: the model whose section applies; NULL in pass 1 */
+    int foreign;                 /* the reader is in one of mtl_prep's sections */
     mtl_error *err;
     int lineno;   /* lines handed to inih so far = the line being parsed */
     int failed;   /* err holds our first error (reader or handler) */
@@ -697,21 +751,22 @@ static int ini_on_key(void *user, const char *section, const char *name, const c
     char where[MTL_PATH_MAX + 128];
     snprintf(where, sizeof where, "%s:%d: %s", ctx->path, ctx->lineno, name);
     int model_section = strncmp(section, "train.", 6) == 0;
-    int section_model = model_section ? mtl_model_parse(section + 6) : -1;
+    const mtl_model_desc *section_model = model_section ? model_named(section + 6) : NULL;
     const key_def *k = find_key(name, strlen(name));
     int rc;
-    if (ctx->model >= 0) { /* pass 2: the chosen model's section (checked in pass 1) */
+    if (ctx->model) { /* pass 2: the chosen model's section (checked in pass 1) */
         if (!k || section_model != ctx->model) return 1;
         rc = apply_key(ctx->cfg, k, value, where, ctx->err);
     } else if (section[0] == '\0') {
         rc = mtl_fail(ctx->err, where,
                       "outside a section (mtl_dist reads [train] and [train.MODEL])");
-    } else if (strcmp(section, "train") != 0 && section_model < 0) {
+    } else if (strcmp(section, "train") != 0 && !section_model) {
+        char list[256];
+        model_list(list, sizeof list);
         rc = mtl_fail(ctx->err, NULL,
                       "%s:%d: [%s]: unknown section (mtl_dist reads [train] and [train.MODEL], "
-                      "MODEL one of shared_bottom, esmm, mmoe, cgc, ple; mtl_prep reads "
-                      "[columns] and [task.NAME])",
-                      ctx->path, ctx->lineno, section);
+                      "MODEL one of %s; mtl_prep reads [columns] and [task.NAME])",
+                      ctx->path, ctx->lineno, section, list);
     } else if (!k) {
         rc = mtl_fail(ctx->err, where, "unknown key");
     } else if (k->type == KT_FN && k->set == set_config) {
@@ -746,9 +801,10 @@ static int ini_pass(ini_ctx *ctx) {
     return MTL_OK;
 }
 
-/* model >= 0: the command line's --model, which picks the [train.MODEL]
+/* model: the command line's --model (or NULL), which picks the [train.MODEL]
  * section whatever [train] says */
-static int load_ini(mtl_config *cfg, const char *path, int model, mtl_error *err) {
+static int load_ini(mtl_config *cfg, const char *path, const mtl_model_desc *model,
+                    mtl_error *err) {
     size_t len = strlen(path);
     if (len >= sizeof cfg->config_path)
         return mtl_fail(err, "--config", "path is too long (%zu characters, at most %zu)", len,
@@ -762,10 +818,10 @@ static int load_ini(mtl_config *cfg, const char *path, int model, mtl_error *err
         return mtl_fail(err, path, "out of memory");
     }
     *scratch = *cfg;
-    ini_ctx ctx = {.f = f, .path = path, .cfg = cfg, .scratch = scratch, .model = -1, .err = err};
+    ini_ctx ctx = {.f = f, .path = path, .cfg = cfg, .scratch = scratch, .model = NULL, .err = err};
     int rc = ini_pass(&ctx);
     if (rc == MTL_OK) {
-        ctx.model = model >= 0 ? model : (int)cfg->model;
+        ctx.model = model ? model : cfg->model;
         rc = ini_pass(&ctx);
     }
     free(scratch);
@@ -774,7 +830,7 @@ static int load_ini(mtl_config *cfg, const char *path, int model, mtl_error *err
 }
 
 int mtl_config_load_ini(mtl_config *cfg, const char *path, mtl_error *err) {
-    return load_ini(cfg, path, -1, err);
+    return load_ini(cfg, path, NULL, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -842,7 +898,8 @@ int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err) {
 
     // pass 1: syntax, the command word, and the last --model (it picks the
     // config file's [train.MODEL] section; a bad name is reported in pass 2)
-    int have_command = 0, cli_model = -1;
+    int have_command = 0;
+    const mtl_model_desc *cli_model = NULL;
     for (int i = 1; i < argc;) {
         cli_item it;
         if (cli_next(argc, argv, &i, &it, err) != MTL_OK) return MTL_ERR;
@@ -863,7 +920,7 @@ int mtl_config_parse(mtl_config *cfg, int argc, char **argv, mtl_error *err) {
         } else if (it.key->set == set_model) {
             char w[32];
             trimmed(w, sizeof w, it.value);
-            cli_model = mtl_model_parse(w);
+            cli_model = model_named(w);
         }
     }
     // then --config (so the file is the base the other options override,
@@ -941,15 +998,7 @@ int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
     if (cfg->command == MTL_CMD_EXPORT && (!cfg->checkpoint_path[0] || !cfg->onnx_path[0]))
         return mtl_fail(err, NULL, "export needs --checkpoint FILE and --onnx FILE");
 
-    if (cfg->model == MTL_MODEL_ESMM) {
-        if (cfg->ctr_task[0] == '\0' || cfg->ctcvr_task[0] == '\0')
-            return mtl_fail(err, NULL,
-                            "model esmm needs --ctr-task and --ctcvr-task (task names in the "
-                            "data's /labels)");
-        if (strcmp(cfg->ctr_task, cfg->ctcvr_task) == 0)
-            return mtl_fail(err, NULL, "esmm: ctr_task and ctcvr_task are both '%s'",
-                            cfg->ctr_task);
-    }
+    if (cfg->model->check && cfg->model->check(cfg, err) != MTL_OK) return MTL_ERR;
 
     if (check_early_stop_metric(cfg->early_stop_metric, "early_stop_metric", err) != MTL_OK)
         return MTL_ERR;
@@ -976,10 +1025,14 @@ int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
                         cfg->n_loss_weights, cfg->n_task_types);
 
     if (check_units(&cfg->bottom_units, "bottom_units", 1, err) != MTL_OK ||
-        check_units(&cfg->tower_units, "tower_units", 1, err) != MTL_OK ||
-        check_units(&cfg->expert_units, "expert_units", 1, err) != MTL_OK ||
-        check_units(&cfg->gate_units, "gate_units", 0, err) != MTL_OK)
+        check_units(&cfg->expert_units, "expert_units", 1, err) != MTL_OK)
         return MTL_ERR;
+    for (int i = 0; i < cfg->tower_units.n_lists; i++)
+        if (check_units(&cfg->tower_units.list[i], "tower_units", 1, err) != MTL_OK) return MTL_ERR;
+    for (int i = 0; i < cfg->gate_units.n_lists; i++)
+        if (check_units(&cfg->gate_units.list[i], "gate_units", 0, err) != MTL_OK) return MTL_ERR;
+    if (cfg->tower_units.n_lists < 1 || cfg->gate_units.n_lists < 1)
+        return mtl_fail(err, "tower_units", "no list");
 
     if (cfg->command == MTL_CMD_TRAIN) {
         if (strcmp(cfg->resume, "latest") == 0 && cfg->checkpoint_dir[0] == '\0')
@@ -993,123 +1046,197 @@ int mtl_config_validate(const mtl_config *cfg, mtl_error *err) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* the model's hyperparameters as text (checkpoints) */
+
+/* "16,8", "16,8/4" (per task), "none" */
+static size_t units_text(const mtl_units *u, char *out, size_t cap) {
+    size_t used = 0;
+    if (u->n == 0) return (size_t)snprintf(out, cap, "none");
+    for (int i = 0; i < u->n && used < cap; i++)
+        used += (size_t)snprintf(out + used, cap - used, i ? ",%d" : "%d", u->units[i]);
+    return used;
+}
+
+static void task_units_text(const mtl_task_units *u, char *out, size_t cap) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < u->n_lists && used + 1 < cap; i++) {
+        if (i) out[used++] = '/';
+        used += units_text(&u->list[i], out + used, cap - used);
+    }
+}
+
+void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap) {
+    char bottom[128], tower[1024], expert[128], gate[1024];
+    units_text(&cfg->bottom_units, bottom, sizeof bottom);
+    task_units_text(&cfg->tower_units, tower, sizeof tower);
+    units_text(&cfg->expert_units, expert, sizeof expert);
+    task_units_text(&cfg->gate_units, gate, sizeof gate);
+    int n = snprintf(out, cap,
+                     "model = %s\nembedding_dim = %d\nbottom_units = %s\ntower_units = %s\n"
+                     "expert_units = %s\ngate_units = %s\nnum_experts = %d\n"
+                     "num_experts_specific = %d\nnum_experts_shared = %d\nnum_levels = %d\n"
+                     "batch_norm = %d\ndropout = %.9g\nloss_weighting = %s\nactivation = %s\n",
+                     cfg->model->name, cfg->embedding_dim, bottom, tower, expert, gate,
+                     cfg->num_experts, cfg->num_experts_specific, cfg->num_experts_shared,
+                     cfg->num_levels, cfg->batch_norm, (double)cfg->dropout,
+                     cfg->loss_uncertainty ? "uncertainty" : "fixed",
+                     mtl_activation_name(cfg->activation));
+    /* the tasks' roles, for the models that give them (empty keys are the default) */
+    if (n > 0 && (size_t)n < cap && cfg->ctr_task[0])
+        n += snprintf(out + n, cap - (size_t)n, "ctr_task = %s\nctcvr_task = %s\n", cfg->ctr_task,
+                      cfg->ctcvr_task);
+    if (n > 0 && (size_t)n < cap && cfg->task_order[0])
+        n += snprintf(out + n, cap - (size_t)n, "task_order = %s\n", cfg->task_order);
+    if (n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - (size_t)n, "aitm_calibration_weight = %.9g\n",
+                 (double)cfg->aitm_calibration_weight);
+}
+
+/* ------------------------------------------------------------------------ */
 /* --help */
 
+static const char usage_text[] =
+    "Usage:\n"
+    "  mtl_dist [train] [--config FILE] [options]     train a multi-task model\n"
+    "  mtl_dist predict --checkpoint F.h5 --data F.h5 --predict-out P.h5 [options]\n"
+    "  mtl_dist export --checkpoint F.h5 --onnx MODEL.onnx   write the model as ONNX\n"
+    "  mtl_dist --help | --version\n"
+    "Data parallel under MPI: mpirun -n 4 mtl_dist --config run.ini\n"
+    "\n"
+    "Options are --key VALUE or --key=VALUE; '-' and '_' are interchangeable in\n"
+    "names (--batch-size = --batch_size). Each also works as \"key = VALUE\" in the\n"
+    "INI file given by --config, in its [train] section or in [train.MODEL] (read\n"
+    "only when MODEL is the model trained, e.g. [train.esmm]); ';' and '#' start\n"
+    "comments. mtl_prep's sections of the same file ([columns], [task.NAME]) are\n"
+    "skipped, other sections refused. The file is read first wherever --config\n"
+    "appears, so the command line overrides it. Lists are comma separated (16,8);\n"
+    "\"none\" or \"\" is an empty list.\n"
+    "Booleans: true/false, 1/0, on/off, yes/no; a bare --flag means true.\n"
+    "\n"
+    "General:\n"
+    "  --config FILE                 INI file of options (command line only)\n"
+    "  -h, --help                    show this text\n"
+    "  --version                     show the version\n"
+    "  --quiet[=BOOL]                print less progress output (default off)\n"
+    "  --threads N                   OpenBLAS threads per MPI rank (default 1)\n"
+    "  --gemm NAME                   matrix products: libxsmm (JIT kernels per shape\n"
+    "                                and CPU), openblas, or auto = libxsmm where it\n"
+    "                                generates AVX2/AVX-512 code and --threads is 1\n"
+    "                                (default auto, or $MTL_GEMM if set)\n"
+    "  --seed N                      random seed, 0..2^64-1 (default 1024)\n"
+    "\n"
+    "Data (HDF5 files written by mtl_prep):\n"
+    "  --train FILE                  training set (required to train)\n"
+    "  --valid FILE                  validation set, scored each epoch (default none)\n"
+    "  --valid-split FRACTION        without --valid: the last FRACTION of the\n"
+    "                                training file's rows, in [0, 1), is the\n"
+    "                                validation set instead (default 0 = none)\n"
+    "  --test FILE                   test set, scored after training (default none)\n"
+    "  --data-order local|global     local: each rank shuffles only its own shard;\n"
+    "                                global: one shuffle over all rows\n"
+    "                                (default local)\n"
+    "  --stream[=BOOL]               read the training shard in chunks, the next\n"
+    "                                one loaded while the current one trains, for\n"
+    "                                data larger than memory (default off; local\n"
+    "                                data order)\n"
+    "  --stream-chunk-rows N         rows per chunk when streaming (default 65536)\n"
+    "  --data FILE                   predict: rows to score\n"
+    "  --checkpoint FILE             predict: model checkpoint to load\n"
+    "  --predict-out FILE            predict: output file of predictions\n"
+    "  --onnx FILE                   export: the ONNX model to write\n"
+    "\n"
+    "Model:\n"
+    "  --model NAME                  the architecture, see Models below (default mmoe)\n"
+    "  --embedding-dim N             embedding width per sparse field (default 4)\n"
+    "  --bottom-units LIST           shared bottom DNN, >= 1 layer (default 16)\n"
+    "  --tower-units LIST[/LIST...]  per-task tower DNN, >= 1 layer (default 8); one\n"
+    "                                list for every task, or one per task in /labels\n"
+    "                                order split by '/' (32,32/16)\n"
+    "  --expert-units LIST           each expert DNN, >= 1 layer (default 16)\n"
+    "  --gate-units LIST[/LIST...]   hidden layers of each gate (default none); per\n"
+    "                                task as --tower-units (ple: one more list for\n"
+    "                                the shared gate, else the first task's)\n"
+    "  --activation NAME             relu, tanh or sigmoid: the hidden layers of\n"
+    "                                experts, bottoms, towers and gates (default relu)\n"
+    "  --num-experts N               mmoe: shared experts (default 8)\n"
+    "  --num-experts-specific N      cgc/ple: experts per task (default 4)\n"
+    "  --num-experts-shared N        cgc/ple: shared experts (default 4)\n"
+    "  --num-levels N                ple: extraction levels (default 2)\n"
+    "  --batch-norm[=BOOL]           batch normalization in the DNNs (default off)\n"
+    "  --dropout P                   dropout rate in [0, 1) (default 0)\n"
+    "  --ctr-task NAME               esmm: the CTR task (a /labels name; required)\n"
+    "  --ctcvr-task NAME             esmm: the CTCVR task (a /labels name; required)\n"
+    "  --task-order LIST             aitm: task names, first to last step of the\n"
+    "                                funnel (default: /labels order)\n"
+    "  --aitm-calibration-weight X   aitm: weight of the behavioural expectation\n"
+    "                                calibrator, >= 0 (default 0.6, the paper's)\n"
+    "  --task-types LIST             binary|regression per task (default: inferred,\n"
+    "                                binary if all labels are 0/1)\n"
+    "\n"
+    "Loss:\n"
+    "  --loss-weights LIST           per-task weights >= 0 (default all 1)\n"
+    "  --loss-weighting MODE         fixed (the weights above) or uncertainty\n"
+    "                                (learned, Kendall et al.) (default fixed)\n"
+    "\n"
+    "Optimization:\n"
+    "  --optimizer NAME              adam, sgd or adagrad (default adam)\n"
+    "  --lr X                        learning rate > 0 (default 0.01)\n"
+    "  --momentum X                  sgd momentum in [0, 1) (default 0)\n"
+    "  --l2-embedding X              L2 on embedding tables, >= 0 (default 1e-05)\n"
+    "  --l2-dnn X                    L2 on dense weights, >= 0 (default 0)\n"
+    "  --embedding-update MODE       dense, sparse or auto: sparse tables get\n"
+    "                                gradients, exchange and (lazy) optimizer updates\n"
+    "                                only for the rows a step touches; auto = sparse\n"
+    "                                when a batch's worth of (id, row) pairs is\n"
+    "                                smaller than the table, i.e. for more than\n"
+    "                                batch-size x (d+1)/2d rows (default auto)\n"
+    "  --embedding-sharding MODE     replicated, row or auto: row spreads a sparse\n"
+    "                                table's rows (and optimizer state) over the\n"
+    "                                ranks; auto = row when a table would take more\n"
+    "                                than --shard-memory-share of a rank's memory\n"
+    "                                (default auto)\n"
+    "  --shard-memory-share X        in (0, 1] (default 0.25)\n"
+    "  --batch-size N                global batch over all ranks, 1..100000000\n"
+    "                                (default 1024)\n"
+    "  --epochs N                    passes over the training set, >= 1 (default 10)\n"
+    "  --max-steps N                 stop after N updates, 0 = no limit (default 0)\n"
+    "  --early-stop-patience N       stop after N epochs without improvement,\n"
+    "                                0 = off (default 0; needs --valid or\n"
+    "                                --valid-split)\n"
+    "  --patience N                  the same: --early-stop-patience's short name\n"
+    "  --early-stop-metric M         valid_loss or auc:TASK (default valid_loss)\n"
+    "  --skip-nonfinite-steps[=BOOL] skip an update whose loss or gradient is NaN/Inf\n"
+    "                                instead of failing (default off)\n"
+    "\n"
+    "Outputs and checkpoints:\n"
+    "  --metrics-out FILE            write per-epoch metrics here (default none)\n"
+    "  --checkpoint-dir DIR          where checkpoints are written (default none)\n"
+    "  --checkpoint-every-steps N    checkpoint every N updates, 0 = off (default 0)\n"
+    "  --checkpoint-every-seconds S  checkpoint every S seconds, 0 = off (default 0)\n"
+    "  --keep-checkpoints N          newest checkpoints kept in DIR, >= 1 (default 3)\n"
+    "  --resume FILE|latest          continue from a checkpoint; latest = newest in\n"
+    "                                --checkpoint-dir (default none)\n"
+    "\n"
+    "Example (in the source tree, with out/census/*.h5 written by mtl_prep\n"
+    "--config configs/census.ini, see README.md; that file's [train] section\n"
+    "holds the census defaults):\n"
+    "  mpirun -n 2 mtl_dist --config configs/census.ini --model ple --lr=0.005 \\\n"
+    "      --train out/census/train.h5 --valid out/census/valid.h5 --patience 2\n";
+
+/* the text above with the models of the list, and the options each reads,
+ * before its closing example */
 const char *mtl_config_usage(void) {
-    return "Usage:\n"
-           "  mtl_dist [train] [--config FILE] [options]     train a multi-task model\n"
-           "  mtl_dist predict --checkpoint F.h5 --data F.h5 --predict-out P.h5 [options]\n"
-           "  mtl_dist export --checkpoint F.h5 --onnx MODEL.onnx   write the model as ONNX\n"
-           "  mtl_dist --help | --version\n"
-           "Data parallel under MPI: mpirun -n 4 mtl_dist --config run.ini\n"
-           "\n"
-           "Options are --key VALUE or --key=VALUE; '-' and '_' are interchangeable in\n"
-           "names (--batch-size = --batch_size). Each also works as \"key = VALUE\" in the\n"
-           "INI file given by --config, in its [train] section or in [train.MODEL] (read\n"
-           "only when MODEL is the model trained, e.g. [train.esmm]); ';' and '#' start\n"
-           "comments. mtl_prep's sections of the same file ([columns], [task.NAME]) are\n"
-           "skipped, other sections refused. The file is read first wherever --config\n"
-           "appears, so the command line overrides it. Lists are comma separated (16,8);\n"
-           "\"none\" or \"\" is an empty list.\n"
-           "Booleans: true/false, 1/0, on/off, yes/no; a bare --flag means true.\n"
-           "\n"
-           "General:\n"
-           "  --config FILE                 INI file of options (command line only)\n"
-           "  -h, --help                    show this text\n"
-           "  --version                     show the version\n"
-           "  --quiet[=BOOL]                print less progress output (default off)\n"
-           "  --threads N                   OpenBLAS threads per MPI rank (default 1)\n"
-           "  --gemm NAME                   matrix products: libxsmm (JIT kernels per shape\n"
-           "                                and CPU), openblas, or auto = libxsmm where it\n"
-           "                                generates AVX2/AVX-512 code and --threads is 1\n"
-           "                                (default auto, or $MTL_GEMM if set)\n"
-           "  --seed N                      random seed, 0..2^64-1 (default 1024)\n"
-           "\n"
-           "Data (HDF5 files written by mtl_prep):\n"
-           "  --train FILE                  training set (required to train)\n"
-           "  --valid FILE                  validation set, scored each epoch (default none)\n"
-           "  --valid-split FRACTION        without --valid: the last FRACTION of the\n"
-           "                                training file's rows, in [0, 1), is the\n"
-           "                                validation set instead (default 0 = none)\n"
-           "  --test FILE                   test set, scored after training (default none)\n"
-           "  --data-order local|global     local: each rank shuffles only its own shard;\n"
-           "                                global: one shuffle over all rows\n"
-           "                                (default local)\n"
-           "  --stream[=BOOL]               read the training shard in chunks, the next\n"
-           "                                one loaded while the current one trains, for\n"
-           "                                data larger than memory (default off; local\n"
-           "                                data order)\n"
-           "  --stream-chunk-rows N         rows per chunk when streaming (default 65536)\n"
-           "  --data FILE                   predict: rows to score\n"
-           "  --checkpoint FILE             predict: model checkpoint to load\n"
-           "  --predict-out FILE            predict: output file of predictions\n"
-           "  --onnx FILE                   export: the ONNX model to write\n"
-           "\n"
-           "Model:\n"
-           "  --model NAME                  shared_bottom|esmm|mmoe|cgc|ple (default mmoe)\n"
-           "  --embedding-dim N             embedding width per sparse field (default 4)\n"
-           "  --bottom-units LIST           shared bottom DNN, >= 1 layer (default 16)\n"
-           "  --tower-units LIST            per-task tower DNN, >= 1 layer (default 8)\n"
-           "  --expert-units LIST           each expert DNN, >= 1 layer (default 16)\n"
-           "  --gate-units LIST             hidden layers of each gate (default none)\n"
-           "  --num-experts N               mmoe: shared experts (default 8)\n"
-           "  --num-experts-specific N      cgc/ple: experts per task (default 4)\n"
-           "  --num-experts-shared N        cgc/ple: shared experts (default 4)\n"
-           "  --num-levels N                ple: extraction levels (default 2)\n"
-           "  --batch-norm[=BOOL]           batch normalization in the DNNs (default off)\n"
-           "  --dropout P                   dropout rate in [0, 1) (default 0)\n"
-           "  --ctr-task NAME               esmm: the CTR task (a /labels name; required)\n"
-           "  --ctcvr-task NAME             esmm: the CTCVR task (a /labels name; required)\n"
-           "  --task-types LIST             binary|regression per task (default: inferred,\n"
-           "                                binary if all labels are 0/1)\n"
-           "\n"
-           "Loss:\n"
-           "  --loss-weights LIST           per-task weights >= 0 (default all 1)\n"
-           "  --loss-weighting MODE         fixed (the weights above) or uncertainty\n"
-           "                                (learned, Kendall et al.) (default fixed)\n"
-           "\n"
-           "Optimization:\n"
-           "  --optimizer NAME              adam, sgd or adagrad (default adam)\n"
-           "  --lr X                        learning rate > 0 (default 0.01)\n"
-           "  --momentum X                  sgd momentum in [0, 1) (default 0)\n"
-           "  --l2-embedding X              L2 on embedding tables, >= 0 (default 1e-05)\n"
-           "  --l2-dnn X                    L2 on dense weights, >= 0 (default 0)\n"
-           "  --embedding-update MODE       dense, sparse or auto: sparse tables get\n"
-           "                                gradients, exchange and (lazy) optimizer updates\n"
-           "                                only for the rows a step touches; auto = sparse\n"
-           "                                when a batch's worth of (id, row) pairs is\n"
-           "                                smaller than the table, i.e. for more than\n"
-           "                                batch-size x (d+1)/2d rows (default auto)\n"
-           "  --embedding-sharding MODE     replicated, row or auto: row spreads a sparse\n"
-           "                                table's rows (and optimizer state) over the\n"
-           "                                ranks; auto = row when a table would take more\n"
-           "                                than --shard-memory-share of a rank's memory\n"
-           "                                (default auto)\n"
-           "  --shard-memory-share X        in (0, 1] (default 0.25)\n"
-           "  --batch-size N                global batch over all ranks, 1..100000000\n"
-           "                                (default 1024)\n"
-           "  --epochs N                    passes over the training set, >= 1 (default 10)\n"
-           "  --max-steps N                 stop after N updates, 0 = no limit (default 0)\n"
-           "  --early-stop-patience N       stop after N epochs without improvement,\n"
-           "                                0 = off (default 0; needs --valid or\n"
-           "                                --valid-split)\n"
-           "  --patience N                  the same: --early-stop-patience's short name\n"
-           "  --early-stop-metric M         valid_loss or auc:TASK (default valid_loss)\n"
-           "  --skip-nonfinite-steps[=BOOL] skip an update whose loss or gradient is NaN/Inf\n"
-           "                                instead of failing (default off)\n"
-           "\n"
-           "Outputs and checkpoints:\n"
-           "  --metrics-out FILE            write per-epoch metrics here (default none)\n"
-           "  --checkpoint-dir DIR          where checkpoints are written (default none)\n"
-           "  --checkpoint-every-steps N    checkpoint every N updates, 0 = off (default 0)\n"
-           "  --checkpoint-every-seconds S  checkpoint every S seconds, 0 = off (default 0)\n"
-           "  --keep-checkpoints N          newest checkpoints kept in DIR, >= 1 (default 3)\n"
-           "  --resume FILE|latest          continue from a checkpoint; latest = newest in\n"
-           "                                --checkpoint-dir (default none)\n"
-           "\n"
-           "Example (in the source tree, with out/census/*.h5 written by mtl_prep\n"
-           "--config configs/census.ini, see README.md; that file's [train] section\n"
-           "holds the census defaults):\n"
-           "  mpirun -n 2 mtl_dist --config configs/census.ini --model ple --lr=0.005 \\\n"
-           "      --train out/census/train.h5 --valid out/census/valid.h5 --patience 2\n";
+    static char text[sizeof usage_text + 4096];
+    if (text[0]) return text;
+    const char *example = strstr(usage_text, "Example (");
+    size_t used =
+        (size_t)snprintf(text, sizeof text, "%.*s", (int)(example - usage_text), usage_text);
+    used += (size_t)snprintf(text + used, sizeof text - used, "Models (--model NAME):\n");
+    for (int i = 0; mtl_models[i] && used < sizeof text; i++)
+        used += (size_t)snprintf(text + used, sizeof text - used,
+                                 "  %-14s %s\n  %-14s options: %s\n", mtl_models[i]->name,
+                                 mtl_models[i]->summary, "", mtl_models[i]->options);
+    if (used < sizeof text) snprintf(text + used, sizeof text - used, "\n%s", example);
+    return text;
 }

@@ -312,8 +312,10 @@ static const char *emit_stack(ex *e, int s) {
             attr_float(e, nd, "epsilon", MTL_BN_EPS);
             z = bn;
         }
-        cur = ex_str(e, "%s.relu%d", S->name, l);
-        node(e, "Relu", cur, 1, z);
+        static const char *const op[] = {"Relu", "Tanh", "Sigmoid"}; /* mtl_activation */
+        static const char *const op_name[] = {"relu", "tanh", "sigmoid"};
+        cur = ex_str(e, "%s.%s%d", S->name, op_name[m->activation], l);
+        node(e, op[m->activation], cur, 1, z);
     }
     e->busy[s] = 0;
     if (e->failed) return NULL;
@@ -451,6 +453,8 @@ static int write_file(const char *path, const uint8_t *buf, size_t len, mtl_erro
 
 int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const char *sparse_names,
                           const char *dense_names, const char *onnx_path, mtl_error *err) {
+    if (m->desc->onnx == MTL_ONNX_NONE)
+        return mtl_fail(err, NULL, "export: model %s is not supported yet", m->desc->name);
     ex e_ = {0}, *e = &e_;
     e->m = m;
     e->err = err;
@@ -486,7 +490,7 @@ int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const ch
     Onnx__ValueInfoProto **outs = ex_new(e, (size_t)m->P * sizeof *outs);
     for (int p = 0; p < m->P && !e->failed && outs; p++) {
         const char *name = mtl_model_prediction_name(m, p);
-        if (m->kind == MTL_MODEL_ESMM && p == 2) /* pCTCVR = pCTR * pCVR (model.c) */
+        if (m->desc->onnx == MTL_ONNX_PRODUCT && p == 2) /* ESMM's pCTCVR = pCTR * pCVR */
             node(e, "Mul", name, 2, mtl_model_prediction_name(m, 0),
                  mtl_model_prediction_name(m, 1));
         else
@@ -508,7 +512,7 @@ int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const ch
         strcat(types, m->shape.task_regression[t] ? "regression" : "binary");
     }
     Onnx__StringStringEntryProto *props[] = {
-        meta(e, "model", ex_str(e, "%s", mtl_model_name(m->kind))),
+        meta(e, "model", ex_str(e, "%s", m->desc->name)),
         meta(e, "tasks", join_names(e, m, 0)),
         meta(e, "task_types", ex_str(e, "%s", types)),
         meta(e, "outputs", join_names(e, m, 1)),

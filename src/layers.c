@@ -188,6 +188,114 @@ MTL_HOT void mtl_relu_backward(float *d, int d_ld, const float *y, int y_ld, int
     }
 }
 
+/* tanh and the logistic function as hidden activations: their derivatives
+ * come from the output, as ReLU's (tanh' = 1 - y^2, sigmoid' = y (1 - y)), so
+ * backward needs nothing but the layer's output. */
+MTL_HOT static void tanh_rows(float *x, int x_ld, int B, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict r = x + (size_t)i * x_ld;
+        for (int j = 0; j < D; j++) r[j] = tanhf(r[j]);
+    }
+}
+
+MTL_HOT static void sigmoid_rows(float *x, int x_ld, int B, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict r = x + (size_t)i * x_ld;
+        for (int j = 0; j < D; j++) r[j] = 1.0f / (1.0f + expf(-r[j]));
+    }
+}
+
+void mtl_activation_forward(int act, float *x, int x_ld, int B, int D) {
+    if (act == MTL_ACT_TANH)
+        tanh_rows(x, x_ld, B, D);
+    else if (act == MTL_ACT_SIGMOID)
+        sigmoid_rows(x, x_ld, B, D);
+    else
+        mtl_relu_forward(x, x_ld, B, D);
+}
+
+MTL_HOT static void dtanh_rows(float *d, int d_ld, const float *y, int y_ld, int B, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict dr = d + (size_t)i * d_ld;
+        const float *restrict yr = y + (size_t)i * y_ld;
+        for (int j = 0; j < D; j++) dr[j] *= 1.0f - yr[j] * yr[j];
+    }
+}
+
+MTL_HOT static void dsigmoid_rows(float *d, int d_ld, const float *y, int y_ld, int B, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict dr = d + (size_t)i * d_ld;
+        const float *restrict yr = y + (size_t)i * y_ld;
+        for (int j = 0; j < D; j++) dr[j] *= yr[j] * (1.0f - yr[j]);
+    }
+}
+
+void mtl_activation_backward(int act, float *d, int d_ld, const float *y, int y_ld, int B, int D) {
+    if (act == MTL_ACT_TANH)
+        dtanh_rows(d, d_ld, y, y_ld, B, D);
+    else if (act == MTL_ACT_SIGMOID)
+        dsigmoid_rows(d, d_ld, y, y_ld, B, D);
+    else
+        mtl_relu_backward(d, d_ld, y, y_ld, B, D);
+}
+
+/* Attention over U candidates, each of width k (AITM, Xi et al., KDD 2021,
+ * sec. 3.2, eq. 3-5): per row, a_u = <Q_u, K_u> / sqrt(k), w = softmax(a),
+ * out = sum_u w_u V_u, where candidate u's projections [V_u | Q_u | K_u]
+ * are 3k adjacent columns of proj[u]. U is small (AITM: 2). */
+#define MAX_CANDIDATES 8
+void mtl_attention_forward(float *out, int out_ld, float *weights, const float *const *proj,
+                           int proj_ld, int B, int U, int k) {
+    float scale = 1.0f / sqrtf((float)k);
+    for (int i = 0; i < B; i++) {
+        float *w = weights + (size_t)i * (size_t)U, mx = -INFINITY, sum = 0.0f;
+        for (int u = 0; u < U; u++) {
+            const float *p = proj[u] + (size_t)i * (size_t)proj_ld;
+            float a = 0.0f;
+            for (int j = 0; j < k; j++) a += p[k + j] * p[2 * k + j];
+            w[u] = a * scale;
+            mx = fmaxf(mx, w[u]);
+        }
+        for (int u = 0; u < U; u++) sum += (w[u] = expf(w[u] - mx));
+        float *o = out + (size_t)i * (size_t)out_ld;
+        for (int j = 0; j < k; j++) o[j] = 0.0f;
+        for (int u = 0; u < U; u++) {
+            w[u] /= sum;
+            const float *v = proj[u] + (size_t)i * (size_t)proj_ld;
+            for (int j = 0; j < k; j++) o[j] += w[u] * v[j];
+        }
+    }
+}
+
+void mtl_attention_backward(float *const *dproj, const float *dout, int dout_ld,
+                            const float *weights, const float *const *proj, int proj_ld, int B,
+                            int U, int k) {
+    float scale = 1.0f / sqrtf((float)k);
+    for (int i = 0; i < B; i++) {
+        const float *w = weights + (size_t)i * (size_t)U, *g = dout + (size_t)i * (size_t)dout_ld;
+        float dw[MAX_CANDIDATES], dot = 0.0f;
+        for (int u = 0; u < U; u++) {
+            const float *v = proj[u] + (size_t)i * (size_t)proj_ld;
+            float *dv = dproj[u] + (size_t)i * (size_t)proj_ld;
+            dw[u] = 0.0f;
+            for (int j = 0; j < k; j++) {
+                dw[u] += g[j] * v[j];
+                dv[j] += w[u] * g[j];
+            }
+            dot += w[u] * dw[u];
+        }
+        for (int u = 0; u < U; u++) {
+            float da = w[u] * (dw[u] - dot) * scale; /* softmax backward, then the 1/sqrt(k) */
+            const float *p = proj[u] + (size_t)i * (size_t)proj_ld;
+            float *dp = dproj[u] + (size_t)i * (size_t)proj_ld;
+            for (int j = 0; j < k; j++) {
+                dp[k + j] += da * p[2 * k + j];
+                dp[2 * k + j] += da * p[k + j];
+            }
+        }
+    }
+}
+
 /* y may alias x: no restrict. 1/(1+exp(-x)) is already stable in float:
  * exp(-x) overflows to inf for x < -88 and the result is then exactly 0. */
 void mtl_sigmoid_forward(float *y, const float *x, size_t n) {

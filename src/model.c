@@ -29,31 +29,32 @@ static int grow(void **arr, int *cap, int n, size_t elem, mtl_error *err) {
     return MTL_OK;
 }
 
-int mtl_stack_add(mtl_model *m, const char *name, size_t in, int in_ld, int in_dim,
-                  const mtl_units *hidden, int head_dim, size_t last_out, int last_ld,
-                  mtl_error *err) {
+int mtl_stack_add(mtl_model *m, const mtl_stack_spec *spec, mtl_error *err) {
     if (grow((void **)&m->stacks, &m->cap_stacks, m->n_stacks, sizeof(mtl_stack), err))
         return MTL_ERR;
     mtl_stack *s = &m->stacks[m->n_stacks];
     memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->in = in;
-    s->in_ld = in_ld;
-    s->in_dim = in_dim;
-    int prev = in_dim;
-    s->n = hidden->n + (head_dim > 0);
-    if (s->n == 0) return mtl_fail(err, MTL_HERE, "%s: a stack needs at least one layer", name);
+    snprintf(s->name, sizeof s->name, "%s", spec->name);
+    s->in = spec->in;
+    s->in_ld = spec->in_ld;
+    s->in_dim = spec->in_dim;
+    s->logit_head = spec->logit_head;
+    s->shares = spec->shares - 1;
+    int prev = spec->in_dim, n_hidden = spec->hidden ? spec->hidden->n : 0;
+    s->n = n_hidden + (spec->head > 0);
+    if (s->n == 0)
+        return mtl_fail(err, MTL_HERE, "%s: a stack needs at least one layer", spec->name);
     for (int i = 0; i < s->n; i++) {
         mtl_layer *L = &s->layer[i];
-        L->hidden = i < hidden->n;
+        L->hidden = i < n_hidden;
         L->in_dim = prev;
-        L->out_dim = L->hidden ? hidden->units[i] : head_dim;
+        L->out_dim = L->hidden ? spec->hidden->units[i] : spec->head;
         L->w = L->b = L->gamma = L->beta = L->run_mean = L->run_var = -1;
         L->xhat = L->invstd = L->bn_dx = L->mask = MTL_NONE;
         int last = i == s->n - 1;
-        if (last && last_out != MTL_NONE) {
-            L->z = last_out;
-            L->ld = last_ld;
+        if (last && spec->out_ld > 0) {
+            L->z = spec->out;
+            L->ld = spec->out_ld;
         } else if (i == 0) {
             L->z = MTL_NONE; /* a group may place it; else its own buffer at finish */
             L->ld = L->out_dim;
@@ -70,7 +71,60 @@ int mtl_stack_add(mtl_model *m, const char *name, size_t in, int in_ld, int in_d
         if (L->hidden && m->dropout > 0) L->mask = mtl_arena_add(m, L->out_dim);
         prev = L->out_dim;
     }
+    if (s->shares >= 0) {
+        const mtl_stack *o = &m->stacks[s->shares];
+        /* only linear layers: hidden ones would also share batch-norm state */
+        int same = o->n == s->n && o->shares < 0;
+        for (int i = 0; same && i < s->n; i++)
+            same = !s->layer[i].hidden && o->layer[i].in_dim == s->layer[i].in_dim &&
+                   o->layer[i].out_dim == s->layer[i].out_dim;
+        if (!same)
+            return mtl_fail(err, MTL_HERE, "%s: cannot share the parameters of %s", s->name,
+                            o->name);
+    }
     return m->n_stacks++;
+}
+
+int mtl_towers_add(mtl_model *m, const mtl_config *cfg, const size_t *in, const int *in_dim,
+                   int head, const char *const *names, mtl_error *err) {
+    int T = m->T, one_input = 1;
+    const mtl_task_units *u = &cfg->tower_units;
+    if (u->n_lists != 1 && u->n_lists != T)
+        return mtl_fail(err, NULL,
+                        "--tower-units: %d lists given for %d tasks (give one list "
+                        "for every task, or one per task split by '/')",
+                        u->n_lists, T);
+    int stacks[MTL_MAX_TASKS];
+    m->towers_group = -1;
+    for (int t = 0; t < T; t++) {
+        char name[64];
+        snprintf(name, sizeof name, "towers.%d", t);
+        mtl_stack_spec spec = {.name = names ? names[t] : name,
+                               .in = in[t],
+                               .in_ld = in_dim[t],
+                               .in_dim = in_dim[t],
+                               .hidden = mtl_task_units_at(u, t),
+                               .head = head ? 1 : 0,
+                               .logit_head = head,
+                               .out = m->logits + (size_t)t,
+                               .out_ld = head ? T : 0};
+        stacks[t] = m->towers[t] = mtl_stack_add(m, &spec, err);
+        if (stacks[t] < 0) return MTL_ERR;
+        if (head) m->tower[t] = stacks[t];
+        one_input = one_input && in[t] == in[0];
+    }
+    m->towers_group = one_input ? mtl_group_add(m, stacks, T, 0, 0, err) : -1;
+    return one_input && m->towers_group < 0 ? MTL_ERR : MTL_OK;
+}
+
+void mtl_towers_forward(mtl_model *m, int B, int train) {
+    if (m->towers_group >= 0) mtl_group_forward(m, &m->groups[m->towers_group], B);
+    for (int t = 0; t < m->T; t++) mtl_stack_forward(m, &m->stacks[m->towers[t]], B, train);
+}
+
+void mtl_towers_backward(mtl_model *m, int B) {
+    for (int t = m->T - 1; t >= 0; t--) mtl_stack_backward(m, &m->stacks[m->towers[t]], B);
+    if (m->towers_group >= 0) mtl_group_backward(m, &m->groups[m->towers_group], B);
 }
 
 int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld, mtl_error *err) {
@@ -95,7 +149,7 @@ int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld
             g->n_out += s->layer[0].out_dim;
             if (pass) g->n_biased += s->layer[0].out_dim;
         }
-    if (out == MTL_NONE) {
+    if (out_ld == 0) {
         out = mtl_arena_add(m, g->n_out);
         out_ld = g->n_out;
     }
@@ -254,6 +308,7 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
     }
     for (int i = 0; i < m->n_stacks; i++) {
         mtl_stack *s = &m->stacks[i];
+        if (s->shares >= 0) continue; /* resolved below to the other stack's tensors */
         for (int l = 0; l < s->n; l++) {
             if (!(l == 0 && s->fused)) {
                 if (register_weight(m, s, l, err) || register_bias(m, s, l, err)) return MTL_ERR;
@@ -305,6 +360,11 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
         mtl_stack *s = &m->stacks[i];
         for (int l = 0; l < s->n; l++) {
             mtl_layer *L = &s->layer[l];
+            if (s->shares >= 0) {
+                const mtl_layer *O = &m->stacks[s->shares].layer[l];
+                L->w = O->w;
+                L->b = O->b;
+            }
             L->W = pval(P, L->w);
             L->dW = pgrad(P, L->w);
             L->bias = pval(P, L->b);
@@ -418,7 +478,7 @@ void mtl_stack_forward(mtl_model *m, mtl_stack *s, int B, int train) {
                 mtl_batchnorm_forward_infer(z, L->ld, z, L->ld, L->gam, L->bet, L->rmean, L->rvar,
                                             B, L->out_dim, BN_EPS);
         }
-        mtl_relu_forward(z, L->ld, B, L->out_dim);
+        mtl_activation_forward(m->activation, z, L->ld, B, L->out_dim);
         if (train && m->dropout > 0)
             mtl_dropout_forward(z, L->ld, m->act + L->mask, B, L->out_dim, m->dropout,
                                 &m->dropout_rng);
@@ -431,7 +491,7 @@ void mtl_stack_backward(mtl_model *m, mtl_stack *s, int B) {
         float *dz = m->grad + L->z;
         if (L->hidden) {
             if (m->dropout > 0) mtl_dropout_backward(dz, L->ld, m->act + L->mask, B, L->out_dim);
-            mtl_relu_backward(dz, L->ld, m->act + L->z, L->ld, B, L->out_dim);
+            mtl_activation_backward(m->activation, dz, L->ld, m->act + L->z, L->ld, B, L->out_dim);
             if (m->batch_norm) {
                 float *dx = m->grad + L->bn_dx;
                 memset(dx, 0, (size_t)B * (size_t)L->out_dim * sizeof *dx);
@@ -480,7 +540,8 @@ int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shap
     if (shape->S + shape->D == 0) return mtl_fail(err, NULL, "model: the data has no features");
     mtl_model *m = calloc(1, sizeof *m);
     if (!m) return mtl_fail(err, MTL_HERE, "model: out of memory");
-    m->kind = cfg->model;
+    m->desc = cfg->model;
+    m->activation = cfg->activation;
     m->shape = *shape;
     m->T = shape->T;
     m->P = shape->T;
@@ -500,27 +561,7 @@ int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shap
     m->in_dim = shape->S * cfg->embedding_dim + shape->D;
     m->x0 = mtl_arena_add(m, m->in_dim);
     m->logits = mtl_arena_add(m, m->T);
-    m->esmm_ctr = m->esmm_ctcvr = -1;
-    int rc;
-    switch (cfg->model) {
-    case MTL_MODEL_SHARED_BOTTOM:
-        rc = mtl_build_shared_bottom(m, cfg, err);
-        break;
-    case MTL_MODEL_ESMM:
-        rc = mtl_build_esmm(m, cfg, err);
-        break;
-    case MTL_MODEL_MMOE:
-        rc = mtl_build_mmoe(m, cfg, err);
-        break;
-    case MTL_MODEL_CGC:
-        rc = mtl_build_cgc(m, cfg, err);
-        break;
-    case MTL_MODEL_PLE:
-        rc = mtl_build_ple(m, cfg, err);
-        break;
-    default:
-        rc = mtl_fail(err, NULL, "model: unknown kind %d", (int)cfg->model);
-    }
+    int rc = m->desc->build(m, cfg, err);
     if (rc == MTL_OK) {
         m->preds = mtl_arena_add(m, m->P);
         rc = mtl_model_finish(m, cfg, err);
@@ -560,19 +601,15 @@ void mtl_model_forward(mtl_model *m, const mtl_batch *b, int train) {
                       (const float *const *)m->tables, m->dims, m->shape.S, b->dense, b->D,
                       m->shape.D, B);
     m->forward_body(m, B, train);
+    if (m->desc->predict)
+        m->desc->predict(m, B);
+    else
+        mtl_model_task_predict(m, B);
+}
+
+void mtl_model_task_predict(mtl_model *m, int B) {
     const float *logits = m->act + m->logits;
     float *pred = m->act + m->preds;
-    if (m->kind == MTL_MODEL_ESMM) {
-        /* ESMM (Ma et al., SIGIR 2018, eq. 2): pCTCVR = pCTR * pCVR */
-        for (int i = 0; i < B; i++) {
-            float ctr = 1.0f / (1.0f + expf(-logits[i * 2]));
-            float cvr = 1.0f / (1.0f + expf(-logits[i * 2 + 1]));
-            pred[i * 3] = ctr;
-            pred[i * 3 + 1] = cvr;
-            pred[i * 3 + 2] = ctr * cvr;
-        }
-        return;
-    }
     int T = m->T;
     for (int i = 0; i < B; i++)
         for (int t = 0; t < T; t++) {
@@ -591,9 +628,7 @@ void mtl_model_count_labels(const mtl_model *m, const mtl_batch *b, double *coun
 
 void mtl_model_loss(mtl_model *m, const mtl_batch *b, const double *global_count, int is_root,
                     double *loss_sum) {
-    int B = b->n, T = m->T;
-    float *dlogits = m->grad + m->logits;
-    const float *logits = m->act + m->logits;
+    int T = m->T;
     const float *log_var = m->log_var >= 0 ? mtl_params_value(&m->params, m->log_var) : NULL;
     float factor[MTL_MAX_TASKS];
     float scale[MTL_MAX_TASKS];
@@ -605,30 +640,10 @@ void mtl_model_loss(mtl_model *m, const mtl_batch *b, const double *global_count
         scale[t] =
             global_count[t] > 0 ? (float)(m->loss_weights[t] * factor[t] / global_count[t]) : 0.0f;
     }
-    int64_t cnt = 0;
-    if (m->kind == MTL_MODEL_ESMM) {
-        int ctr = m->esmm_ctr, ctcvr = m->esmm_ctcvr;
-        const float *pred = m->act + m->preds;
-        float *dp = m->grad + m->preds; /* scratch: d loss / d pCTCVR */
-        loss_sum[ctr] = mtl_bce_logits(dlogits, 2, logits, 2, b->labels + ctr, b->T, b->weights, B,
-                                       scale[ctr], &cnt);
-        loss_sum[ctcvr] = mtl_bce_prob(dp + 2, 3, pred + 2, 3, b->labels + ctcvr, b->T, b->weights,
-                                       B, scale[ctcvr], &cnt);
-        for (int i = 0; i < B; i++) {
-            float pctr = pred[i * 3], pcvr = pred[i * 3 + 1], g = dp[i * 3 + 2];
-            dlogits[i * 2] += g * pcvr * pctr * (1.0f - pctr);
-            dlogits[i * 2 + 1] = g * pctr * pcvr * (1.0f - pcvr);
-        }
-    } else {
-        for (int t = 0; t < T; t++) {
-            if (m->shape.task_regression[t])
-                loss_sum[t] = mtl_mse(dlogits + t, T, logits + t, T, b->labels + t, b->T,
-                                      b->weights, B, scale[t], &cnt);
-            else
-                loss_sum[t] = mtl_bce_logits(dlogits + t, T, logits + t, T, b->labels + t, b->T,
-                                             b->weights, B, scale[t], &cnt);
-        }
-    }
+    if (m->desc->loss)
+        m->desc->loss(m, b, scale, global_count, loss_sum);
+    else
+        mtl_model_task_loss(m, b, scale, loss_sum);
     if (log_var) {
         float *dlog_var = mtl_params_grad(&m->params, m->log_var);
         for (int t = 0; t < T; t++) {
@@ -636,6 +651,21 @@ void mtl_model_loss(mtl_model *m, const mtl_batch *b, const double *global_count
             dlog_var[t] += (float)(-m->loss_weights[t] * factor[t] * loss_sum[t] / global_count[t]);
             if (is_root) dlog_var[t] += 0.5f;
         }
+    }
+}
+
+void mtl_model_task_loss(mtl_model *m, const mtl_batch *b, const float *scale, double *loss_sum) {
+    int B = b->n, T = m->T;
+    float *dlogits = m->grad + m->logits;
+    const float *logits = m->act + m->logits;
+    int64_t cnt = 0;
+    for (int t = 0; t < T; t++) {
+        if (m->shape.task_regression[t])
+            loss_sum[t] = mtl_mse(dlogits + t, T, logits + t, T, b->labels + t, b->T, b->weights, B,
+                                  scale[t], &cnt);
+        else
+            loss_sum[t] = mtl_bce_logits(dlogits + t, T, logits + t, T, b->labels + t, b->T,
+                                         b->weights, B, scale[t], &cnt);
     }
 }
 
@@ -651,7 +681,7 @@ void mtl_model_backward(mtl_model *m, const mtl_batch *b) {
                            b->S, m->grad + m->x0, m->in_dim, B);
 }
 
-static float log_odds(double p) {
+float mtl_log_odds(double p) {
     if (p < 1e-4) p = 1e-4;
     if (p > 1 - 1e-4) p = 1 - 1e-4;
     return (float)log(p / (1 - p));
@@ -662,20 +692,21 @@ void mtl_model_set_prior(mtl_model *m, const double *label_mean) {
      * with the logit at the base rate, the first Adam steps no longer push
      * every unit of a small tower whose logit weight has the wrong sign off
      * for good (seen on Adult: 3 of 8 marital units dead after 8 steps). */
-    for (int t = 0; t < m->T; t++) {
-        const mtl_stack *s = &m->stacks[m->tower[t]];
-        float *bias = s->layer[s->n - 1].bias;
-        if (!bias) continue;
-        double mean = label_mean[t];
-        if (m->kind == MTL_MODEL_ESMM) {
-            double ctr = label_mean[m->esmm_ctr], ctcvr = label_mean[m->esmm_ctcvr];
-            mean = t == 0 ? ctr : (ctr > 0 ? ctcvr / ctr : NAN);
-            if (isnan(mean)) continue;
-            bias[0] = log_odds(mean);
-        } else if (!isnan(mean)) {
-            bias[0] = m->shape.task_regression[t] ? (float)mean : log_odds(mean);
-        }
+    if (m->desc->set_prior) {
+        m->desc->set_prior(m, label_mean);
+        return;
     }
+    for (int t = 0; t < m->T; t++) {
+        float *bias = mtl_model_logit_bias(m, t);
+        if (bias && !isnan(label_mean[t]))
+            bias[0] =
+                m->shape.task_regression[t] ? (float)label_mean[t] : mtl_log_odds(label_mean[t]);
+    }
+}
+
+float *mtl_model_logit_bias(mtl_model *m, int t) {
+    const mtl_stack *s = &m->stacks[m->tower[t]];
+    return s->layer[s->n - 1].bias;
 }
 
 double mtl_model_flops_per_sample(const mtl_model *m) {
@@ -690,9 +721,22 @@ double mtl_model_flops_per_sample(const mtl_model *m) {
 }
 
 const char *mtl_model_prediction_name(const mtl_model *m, int col) {
-    if (m->kind == MTL_MODEL_ESMM) {
-        static const char *esmm[3] = {"pctr", "pcvr", "pctcvr"};
-        return esmm[col];
-    }
+    if (m->desc->prediction_name) return m->desc->prediction_name(m, col);
     return m->shape.task_names[col];
+}
+
+int mtl_model_prediction_of_task(const mtl_model *m, int task) {
+    if (m->desc->prediction_of_task) return m->desc->prediction_of_task(m, task);
+    return task;
+}
+
+int mtl_model_find_task(const mtl_model *m, const char *name, const char *key, mtl_error *err) {
+    for (int t = 0; t < m->T; t++)
+        if (strcmp(m->shape.task_names[t], name) == 0) return t;
+    char known[512] = "";
+    for (int t = 0; t < m->T; t++) {
+        strncat(known, m->shape.task_names[t], sizeof known - strlen(known) - 3);
+        if (t + 1 < m->T) strcat(known, ", ");
+    }
+    return mtl_fail(err, NULL, "%s: '%s' is not a task of the data (tasks: %s)", key, name, known);
 }

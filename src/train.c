@@ -51,42 +51,6 @@ void mtl_install_signal_handlers(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-/* ---- the model's hyperparameters as text ---- */
-
-static void units_text(const mtl_units *u, char *out, size_t cap) {
-    if (u->n == 0) {
-        snprintf(out, cap, "none");
-        return;
-    }
-    size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; i < u->n && used < cap; i++) {
-        int n = snprintf(out + used, cap - used, i ? ",%d" : "%d", u->units[i]);
-        if (n < 0) break;
-        used += (size_t)n;
-    }
-}
-
-void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap) {
-    char bottom[128], tower[128], expert[128], gate[128];
-    units_text(&cfg->bottom_units, bottom, sizeof bottom);
-    units_text(&cfg->tower_units, tower, sizeof tower);
-    units_text(&cfg->expert_units, expert, sizeof expert);
-    units_text(&cfg->gate_units, gate, sizeof gate);
-    int n = snprintf(out, cap,
-                     "model = %s\nembedding_dim = %d\nbottom_units = %s\ntower_units = %s\n"
-                     "expert_units = %s\ngate_units = %s\nnum_experts = %d\n"
-                     "num_experts_specific = %d\nnum_experts_shared = %d\nnum_levels = %d\n"
-                     "batch_norm = %d\ndropout = %.9g\nloss_weighting = %s\n",
-                     mtl_model_name(cfg->model), cfg->embedding_dim, bottom, tower, expert, gate,
-                     cfg->num_experts, cfg->num_experts_specific, cfg->num_experts_shared,
-                     cfg->num_levels, cfg->batch_norm, (double)cfg->dropout,
-                     cfg->loss_uncertainty ? "uncertainty" : "fixed");
-    if (cfg->model == MTL_MODEL_ESMM && n > 0 && (size_t)n < cap)
-        snprintf(out + n, cap - (size_t)n, "ctr_task = %s\nctcvr_task = %s\n", cfg->ctr_task,
-                 cfg->ctcvr_task);
-}
-
 /* ---- errors across ranks ---- */
 
 /* A step every rank takes together: if any rank failed, the first failing
@@ -300,11 +264,6 @@ typedef struct {
     stream_state st;
 } trainer;
 
-static int pred_column(const mtl_model *m, int task) {
-    if (m->kind == MTL_MODEL_ESMM) return task == m->esmm_ctr ? 0 : 2;
-    return task;
-}
-
 /* Forward over rows [begin, begin+count) of ds in inference mode; rank 0
  * receives every rank's predictions and labels and computes the metrics,
  * which it broadcasts. preds_out (rank 0): the gathered predictions. */
@@ -354,7 +313,7 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     memset(res, 0, sizeof *res);
     if (tr->d->rank == 0) {
         for (int t = 0; t < T; t++) {
-            const float *p = tr->all_pred + pred_column(m, t);
+            const float *p = tr->all_pred + mtl_model_prediction_of_task(m, t);
             const float *y = tr->all_labels + t;
             if (m->shape.task_regression[t]) {
                 res->loss[t] = mtl_mse_metric(p, (size_t)P, y, (size_t)T, (size_t)total);
@@ -1108,7 +1067,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     if (root && !cfg->quiet) {
         printf("mtl_dist %s: model %s, %d rank%s, %lld parameters (%lld in embeddings), "
                "%.1f kFLOP/sample, train %lld rows",
-               MTL_VERSION, mtl_model_name(cfg->model), d->world, d->world > 1 ? "s" : "",
+               MTL_VERSION, cfg->model->name, d->world, d->world > 1 ? "s" : "",
                (long long)m->params.size, (long long)(m->params.size - m->params.dense_size),
                mtl_model_flops_per_sample(m) / 1e3, (long long)tr->train.n_total);
         if (tr->emb.n_tables > 0)

@@ -31,6 +31,7 @@
 #include "mtl/dist.h"
 #include "mtl/embedding.h"
 #include "mtl/model.h"
+#include "test_models.h"
 
 static mtl_dist D;
 static int n_failed; /* checks failed on this rank in the current test */
@@ -74,7 +75,7 @@ static const int64_t VOCAB[S_] = {5, 7, 11};
 
 typedef struct {
     const char *name;
-    mtl_model_kind kind;
+    int kind;
     int regression1;  /* task 1 is a regression task */
     int uncertainty;  /* --loss-weighting uncertainty */
     int global_batch; /* rows of the global batch; 0: world - 1 (the last rank gets none) */
@@ -83,20 +84,20 @@ typedef struct {
 
 static void case_config(mtl_config *cfg, const grad_case *gc) {
     mtl_config_defaults(cfg);
-    cfg->model = gc->kind;
+    cfg->model = model_of(gc->kind);
     cfg->seed = 20240611;
     cfg->embedding_dim = 3;
     cfg->bottom_units = (mtl_units){2, {8, 6}};
-    cfg->tower_units = (mtl_units){1, {4}};
+    cfg->tower_units = every_task((mtl_units){1, {4}});
     cfg->expert_units = (mtl_units){1, {8}};
-    cfg->gate_units = (mtl_units){0, {0}};
+    cfg->gate_units = every_task((mtl_units){0, {0}});
     cfg->num_experts = 3;
     cfg->num_experts_specific = 2;
     cfg->num_experts_shared = 1;
     cfg->num_levels = 2;
-    if (gc->kind == MTL_MODEL_PLE) cfg->gate_units = (mtl_units){1, {4}};
-    if (gc->kind == MTL_MODEL_ESMM) {
-        cfg->tower_units = (mtl_units){2, {8, 4}};
+    if (gc->kind == K_PLE) cfg->gate_units = every_task((mtl_units){1, {4}});
+    if (gc->kind == K_ESMM) {
+        cfg->tower_units = every_task((mtl_units){2, {8, 4}});
         strcpy(cfg->ctr_task, "click");
         strcpy(cfg->ctcvr_task, "conversion");
     }
@@ -288,32 +289,32 @@ static void run_grad_case(const grad_case *gc) {
 
 static void test_grad_mmoe(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"mmoe", MTL_MODEL_MMOE, 0, 0, GB, 0});
+    run_grad_case(&(grad_case){"mmoe", K_MMOE, 0, 0, GB, 0});
 }
 
 static void test_grad_ple(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"ple (task 1 regression)", MTL_MODEL_PLE, 1, 0, GB, 0});
+    run_grad_case(&(grad_case){"ple (task 1 regression)", K_PLE, 1, 0, GB, 0});
 }
 
 static void test_grad_esmm(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"esmm", MTL_MODEL_ESMM, 0, 0, GB, 0});
+    run_grad_case(&(grad_case){"esmm", K_ESMM, 0, 0, GB, 0});
 }
 
 static void test_grad_others(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"shared_bottom", MTL_MODEL_SHARED_BOTTOM, 0, 0, GB, 0});
-    run_grad_case(&(grad_case){"cgc", MTL_MODEL_CGC, 0, 0, GB, 0});
+    run_grad_case(&(grad_case){"shared_bottom", K_SHARED_BOTTOM, 0, 0, GB, 0});
+    run_grad_case(&(grad_case){"cgc", K_CGC, 0, 0, GB, 0});
 }
 
 /* Sparse tables: each rank's touched rows, gathered and summed in rank
  * order, give the 1-rank gradient, and the same union on every rank. */
 static void test_grad_sparse(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"mmoe sparse tables", MTL_MODEL_MMOE, 0, 0, GB, 1});
-    run_grad_case(&(grad_case){"esmm sparse tables", MTL_MODEL_ESMM, 0, 0, GB, 1});
-    run_grad_case(&(grad_case){"sparse, last rank empty", MTL_MODEL_MMOE, 0, 0, 0, 1});
+    run_grad_case(&(grad_case){"mmoe sparse tables", K_MMOE, 0, 0, GB, 1});
+    run_grad_case(&(grad_case){"esmm sparse tables", K_ESMM, 0, 0, GB, 1});
+    run_grad_case(&(grad_case){"sparse, last rank empty", K_MMOE, 0, 0, 0, 1});
 }
 
 /* Row-sharded tables: each rank holds rows r, r + P, ...; the rows its batch
@@ -321,7 +322,7 @@ static void test_grad_sparse(void **state) {
  * rows the owners sum are the 1-rank gradient of the whole batch. */
 static void test_grad_sharded(void **state) {
     (void)state;
-    grad_case gc = {"mmoe row-sharded", MTL_MODEL_MMOE, 0, 0, GB, 1};
+    grad_case gc = {"mmoe row-sharded", K_MMOE, 0, 0, GB, 1};
     mtl_config cfg, ref_cfg;
     mtl_data_shape shape;
     mtl_error err = {{0}};
@@ -413,15 +414,15 @@ static void test_grad_sharded(void **state) {
 /* Kendall et al. weighting: the regularizer's constant is added by rank 0 only */
 static void test_grad_uncertainty(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"mmoe uncertainty", MTL_MODEL_MMOE, 1, 1, GB, 0});
+    run_grad_case(&(grad_case){"mmoe uncertainty", K_MMOE, 1, 1, GB, 0});
 }
 
 /* A rank with no rows of the batch (what the trainer does when a rank's shard
  * runs out): it still joins the sums and contributes nothing but zeros. */
 static void test_grad_empty_rank(void **state) {
     (void)state;
-    run_grad_case(&(grad_case){"mmoe, last rank empty", MTL_MODEL_MMOE, 0, 0, 0, 0});
-    run_grad_case(&(grad_case){"uncertainty, last rank empty", MTL_MODEL_MMOE, 1, 1, 0, 0});
+    run_grad_case(&(grad_case){"mmoe, last rank empty", K_MMOE, 0, 0, 0, 0});
+    run_grad_case(&(grad_case){"uncertainty, last rank empty", K_MMOE, 1, 1, 0, 0});
 }
 
 /* ---- collectives ---- */

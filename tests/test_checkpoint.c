@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "mtl/checkpoint.h"
+#include "test_models.h"
 
 #define DIRNAME "test_checkpoint.d"
 
@@ -110,12 +111,11 @@ static long file_size(const char *path) {
  * tensor) and a regression task. */
 static void small_config(mtl_config *cfg) {
     mtl_config_defaults(cfg);
-    cfg->model = MTL_MODEL_MMOE;
+    cfg->model = model_of(K_MMOE);
     cfg->embedding_dim = 3;
     cfg->expert_units.n = 1;
     cfg->expert_units.units[0] = 6;
-    cfg->tower_units.n = 1;
-    cfg->tower_units.units[0] = 4;
+    cfg->tower_units = every_task((mtl_units){1, {4}});
     cfg->num_experts = 3;
     cfg->batch_norm = 1;
     cfg->loss_uncertainty = 1;
@@ -318,7 +318,7 @@ static void test_roundtrip_dense_only(void **state) {
     (void)state;
     mtl_config cfg;
     mtl_config_defaults(&cfg);
-    cfg.model = MTL_MODEL_SHARED_BOTTOM;
+    cfg.model = model_of(K_SHARED_BOTTOM);
     mtl_data_shape sh;
     memset(&sh, 0, sizeof sh);
     sh.D = 5;
@@ -450,7 +450,7 @@ static void test_reject_other_model(void **state) {
     mtl_model_free(o);
 
     /* another architecture */
-    cfg.model = MTL_MODEL_PLE;
+    cfg.model = model_of(K_PLE);
     o = new_model(&cfg, &sh);
     memset(&err, 0, sizeof err);
     assert_int_equal(mtl_checkpoint_load_tensors(path, o, 0, NULL, NULL, &err), MTL_ERR);
@@ -460,7 +460,7 @@ static void test_reject_other_model(void **state) {
     /* same sizes, other shape: embeddings.0 [6 x 4] saved, [8 x 3] wanted
      * (in_dim 4 either way: S 1, D 0 vs D 1) */
     mtl_config_defaults(&cfg);
-    cfg.model = MTL_MODEL_SHARED_BOTTOM;
+    cfg.model = model_of(K_SHARED_BOTTOM);
     cfg.embedding_dim = 4;
     mtl_data_shape a;
     memset(&a, 0, sizeof a);

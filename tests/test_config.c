@@ -14,6 +14,7 @@
 
 #include "mtl/config.h"
 #include "mtl/optim.h"
+#include "test_models.h"
 
 /* ---- helpers ---- */
 
@@ -76,12 +77,12 @@ static void test_defaults(void **state) {
     mtl_config c;
     mtl_config_defaults(&c);
     assert_int_equal(c.command, MTL_CMD_TRAIN);
-    assert_int_equal(c.model, MTL_MODEL_MMOE);
+    assert_ptr_equal(c.model, model_of(K_MMOE));
     assert_int_equal(c.embedding_dim, 4);
     assert_units(&c.bottom_units, 1, (const int[]){16});
-    assert_units(&c.tower_units, 1, (const int[]){8});
+    assert_units(&c.tower_units.list[0], 1, (const int[]){8});
     assert_units(&c.expert_units, 1, (const int[]){16});
-    assert_int_equal(c.gate_units.n, 0);
+    assert_int_equal(c.gate_units.list[0].n, 0);
     assert_int_equal(c.num_experts, 8);
     assert_int_equal(c.num_experts_specific, 4);
     assert_int_equal(c.num_experts_shared, 4);
@@ -120,12 +121,12 @@ static void test_defaults(void **state) {
 
 static void test_model_names(void **state) {
     (void)state;
-    for (int k = MTL_MODEL_SHARED_BOTTOM; k <= MTL_MODEL_PLE; k++)
-        assert_int_equal(mtl_model_parse(mtl_model_name((mtl_model_kind)k)), k);
-    assert_string_equal(mtl_model_name(MTL_MODEL_SHARED_BOTTOM), "shared_bottom");
-    assert_string_equal(mtl_model_name(MTL_MODEL_PLE), "ple");
-    assert_int_equal(mtl_model_parse("xgboost"), -1);
-    assert_int_equal(mtl_model_parse(""), -1);
+    for (int k = 0; mtl_models[k]; k++)
+        assert_ptr_equal(mtl_model_find(model_of(k)->name), model_of(k));
+    assert_string_equal(model_of(K_SHARED_BOTTOM)->name, "shared_bottom");
+    assert_string_equal(model_of(K_PLE)->name, "ple");
+    assert_null(mtl_model_find("xgboost"));
+    assert_null(mtl_model_find(""));
 }
 
 static void test_ini_parsing(void **state) {
@@ -186,16 +187,16 @@ static void test_ini_parsing(void **state) {
     mtl_config_defaults(&c);
     EXPECT_OK(mtl_config_load_ini(&c, path, &e), &e);
     assert_string_equal(c.config_path, path);
-    assert_int_equal(c.model, MTL_MODEL_PLE);
+    assert_ptr_equal(c.model, model_of(K_PLE));
     assert_string_equal(c.train_path, "data/train.h5");
     assert_string_equal(c.valid_path, "data/valid.h5");
     assert_string_equal(c.test_path, "data/test.h5");
     assert_int_equal(c.data_order_global, 1);
     assert_int_equal(c.embedding_dim, 8);
     assert_units(&c.bottom_units, 2, (const int[]){64, 32});
-    assert_units(&c.tower_units, 2, (const int[]){16, 8});
+    assert_units(&c.tower_units.list[0], 2, (const int[]){16, 8});
     assert_units(&c.expert_units, 1, (const int[]){32});
-    assert_units(&c.gate_units, 1, (const int[]){8});
+    assert_units(&c.gate_units.list[0], 1, (const int[]){8});
     assert_int_equal(c.num_experts_specific, 2);
     assert_int_equal(c.num_experts_shared, 3);
     assert_int_equal(c.num_levels, 3);
@@ -244,7 +245,7 @@ static void test_cli_overrides_ini(void **state) {
     EXPECT_OK(PARSE(&c, &e, "--lr", "0.125", "--train=cli.h5", "--config", path), &e);
     assert_true(c.lr == 0.125f);
     assert_int_equal(c.epochs, 7);
-    assert_int_equal(c.model, MTL_MODEL_CGC);
+    assert_ptr_equal(c.model, model_of(K_CGC));
     assert_string_equal(c.train_path, "cli.h5");
     assert_string_equal(c.config_path, path);
     // options apply in order: the last one wins
@@ -284,7 +285,7 @@ static void test_cli_forms(void **state) {
                     "--momentum", "0.9", "--data-order", "local", "--loss-weighting", "fixed"),
               &e);
     assert_true(c.lr == 0.25f && c.momentum == 0.9f);
-    assert_int_equal(c.model, MTL_MODEL_SHARED_BOTTOM);
+    assert_ptr_equal(c.model, model_of(K_SHARED_BOTTOM));
     assert_int_equal(c.optimizer, MTL_OPT_SGD);
     EXPECT_FAIL("--lr: '-1' must be > 0", "--lr", "-1");
 }
@@ -297,13 +298,13 @@ static void test_lists(void **state) {
                     "--expert-units", "1,2,3,4,5,6,7,8", "--gate-units", "none"),
               &e);
     assert_units(&c.bottom_units, 3, (const int[]){256, 128, 64});
-    assert_units(&c.tower_units, 1, (const int[]){32});
+    assert_units(&c.tower_units.list[0], 1, (const int[]){32});
     assert_units(&c.expert_units, 8, (const int[]){1, 2, 3, 4, 5, 6, 7, 8});
-    assert_int_equal(c.gate_units.n, 0);
+    assert_int_equal(c.gate_units.list[0].n, 0);
     EXPECT_OK(PARSE(&c, &e, "--gate-units", "16,4"), &e);
-    assert_units(&c.gate_units, 2, (const int[]){16, 4});
+    assert_units(&c.gate_units.list[0], 2, (const int[]){16, 4});
     EXPECT_OK(PARSE(&c, &e, "--gate-units", "16", "--gate-units="), &e); // "" = no layers
-    assert_int_equal(c.gate_units.n, 0);
+    assert_int_equal(c.gate_units.list[0].n, 0);
     EXPECT_OK(PARSE(&c, &e, "--loss-weights", "1,0.5,0,2e1", "--task-types",
                     "binary,binary,regression,binary"),
               &e);
@@ -461,7 +462,7 @@ static void test_shared_config(void **state) {
     assert_int_equal(c.num_levels, 2);
     // --model esmm, after or before --config: [train.esmm] on top of [train]
     EXPECT_OK(PARSE(&c, &e, "--config", path, "--model", "esmm", "--train", "t.h5"), &e);
-    assert_int_equal(c.model, MTL_MODEL_ESMM);
+    assert_ptr_equal(c.model, model_of(K_ESMM));
     assert_string_equal(c.ctr_task, "click");
     assert_string_equal(c.ctcvr_task, "buy");
     assert_true(c.lr == 0.05f);
@@ -477,10 +478,10 @@ static void test_shared_config(void **state) {
     const char *p2 = write_file("shared2.ini", "[train.esmm]\nctr_task = click\n"
                                                "[train]\nmodel = esmm\n");
     EXPECT_OK(PARSE(&c, &e, "--config", p2), &e);
-    assert_int_equal(c.model, MTL_MODEL_ESMM);
+    assert_ptr_equal(c.model, model_of(K_ESMM));
     assert_string_equal(c.ctr_task, "click");
     EXPECT_OK(PARSE(&c, &e, "--config", p2, "--model", "cgc"), &e);
-    assert_int_equal(c.model, MTL_MODEL_CGC);
+    assert_ptr_equal(c.model, model_of(K_CGC));
     assert_string_equal(c.ctr_task, "");
     mtl_config_defaults(&c);
     EXPECT_OK(mtl_config_load_ini(&c, p2, &e), &e);
@@ -492,16 +493,15 @@ static void test_shared_config(void **state) {
                              MTL_SOURCE_DIR "/configs/adult.ini",
                              MTL_SOURCE_DIR "/configs/census_education.ini"};
     for (size_t i = 0; i < sizeof shipped / sizeof shipped[0]; i++) {
-        for (int k = MTL_MODEL_SHARED_BOTTOM; k <= MTL_MODEL_PLE; k++) {
-            int rc = PARSE(&c, &e, "--config", shipped[i], "--model",
-                           mtl_model_name((mtl_model_kind)k), "--train", "t.h5");
+        for (int k = 0; mtl_models[k]; k++) {
+            int rc = PARSE(&c, &e, "--config", shipped[i], "--model", model_of(k)->name, "--train",
+                           "t.h5");
             if (rc == MTL_OK) rc = mtl_config_validate(&c, &e);
             if (rc != MTL_OK) {
-                print_error("%s, model %s: %s\n", shipped[i], mtl_model_name((mtl_model_kind)k),
-                            e.msg);
+                print_error("%s, model %s: %s\n", shipped[i], model_of(k)->name, e.msg);
                 fail();
             }
-            if (k == MTL_MODEL_ESMM) assert_true(c.ctr_task[0] && c.ctcvr_task[0]);
+            if (k == K_ESMM) assert_true(c.ctr_task[0] && c.ctcvr_task[0]);
         }
     }
 }
@@ -640,7 +640,7 @@ static void test_validate(void **state) {
     c.predict_out[0] = c.test_path[0] = '\0';
 
     mtl_config b = c;
-    b.model = MTL_MODEL_ESMM;
+    b.model = model_of(K_ESMM);
     expect_msg(mtl_config_validate(&b, &e), &e, "esmm needs --ctr-task and --ctcvr-task", __FILE__,
                __LINE__);
     strcpy(b.ctr_task, "ctr");
@@ -682,7 +682,7 @@ static void test_validate(void **state) {
                __FILE__, __LINE__);
 
     b = c;
-    b.tower_units.n = 0;
+    b.tower_units.list[0].n = 0;
     expect_msg(mtl_config_validate(&b, &e), &e, "tower_units: 0 layers", __FILE__, __LINE__);
 
     b = c;

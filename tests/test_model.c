@@ -58,6 +58,7 @@
 #include <string.h>
 
 #include "mtl/model.h"
+#include "test_models.h"
 
 #define REL_FLOOR 1e-3
 #define GRAD_TOL 1e-3
@@ -80,7 +81,7 @@ static double rel_err(double a, double b, double floor_) {
 
 typedef struct {
     const char *label;
-    mtl_model_kind kind;
+    int kind;
     int T;
     int regression; /* bit t: task t is regression */
     int B, max_batch;
@@ -110,17 +111,15 @@ static void small_shape(mtl_data_shape *sh, int T, int regression) {
 
 static void small_config(mtl_config *cfg, const model_case *c) {
     mtl_config_defaults(cfg);
-    cfg->model = c->kind;
+    cfg->model = model_of(c->kind);
     cfg->embedding_dim = 3;
     cfg->bottom_units.n = 1;
     cfg->bottom_units.units[0] = 6;
-    cfg->tower_units.n = 1;
-    cfg->tower_units.units[0] = 4;
+    cfg->tower_units = every_task((mtl_units){1, {4}});
     cfg->expert_units.n = c->expert_layers > 1 ? 2 : 1;
     cfg->expert_units.units[0] = 6;
     cfg->expert_units.units[1] = 5;
-    cfg->gate_units.n = c->gate_layers;
-    cfg->gate_units.units[0] = 5;
+    cfg->gate_units = every_task((mtl_units){c->gate_layers, {5}});
     cfg->num_experts = 3;
     cfg->num_experts_specific = 1;
     cfg->num_experts_shared = 2;
@@ -232,8 +231,9 @@ static double ref_objective(const mtl_model *m, const double *z, const mtl_batch
     for (int i = 0; i < B; i++) {
         double w = b->weights[i];
         const float *y = b->labels + (size_t)i * (size_t)b->T;
-        if (m->kind == MTL_MODEL_ESMM) {
-            int ctr = m->esmm_ctr, ctcvr = m->esmm_ctcvr;
+        if (m->desc == model_of(K_ESMM)) {
+            /* the click task is scored by pCTR (column 0) */
+            int ctr = mtl_model_prediction_of_task(m, 0) == 0 ? 0 : 1, ctcvr = 1 - ctr;
             if (!isnan(y[ctr])) ls[ctr] += w * bce_logit(z[i * 2], y[ctr]);
             if (!isnan(y[ctcvr])) {
                 double p = sigmoid(z[i * 2]) * sigmoid(z[i * 2 + 1]);
@@ -448,7 +448,7 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
         for (int t = 0; t < T; t++) {
             snprintf(name, sizeof name, "%sgates.%d", lp, t);
             int K = nspec + nshared;
-            double *g = ref_dnn(c, name, task_in[t], in, &cfg->gate_units, K);
+            double *g = ref_dnn(c, name, task_in[t], in, &cfg->gate_units.list[0], K);
             ref_softmax(g, B, K);
             double *ex[64];
             int n = 0;
@@ -458,7 +458,7 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
         }
         if (l < levels - 1) {
             snprintf(name, sizeof name, "%sgates.shared", lp);
-            double *g = ref_dnn(c, name, shared_in, in, &cfg->gate_units, E);
+            double *g = ref_dnn(c, name, shared_in, in, &cfg->gate_units.list[0], E);
             ref_softmax(g, B, E);
             next_shared = ref_mix(c, g, all, E, width);
         }
@@ -468,7 +468,7 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
     }
     for (int t = 0; t < T; t++) {
         snprintf(name, sizeof name, "towers.%d", t);
-        double *z = ref_dnn(c, name, task_in[t], width, &cfg->tower_units, 1);
+        double *z = ref_dnn(c, name, task_in[t], width, &cfg->tower_units.list[0], 1);
         for (int i = 0; i < B; i++) logits[i * T + t] = z[i];
     }
 }
@@ -491,34 +491,34 @@ static void ref_forward(const mtl_model *m, const mtl_config *cfg, const mtl_bat
         for (int d = 0; d < m->shape.D; d++)
             x[i * in + m->shape.S * E + d] = b->dense[i * b->D + d];
     }
-    switch (m->kind) {
-    case MTL_MODEL_SHARED_BOTTOM: {
+    switch (kind_of(m)) {
+    case K_SHARED_BOTTOM: {
         double *h = ref_dnn(&c, "bottom", x, in, &cfg->bottom_units, 0);
         int w = cfg->bottom_units.units[cfg->bottom_units.n - 1];
         for (int t = 0; t < T; t++) {
             char name[32];
             snprintf(name, sizeof name, "towers.%d", t);
-            double *z = ref_dnn(&c, name, h, w, &cfg->tower_units, 1);
+            double *z = ref_dnn(&c, name, h, w, &cfg->tower_units.list[0], 1);
             for (int i = 0; i < B; i++) logits[i * T + t] = z[i];
         }
         break;
     }
-    case MTL_MODEL_ESMM: {
-        double *zc = ref_dnn(&c, "towers.ctr", x, in, &cfg->tower_units, 1);
-        double *zv = ref_dnn(&c, "towers.cvr", x, in, &cfg->tower_units, 1);
+    case K_ESMM: {
+        double *zc = ref_dnn(&c, "towers.ctr", x, in, &cfg->tower_units.list[0], 1);
+        double *zv = ref_dnn(&c, "towers.cvr", x, in, &cfg->tower_units.list[0], 1);
         for (int i = 0; i < B; i++) {
             logits[i * 2] = zc[i];
             logits[i * 2 + 1] = zv[i];
         }
         break;
     }
-    case MTL_MODEL_MMOE:
+    case K_MMOE:
         ref_experts(&c, cfg, x, 1, 0, cfg->num_experts, logits);
         break;
-    case MTL_MODEL_CGC:
+    case K_CGC:
         ref_experts(&c, cfg, x, 1, cfg->num_experts_specific, cfg->num_experts_shared, logits);
         break;
-    case MTL_MODEL_PLE:
+    case K_PLE:
         ref_experts(&c, cfg, x, cfg->num_levels, cfg->num_experts_specific, cfg->num_experts_shared,
                     logits);
         break;
@@ -723,44 +723,39 @@ static void gradient_check(const model_case *c, grad_report *rep) {
  * bottom [6], 3 MMoE experts, 1 specific + 2 shared (CGC/PLE), 2 PLE levels. */
 static const model_case grad_cases[] = {
     {.label = "shared_bottom T2 B13",
-     .kind = MTL_MODEL_SHARED_BOTTOM,
+     .kind = K_SHARED_BOTTOM,
      .T = 2,
      .B = 13,
      .max_batch = 16,
      .nan_labels = 1,
      .weights = 1},
     {.label = "shared_bottom T3 reg bn lw",
-     .kind = MTL_MODEL_SHARED_BOTTOM,
+     .kind = K_SHARED_BOTTOM,
      .T = 3,
      .regression = 4,
      .B = 13,
      .batch_norm = 1,
      .loss_weights = 1,
      .nan_labels = 1},
-    {.label = "esmm T2 B13 nan w",
-     .kind = MTL_MODEL_ESMM,
-     .T = 2,
-     .B = 13,
-     .nan_labels = 1,
-     .weights = 1},
+    {.label = "esmm T2 B13 nan w", .kind = K_ESMM, .T = 2, .B = 13, .nan_labels = 1, .weights = 1},
     {.label = "esmm bn uncertainty lw",
-     .kind = MTL_MODEL_ESMM,
+     .kind = K_ESMM,
      .T = 2,
      .B = 13,
      .batch_norm = 1,
      .uncertainty = 1,
      .loss_weights = 1},
     {.label = "mmoe T2 gate-dnn nan w",
-     .kind = MTL_MODEL_MMOE,
+     .kind = K_MMOE,
      .T = 2,
      .B = 13,
      .max_batch = 20,
      .gate_layers = 1,
      .nan_labels = 1,
      .weights = 1},
-    {.label = "mmoe T1", .kind = MTL_MODEL_MMOE, .T = 1, .B = 13},
+    {.label = "mmoe T1", .kind = K_MMOE, .T = 1, .B = 13},
     {.label = "mmoe T3 reg uncertainty 2-layer",
-     .kind = MTL_MODEL_MMOE,
+     .kind = K_MMOE,
      .T = 3,
      .regression = 2,
      .B = 13,
@@ -768,13 +763,13 @@ static const model_case grad_cases[] = {
      .expert_layers = 2,
      .weights = 1},
     {.label = "mmoe T2 bn gate-dnn",
-     .kind = MTL_MODEL_MMOE,
+     .kind = K_MMOE,
      .T = 2,
      .B = 13,
      .batch_norm = 1,
      .gate_layers = 1},
     {.label = "cgc T2 2-layer bn nan",
-     .kind = MTL_MODEL_CGC,
+     .kind = K_CGC,
      .T = 2,
      .B = 13,
      .batch_norm = 1,
@@ -782,28 +777,28 @@ static const model_case grad_cases[] = {
      .nan_labels = 1,
      .weights = 1},
     {.label = "cgc T3 reg uncertainty",
-     .kind = MTL_MODEL_CGC,
+     .kind = K_CGC,
      .T = 3,
      .regression = 1,
      .B = 13,
      .uncertainty = 1,
      .loss_weights = 1},
     {.label = "ple T2 gate-dnn nan w",
-     .kind = MTL_MODEL_PLE,
+     .kind = K_PLE,
      .T = 2,
      .B = 13,
      .gate_layers = 1,
      .nan_labels = 1,
      .weights = 1},
-    {.label = "ple T1", .kind = MTL_MODEL_PLE, .T = 1, .B = 13},
+    {.label = "ple T1", .kind = K_PLE, .T = 1, .B = 13},
     {.label = "ple T1 gate-dnn 3 levels",
-     .kind = MTL_MODEL_PLE,
+     .kind = K_PLE,
      .T = 1,
      .B = 13,
      .gate_layers = 1,
      .num_levels = 3},
     {.label = "ple T3 reg unc 2-layer bn 3 lvl",
-     .kind = MTL_MODEL_PLE,
+     .kind = K_PLE,
      .T = 3,
      .regression = 4,
      .B = 13,
@@ -813,27 +808,23 @@ static const model_case grad_cases[] = {
      .num_levels = 3,
      .nan_labels = 1,
      .weights = 1},
-    {.label = "ple T2 1 level", .kind = MTL_MODEL_PLE, .T = 2, .B = 13, .num_levels = 1},
+    {.label = "ple T2 1 level", .kind = K_PLE, .T = 2, .B = 13, .num_levels = 1},
     /* batch size 1 (the last task's label missing: count 0, no gradient) */
-    {.label = "shared_bottom B1 nan",
-     .kind = MTL_MODEL_SHARED_BOTTOM,
-     .T = 2,
-     .B = 1,
-     .nan_labels = 1},
-    {.label = "esmm B1", .kind = MTL_MODEL_ESMM, .T = 2, .B = 1, .weights = 1},
+    {.label = "shared_bottom B1 nan", .kind = K_SHARED_BOTTOM, .T = 2, .B = 1, .nan_labels = 1},
+    {.label = "esmm B1", .kind = K_ESMM, .T = 2, .B = 1, .weights = 1},
     {.label = "mmoe B1 uncertainty nan",
-     .kind = MTL_MODEL_MMOE,
+     .kind = K_MMOE,
      .T = 2,
      .B = 1,
      .uncertainty = 1,
      .nan_labels = 1,
      .gate_layers = 1},
-    {.label = "cgc B1", .kind = MTL_MODEL_CGC, .T = 2, .B = 1, .expert_layers = 2},
-    {.label = "ple B1 reg", .kind = MTL_MODEL_PLE, .T = 2, .regression = 1, .B = 1, .weights = 1},
+    {.label = "cgc B1", .kind = K_CGC, .T = 2, .B = 1, .expert_layers = 2},
+    {.label = "ple B1 reg", .kind = K_PLE, .T = 2, .regression = 1, .B = 1, .weights = 1},
 };
 #define N_GRAD_CASES (int)(sizeof grad_cases / sizeof grad_cases[0])
 
-static void run_grad_cases(mtl_model_kind kind) {
+static void run_grad_cases(int kind) {
     int ran = 0;
     double worst = 0, worst_f = 0;
     for (int i = 0; i < N_GRAD_CASES; i++) {
@@ -847,28 +838,28 @@ static void run_grad_cases(mtl_model_kind kind) {
     assert_true(ran >= 3);
     print_message("  %s: max relative error over %d cases %.2e (float-forward differences "
                   "%.2e)\n",
-                  mtl_model_name(kind), ran, worst, worst_f);
+                  model_of(kind)->name, ran, worst, worst_f);
 }
 
 static void test_grad_shared_bottom(void **state) {
     (void)state;
-    run_grad_cases(MTL_MODEL_SHARED_BOTTOM);
+    run_grad_cases(K_SHARED_BOTTOM);
 }
 static void test_grad_esmm(void **state) {
     (void)state;
-    run_grad_cases(MTL_MODEL_ESMM);
+    run_grad_cases(K_ESMM);
 }
 static void test_grad_mmoe(void **state) {
     (void)state;
-    run_grad_cases(MTL_MODEL_MMOE);
+    run_grad_cases(K_MMOE);
 }
 static void test_grad_cgc(void **state) {
     (void)state;
-    run_grad_cases(MTL_MODEL_CGC);
+    run_grad_cases(K_CGC);
 }
 static void test_grad_ple(void **state) {
     (void)state;
-    run_grad_cases(MTL_MODEL_PLE);
+    run_grad_cases(K_PLE);
 }
 
 /* Every gradient case's forward (train and inference mode) against the
@@ -901,7 +892,7 @@ static void test_forward_reference(void **state) {
                     }
                 }
             for (int i = 0; i < b.n; i++) {
-                if (m->kind == MTL_MODEL_ESMM) {
+                if (m->desc == model_of(K_ESMM)) {
                     assert_int_equal(m->P, 3);
                     double pc = sigmoid(ref[i * 2]), pv = sigmoid(ref[i * 2 + 1]);
                     const float *pr = pred + i * 3;
@@ -927,9 +918,9 @@ static void test_forward_reference(void **state) {
 /* ------------------------------------------------------------------------ */
 /* structure                                                                */
 
-static mtl_model *defaults_model(mtl_model_kind kind, int T, mtl_config *cfg) {
+static mtl_model *defaults_model(int kind, int T, mtl_config *cfg) {
     mtl_config_defaults(cfg);
-    cfg->model = kind;
+    cfg->model = model_of(kind);
     strcpy(cfg->ctr_task, "task0");
     strcpy(cfg->ctcvr_task, "task1");
     mtl_data_shape sh;
@@ -937,7 +928,7 @@ static mtl_model *defaults_model(mtl_model_kind kind, int T, mtl_config *cfg) {
     mtl_model *m = NULL;
     mtl_error err = {{0}};
     if (mtl_model_create(&m, cfg, &sh, 32, &err) != MTL_OK) {
-        print_error("%s: %s\n", mtl_model_name(kind), err.msg);
+        print_error("%s: %s\n", model_of(kind)->name, err.msg);
         fail();
     }
     return m;
@@ -961,7 +952,7 @@ static void check_unique_names(const mtl_model *m) {
             for (int b2 = b1; b2 < 2; b2++)
                 for (int j = b1 == b2 ? i + 1 : 0; j < blocks[b2]->n; j++)
                     if (strcmp(blocks[b1]->tensors[i].name, blocks[b2]->tensors[j].name) == 0) {
-                        print_error("%s: tensor name %s used twice\n", mtl_model_name(m->kind),
+                        print_error("%s: tensor name %s used twice\n", m->desc->name,
                                     blocks[b1]->tensors[i].name);
                         fail();
                     }
@@ -1002,7 +993,7 @@ static void test_sparse_tables(void **state) {
     const int want[3][3] = {{0, 1, 0}, {0, 0, 0}, {1, 1, 1}}; /* auto, dense, sparse */
     for (int mode = MTL_EMBEDDING_AUTO; mode <= MTL_EMBEDDING_SPARSE; mode++) {
         mtl_config_defaults(&cfg);
-        cfg.model = MTL_MODEL_MMOE;
+        cfg.model = model_of(K_MMOE);
         cfg.embedding_update = mode;
         mtl_model *m = NULL;
         mtl_error err = {{0}};
@@ -1030,7 +1021,7 @@ static void test_sparse_tables(void **state) {
                  {MTL_SHARDING_AUTO, 0, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         mtl_config_defaults(&cfg);
-        cfg.model = MTL_MODEL_MMOE;
+        cfg.model = model_of(K_MMOE);
         cfg.embedding_sharding = cases[c].sharding;
         cfg.rank = 1;
         cfg.world = 3;
@@ -1055,7 +1046,7 @@ static void test_param_names(void **state) {
     mtl_config cfg;
     /* defaults: embedding_dim 4, S 3, D 4 -> in_dim 16; experts [16], towers
      * [8], 8 MMoE experts, 4 + 4 CGC/PLE experts, 2 PLE levels */
-    mtl_model *m = defaults_model(MTL_MODEL_MMOE, 2, &cfg);
+    mtl_model *m = defaults_model(K_MMOE, 2, &cfg);
     assert_int_equal(m->in_dim, 16);
     expect_tensor(&m->params, "experts.0.dense0.weight", 16, 16);
     expect_tensor(&m->params, "experts.0.dense0.bias", 1, 16);
@@ -1079,7 +1070,7 @@ static void test_param_names(void **state) {
     check_layout(m);
     mtl_model_free(m);
 
-    m = defaults_model(MTL_MODEL_CGC, 2, &cfg);
+    m = defaults_model(K_CGC, 2, &cfg);
     expect_tensor(&m->params, "experts.task1.3.dense0.weight", 16, 16);
     expect_tensor(&m->params, "experts.shared.3.dense0.weight", 16, 16);
     expect_tensor(&m->params, "gates.1.out.weight", 8, 16);
@@ -1088,7 +1079,7 @@ static void test_param_names(void **state) {
     check_layout(m);
     mtl_model_free(m);
 
-    m = defaults_model(MTL_MODEL_PLE, 2, &cfg);
+    m = defaults_model(K_PLE, 2, &cfg);
     expect_tensor(&m->params, "levels.0.experts.task0.0.dense0.weight", 16, 16);
     expect_tensor(&m->params, "levels.0.gates.shared.out.weight", 12, 16);
     expect_tensor(&m->params, "levels.1.experts.task1.3.dense0.weight", 16, 16);
@@ -1100,7 +1091,7 @@ static void test_param_names(void **state) {
     check_layout(m);
     mtl_model_free(m);
 
-    m = defaults_model(MTL_MODEL_SHARED_BOTTOM, 3, &cfg);
+    m = defaults_model(K_SHARED_BOTTOM, 3, &cfg);
     expect_tensor(&m->params, "bottom.dense0.weight", 16, 16);
     expect_tensor(&m->params, "towers.2.dense0.weight", 8, 16);
     expect_tensor(&m->params, "towers.2.out.weight", 1, 8);
@@ -1110,7 +1101,7 @@ static void test_param_names(void **state) {
 
     cfg.batch_norm = 1;
     mtl_config_defaults(&cfg);
-    cfg.model = MTL_MODEL_ESMM;
+    cfg.model = model_of(K_ESMM);
     cfg.batch_norm = 1;
     cfg.loss_uncertainty = 1;
     strcpy(cfg.ctr_task, "task0");
@@ -1138,10 +1129,10 @@ static void test_param_names(void **state) {
  * another seed: other values. */
 static void test_param_stability(void **state) {
     (void)state;
-    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
+    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
         mtl_config cfg;
-        mtl_model *a = defaults_model((mtl_model_kind)kind, 2, &cfg);
-        mtl_model *b = defaults_model((mtl_model_kind)kind, 2, &cfg);
+        mtl_model *a = defaults_model(kind, 2, &cfg);
+        mtl_model *b = defaults_model(kind, 2, &cfg);
         assert_int_equal(a->params.n, b->params.n);
         assert_true(a->params.size == b->params.size);
         for (int i = 0; i < a->params.n; i++) {
@@ -1167,18 +1158,18 @@ static void test_param_stability(void **state) {
 static void test_group_adjacency(void **state) {
     (void)state;
     int n_models = 0;
-    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++)
+    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++)
         for (int T = 1; T <= 3; T++)
             for (int gl = 0; gl <= 1; gl++)
                 for (int el = 1; el <= 2; el++)
                     for (int bn = 0; bn <= 1; bn++)
                         for (int lv = 1; lv <= 3; lv++)
                             for (int spec = 0; spec <= 2; spec++) {
-                                if (kind == MTL_MODEL_ESMM && T != 2) continue;
-                                if (kind != MTL_MODEL_PLE && lv > 1) continue;
-                                if (kind < MTL_MODEL_CGC && spec > 0) continue;
+                                if (kind == K_ESMM && T != 2) continue;
+                                if (kind != K_PLE && lv > 1) continue;
+                                if (kind < K_CGC && spec > 0) continue;
                                 model_case c = {.label = "grid",
-                                                .kind = (mtl_model_kind)kind,
+                                                .kind = kind,
                                                 .T = T,
                                                 .B = 5,
                                                 .batch_norm = bn,
@@ -1198,8 +1189,8 @@ static void test_group_adjacency(void **state) {
                                 if (mtl_model_create(&m, &cfg, &sh, 5, &err) != MTL_OK) {
                                     print_error("%s T=%d gate %d expert %d bn %d levels %d "
                                                 "specific %d: %s\n",
-                                                mtl_model_name((mtl_model_kind)kind), T, gl, el, bn,
-                                                lv, spec, err.msg);
+                                                model_of(kind)->name, T, gl, el, bn, lv, spec,
+                                                err.msg);
                                     fail();
                                 }
                                 n_models++;
@@ -1249,20 +1240,20 @@ static void test_group_adjacency(void **state) {
  *   mixtures 2 gates * 6 * K(3) * D(6) = 216; total 2424. */
 static void test_flops(void **state) {
     (void)state;
-    model_case c = {.label = "flops", .kind = MTL_MODEL_MMOE, .T = 2, .B = 4};
+    model_case c = {.label = "flops", .kind = K_MMOE, .T = 2, .B = 4};
     mtl_config cfg;
     mtl_model *m = make_model(&c, &cfg);
     assert_int_equal(m->in_dim, 13);
     assert_true(mtl_model_flops_per_sample(m) == 2424.0);
     mtl_model_free(m);
-    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
-        model_case k = {.label = "flops", .kind = (mtl_model_kind)kind, .T = 2, .B = 4};
+    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
+        model_case k = {.label = "flops", .kind = kind, .T = 2, .B = 4};
         m = make_model(&k, &cfg);
         assert_true(mtl_model_flops_per_sample(m) > 0);
         mtl_model_free(m);
     }
     /* shared bottom [6], towers [4]: 6*(13*6 + 2*(6*4 + 4)) = 804 */
-    model_case sb = {.label = "flops", .kind = MTL_MODEL_SHARED_BOTTOM, .T = 2, .B = 4};
+    model_case sb = {.label = "flops", .kind = K_SHARED_BOTTOM, .T = 2, .B = 4};
     m = make_model(&sb, &cfg);
     assert_true(mtl_model_flops_per_sample(m) == 804.0);
     mtl_model_free(m);
@@ -1305,7 +1296,7 @@ static void test_predictions(void **state) {
 
         const float *pred = mtl_model_predictions(m);
         for (int i = 0; i < b.n; i++) {
-            if (m->kind == MTL_MODEL_ESMM) {
+            if (m->desc == model_of(K_ESMM)) {
                 const float *r = pred + i * 3;
                 for (int k = 0; k < 3; k++) assert_true(r[k] > 0.0f && r[k] < 1.0f);
                 assert_true(r[2] == r[0] * r[1]);
@@ -1331,13 +1322,9 @@ static void test_predictions(void **state) {
  * batch (batch norm uses running statistics), nor on max_batch. */
 static void test_inference_row_independent(void **state) {
     (void)state;
-    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
-        model_case c = {.label = "rows",
-                        .kind = (mtl_model_kind)kind,
-                        .T = 2,
-                        .B = 13,
-                        .batch_norm = 1,
-                        .gate_layers = 1};
+    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
+        model_case c = {
+            .label = "rows", .kind = kind, .T = 2, .B = 13, .batch_norm = 1, .gate_layers = 1};
         mtl_config cfg;
         mtl_model *m = make_model(&c, &cfg);
         randomize_params(m, 77);
@@ -1373,9 +1360,9 @@ static void test_inference_row_independent(void **state) {
  * 2 std), zero biases (one scalar logit bias per task), tiny embeddings. */
 static void test_initial_values(void **state) {
     (void)state;
-    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
+    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
         mtl_config cfg;
-        mtl_model *m = defaults_model((mtl_model_kind)kind, 2, &cfg);
+        mtl_model *m = defaults_model(kind, 2, &cfg);
         int logits = 0;
         for (int i = 0; i < m->params.n; i++) {
             const mtl_tensor *t = &m->params.tensors[i];
@@ -1410,9 +1397,9 @@ static void test_initial_values(void **state) {
 
 static void test_backward_accumulates(void **state) {
     (void)state;
-    for (int kind = MTL_MODEL_SHARED_BOTTOM; kind <= MTL_MODEL_PLE; kind++) {
+    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
         model_case c = {.label = "acc",
-                        .kind = (mtl_model_kind)kind,
+                        .kind = kind,
                         .T = 2,
                         .B = 13,
                         .nan_labels = 1,
@@ -1428,7 +1415,7 @@ static void test_backward_accumulates(void **state) {
         mtl_model_count_labels(m, &b, count);
         memset(m->params.grads, 0, m->params.size * sizeof(float));
         mtl_model_loss(m, &b, count, 1, ls);
-        if (kind != MTL_MODEL_ESMM)
+        if (kind != K_ESMM)
             for (int i = 0; i < b.n; i++)
                 for (int t = 0; t < m->T; t++)
                     if (isnan(b.labels[i * b.T + t]))
@@ -1448,8 +1435,8 @@ static void test_backward_accumulates(void **state) {
         for (size_t i = 0; i < m->params.size; i++) {
             double want = 2.0 * g1[i];
             if (rel_err(m->params.grads[i], want, 1e-6) > 1e-5) {
-                print_error("%s: gradient %zu after two passes %g, expected %g\n",
-                            mtl_model_name(m->kind), i, m->params.grads[i], want);
+                print_error("%s: gradient %zu after two passes %g, expected %g\n", m->desc->name, i,
+                            m->params.grads[i], want);
                 fail();
             }
         }
@@ -1467,7 +1454,7 @@ static void test_create_errors(void **state) {
     mtl_model *m = NULL;
     mtl_error err = {{0}};
     mtl_config_defaults(&cfg);
-    cfg.model = MTL_MODEL_ESMM;
+    cfg.model = model_of(K_ESMM);
     strcpy(cfg.ctr_task, "task0");
     strcpy(cfg.ctcvr_task, "nope");
     small_shape(&sh, 2, 0);
@@ -1481,7 +1468,7 @@ static void test_create_errors(void **state) {
     small_shape(&sh, 2, 2);
     assert_int_equal(mtl_model_create(&m, &cfg, &sh, 4, &err), MTL_ERR);
     assert_non_null(strstr(err.msg, "binary"));
-    cfg.model = MTL_MODEL_MMOE;
+    cfg.model = model_of(K_MMOE);
     cfg.n_loss_weights = 3;
     assert_int_equal(mtl_model_create(&m, &cfg, &sh, 4, &err), MTL_ERR);
     assert_non_null(strstr(err.msg, "loss-weights"));

@@ -8,6 +8,7 @@
 #ifndef MTL_CONFIG_H
 #define MTL_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mtl/error.h"
@@ -16,13 +17,7 @@
 #define MTL_MAX_TASKS 16
 #define MTL_PATH_MAX 1024
 
-typedef enum {
-    MTL_MODEL_SHARED_BOTTOM = 0,
-    MTL_MODEL_ESMM,
-    MTL_MODEL_MMOE,
-    MTL_MODEL_CGC,
-    MTL_MODEL_PLE
-} mtl_model_kind;
+struct mtl_model_desc; /* an architecture (model.h; the list: src/models/models.c) */
 
 typedef enum {
     MTL_CMD_TRAIN = 0,
@@ -36,6 +31,21 @@ typedef struct {
     int n;
     int units[MTL_MAX_LAYERS];
 } mtl_units; /* a DNN's layer widths; n == 0 means no layers */
+
+/* One DNN shape per task: "32,32" (n_lists 1) serves every task, "32,32/16"
+ * gives task t (in /labels order) list t. PLE's shared gate takes one more
+ * list after the tasks' (else the first task's). */
+typedef struct {
+    int n_lists;
+    mtl_units list[MTL_MAX_TASKS + 1];
+} mtl_task_units;
+/* task t's list (the one list when there is one) */
+static inline const mtl_units *mtl_task_units_at(const mtl_task_units *u, int t) {
+    return &u->list[u->n_lists == 1 || t >= u->n_lists ? 0 : t];
+}
+
+/* --activation of every hidden layer (experts, bottoms, towers, gate DNNs) */
+typedef enum { MTL_ACT_RELU = 0, MTL_ACT_TANH, MTL_ACT_SIGMOID } mtl_activation;
 
 typedef struct {
     mtl_command command;
@@ -51,16 +61,20 @@ typedef struct {
     int64_t stream_chunk_rows;          /* rows per chunk when streaming */
 
     /* model */
-    mtl_model_kind model;
+    const struct mtl_model_desc *model;
     int embedding_dim;
-    mtl_units bottom_units, tower_units, expert_units, gate_units;
-    int num_experts;          /* mmoe */
-    int num_experts_specific; /* cgc, ple: per task */
-    int num_experts_shared;   /* cgc, ple */
-    int num_levels;           /* ple */
-    int batch_norm;           /* 0/1 */
+    mtl_units bottom_units, expert_units;
+    mtl_task_units tower_units, gate_units; /* per task */
+    int activation;                         /* mtl_activation */
+    int num_experts;                        /* mmoe */
+    int num_experts_specific;               /* cgc, ple: per task */
+    int num_experts_shared;                 /* cgc, ple */
+    int num_levels;                         /* ple */
+    int batch_norm;                         /* 0/1 */
     float dropout;
     char ctr_task[64], ctcvr_task[64]; /* esmm: task names from /labels */
+    char task_order[1024];             /* aitm: task names, first to last; "" = /labels order */
+    float aitm_calibration_weight;     /* aitm: weight of the behavioural expectation calibrator */
     /* per-task type, "binary" or "regression"; n_task_types == 0 = infer
      * from the labels (all labels in {0,1} -> binary) */
     int n_task_types;
@@ -79,11 +93,11 @@ typedef struct {
     int embedding_update;     /* mtl_embedding_update */
     int embedding_sharding;   /* mtl_embedding_sharding */
     float shard_memory_share; /* auto: shard a table above this share of a rank's memory */
-    int batch_size; /* global batch, over all ranks */
+    int batch_size;           /* global batch, over all ranks */
     int epochs;
     uint64_t seed;
-    int early_stop_patience;       /* 0 = off */
-    char early_stop_metric[80];    /* "valid_loss" or "auc:TASK" */
+    int early_stop_patience;    /* 0 = off */
+    char early_stop_metric[80]; /* "valid_loss" or "auc:TASK" */
     int skip_nonfinite_steps;
 
     /* outputs and checkpoints */
@@ -97,9 +111,9 @@ typedef struct {
     int keep_checkpoints;
 
     /* runtime */
-    int threads;             /* OpenBLAS threads per rank */
-    int gemm;                /* --gemm: mtl_gemm_backend (gemm.h) */
-    int64_t max_steps;       /* stop after this many steps (0 = no limit); benchmarks */
+    int threads;       /* OpenBLAS threads per rank */
+    int gemm;          /* --gemm: mtl_gemm_backend (gemm.h) */
+    int64_t max_steps; /* stop after this many steps (0 = no limit); benchmarks */
     int quiet;
 
     /* the job, set by the trainer (not options): row-sharded tables need it */
@@ -148,8 +162,10 @@ int mtl_config_apply_text(mtl_config *cfg, const char *text, const char *where, 
  * ESMM's tasks are named, ...). */
 int mtl_config_validate(const mtl_config *cfg, mtl_error *err);
 
-const char *mtl_model_name(mtl_model_kind kind);
-int mtl_model_parse(const char *name); /* -1 if unknown */
+/* The model's hyperparameters as "key = value" lines (what a checkpoint
+ * records so that predict and --resume need no model options). */
+void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap);
+const char *mtl_activation_name(int activation);
 /* The --help text. */
 const char *mtl_config_usage(void);
 

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mtl/config.h"
 #include "mtl/gemm.h"
 
 /* ---- random numbers: xoshiro256** (Blackman & Vigna 2018), seeded by
@@ -68,6 +69,23 @@ void mtl_bias_backward(float *db, const float *dout, int dout_ld, int B, int n);
  * backward: d *= (y > 0), with y the forward output. */
 void mtl_relu_forward(float *x, int x_ld, int B, int D);
 void mtl_relu_backward(float *d, int d_ld, const float *y, int y_ld, int B, int D);
+
+/* ---- hidden activation (mtl_activation: relu, tanh, sigmoid), in place
+ * on a [B x D] slice; backward from the forward output y: d *= f'(y) ---- */
+void mtl_activation_forward(int act, float *x, int x_ld, int B, int D);
+void mtl_activation_backward(int act, float *d, int d_ld, const float *y, int y_ld, int B, int D);
+
+/* ---- attention over U <= 8 candidates of width k (AITM's information
+ * transfer, Xi et al. 2021, sec. 3.2): proj[u] points at row 0 of candidate
+ * u's [B x 3k] projections [V_u | Q_u | K_u] (stride proj_ld);
+ * w_u = softmax_u(<Q_u, K_u> / sqrt(k)), out = sum_u w_u V_u (overwritten);
+ * weights [B x U] (contiguous) are saved for backward.
+ * Backward accumulates into dproj[u] (same layout). ---- */
+void mtl_attention_forward(float *out, int out_ld, float *weights, const float *const *proj,
+                           int proj_ld, int B, int U, int k);
+void mtl_attention_backward(float *const *dproj, const float *dout, int dout_ld,
+                            const float *weights, const float *const *proj, int proj_ld, int B,
+                            int U, int k);
 
 /* ---- sigmoid, element-wise over n values (y may alias x) ---- */
 void mtl_sigmoid_forward(float *y, const float *x, size_t n);

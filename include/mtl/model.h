@@ -1,5 +1,7 @@
-/* Models: Shared-Bottom, ESMM, MMoE, CGC and PLE, built from the layers of
- * layers.h over one parameter block (params.h) and one activation arena.
+/* Models: the engine every architecture is built with (layers of layers.h
+ * over one parameter block, params.h, and one activation arena), and the
+ * descriptor by which an architecture in src/models/ tells the rest of the
+ * program about itself (mtl_model_desc; the list is src/models/models.c).
  *
  * Building blocks (all views into the blocks, resolved once after building):
  *  - a stack is a DNN: hidden layers (dense + bias, optional batch norm,
@@ -41,6 +43,43 @@ typedef struct {
 
 #define MTL_NONE ((size_t)-1)
 
+struct mtl_model;
+
+/* An architecture: one file in src/models/, one line in src/models/models.c.
+ * Config parsing, --help, checkpoints (which record the name), predict and
+ * export find it by name in that list. Only name, summary, options and build
+ * are required; a NULL hook means the usual multi-task head: one prediction
+ * per task (sigmoid of a binary task's logit, a regression task's value),
+ * per-task BCE / squared error, priors at the label means. */
+typedef struct mtl_model_desc {
+    const char *name;    /* --model NAME */
+    const char *summary; /* one line for --help: what it is, the paper */
+    const char *options; /* the option keys it reads, for --help */
+    /* composes the model from stacks, groups and gates (see below); sets
+     * m->tower[t], m->forward_body, m->backward_body and m->P if not T */
+    int (*build)(struct mtl_model *m, const mtl_config *cfg, mtl_error *err);
+    /* cross-field checks before any data is read (ESMM: tasks named) */
+    int (*check)(const mtl_config *cfg, mtl_error *err);
+    /* predictions [B x P] from the logits [B x T] */
+    void (*predict)(struct mtl_model *m, int B);
+    /* the loss after predict: writes d loss / d logits (scale[t]: task t's
+     * gradient scale, see mtl_model_loss), loss_sum[t] per task */
+    void (*loss)(struct mtl_model *m, const mtl_batch *b, const float *scale,
+                 const double *global_count, double *loss_sum);
+    void (*set_prior)(struct mtl_model *m, const double *label_mean);
+    const char *(*prediction_name)(const struct mtl_model *m, int col);
+    int (*prediction_of_task)(const struct mtl_model *m, int task); /* -1: none */
+    /* ONNX export: MTL_ONNX_NONE refuses it; MTL_ONNX_TASKS one output per
+     * task; MTL_ONNX_PRODUCT adds pred 2 = pred 0 * pred 1 (ESMM's pCTCVR) */
+    int onnx;
+} mtl_model_desc;
+
+enum { MTL_ONNX_NONE = 0, MTL_ONNX_TASKS, MTL_ONNX_PRODUCT };
+
+/* the architectures, NULL-terminated (src/models/models.c) */
+extern const mtl_model_desc *const mtl_models[];
+const mtl_model_desc *mtl_model_find(const char *name); /* NULL if unknown */
+
 typedef struct {
     int in_dim, out_dim, ld; /* ld: row stride of the output buffer */
     int hidden;              /* bias + [BN] + ReLU + [dropout]; else head: linear, no bias */
@@ -61,6 +100,7 @@ typedef struct {
     int in_ld, in_dim;
     int fused;      /* layer 0's product is done by its group */
     int logit_head; /* a task's tower: its head has a scalar bias, see model.c */
+    int shares;     /* the stack whose parameters it uses, or -1 */
 } mtl_stack;
 
 typedef struct {
@@ -87,14 +127,14 @@ typedef struct {
 } mtl_gate;
 
 typedef struct mtl_model {
-    mtl_model_kind kind;
+    const mtl_model_desc *desc;
     mtl_data_shape shape;
     int T, P; /* tasks, prediction columns (ESMM: 3) */
     int embedding_dim, in_dim;
     int max_batch;
     float dropout;
     int batch_norm;
-    int esmm_ctr, esmm_ctcvr; /* label columns */
+    int activation; /* mtl_activation of every hidden layer */
     int loss_uncertainty;
     float loss_weights[MTL_MAX_TASKS];
 
@@ -111,12 +151,15 @@ typedef struct mtl_model {
     int n_groups, cap_groups;
     mtl_gate *gates;
     int n_gates, cap_gates;
-    int tower[MTL_MAX_TASKS]; /* tower stack per task; its head writes logits column t */
+    int tower[MTL_MAX_TASKS];  /* the stack whose head writes logits column t */
+    int towers[MTL_MAX_TASKS]; /* the towers of mtl_towers_add (with a head: = tower) */
+    int towers_group;          /* their fused first layers, or -1 */
 
     /* the model's structure as composed by its file in src/models/ */
     void (*forward_body)(struct mtl_model *m, int B, int train);
     void (*backward_body)(struct mtl_model *m, int B);
-    void *arch; /* per-architecture plan (levels of experts...) */
+    void *arch; /* per-architecture plan (levels of experts...): arena
+                 * offsets and indices only, no pointers (infer.c copies it) */
 
     size_t arena_size;
     float *act, *grad;
@@ -124,7 +167,7 @@ typedef struct mtl_model {
     size_t logits; /* [B x T] */
     size_t preds;  /* [B x P] */
     mtl_rng dropout_rng;
-    int centering; /* set only inside mtl_model_center_init */
+    int centering;                 /* set only inside mtl_model_center_init */
     mtl_gemm_backend gemm_backend; /* --gemm as resolved on this CPU */
     uint64_t gemm_version;         /* params.version the plans' weight copies were made from */
 } mtl_model;
@@ -169,17 +212,40 @@ const char *mtl_model_prediction_name(const mtl_model *m, int col);
 
 /* ---- building blocks for the files of src/models ---- */
 size_t mtl_arena_add(mtl_model *m, int cols);
-/* A stack reading arena offset `in` (row stride in_ld, in_dim wide) with
- * hidden layers `hidden` and, if head_dim > 0, a linear head. Its output is
- * its own buffer unless out/out_ld given for the last layer (MTL_NONE: own). */
-int mtl_stack_add(mtl_model *m, const char *name, size_t in, int in_ld, int in_dim,
-                  const mtl_units *hidden, int head_dim, size_t last_out, int last_ld,
-                  mtl_error *err);
+/* A stack: hidden layers (dense + bias, [BN], activation, [dropout]) and, if
+ * head > 0, a linear head without bias (a gate's logits; with logit_head a
+ * task's logit, with one scalar bias). It reads arena offset `in` (row
+ * stride in_ld, in_dim wide); its last layer writes at `out` with stride
+ * out_ld, or (out_ld == 0) its own buffer. shares >= 0: the stack of the same
+ * shape whose parameters it uses (the same projection applied to another
+ * input; gradients add up). */
+typedef struct {
+    const char *name;
+    size_t in;
+    int in_ld, in_dim;
+    const mtl_units *hidden; /* NULL: no hidden layer */
+    int head;
+    int logit_head;
+    size_t out;
+    int out_ld;
+    int shares; /* stack index + 1, 0 = own parameters */
+} mtl_stack_spec;
+int mtl_stack_add(mtl_model *m, const mtl_stack_spec *spec, mtl_error *err);
 /* Fuse the first layers of stacks (which must all read the same input) into
  * one group writing columns [0, n_out) at arena offset out with stride out_ld
- * (MTL_NONE: its own buffer). Call before registering parameters. */
+ * (out_ld == 0: its own buffer). Call before registering parameters. */
 int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld, mtl_error *err);
 int mtl_gate_add(mtl_model *m, int stack, const int *experts, int K, mtl_error *err);
+/* The towers, one per task, every model's one tower builder: task t's DNN
+ * (--tower-units, task t's list) reads in[t] (in_dim[t] wide, stride
+ * in_dim[t]) into m->towers[t]; with head its logit goes to column t of the
+ * logits (m->tower[t]), without it the tower ends at its last hidden layer.
+ * names: NULL = "towers.T". Towers reading one input are one group
+ * (m->towers_group). mtl_towers_forward/backward run them. */
+int mtl_towers_add(mtl_model *m, const mtl_config *cfg, const size_t *in, const int *in_dim,
+                   int head, const char *const *names, mtl_error *err);
+void mtl_towers_forward(mtl_model *m, int B, int train);
+void mtl_towers_backward(mtl_model *m, int B);
 /* Register parameters of groups and stacks (in order), embeddings, allocate. */
 int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err);
 /* Execution of the blocks */
@@ -192,16 +258,22 @@ void mtl_gate_backward(mtl_model *m, const mtl_gate *g, int B);
 static inline float *mtl_stack_out(const mtl_model *m, const mtl_stack *s) {
     return m->act + s->layer[s->n - 1].z;
 }
+/* The usual head, for models that add to it: sigmoid / identity per task,
+ * per-task BCE / squared error (see mtl_model_desc). */
+void mtl_model_task_predict(mtl_model *m, int B);
+void mtl_model_task_loss(mtl_model *m, const mtl_batch *b, const float *scale, double *loss_sum);
+/* the scalar bias of task t's logit (NULL if none), and log(p / (1 - p))
+ * clamped to p in [1e-4, 1 - 1e-4]: a prior's logit */
+float *mtl_model_logit_bias(mtl_model *m, int t);
+float mtl_log_odds(double p);
+/* column of the task called name in the data, or an error naming key */
+int mtl_model_find_task(const mtl_model *m, const char *name, const char *key, mtl_error *err);
+/* the prediction column of task t (ESMM's conversion task: pCTCVR) */
+int mtl_model_prediction_of_task(const mtl_model *m, int task);
 
-/* the architectures (src/models/) */
-int mtl_build_shared_bottom(mtl_model *m, const mtl_config *cfg, mtl_error *err);
-int mtl_build_esmm(mtl_model *m, const mtl_config *cfg, mtl_error *err);
-int mtl_build_mmoe(mtl_model *m, const mtl_config *cfg, mtl_error *err);
-int mtl_build_cgc(mtl_model *m, const mtl_config *cfg, mtl_error *err);
-int mtl_build_ple(mtl_model *m, const mtl_config *cfg, mtl_error *err);
 /* Levels of experts and gates shared by MMoE (one level, shared experts
  * only), CGC (one level) and PLE (several levels). */
 int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int num_specific,
-                      int num_shared, const char *prefix, mtl_error *err);
+                      int num_shared, mtl_error *err);
 
 #endif

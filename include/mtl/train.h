@@ -22,9 +22,6 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err);
 /* mtl_dist predict --checkpoint F --data F --predict-out P */
 int mtl_predict_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err);
 
-/* The model-defining keys of cfg as "key = value" lines (stored in
- * checkpoints so predict and resume need no config). */
-void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap);
 /* Install SIGTERM/SIGUSR1 handlers: the first asks for a checkpoint and a
  * clean stop after the current step, the second exits at once. */
 void mtl_install_signal_handlers(void);

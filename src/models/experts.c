@@ -40,12 +40,12 @@ static void forward(mtl_model *m, int B, int train) {
             mtl_stack_forward(m, &m->stacks[L->stacks[i]], B, train);
         for (int i = 0; i < L->n_gates; i++) mtl_gate_forward(m, &m->gates[L->gates[i]], B);
     }
-    for (int t = 0; t < m->T; t++) mtl_stack_forward(m, &m->stacks[m->tower[t]], B, train);
+    mtl_towers_forward(m, B, train);
 }
 
 static void backward(mtl_model *m, int B) {
     plan *p = m->arch;
-    for (int t = m->T - 1; t >= 0; t--) mtl_stack_backward(m, &m->stacks[m->tower[t]], B);
+    mtl_towers_backward(m, B);
     for (int l = p->n_levels - 1; l >= 0; l--) {
         const level_plan *L = &p->level[l];
         for (int i = L->n_gates - 1; i >= 0; i--) mtl_gate_backward(m, &m->gates[L->gates[i]], B);
@@ -57,8 +57,15 @@ static void backward(mtl_model *m, int B) {
 }
 
 int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int num_specific,
-                      int num_shared, const char *prefix, mtl_error *err) {
+                      int num_shared, mtl_error *err) {
     int T = m->T;
+    const mtl_task_units *gu = &cfg->gate_units;
+    int shared_gate_list = num_levels > 1 && gu->n_lists == T + 1 ? T : 0;
+    if (gu->n_lists != 1 && gu->n_lists != T && !(num_levels > 1 && gu->n_lists == T + 1))
+        return mtl_fail(err, NULL,
+                        "--gate-units: %d lists given for %d tasks (give one list for every "
+                        "gate, or one per task split by '/'%s)",
+                        gu->n_lists, T, num_levels > 1 ? ", and one more for the shared gate" : "");
     if (num_levels < 1 || num_levels > MAX_LEVELS)
         return mtl_fail(err, NULL, "num_levels: %d is out of range (1..%d)", num_levels,
                         MAX_LEVELS);
@@ -91,55 +98,72 @@ int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int n
         }
         char lp[48];
         if (num_levels > 1)
-            snprintf(lp, sizeof lp, "%slevels.%d.", prefix, l);
+            snprintf(lp, sizeof lp, "levels.%d.", l);
         else
-            snprintf(lp, sizeof lp, "%s", prefix);
+            lp[0] = '\0';
         /* multi-layer experts write their last layer side by side */
-        size_t expert_out = MTL_NONE;
-        int expert_ld = 0;
+        size_t expert_out = 0;
+        int expert_ld = 0; /* 0: each expert its own buffer */
         if (cfg->expert_units.n > 1) {
             expert_out = mtl_arena_add(m, E * width);
             expert_ld = E * width;
         }
         int specific[MTL_MAX_TASKS][MTL_MAX_GROUP], shared[MTL_MAX_GROUP];
-        int e = 0;
         char name[96];
-        for (int t = 0; t < T; t++)
-            for (int k = 0; k < num_specific; k++, e++) {
+        /* experts e = 0..E-1: each task's, then the shared ones */
+        for (int e = 0; e < E; e++) {
+            int t = e / (num_specific ? num_specific : 1), k = e - t * num_specific;
+            int is_shared = e >= T * num_specific;
+            if (is_shared) k = e - T * num_specific;
+            if (!is_shared)
                 snprintf(name, sizeof name, "%sexperts.task%d.%d", lp, t, k);
-                specific[t][k] = mtl_stack_add(
-                    m, name, task_in[t], in_ld, in_dim, &cfg->expert_units, 0,
-                    expert_out == MTL_NONE ? MTL_NONE : expert_out + (size_t)(e * width), expert_ld,
-                    err);
-                if (specific[t][k] < 0) return MTL_ERR;
-                L->stacks[L->n_stacks++] = specific[t][k];
-            }
-        for (int k = 0; k < num_shared; k++, e++) {
-            if (num_specific > 0)
+            else if (num_specific > 0)
                 snprintf(name, sizeof name, "%sexperts.shared.%d", lp, k);
             else
                 snprintf(name, sizeof name, "%sexperts.%d", lp, k);
-            shared[k] =
-                mtl_stack_add(m, name, shared_in, in_ld, in_dim, &cfg->expert_units, 0,
-                              expert_out == MTL_NONE ? MTL_NONE : expert_out + (size_t)(e * width),
-                              expert_ld, err);
-            if (shared[k] < 0) return MTL_ERR;
-            L->stacks[L->n_stacks++] = shared[k];
+            int s = mtl_stack_add(m,
+                                  &(mtl_stack_spec){.name = name,
+                                                    .in = is_shared ? shared_in : task_in[t],
+                                                    .in_ld = in_ld,
+                                                    .in_dim = in_dim,
+                                                    .hidden = &cfg->expert_units,
+                                                    .out = expert_out + (size_t)(e * width),
+                                                    .out_ld = expert_ld},
+                                  err);
+            if (s < 0) return MTL_ERR;
+            if (is_shared)
+                shared[k] = s;
+            else
+                specific[t][k] = s;
+            L->stacks[L->n_stacks++] = s;
         }
         /* gates: one per task, and a shared one below the last PLE level */
         int task_gate_stack[MTL_MAX_TASKS], shared_gate_stack = -1;
         int K_task = num_specific + num_shared;
         for (int t = 0; t < T; t++) {
             snprintf(name, sizeof name, "%sgates.%d", lp, t);
-            task_gate_stack[t] = mtl_stack_add(m, name, task_in[t], in_ld, in_dim, &cfg->gate_units,
-                                               K_task, MTL_NONE, 0, err);
+            task_gate_stack[t] = mtl_stack_add(m,
+                                               &(mtl_stack_spec){.name = name,
+                                                                 .in = task_in[t],
+                                                                 .in_ld = in_ld,
+                                                                 .in_dim = in_dim,
+                                                                 .hidden = mtl_task_units_at(gu, t),
+                                                                 .head = K_task},
+                                               err);
             if (task_gate_stack[t] < 0) return MTL_ERR;
             L->stacks[L->n_stacks++] = task_gate_stack[t];
         }
         if (!last) {
             snprintf(name, sizeof name, "%sgates.shared", lp);
-            shared_gate_stack = mtl_stack_add(m, name, shared_in, in_ld, in_dim, &cfg->gate_units,
-                                              E, MTL_NONE, 0, err);
+            shared_gate_stack =
+                mtl_stack_add(m,
+                              &(mtl_stack_spec){.name = name,
+                                                .in = shared_in,
+                                                .in_ld = in_ld,
+                                                .in_dim = in_dim,
+                                                .hidden = &gu->list[shared_gate_list],
+                                                .head = E},
+                              err);
             if (shared_gate_stack < 0) return MTL_ERR;
             L->stacks[L->n_stacks++] = shared_gate_stack;
         }
@@ -191,15 +215,10 @@ int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int n
         }
         in_dim = width;
     }
-    for (int t = 0; t < T; t++) {
-        char name[32];
-        snprintf(name, sizeof name, "towers.%d", t);
-        size_t in = m->gates[prev_task_gate[t]].out;
-        m->tower[t] = mtl_stack_add(m, name, in, width, width, &cfg->tower_units, 1,
-                                    m->logits + (size_t)t, T, err);
-        if (m->tower[t] < 0) return MTL_ERR;
-        m->stacks[m->tower[t]].logit_head = 1;
-    }
+    size_t in[MTL_MAX_TASKS];
+    int dim[MTL_MAX_TASKS];
+    for (int t = 0; t < T; t++) in[t] = m->gates[prev_task_gate[t]].out, dim[t] = width;
+    if (mtl_towers_add(m, cfg, in, dim, 1, NULL, err)) return MTL_ERR;
     m->forward_body = forward;
     m->backward_body = backward;
     return MTL_OK;

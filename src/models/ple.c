@@ -4,7 +4,16 @@
  * task t's output of the level below (eq. 5), not the raw input. */
 #include "mtl/model.h"
 
-int mtl_build_ple(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
+static int build(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
     return mtl_build_experts(m, cfg, cfg->num_levels, cfg->num_experts_specific,
-                             cfg->num_experts_shared, "", err);
+                             cfg->num_experts_shared, err);
 }
+
+const mtl_model_desc mtl_model_ple = {
+    .name = "ple",
+    .summary = "PLE (Tang et al., RecSys 2020): num_levels stacked CGC levels",
+    .options = "num_levels, num_experts_specific, num_experts_shared, expert_units, gate_units "
+               "(per task, + shared), tower_units",
+    .build = build,
+    .onnx = MTL_ONNX_TASKS,
+};

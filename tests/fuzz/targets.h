@@ -454,8 +454,8 @@ static const char fuzz_vocab_csv[] = "39, State-gov, Bachelors, 40, <=50K, 1\n"
  * every input (a checkpoint may describe any size; building a large model
  * is not what is being tested, and would only slow the fuzzer down). */
 static int fuzz_small_model(const mtl_config *cfg, const mtl_data_shape *sh) {
-    const mtl_units *u[] = {&cfg->bottom_units, &cfg->tower_units, &cfg->expert_units,
-                            &cfg->gate_units};
+    const mtl_units *u[] = {&cfg->bottom_units, &cfg->tower_units.list[0], &cfg->expert_units,
+                            &cfg->gate_units.list[0]};
     for (int i = 0; i < 4; i++)
         for (int l = 0; l < u[i]->n; l++)
             if (u[i]->units[l] > 64) return 0;
