@@ -56,9 +56,9 @@ D=(--train "$WORK/data/train.h5" --epochs 1 --max-steps 40 --batch-size 512 --qu
 declare -A opts=(
   [shared_bottom]="--bottom-units 32,16 --tower-units 8 --batch-norm true"
   [esmm]="--tower-units 16,8 --ctr-task ${tasks[0]} --ctcvr-task ${tasks[1]}"
-  [mmoe]="--num-experts 4 --expert-units 16 --dropout 0.1"
-  [cgc]="--num-experts-specific 2 --num-experts-shared 2 --expert-units 16,8 --gate-units 8"
-  [ple]="--num-levels 2 --num-experts-specific 2 --num-experts-shared 1 --batch-norm true"
+  [mmoe]="--num-experts 4 --expert-units 16 --dropout 0.1 --tower-units 8,4/16 --activation tanh"
+  [cgc]="--num-experts-specific 2 --num-experts-shared 2 --expert-units 16,8 --gate-units 8/4,4"
+  [ple]="--num-levels 2 --num-experts-specific 2 --num-experts-shared 1 --batch-norm true --gate-units 4/none/8 --activation sigmoid"
 )
 have_checker=1
 for model in shared_bottom esmm mmoe cgc ple; do

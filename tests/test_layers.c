@@ -480,6 +480,151 @@ static void mixture_case(int B, int K, int D, uint64_t *st) {
     free(dgbuf), free(debuf), free(gg), free(ge);
 }
 
+/* ------------------------------------------------------------------------ */
+/* hidden activations (relu, tanh, sigmoid), through the dispatcher          */
+
+typedef struct {
+    int n, act;
+    double *x, *R;
+} act_ref;
+static double act_ref_f(int act, double x) {
+    if (act == MTL_ACT_TANH) return tanh(x);
+    if (act == MTL_ACT_SIGMOID) return 1.0 / (1.0 + exp(-x));
+    return x > 0 ? x : 0.0;
+}
+static double act_objective(const void *ctx) {
+    const act_ref *c = ctx;
+    double L = 0;
+    for (int k = 0; k < c->n; k++) L += c->R[k] * act_ref_f(c->act, c->x[k]);
+    return L;
+}
+
+static void test_activations(void **state) {
+    (void)state;
+    uint64_t st = 12;
+    const int D = 5, x_ld = 8, x_off = 1, d_ld = 7, d_off = 2;
+    const char *names[] = {"relu", "tanh", "sigmoid"};
+    for (int act = MTL_ACT_RELU; act <= MTL_ACT_SIGMOID; act++)
+        for (int bi = 0; bi < N_BATCH_SIZES; bi++) {
+            int B = batch_sizes[bi];
+            act_ref c = {B * D, act, alloc_d((size_t)B * D), alloc_d((size_t)B * D)};
+            float *xbuf = alloc_fill((size_t)B * x_ld, SENTINEL);
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < D; j++) {
+                    /* O(1) inputs, away from ReLU's kink */
+                    float v = frand(&st, -2, 2);
+                    if (fabsf(v) < 0.05f) v = v < 0 ? v - 0.1f : v + 0.1f;
+                    xbuf[i * x_ld + x_off + j] = v;
+                    c.x[i * D + j] = v;
+                }
+            mtl_activation_forward(act, xbuf + x_off, x_ld, B, D);
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < D; j++)
+                    check_rel(names[act], B, "y", i, j, xbuf[i * x_ld + x_off + j],
+                              act_ref_f(act, c.x[i * D + j]), FWD_TOL);
+            check_padding(names[act], B, "y", xbuf, B, x_ld, x_off, D);
+            /* backward scales the incoming gradient in place, from the output */
+            float *dbuf = alloc_fill((size_t)B * d_ld, SENTINEL);
+            fill_slice(dbuf + d_off, d_ld, c.R, B, D, &st, -1, 1);
+            mtl_activation_backward(act, dbuf + d_off, d_ld, xbuf + x_off, x_ld, B, D);
+            double *g = alloc_d((size_t)B * D);
+            for (int k = 0; k < B * D; k++) g[k] = fd(act_objective, &c, &c.x[k]);
+            check_matrix(names[act], B, "dx", dbuf + d_off, d_ld, g, B, D, 0, GRAD_TOL);
+            check_padding(names[act], B, "dx", dbuf, B, d_ld, d_off, D);
+            free(c.x), free(c.R), free(xbuf), free(dbuf), free(g);
+        }
+}
+
+/* ------------------------------------------------------------------------ */
+/* attention over candidates (AITM)                                         */
+
+typedef struct {
+    int B, U, k;
+    double *p; /* [U][B x 3k]: V | Q | K */
+    double *R; /* [B x k] */
+} attn_ref;
+static void attn_ref_row(const attn_ref *c, int i, double *out) {
+    int k = c->k;
+    double a[8], mx = -INFINITY, sum = 0;
+    for (int u = 0; u < c->U; u++) {
+        const double *p = c->p + ((size_t)u * c->B + i) * 3 * k;
+        a[u] = 0;
+        for (int j = 0; j < k; j++) a[u] += p[k + j] * p[2 * k + j];
+        a[u] /= sqrt((double)k);
+        mx = fmax(mx, a[u]);
+    }
+    for (int u = 0; u < c->U; u++) sum += (a[u] = exp(a[u] - mx));
+    for (int j = 0; j < k; j++) out[j] = 0;
+    for (int u = 0; u < c->U; u++)
+        for (int j = 0; j < k; j++) out[j] += a[u] / sum * c->p[((size_t)u * c->B + i) * 3 * k + j];
+}
+static double attn_objective(const void *ctx) {
+    const attn_ref *c = ctx;
+    double L = 0, out[16];
+    for (int i = 0; i < c->B; i++) {
+        attn_ref_row(c, i, out);
+        for (int j = 0; j < c->k; j++) L += c->R[i * c->k + j] * out[j];
+    }
+    return L;
+}
+
+static void attention_case(int B, int U, int k, uint64_t *st) {
+    char what[64];
+    snprintf(what, sizeof what, "attention(U=%d,k=%d)", U, k);
+    int p_ld = 3 * k + 2, p_off = 1, o_ld = k + 3, o_off = 2;
+    attn_ref c = {B, U, k, alloc_d((size_t)U * B * 3 * k), alloc_d((size_t)B * k)};
+    float *pbuf[8], *dpbuf[8];
+    const float *proj[8];
+    float *dproj[8];
+    for (int u = 0; u < U; u++) {
+        pbuf[u] = alloc_fill((size_t)B * p_ld, SENTINEL);
+        fill_slice(pbuf[u] + p_off, p_ld, c.p + (size_t)u * B * 3 * k, B, 3 * k, st, -1.5, 1.5);
+        proj[u] = pbuf[u] + p_off;
+        dpbuf[u] = alloc_fill((size_t)B * p_ld, SENTINEL);
+        for (int i = 0; i < B; i++)
+            for (int j = 0; j < 3 * k; j++) dpbuf[u][i * p_ld + p_off + j] = ACC;
+        dproj[u] = dpbuf[u] + p_off;
+    }
+    float *obuf = alloc_fill((size_t)B * o_ld, SENTINEL), *w = alloc_fill((size_t)B * U, 0);
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < k; j++) obuf[i * o_ld + o_off + j] = 1e3f; /* must be overwritten */
+    mtl_attention_forward(obuf + o_off, o_ld, w, proj, p_ld, B, U, k);
+    double *ref = alloc_d((size_t)B * k);
+    for (int i = 0; i < B; i++) attn_ref_row(&c, i, ref + (size_t)i * k);
+    check_matrix(what, B, "out", obuf + o_off, o_ld, ref, B, k, 0, FWD_TOL);
+    check_padding(what, B, "out", obuf, B, o_ld, o_off, k);
+    for (int i = 0; i < B; i++) { /* the saved weights are a distribution */
+        double sum = 0;
+        for (int u = 0; u < U; u++) sum += w[i * U + u];
+        check_rel(what, B, "weights", i, 0, sum, 1.0, FWD_TOL);
+    }
+
+    float *dout = alloc_fill((size_t)B * o_ld, SENTINEL);
+    fill_slice(dout + o_off, o_ld, c.R, B, k, st, -1, 1);
+    mtl_attention_backward(dproj, dout + o_off, o_ld, w, proj, p_ld, B, U, k);
+    double *g = alloc_d((size_t)B * 3 * k);
+    for (int u = 0; u < U; u++) {
+        for (int t = 0; t < B * 3 * k; t++)
+            g[t] = fd(attn_objective, &c, &c.p[(size_t)u * B * 3 * k + t]);
+        char tensor[32];
+        snprintf(tensor, sizeof tensor, "dproj%d", u);
+        check_matrix(what, B, tensor, dproj[u], p_ld, g, B, 3 * k, ACC, GRAD_TOL);
+        check_padding(what, B, tensor, dpbuf[u], B, p_ld, p_off, 3 * k);
+        free(pbuf[u]), free(dpbuf[u]);
+    }
+    free(c.p), free(c.R), free(obuf), free(w), free(ref), free(dout), free(g);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    uint64_t st = 13;
+    for (int bi = 0; bi < N_BATCH_SIZES; bi++) {
+        attention_case(batch_sizes[bi], 2, 4, &st); /* AITM's: {transferred, tower} */
+        attention_case(batch_sizes[bi], 3, 5, &st);
+        attention_case(batch_sizes[bi], 1, 3, &st); /* one candidate: weight 1 */
+    }
+}
+
 /* The partial bias of fused products: exact sums, columns past n untouched. */
 static void test_bias(void **state) {
     (void)state;
@@ -1092,6 +1237,8 @@ int main(void) {
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_bias),
         cmocka_unit_test(test_mixture),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_attention),
         cmocka_unit_test(test_input),
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_dropout),

@@ -93,7 +93,15 @@ typedef struct {
     int nan_labels; /* some labels missing */
     int weights;    /* random sample weights (else 1) */
     int loss_weights;
+    int activation;          /* mtl_activation of the hidden layers */
+    const char *tower_units; /* per-task lists ("4/3,2"), else [4] for every task */
+    const char *gate_units;  /* per-task gate lists, else gate_layers */
+    const char *task_order;  /* aitm: --task-order */
 } model_case;
+
+/* the configuration of the model under test (the calibrator's order and
+ * weight for the reference objective) */
+static const mtl_config *ref_cfg;
 
 static void small_shape(mtl_data_shape *sh, int T, int regression) {
     memset(sh, 0, sizeof *sh);
@@ -136,12 +144,21 @@ static void small_config(mtl_config *cfg, const model_case *c) {
      * index and label column shows */
     strcpy(cfg->ctr_task, "task1");
     strcpy(cfg->ctcvr_task, "task0");
+    cfg->activation = c->activation;
+    mtl_error err = {{0}};
+    if (c->tower_units)
+        assert_int_equal(mtl_config_set(cfg, "tower_units", c->tower_units, "test", &err), MTL_OK);
+    if (c->gate_units)
+        assert_int_equal(mtl_config_set(cfg, "gate_units", c->gate_units, "test", &err), MTL_OK);
+    if (c->task_order) snprintf(cfg->task_order, sizeof cfg->task_order, "%s", c->task_order);
+    cfg->aitm_calibration_weight = 0.6f;
 }
 
 static mtl_model *make_model(const model_case *c, mtl_config *cfg) {
     mtl_data_shape sh;
     small_shape(&sh, c->T, c->regression);
     small_config(cfg, c);
+    ref_cfg = cfg;
     mtl_model *m = NULL;
     mtl_error err = {{0}};
     if (mtl_model_create(&m, cfg, &sh, c->max_batch ? c->max_batch : c->B, &err) != MTL_OK) {
@@ -389,6 +406,14 @@ static double *ref_dnn(const ref_ctx *c, const char *name, const double *x, int 
         }
         if (is_hidden)
             for (int i = 0; i < B * out; i++) {
+                if (ref_cfg->activation == MTL_ACT_TANH) {
+                    y[i] = tanh(y[i]);
+                    continue;
+                }
+                if (ref_cfg->activation == MTL_ACT_SIGMOID) {
+                    y[i] = sigmoid(y[i]);
+                    continue;
+                }
                 if (ref_pat) {
                     assert_true(ref_npat < REF_PAT_CAP);
                     ref_pat[ref_npat++] = y[i] > 0.0;
@@ -448,7 +473,7 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
         for (int t = 0; t < T; t++) {
             snprintf(name, sizeof name, "%sgates.%d", lp, t);
             int K = nspec + nshared;
-            double *g = ref_dnn(c, name, task_in[t], in, &cfg->gate_units.list[0], K);
+            double *g = ref_dnn(c, name, task_in[t], in, mtl_task_units_at(&cfg->gate_units, t), K);
             ref_softmax(g, B, K);
             double *ex[64];
             int n = 0;
@@ -458,7 +483,8 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
         }
         if (l < levels - 1) {
             snprintf(name, sizeof name, "%sgates.shared", lp);
-            double *g = ref_dnn(c, name, shared_in, in, &cfg->gate_units.list[0], E);
+            double *g = ref_dnn(c, name, shared_in, in,
+                                &cfg->gate_units.list[cfg->gate_units.n_lists == T + 1 ? T : 0], E);
             ref_softmax(g, B, E);
             next_shared = ref_mix(c, g, all, E, width);
         }
@@ -468,7 +494,7 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
     }
     for (int t = 0; t < T; t++) {
         snprintf(name, sizeof name, "towers.%d", t);
-        double *z = ref_dnn(c, name, task_in[t], width, &cfg->tower_units.list[0], 1);
+        double *z = ref_dnn(c, name, task_in[t], width, mtl_task_units_at(&cfg->tower_units, t), 1);
         for (int i = 0; i < B; i++) logits[i * T + t] = z[i];
     }
 }
@@ -498,14 +524,14 @@ static void ref_forward(const mtl_model *m, const mtl_config *cfg, const mtl_bat
         for (int t = 0; t < T; t++) {
             char name[32];
             snprintf(name, sizeof name, "towers.%d", t);
-            double *z = ref_dnn(&c, name, h, w, &cfg->tower_units.list[0], 1);
+            double *z = ref_dnn(&c, name, h, w, mtl_task_units_at(&cfg->tower_units, t), 1);
             for (int i = 0; i < B; i++) logits[i * T + t] = z[i];
         }
         break;
     }
     case K_ESMM: {
-        double *zc = ref_dnn(&c, "towers.ctr", x, in, &cfg->tower_units.list[0], 1);
-        double *zv = ref_dnn(&c, "towers.cvr", x, in, &cfg->tower_units.list[0], 1);
+        double *zc = ref_dnn(&c, "towers.ctr", x, in, mtl_task_units_at(&cfg->tower_units, 0), 1);
+        double *zv = ref_dnn(&c, "towers.cvr", x, in, mtl_task_units_at(&cfg->tower_units, 1), 1);
         for (int i = 0; i < B; i++) {
             logits[i * 2] = zc[i];
             logits[i * 2 + 1] = zv[i];
@@ -821,6 +847,42 @@ static const model_case grad_cases[] = {
      .gate_layers = 1},
     {.label = "cgc B1", .kind = K_CGC, .T = 2, .B = 1, .expert_layers = 2},
     {.label = "ple B1 reg", .kind = K_PLE, .T = 2, .regression = 1, .B = 1, .weights = 1},
+    /* per-task towers and gates, and the other activations */
+    {.label = "shared_bottom towers 4/3,2 tanh",
+     .kind = K_SHARED_BOTTOM,
+     .T = 2,
+     .B = 13,
+     .tower_units = "4/3,2",
+     .activation = MTL_ACT_TANH,
+     .nan_labels = 1},
+    {.label = "esmm towers 3/4,2 sigmoid",
+     .kind = K_ESMM,
+     .T = 2,
+     .B = 13,
+     .tower_units = "3/4,2",
+     .activation = MTL_ACT_SIGMOID},
+    {.label = "mmoe towers/gates per task tanh",
+     .kind = K_MMOE,
+     .T = 3,
+     .B = 13,
+     .tower_units = "4/2/3,2",
+     .gate_units = "5/none/3",
+     .activation = MTL_ACT_TANH,
+     .weights = 1},
+    {.label = "cgc gates 5/2,3 sigmoid bn",
+     .kind = K_CGC,
+     .T = 2,
+     .B = 13,
+     .gate_units = "5/2,3",
+     .batch_norm = 1,
+     .activation = MTL_ACT_SIGMOID},
+    {.label = "ple gates 4/3/2 shared tanh",
+     .kind = K_PLE,
+     .T = 2,
+     .B = 13,
+     .gate_units = "4/3/2",
+     .tower_units = "3/4",
+     .activation = MTL_ACT_TANH},
 };
 #define N_GRAD_CASES (int)(sizeof grad_cases / sizeof grad_cases[0])
 
@@ -861,7 +923,6 @@ static void test_grad_ple(void **state) {
     (void)state;
     run_grad_cases(K_PLE);
 }
-
 /* Every gradient case's forward (train and inference mode) against the
  * reference; predictions are the sigmoid of binary logits, the logit of
  * regression ones, and ESMM's (pCTR, pCVR, pCTCVR). */
@@ -1129,7 +1190,7 @@ static void test_param_names(void **state) {
  * another seed: other values. */
 static void test_param_stability(void **state) {
     (void)state;
-    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
+    for (int kind = K_SHARED_BOTTOM; model_of(kind); kind++) {
         mtl_config cfg;
         mtl_model *a = defaults_model(kind, 2, &cfg);
         mtl_model *b = defaults_model(kind, 2, &cfg);
@@ -1158,7 +1219,7 @@ static void test_param_stability(void **state) {
 static void test_group_adjacency(void **state) {
     (void)state;
     int n_models = 0;
-    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++)
+    for (int kind = K_SHARED_BOTTOM; model_of(kind); kind++)
         for (int T = 1; T <= 3; T++)
             for (int gl = 0; gl <= 1; gl++)
                 for (int el = 1; el <= 2; el++)
@@ -1246,7 +1307,7 @@ static void test_flops(void **state) {
     assert_int_equal(m->in_dim, 13);
     assert_true(mtl_model_flops_per_sample(m) == 2424.0);
     mtl_model_free(m);
-    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
+    for (int kind = K_SHARED_BOTTOM; model_of(kind); kind++) {
         model_case k = {.label = "flops", .kind = kind, .T = 2, .B = 4};
         m = make_model(&k, &cfg);
         assert_true(mtl_model_flops_per_sample(m) > 0);
@@ -1322,7 +1383,7 @@ static void test_predictions(void **state) {
  * batch (batch norm uses running statistics), nor on max_batch. */
 static void test_inference_row_independent(void **state) {
     (void)state;
-    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
+    for (int kind = K_SHARED_BOTTOM; model_of(kind); kind++) {
         model_case c = {
             .label = "rows", .kind = kind, .T = 2, .B = 13, .batch_norm = 1, .gate_layers = 1};
         mtl_config cfg;
@@ -1360,7 +1421,7 @@ static void test_inference_row_independent(void **state) {
  * 2 std), zero biases (one scalar logit bias per task), tiny embeddings. */
 static void test_initial_values(void **state) {
     (void)state;
-    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
+    for (int kind = K_SHARED_BOTTOM; model_of(kind); kind++) {
         mtl_config cfg;
         mtl_model *m = defaults_model(kind, 2, &cfg);
         int logits = 0;
@@ -1397,7 +1458,7 @@ static void test_initial_values(void **state) {
 
 static void test_backward_accumulates(void **state) {
     (void)state;
-    for (int kind = K_SHARED_BOTTOM; kind <= K_PLE; kind++) {
+    for (int kind = K_SHARED_BOTTOM; model_of(kind); kind++) {
         model_case c = {.label = "acc",
                         .kind = kind,
                         .T = 2,
