@@ -119,6 +119,52 @@ static void test_defaults(void **state) {
     assert_memory_equal(&p, &c, sizeof c);
 }
 
+/* Per-task lists (--tower-units 32,32/16), --activation, and the model text a
+ * checkpoint records: the lists come back from it unchanged. */
+static void test_per_task_units(void **state) {
+    (void)state;
+    mtl_config c, back;
+    mtl_error e = {{0}};
+    mtl_config_defaults(&c);
+    assert_int_equal(mtl_config_set(&c, "tower_units", "32,32/16", "--tower-units", &e), MTL_OK);
+    assert_int_equal(c.tower_units.n_lists, 2);
+    assert_units(&c.tower_units.list[0], 2, (const int[]){32, 32});
+    assert_units(&c.tower_units.list[1], 1, (const int[]){16});
+    assert_ptr_equal(mtl_task_units_at(&c.tower_units, 1), &c.tower_units.list[1]);
+    assert_int_equal(mtl_config_set(&c, "gate_units", "none/4", "--gate-units", &e), MTL_OK);
+    assert_int_equal(c.gate_units.list[0].n, 0);
+    assert_units(&c.gate_units.list[1], 1, (const int[]){4});
+    assert_int_equal(mtl_config_set(&c, "activation", "tanh", "--activation", &e), MTL_OK);
+    assert_int_equal(c.activation, MTL_ACT_TANH);
+    char text[8192];
+    mtl_config_model_text(&c, text, sizeof text);
+    assert_non_null(strstr(text, "tower_units = 32,32/16\n"));
+    assert_non_null(strstr(text, "gate_units = none/4\n"));
+    assert_non_null(strstr(text, "activation = tanh\n"));
+    mtl_config_defaults(&back);
+    assert_int_equal(mtl_config_apply_text(&back, text, "ckpt", &e), MTL_OK);
+    assert_memory_equal(&back.tower_units, &c.tower_units, sizeof c.tower_units);
+    assert_memory_equal(&back.gate_units, &c.gate_units, sizeof c.gate_units);
+    assert_int_equal(back.activation, MTL_ACT_TANH);
+    /* one list serves every task */
+    assert_int_equal(mtl_config_set(&c, "tower_units", "8", "--tower-units", &e), MTL_OK);
+    assert_int_equal(c.tower_units.n_lists, 1);
+    assert_ptr_equal(mtl_task_units_at(&c.tower_units, 5), &c.tower_units.list[0]);
+    expect_msg(mtl_config_set(&c, "tower_units", "32,x/16", "--tower-units", &e), &e,
+               "--tower-units: '32,x': 'x' is not", __FILE__, __LINE__);
+    expect_msg(mtl_config_set(&c, "tower_units", "32//16", "--tower-units", &e), &e,
+               "--tower-units: '' must have at least 1 layer", __FILE__, __LINE__);
+    expect_msg(mtl_config_set(&c, "activation", "gelu", "--activation", &e), &e,
+               "--activation: 'gelu' is not an activation (relu, tanh, sigmoid)", __FILE__,
+               __LINE__);
+    /* --help lists every model of the list */
+    for (int k = 0; mtl_models[k]; k++) {
+        char want[64];
+        snprintf(want, sizeof want, "\n  %s ", mtl_models[k]->name);
+        assert_non_null(strstr(mtl_config_usage(), want));
+    }
+}
+
 static void test_model_names(void **state) {
     (void)state;
     for (int k = 0; mtl_models[k]; k++)
@@ -363,7 +409,7 @@ static void test_rejections(void **state) {
     EXPECT_FAIL("--checkpoint-every-seconds: '-1' must be >= 0", "--checkpoint-every-seconds",
                 "-1");
     // words
-    EXPECT_FAIL("--model: 'xgboost' is not a model (shared_bottom, esmm, mmoe, cgc, ple)",
+    EXPECT_FAIL("--model: 'xgboost' is not a model (shared_bottom, esmm, mmoe, cgc, ple",
                 "--model", "xgboost");
     EXPECT_FAIL("--optimizer: 'rmsprop' is not an optimizer (adam, sgd, adagrad)", "--optimizer",
                 "rmsprop");
@@ -837,14 +883,23 @@ static void test_usage(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_model_names),
-        cmocka_unit_test(test_ini_parsing),     cmocka_unit_test(test_cli_overrides_ini),
-        cmocka_unit_test(test_cli_forms),       cmocka_unit_test(test_patience_valid_split),
-        cmocka_unit_test(test_shared_config),   cmocka_unit_test(test_lists),
-        cmocka_unit_test(test_rejections),      cmocka_unit_test(test_ini_rejections),
-        cmocka_unit_test(test_predict_command), cmocka_unit_test(test_help_version),
-        cmocka_unit_test(test_validate),        cmocka_unit_test(test_set_api),
-        cmocka_unit_test(test_usage),           cmocka_unit_test(test_embedding_update),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_model_names),
+        cmocka_unit_test(test_per_task_units),
+        cmocka_unit_test(test_ini_parsing),
+        cmocka_unit_test(test_cli_overrides_ini),
+        cmocka_unit_test(test_cli_forms),
+        cmocka_unit_test(test_patience_valid_split),
+        cmocka_unit_test(test_shared_config),
+        cmocka_unit_test(test_lists),
+        cmocka_unit_test(test_rejections),
+        cmocka_unit_test(test_ini_rejections),
+        cmocka_unit_test(test_predict_command),
+        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_set_api),
+        cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_embedding_update),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
