@@ -96,6 +96,11 @@ done
 
 echo "== export errors =="
 rc=0
+dist --model aitm "${D[@]}" --epochs 1 --checkpoint-dir "$WORK/aitm/ck" --quiet
+out=$(dist export --checkpoint "$(ls "$WORK"/aitm/ck/ckpt-*.h5 | tail -1)" --onnx "$WORK/aitm.onnx" 2>&1) || rc=$?
+[ $rc -eq 1 ] && [[ "$out" == *"export: model aitm is not supported yet"* ]] &&
+  ok "aitm: export refuses it, naming the model" || fail "aitm export: exit $rc: $out"
+rc=0
 out=$(dist export --checkpoint "$WORK/mmoe/ck/none.h5" 2>&1) || rc=$?
 [ $rc -eq 2 ] && [[ "$out" == *"export needs --checkpoint FILE and --onnx FILE"* ]] &&
   ok "export without --onnx: exit 2 ($out)" || fail "export without --onnx: exit $rc: $out"

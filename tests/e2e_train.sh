@@ -71,7 +71,7 @@ echo "== data: synthetic click log =="
 D=("--train" "$WORK/ctr/train.h5" "--valid" "$WORK/ctr/valid.h5" "--test" "$WORK/ctr/test.h5")
 
 echo "== every model trains and reports the documented keys =="
-for model in shared_bottom esmm mmoe cgc ple; do
+for model in shared_bottom esmm mmoe cgc ple aitm; do
   extra=()
   [ "$model" = esmm ] && extra=(--ctr-task click --ctcvr-task conversion)
   if ! dist --model "$model" "${D[@]}" "${extra[@]}" --epochs 2 --batch-size 128 --quiet \

@@ -306,6 +306,7 @@ static void test_grad_others(void **state) {
     (void)state;
     run_grad_case(&(grad_case){"shared_bottom", K_SHARED_BOTTOM, 0, 0, GB, 0});
     run_grad_case(&(grad_case){"cgc", K_CGC, 0, 0, GB, 0});
+    run_grad_case(&(grad_case){"aitm", K_AITM, 0, 0, GB, 0});
 }
 
 /* Sparse tables: each rank's touched rows, gathered and summed in rank

@@ -172,6 +172,10 @@ static void test_ple(void **state) {
     (void)state;
     check_model("ple", 1);
 }
+static void test_aitm(void **state) {
+    (void)state;
+    check_model("aitm", 1);
+}
 
 /* ---- threads ---- */
 
@@ -304,8 +308,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_bottom), cmocka_unit_test(test_esmm),
         cmocka_unit_test(test_mmoe),          cmocka_unit_test(test_cgc),
-        cmocka_unit_test(test_ple),           cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_bad_rows),      cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_ple),           cmocka_unit_test(test_aitm),
+        cmocka_unit_test(test_threads),       cmocka_unit_test(test_bad_rows),
+        cmocka_unit_test(test_open_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -154,6 +154,19 @@ static void small_config(mtl_config *cfg, const model_case *c) {
     cfg->aitm_calibration_weight = 0.6f;
 }
 
+/* AITM: the task columns first to last (cfg's task order, else /labels') */
+static void aitm_order(const mtl_model *m, const mtl_config *cfg, int *order) {
+    for (int t = 0; t < m->T; t++) order[t] = t;
+    const char *s = cfg->task_order;
+    for (int i = 0; *s && i < m->T; i++) {
+        size_t len = strcspn(s, ",");
+        for (int t = 0; t < m->T; t++)
+            if (strlen(m->shape.task_names[t]) == len && !strncmp(m->shape.task_names[t], s, len))
+                order[i] = t;
+        s += len + (s[len] == ',');
+    }
+}
+
 static mtl_model *make_model(const model_case *c, mtl_config *cfg) {
     mtl_data_shape sh;
     small_shape(&sh, c->T, c->regression);
@@ -266,8 +279,25 @@ static double ref_objective(const mtl_model *m, const double *z, const mtl_batch
                 w * (m->shape.task_regression[t] ? (zt - y[t]) * (zt - y[t]) : bce_logit(zt, y[t]));
         }
     }
+    /* AITM's calibrator (Xi et al. 2021, eq. 6-7): alpha * max(p_t - p_{t-1}, 0)
+     * per row labelled for task t, weighted, over task t's count */
+    double calib = 0.0;
+    if (kind_of(m) == K_AITM) {
+        int order[MTL_MAX_TASKS];
+        aitm_order(m, ref_cfg, order);
+        for (int k = 1; k < T; k++) {
+            int t = order[k], prev = order[k - 1];
+            if (count[t] <= 0) continue;
+            double sum = 0;
+            for (int i = 0; i < B; i++)
+                if (!isnan(b->labels[(size_t)i * (size_t)b->T + (size_t)t]))
+                    sum +=
+                        b->weights[i] * fmax(sigmoid(z[i * T + t]) - sigmoid(z[i * T + prev]), 0);
+            calib += ref_cfg->aitm_calibration_weight * sum / count[t];
+        }
+    }
     const float *log_var = m->log_var >= 0 ? mtl_params_value(&m->params, m->log_var) : NULL;
-    double L = 0.0;
+    double L = calib;
     for (int t = 0; t < T; t++) {
         if (loss_sum) loss_sum[t] = ls[t];
         if (count[t] <= 0) continue; /* as mtl_model_loss: no term at all */
@@ -303,6 +333,16 @@ static size_t relu_pattern(const mtl_model *m, int B, unsigned char *out, size_t
                     out[n++] = m->act[L->z + (size_t)i * (size_t)L->ld + (size_t)j] > 0.0f;
                 }
         }
+    }
+    if (kind_of(m) == K_AITM) { /* the calibrator's kink (see ref_aitm) */
+        int order[MTL_MAX_TASKS], T = m->T;
+        aitm_order(m, ref_cfg, order);
+        const float *p = m->act + m->preds;
+        for (int i = 1; i < T; i++)
+            for (int r = 0; r < B; r++) {
+                assert_true(n < cap);
+                out[n++] = p[r * T + order[i]] > p[r * T + order[i - 1]];
+            }
     }
     return n;
 }
@@ -499,6 +539,67 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
     }
 }
 
+/* AITM (Xi et al. 2021, sec. 3.1-3.2): towers q_t, then for each later step
+ * p = g(z_prev) (one hidden layer), attention over {p, q_t} with the
+ * bias-free projections h1 | h2 | h3 = rows of aitm.attention.T.out.weight,
+ * z_t = sum_u softmax_u(<h2 u, h3 u> / sqrt(k)) h1 u; logit = towers.T head. */
+static void ref_aitm(const ref_ctx *c, const mtl_config *cfg, const double *x, double *logits) {
+    const mtl_model *m = c->m;
+    int T = m->T, B = c->B, order[MTL_MAX_TASKS], k_prev = 0;
+    aitm_order(m, cfg, order);
+    const double *z_prev = NULL;
+    char name[96];
+    for (int i = 0; i < T; i++) {
+        int t = order[i];
+        const mtl_units *u = mtl_task_units_at(&cfg->tower_units, t);
+        int k = u->units[u->n - 1];
+        snprintf(name, sizeof name, "towers.%d", t);
+        double *z = ref_dnn(c, name, x, m->in_dim, u, 0);
+        if (i > 0) {
+            snprintf(name, sizeof name, "aitm.transfer.%d", t);
+            double *p = ref_dnn(c, name, z_prev, k_prev, &(mtl_units){1, {k}}, 0);
+            snprintf(name, sizeof name, "aitm.attention.%d.out.weight", t);
+            const float *W = ref_tensor(&m->params, name, 3 * k, k);
+            double *out = ref_new((size_t)B * (size_t)k);
+            for (int r = 0; r < B; r++) {
+                const double *cand[2] = {p + r * k, z + r * k};
+                double proj[2][3][64], a[2];
+                assert_true(k <= 64);
+                for (int v = 0; v < 2; v++) {
+                    for (int h = 0; h < 3; h++)
+                        for (int o = 0; o < k; o++) {
+                            double acc = 0;
+                            for (int j = 0; j < k; j++)
+                                acc += (double)W[(h * k + o) * k + j] * cand[v][j];
+                            proj[v][h][o] = acc;
+                        }
+                    a[v] = 0;
+                    for (int o = 0; o < k; o++) a[v] += proj[v][1][o] * proj[v][2][o];
+                    a[v] /= sqrt((double)k);
+                }
+                double mx = fmax(a[0], a[1]), w0 = exp(a[0] - mx), w1 = exp(a[1] - mx);
+                double sum = w0 + w1;
+                for (int o = 0; o < k; o++)
+                    out[r * k + o] = (w0 * proj[0][0][o] + w1 * proj[1][0][o]) / sum;
+            }
+            z = out;
+        }
+        snprintf(name, sizeof name, "towers.%d", t);
+        double *lg = ref_dnn(c, name, z, k, &(mtl_units){0, {0}}, 1);
+        for (int r = 0; r < B; r++) logits[r * T + t] = lg[r];
+        z_prev = z;
+        k_prev = k;
+    }
+    /* the calibrator's max(p_t - p_{t-1}, 0) has a kink too: record it as ReLU's */
+    for (int i = 1; ref_pat && i < T; i++)
+        for (int r = 0; r < B; r++) {
+            double d = sigmoid(logits[r * T + order[i]]) - sigmoid(logits[r * T + order[i - 1]]);
+            assert_true(ref_npat < REF_PAT_CAP);
+            ref_pat[ref_npat++] = d > 0;
+            ref_min_abs = fmin(ref_min_abs, fabs(d));
+        }
+}
+
 /* logits [B x T] of the model's architecture, in double */
 static void ref_forward(const mtl_model *m, const mtl_config *cfg, const mtl_batch *b, int train,
                         double *logits) {
@@ -547,6 +648,9 @@ static void ref_forward(const mtl_model *m, const mtl_config *cfg, const mtl_bat
     case K_PLE:
         ref_experts(&c, cfg, x, cfg->num_levels, cfg->num_experts_specific, cfg->num_experts_shared,
                     logits);
+        break;
+    case K_AITM:
+        ref_aitm(&c, cfg, x, logits);
         break;
     }
     ref_free_all();
@@ -883,6 +987,24 @@ static const model_case grad_cases[] = {
      .gate_units = "4/3/2",
      .tower_units = "3/4",
      .activation = MTL_ACT_TANH},
+    /* AITM: calibrator, task order, per-task widths, missing labels, weights */
+    {.label = "aitm T2 nan w", .kind = K_AITM, .T = 2, .B = 13, .nan_labels = 1, .weights = 1},
+    {.label = "aitm T3 order 2,0,1 towers 4/3,5/2",
+     .kind = K_AITM,
+     .T = 3,
+     .B = 13,
+     .tower_units = "4/3,5/2",
+     .task_order = "task2,task0,task1",
+     .loss_weights = 1},
+    {.label = "aitm T2 bn uncertainty tanh",
+     .kind = K_AITM,
+     .T = 2,
+     .B = 13,
+     .batch_norm = 1,
+     .uncertainty = 1,
+     .activation = MTL_ACT_TANH},
+    {.label = "aitm T1", .kind = K_AITM, .T = 1, .B = 13},
+    {.label = "aitm B1 sigmoid", .kind = K_AITM, .T = 2, .B = 1, .activation = MTL_ACT_SIGMOID},
 };
 #define N_GRAD_CASES (int)(sizeof grad_cases / sizeof grad_cases[0])
 
@@ -923,6 +1045,11 @@ static void test_grad_ple(void **state) {
     (void)state;
     run_grad_cases(K_PLE);
 }
+static void test_grad_aitm(void **state) {
+    (void)state;
+    run_grad_cases(K_AITM);
+}
+
 /* Every gradient case's forward (train and inference mode) against the
  * reference; predictions are the sigmoid of binary logits, the logit of
  * regression ones, and ESMM's (pCTR, pCVR, pCTCVR). */
@@ -1228,7 +1355,7 @@ static void test_group_adjacency(void **state) {
                             for (int spec = 0; spec <= 2; spec++) {
                                 if (kind == K_ESMM && T != 2) continue;
                                 if (kind != K_PLE && lv > 1) continue;
-                                if (kind < K_CGC && spec > 0) continue;
+                                if ((kind < K_CGC || kind == K_AITM) && spec > 0) continue;
                                 model_case c = {.label = "grid",
                                                 .kind = kind,
                                                 .T = T,
@@ -1557,6 +1684,7 @@ int main(void) {
         cmocka_unit_test(test_grad_mmoe),
         cmocka_unit_test(test_grad_cgc),
         cmocka_unit_test(test_grad_ple),
+        cmocka_unit_test(test_grad_aitm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
     X(mmoe)                                                                                        \
     X(cgc)                                                                                         \
     X(ple)                                                                                         \
+    X(aitm)                                                                                        \
     /* (the end of the list) */
 
 #define DECLARE(name) extern const mtl_model_desc mtl_model_##name;
