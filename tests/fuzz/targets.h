@@ -184,7 +184,7 @@ static const char *const fuzz_prep_configs[] = {
 };
 #define FUZZ_N_PREP_CONFIGS 3
 
-static const char *const fuzz_split_files[] = {"train.h5", "valid.h5", "test.h5",
+static const char *const fuzz_split_files[] = {"train.h5",     "valid.h5",     "test.h5",
                                                "train.h5.tmp", "valid.h5.tmp", "test.h5.tmp"};
 
 /* Empty the output directory `out` (created by mtl_prep_run when missing). */
@@ -454,9 +454,11 @@ static const char fuzz_vocab_csv[] = "39, State-gov, Bachelors, 40, <=50K, 1\n"
  * every input (a checkpoint may describe any size; building a large model
  * is not what is being tested, and would only slow the fuzzer down). */
 static int fuzz_small_model(const mtl_config *cfg, const mtl_data_shape *sh) {
-    const mtl_units *u[] = {&cfg->bottom_units, &cfg->tower_units.list[0], &cfg->expert_units,
-                            &cfg->gate_units.list[0]};
-    for (int i = 0; i < 4; i++)
+    const mtl_units *u[2 * (MTL_MAX_TASKS + 1) + 2] = {&cfg->bottom_units, &cfg->expert_units};
+    int n = 2;
+    for (int i = 0; i < cfg->tower_units.n_lists; i++) u[n++] = &cfg->tower_units.list[i];
+    for (int i = 0; i < cfg->gate_units.n_lists; i++) u[n++] = &cfg->gate_units.list[i];
+    for (int i = 0; i < n; i++)
         for (int l = 0; l < u[i]->n; l++)
             if (u[i]->units[l] > 64) return 0;
     if (cfg->embedding_dim > 16 || cfg->num_experts > 8 || cfg->num_experts_specific > 4 ||
@@ -489,8 +491,8 @@ static int fuzz_h5_run(const uint8_t *data, size_t size) {
     if (rc == MTL_OK) {
         FUZZ_ASSERT(ds.n_rows == ds.n_total && ds.n_total >= 1 && ds.T >= 1 && ds.S >= 0 &&
                         ds.D >= 0,
-                    "shape %lld/%lld S %d D %d T %d", (long long)ds.n_rows,
-                    (long long)ds.n_total, ds.S, ds.D, ds.T);
+                    "shape %lld/%lld S %d D %d T %d", (long long)ds.n_rows, (long long)ds.n_total,
+                    ds.S, ds.D, ds.T);
         int64_t total = ds.n_total;
         mtl_dataset_free(&ds);
         /* (not asserted to succeed: on a corrupt file HDF5 1.10 itself may
