@@ -11,7 +11,8 @@ static int build(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
 const mtl_model_desc mtl_model_cgc = {
     .name = "cgc",
     .summary = "CGC (Tang et al., RecSys 2020): per-task and shared experts, a gate per task",
-    .options = "num_experts_specific, num_experts_shared, expert_units, gate_units, tower_units",
+    .options = "num_experts_specific, num_experts_shared, expert_units, gate_units,\n"
+               "                 tower_units",
     .build = build,
     .onnx = MTL_ONNX_TASKS,
 };

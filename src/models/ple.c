@@ -12,8 +12,8 @@ static int build(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
 const mtl_model_desc mtl_model_ple = {
     .name = "ple",
     .summary = "PLE (Tang et al., RecSys 2020): num_levels stacked CGC levels",
-    .options = "num_levels, num_experts_specific, num_experts_shared, expert_units, gate_units "
-               "(per task, + shared), tower_units",
+    .options = "num_levels, num_experts_specific, num_experts_shared, expert_units,\n"
+               "                 gate_units (per task, + shared gate), tower_units",
     .build = build,
     .onnx = MTL_ONNX_TASKS,
 };
