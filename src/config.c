@@ -1093,6 +1093,24 @@ void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap) {
                  (double)cfg->aitm_calibration_weight);
 }
 
+int mtl_config_same_model(const mtl_config *cfg, const char *text, char *mine, size_t cap) {
+    mtl_config *theirs = malloc(sizeof *theirs);
+    char *their_text = malloc(cap);
+    mtl_error ignored;
+    int same = 0;
+    mtl_config_model_text(cfg, mine, cap);
+    if (theirs && their_text) {
+        mtl_config_defaults(theirs);
+        if (mtl_config_apply_text(theirs, text, "checkpoint", &ignored) == MTL_OK) {
+            mtl_config_model_text(theirs, their_text, cap);
+            same = strcmp(mine, their_text) == 0;
+        }
+    }
+    free(theirs);
+    free(their_text);
+    return same;
+}
+
 /* ------------------------------------------------------------------------ */
 /* --help */
 

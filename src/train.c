@@ -999,8 +999,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         if (rc == MTL_OK) rc = mtl_checkpoint_load_state(path, &st, err);
         if (rc == MTL_OK) {
             char mine[8192];
-            mtl_config_model_text(cfg, mine, sizeof mine);
-            if (strcmp(mine, st.config) != 0)
+            if (!mtl_config_same_model(cfg, st.config, mine, sizeof mine))
                 rc = mtl_fail(err, path,
                               "--resume: the checkpoint's model differs from this run's.\n"
                               "checkpoint:\n%s\nthis run:\n%s",
@@ -1402,7 +1401,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                  steady_seconds > 0 ? allreduce_seconds / steady_seconds : NAN);
         json_num(j, "gemm_share", steady_seconds > 0 ? gemm_seconds / steady_seconds : NAN);
         cJSON_AddStringToObject(j, "gemm", mtl_gemm_backend_name(m->gemm_backend));
-        json_num(j, "exchange_bytes_per_step", steady_steps > 0 ? exchange_bytes / steady_steps : NAN);
+        json_num(j, "exchange_bytes_per_step",
+                 steady_steps > 0 ? exchange_bytes / steady_steps : NAN);
         cJSON_AddNumberToObject(j, "sparse_tables", tr->emb.n_tables);
         cJSON_AddNumberToObject(j, "sharded_tables", tr->emb.n_sharded);
         json_num(j, "flops_per_sample", round(mtl_model_flops_per_sample(m)));

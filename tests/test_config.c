@@ -146,6 +146,14 @@ static void test_per_task_units(void **state) {
     assert_memory_equal(&back.tower_units, &c.tower_units, sizeof c.tower_units);
     assert_memory_equal(&back.gate_units, &c.gate_units, sizeof c.gate_units);
     assert_int_equal(back.activation, MTL_ACT_TANH);
+    /* --resume compares models by their text; an older checkpoint's text
+     * (no activation line) is the same model as the defaults' */
+    char mine[8192];
+    mtl_config_defaults(&back);
+    assert_true(mtl_config_same_model(&back, "model = mmoe\ntower_units = 8\n", mine, sizeof mine));
+    assert_false(mtl_config_same_model(&c, "model = mmoe\ntower_units = 8\n", mine, sizeof mine));
+    assert_false(
+        mtl_config_same_model(&back, "model = mmoe\nactivation = tanh\n", mine, sizeof mine));
     /* one list serves every task */
     assert_int_equal(mtl_config_set(&c, "tower_units", "8", "--tower-units", &e), MTL_OK);
     assert_int_equal(c.tower_units.n_lists, 1);
@@ -409,8 +417,8 @@ static void test_rejections(void **state) {
     EXPECT_FAIL("--checkpoint-every-seconds: '-1' must be >= 0", "--checkpoint-every-seconds",
                 "-1");
     // words
-    EXPECT_FAIL("--model: 'xgboost' is not a model (shared_bottom, esmm, mmoe, cgc, ple",
-                "--model", "xgboost");
+    EXPECT_FAIL("--model: 'xgboost' is not a model (shared_bottom, esmm, mmoe, cgc, ple", "--model",
+                "xgboost");
     EXPECT_FAIL("--optimizer: 'rmsprop' is not an optimizer (adam, sgd, adagrad)", "--optimizer",
                 "rmsprop");
     EXPECT_FAIL("--data-order: 'random' is not a data order (local, global)", "--data-order",

@@ -165,6 +165,9 @@ int mtl_config_validate(const mtl_config *cfg, mtl_error *err);
 /* The model's hyperparameters as "key = value" lines (what a checkpoint
  * records so that predict and --resume need no model options). */
 void mtl_config_model_text(const mtl_config *cfg, char *out, size_t cap);
+/* Whether a checkpoint's model text describes cfg's model (keys an older
+ * checkpoint lacks count at their defaults); cfg's own text goes to mine. */
+int mtl_config_same_model(const mtl_config *cfg, const char *text, char *mine, size_t cap);
 const char *mtl_activation_name(int activation);
 /* The --help text. */
 const char *mtl_config_usage(void);
