@@ -451,6 +451,11 @@ static int write_file(const char *path, const uint8_t *buf, size_t len, mtl_erro
 
 int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const char *sparse_names,
                           const char *dense_names, const char *onnx_path, mtl_error *err) {
+    if (m->shape.M > 0) /* issue 14: lists would be extra (ids, offsets) inputs; not yet */
+        return mtl_fail(err, onnx_path,
+                        "export: the model has %d multi-valued field(s) (/multi), which the ONNX "
+                        "export does not support yet",
+                        m->shape.M);
     ex e_ = {0}, *e = &e_;
     e->m = m;
     e->err = err;

@@ -35,6 +35,11 @@ typedef struct {
     int64_t vocab_sizes[256]; /* [S] */
     int D;                    /* dense features */
     int T;                    /* tasks (label columns) */
+    /* multi-valued fields (data.h's /multi): field j's table is the model's
+     * embedding field S + j, pooled into input columns after the S fields' */
+    int M;
+    int64_t multi_vocab_sizes[256]; /* [M] */
+    int multi_mean[256];            /* [M] 1: mean pooling, 0: sum */
     char task_names[MTL_MAX_TASKS][64];
     int task_regression[MTL_MAX_TASKS];
 } mtl_data_shape;
@@ -100,7 +105,7 @@ typedef struct mtl_model {
 
     mtl_params params;  /* trained, allreduced, checkpointed */
     mtl_params buffers; /* batch-norm running statistics: checkpointed, not trained */
-    int emb[256];       /* embedding table tensor per field */
+    int emb[256];       /* embedding table tensor per field (S single-valued, then M multi) */
     int dims[256];
     float *tables[256], *dtables[256];
     int log_var; /* uncertainty weighting: [T] log-variances, or -1 */
@@ -124,7 +129,7 @@ typedef struct mtl_model {
     size_t logits; /* [B x T] */
     size_t preds;  /* [B x P] */
     mtl_rng dropout_rng;
-    int centering; /* set only inside mtl_model_center_init */
+    int centering;                 /* set only inside mtl_model_center_init */
     mtl_gemm_backend gemm_backend; /* --gemm as resolved on this CPU */
     uint64_t gemm_version;         /* params.version the plans' weight copies were made from */
 } mtl_model;
@@ -162,6 +167,8 @@ void mtl_model_set_prior(mtl_model *m, const double *label_mean);
  * the batch, layer by layer in forward order (skipped with batch norm). Once,
  * before the first step. */
 void mtl_model_center_init(mtl_model *m, const mtl_batch *b);
+/* Rows of embedding field `field`'s table (S single-valued, then M multi). */
+int64_t mtl_model_field_vocab(const mtl_model *m, int field);
 /* Training FLOPs per sample of the matrix products (forward + backward). */
 double mtl_model_flops_per_sample(const mtl_model *m);
 /* The task column a prediction column belongs to (ESMM: pCVR has none: -1). */
