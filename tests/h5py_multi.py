@@ -25,6 +25,7 @@ learns something.
   id-negative   /multi/genres/ids: an id of row 3 is -1
   no-pooling    /multi/tags without the pooling attribute
   offsets-rows  /multi/genres/offsets has N entries (not N + 1)
+  no-multi      no /multi at all (valid alone, but not as --valid of a file with it)
 """
 import argparse
 
@@ -79,7 +80,7 @@ with h5py.File(a.out, "w") as f:
             g_off = g_off[:-1]
         fields = [("genres", g_off, g_ids.astype(np.int64), 12, "sum"),
                   ("tags", t_off, t_ids.astype(np.int32), 50, "mean")]
-        for name, off, ids, vocab, pooling in fields:
+        for name, off, ids, vocab, pooling in fields if a.bad != "no-multi" else []:
             g = f.create_group(f"multi/{name}")
             g.create_dataset("offsets", data=off)
             g.create_dataset("ids", data=ids, chunks=True, compression="gzip")
