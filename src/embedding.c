@@ -72,6 +72,8 @@ static int table_reserve(mtl_sparse_table *st, int64_t need, mtl_error *err) {
                          resize(&st->order, c, sizeof *st->order, "fetch order", err))))
         return MTL_ERR;
     st->cap = (int)cap;
+    *st->model_grad = st->grad;
+    if (st->sharded) *st->model_rows = st->fetched;
     return MTL_OK;
 }
 
@@ -140,6 +142,8 @@ int mtl_embeddings_init(mtl_embeddings *e, mtl_model *m, int max_rows, int world
         mtl_sparse_table *st = &e->tables[k++];
         e->of_field[s] = st;
         if (init_table(st, t, P, s, max_rows, world, err)) goto fail;
+        st->model_grad = &m->dtables[s];
+        st->model_rows = &m->tables[s];
         m->dtables[s] = st->grad;
         if (st->sharded) {
             m->tables[s] = st->fetched;

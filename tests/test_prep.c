@@ -1030,6 +1030,57 @@ static void check_zipf(int64_t n, double s, int64_t draws) {
     free(count);
 }
 
+/* --multi-fields K --multi-len L: K lists per row, lengths uniform in 0..2L
+ * (mean L, some empty), ids Zipf ranks 1..V; the rows' other columns are
+ * those of a run without lists only in shape (their random stream differs). */
+static void test_synth_ctr_multi(void **state) {
+    (void)state;
+    mtl_synth_ctr_options o = {.rows = 4000,
+                               .sparse_fields = 3,
+                               .n_vocab = 2,
+                               .vocab = {50, 300},
+                               .dense_fields = 2,
+                               .tasks = 2,
+                               .multi_fields = 2,
+                               .multi_len = 4,
+                               .seed = 5,
+                               .n_split = 2,
+                               .split = {0.5, 0.5},
+                               .output_dir = TMP "/ctr_multi",
+                               .chunk_rows = 700, /* lists cross appends */
+                               .quiet = 1};
+    mtl_error err;
+    clean_dir(o.output_dir);
+    if (mtl_synth_ctr(&o, &err)) fail_msg("%s", err.msg);
+    mtl_dataset ds;
+    load(&ds, o.output_dir, "train.h5");
+    assert_int_equal(ds.n_rows, 2000);
+    assert_int_equal(ds.S, 3);
+    assert_int_equal(ds.M, 2);
+    for (int j = 0; j < 2; j++) {
+        char name[8];
+        snprintf(name, sizeof name, "m%d", j);
+        assert_string_equal(ds.multi_names[j], name);
+        assert_int_equal(ds.multi_mean[j], j == 0); /* mean, then sum */
+        assert_int_equal(ds.multi_vocab[j], 301);
+        const int64_t *off = ds.multi_off[j];
+        int64_t empty = 0;
+        for (int64_t i = 0; i < ds.n_rows; i++) {
+            int64_t len = off[i + 1] - off[i];
+            assert_true(len >= 0 && len <= 8);
+            empty += len == 0;
+        }
+        for (int64_t k = 0; k < off[ds.n_rows]; k++)
+            assert_true(ds.multi_ids[j][k] >= 1 && ds.multi_ids[j][k] <= 300);
+        /* mean 4: 2000 rows of std 2.6 give a mean within 4 +- 0.25 (4 sigma);
+         * empty lists 1/9 of the rows */
+        double mean = (double)off[ds.n_rows] / (double)ds.n_rows;
+        assert_true(mean > 3.75 && mean < 4.25);
+        assert_true(empty > 150 && empty < 300);
+    }
+    mtl_dataset_free(&ds);
+}
+
 static void test_zipf(void **state) {
     (void)state;
     check_zipf(50, 1.1, 400000); /* the ctr generator's exponent */
@@ -1138,6 +1189,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_synth_mmoe),
         cmocka_unit_test(test_synth_ctr),
+        cmocka_unit_test(test_synth_ctr_multi),
         cmocka_unit_test(test_zipf),
         cmocka_unit_test(test_synth_ctr_vocab_list),
     };

@@ -54,6 +54,9 @@
 typedef struct {
     int field, dim;
     int64_t rows;
+    /* the model's pointers to this table's gradient rows and (row-sharded)
+     * fetched rows: moved with them when a batch's lists make them grow */
+    float **model_grad, **model_rows;
     float *values, *m, *v; /* the table and its optimizer state: views into the blocks */
     int32_t *slot_of;      /* [rows]: an id's compact row in this step, -1: untouched */
     int32_t *ids;          /* [cap]: this step's touched ids; after the exchange, the union */
