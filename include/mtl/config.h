@@ -79,11 +79,11 @@ typedef struct {
     int embedding_update;     /* mtl_embedding_update */
     int embedding_sharding;   /* mtl_embedding_sharding */
     float shard_memory_share; /* auto: shard a table above this share of a rank's memory */
-    int batch_size;           /* global batch, over all ranks */
+    int batch_size; /* global batch, over all ranks */
     int epochs;
     uint64_t seed;
-    int early_stop_patience;    /* 0 = off */
-    char early_stop_metric[80]; /* "valid_loss" or "auc:TASK" */
+    int early_stop_patience;       /* 0 = off */
+    char early_stop_metric[80];    /* "valid_loss" or "auc:TASK" */
     int skip_nonfinite_steps;
 
     /* outputs and checkpoints */
@@ -97,9 +97,9 @@ typedef struct {
     int keep_checkpoints;
 
     /* runtime */
-    int threads;       /* OpenBLAS threads per rank */
-    int gemm;          /* --gemm: mtl_gemm_backend (gemm.h) */
-    int64_t max_steps; /* stop after this many steps (0 = no limit); benchmarks */
+    int threads;             /* OpenBLAS threads per rank */
+    int gemm;                /* --gemm: mtl_gemm_backend (gemm.h) */
+    int64_t max_steps;       /* stop after this many steps (0 = no limit); benchmarks */
     int quiet;
 
     /* the job, set by the trainer (not options): row-sharded tables need it */
