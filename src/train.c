@@ -1092,8 +1092,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                               "checkpoint:\n%s\nthis run:\n%s",
                               st.config, mine);
         }
-        if (rc == MTL_OK &&
-            (st.shape.S != shape.S || st.shape.D != shape.D || st.shape.T != shape.T))
+        if (rc == MTL_OK && (st.shape.S != shape.S || st.shape.D != shape.D ||
+                             st.shape.T != shape.T || st.shape.M != shape.M))
             rc = mtl_fail(err, path,
                           "--resume: the checkpoint was trained on data of another shape");
         if (rc == MTL_OK) rc = mtl_checkpoint_load_tensors(path, m, 1, tr->best, &pg.has_best, err);
