@@ -320,6 +320,17 @@ int mtl_checkpoint_begin(const char *path, const mtl_model *m, const float *best
         rc = rc ? rc
                 : attr_write(f, "vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->S,
                              sh->vocab_sizes, path, err);
+    if (sh->M > 0) { /* multi-valued fields: absent in checkpoints of models without them */
+        int64_t M = sh->M, mean[256];
+        for (int j = 0; j < sh->M; j++) mean[j] = sh->multi_mean[j];
+        rc = rc ? rc : attr_write(f, "M", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &M, path, err);
+        rc = rc ? rc
+                : attr_write(f, "multi_vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE,
+                             (hsize_t)sh->M, sh->multi_vocab_sizes, path, err);
+        rc = rc ? rc
+                : attr_write(f, "multi_mean", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->M, mean,
+                             path, err);
+    }
     if (sh->S > 0 && st->sparse_names)
         rc = rc ? rc
                 : attr_write_strings(f, "sparse_names", (const char *const *)st->sparse_names,
@@ -367,6 +378,23 @@ static hid_t open_checkpoint(const char *path, mtl_error *err) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) mtl_fail(err, path, "cannot open as HDF5 (truncated or corrupt checkpoint?)");
     return f;
+}
+
+/* The multi-valued fields' shape (M = 0 when the attributes are absent). */
+static int read_multi_shape(hid_t f, mtl_data_shape *sh, const char *path, mtl_error *err) {
+    sh->M = 0;
+    if (H5Aexists(f, "M") <= 0) return MTL_OK;
+    int64_t M, mean[256];
+    int rc = attr_read(f, "M", H5T_NATIVE_INT64, 0, &M, path, err);
+    if (rc == MTL_OK && (M < 0 || M + sh->S > 256))
+        rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
+    rc = rc ? rc
+            : attr_read(f, "multi_vocab_sizes", H5T_NATIVE_INT64, (hsize_t)M, sh->multi_vocab_sizes,
+                        path, err);
+    rc = rc ? rc : attr_read(f, "multi_mean", H5T_NATIVE_INT64, (hsize_t)M, mean, path, err);
+    for (int j = 0; rc == MTL_OK && j < M; j++) sh->multi_mean[j] = mean[j] != 0;
+    if (rc == MTL_OK) sh->M = (int)M;
+    return rc;
 }
 
 int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *err) {
@@ -422,6 +450,7 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
         rc = rc ? rc
                 : attr_read(f, "vocab_sizes", H5T_NATIVE_INT64, (hsize_t)S, st->shape.vocab_sizes,
                             path, err);
+    rc = rc ? rc : read_multi_shape(f, &st->shape, path, err);
     rc = rc ? rc : attr_read_strings(f, "config", 0, st->config, sizeof st->config, path, err);
     H5Fclose(f);
     return rc;

@@ -752,6 +752,186 @@ static int check_weights(const float *w, int64_t n, int64_t row0, const char *pa
 }
 
 /* ------------------------------------------------------------------------- */
+/* multi-valued fields: /multi/<field> with ids [nnz] and offsets [N+1] */
+
+/* A scalar attribute of a /multi group: vocab_size (an integer) or pooling
+ * (a string: "sum" or "mean"). */
+static int read_multi_attrs(hid_t g, const char *gname, int64_t *vocab, int *mean, const char *path,
+                            mtl_error *err) {
+    if (H5Aexists(g, "vocab_size") <= 0)
+        return mtl_fail(err, path, "%s: attribute vocab_size missing (int64)", gname);
+    if (H5Aexists(g, "pooling") <= 0)
+        return mtl_fail(err, path, "%s: attribute pooling missing (\"sum\" or \"mean\")", gname);
+    hid_t a = H5Aopen(g, "vocab_size", H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : H5I_INVALID_HID;
+    int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == H5T_INTEGER &&
+             H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_INT64, vocab) >= 0;
+    close_id(&sp, H5Sclose);
+    close_id(&t, H5Tclose);
+    close_id(&a, H5Aclose);
+    if (!ok) return mtl_fail(err, path, "%s: attribute vocab_size must be one integer", gname);
+    if (*vocab <= 0 || *vocab > (int64_t)INT32_MAX + 1)
+        return mtl_fail(err, path, "%s: vocab_size is %lld, must be 1..2147483648 (ids are int32)",
+                        gname, (long long)*vocab);
+    char what[340], **strs = NULL;
+    int64_t n = 0;
+    snprintf(what, sizeof what, "%s: attribute pooling", gname);
+    a = H5Aopen(g, "pooling", H5P_DEFAULT);
+    if (a < 0) return mtl_fail(err, path, "%s: cannot open", what);
+    int rc = read_strings(a, 1, &strs, &n, path, what, err);
+    H5Aclose(a);
+    if (rc != MTL_OK) return rc;
+    *mean = n == 1 && strcmp(strs[0], "mean") == 0;
+    ok = n == 1 && (*mean || strcmp(strs[0], "sum") == 0);
+    if (!ok)
+        mtl_fail(err, path, "%s is '%s', must be \"sum\" or \"mean\"", what, n > 0 ? strs[0] : "");
+    free_strs(strs, n);
+    return ok ? MTL_OK : MTL_ERR;
+}
+
+/* Read rows [begin, begin + n) of a 1-D integer dataset as int64 (HDF5
+ * converts any integer type exactly, except uint64 beyond int64, which then
+ * fails the offsets' checks). */
+static int read_i64(hid_t d, int64_t begin, int64_t n, int64_t *out, const char *name,
+                    const char *path, mtl_error *err) {
+    return read_rows(d, 1, (hsize_t)begin, (hsize_t)n, 1, H5T_NATIVE_INT64, out, name, path, err);
+}
+
+/* Field j of /multi: its header (name, vocab_size, pooling, the datasets'
+ * shapes and end points) and, with rows, offsets [begin, begin + count] and
+ * the ids they cover, validated. */
+static int load_multi_field(mtl_dataset *ds, hid_t file, int j, const char *fname, int64_t N,
+                            int with_rows, int64_t begin, int64_t count, const char *path,
+                            mtl_error *err) {
+    char gname[300], oname[320], iname[320];
+    snprintf(gname, sizeof gname, "/multi/%s", fname);
+    snprintf(oname, sizeof oname, "multi/%s/offsets", fname);
+    snprintf(iname, sizeof iname, "multi/%s/ids", fname);
+    if (!(ds->multi_names[j] = dup_str(fname, err))) return MTL_ERR;
+    int rc = MTL_ERR;
+    hid_t g = H5Gopen2(file, gname, H5P_DEFAULT), d_off = H5I_INVALID_HID, d_ids = H5I_INVALID_HID;
+    hsize_t doff[2], dids[2];
+    if (g < 0) {
+        mtl_fail(err, path, "%s: is not a group (want ids and offsets datasets)", gname);
+        goto done;
+    }
+    if (read_multi_attrs(g, gname, &ds->multi_vocab[j], &ds->multi_mean[j], path, err) ||
+        open_checked(file, oname, 1, 1, WANT_INT32, &d_off, doff, path, err) ||
+        open_checked(file, iname, 1, 1, WANT_INT32, &d_ids, dids, path, err))
+        goto done;
+    if ((int64_t)doff[0] != N + 1) {
+        mtl_fail(err, path, "/%s: has %llu entries, must be N + 1 = %lld (N = /labels rows)", oname,
+                 (unsigned long long)doff[0], (long long)(N + 1));
+        goto done;
+    }
+    int64_t nnz = (int64_t)dids[0], ends[2];
+    if (read_i64(d_off, 0, 1, &ends[0], oname, path, err) ||
+        read_i64(d_off, N, 1, &ends[1], oname, path, err))
+        goto done;
+    if (ends[0] != 0) {
+        mtl_fail(err, path, "/%s: row 0: offsets[0] is %lld, must be 0", oname, (long long)ends[0]);
+        goto done;
+    }
+    if (ends[1] != nnz) {
+        mtl_fail(err, path, "/%s: offsets[N] = offsets[%lld] is %lld, must be len(ids) = %lld",
+                 oname, (long long)N, (long long)ends[1], (long long)nnz);
+        goto done;
+    }
+    if (!with_rows) {
+        rc = MTL_OK;
+        goto done;
+    }
+    int64_t *o = ds->multi_off[j] = mtl_alloc((size_t)count + 1, sizeof(int64_t), "offsets", err);
+    if (!o || read_i64(d_off, begin, count + 1, o, oname, path, err)) goto done;
+    for (int64_t i = 0; i <= count; i++) {
+        if (o[i] < 0 || o[i] > nnz) {
+            mtl_fail(err, path, "/%s: row %lld: offset %lld outside 0..%lld (len(ids))", oname,
+                     (long long)(begin + i), (long long)o[i], (long long)nnz);
+            goto done;
+        }
+        if (i < count && o[i + 1] < o[i]) {
+            mtl_fail(err, path,
+                     "/%s: row %lld: negative length %lld (offsets[%lld] = %lld < offsets[%lld] = "
+                     "%lld; offsets must not decrease)",
+                     oname, (long long)(begin + i), (long long)(o[i + 1] - o[i]),
+                     (long long)(begin + i + 1), (long long)o[i + 1], (long long)(begin + i),
+                     (long long)o[i]);
+            goto done;
+        }
+    }
+    int64_t first = o[0], len = o[count] - o[0];
+    int32_t *ids = ds->multi_ids[j] = mtl_alloc((size_t)len + 1, sizeof(int32_t), "ids", err);
+    if (!ids || read_values(d_ids, 1, first, len, 1, WANT_INT32, ids, NULL, iname, path, err))
+        goto done;
+    int64_t vocab = ds->multi_vocab[j], max_len = 0;
+    for (int64_t i = 0; i < count; i++) {
+        for (int64_t k = o[i] - first; k < o[i + 1] - first; k++)
+            if (ids[k] < 0 || ids[k] >= vocab) {
+                mtl_fail(err, path, "/%s: row %lld: id %d (ids[%lld]) outside 0..%lld (vocab_size)",
+                         iname, (long long)(begin + i), (int)ids[k], (long long)(first + k),
+                         (long long)(vocab - 1));
+                goto done;
+            }
+        if (o[i + 1] - o[i] > max_len) max_len = o[i + 1] - o[i];
+    }
+    for (int64_t i = 0; i <= count; i++) o[i] -= first;
+    ds->multi_max_len[j] = max_len;
+    rc = MTL_OK;
+done:
+    close_id(&d_ids, H5Dclose);
+    close_id(&d_off, H5Dclose);
+    close_id(&g, H5Gclose);
+    return rc;
+}
+
+/* Every field of /multi (absent: none), in name order. */
+static int load_multi(mtl_dataset *ds, hid_t file, int64_t N, int with_rows, int64_t begin,
+                      int64_t count, const char *path, mtl_error *err) {
+    htri_t ex = H5Lexists(file, "multi", H5P_DEFAULT);
+    if (ex < 0) return mtl_fail(err, path, "/multi: cannot look up");
+    if (!ex) return MTL_OK;
+    hid_t g = H5Gopen2(file, "multi", H5P_DEFAULT);
+    if (g < 0) return mtl_fail(err, path, "/multi: is not a group");
+    H5G_info_t info;
+    int rc = MTL_ERR;
+    if (H5Gget_info(g, &info) < 0) {
+        mtl_fail(err, path, "/multi: cannot list");
+        goto done;
+    }
+    if ((int64_t)info.nlinks + ds->S > 256) {
+        mtl_fail(err, path, "/multi: %d fields and %d in /sparse (at most 256 in all)",
+                 (int)info.nlinks, ds->S);
+        goto done;
+    }
+    int M = (int)info.nlinks;
+    ds->multi_names = mtl_alloc((size_t)M + 1, sizeof(char *), "multi names", err);
+    ds->multi_vocab = mtl_alloc((size_t)M + 1, sizeof(int64_t), "multi vocab", err);
+    ds->multi_mean = mtl_alloc((size_t)M + 1, sizeof(int), "multi pooling", err);
+    ds->multi_off = mtl_alloc((size_t)M + 1, sizeof(int64_t *), "multi offsets", err);
+    ds->multi_ids = mtl_alloc((size_t)M + 1, sizeof(int32_t *), "multi ids", err);
+    ds->multi_max_len = mtl_alloc((size_t)M + 1, sizeof(int64_t), "multi lengths", err);
+    if (!ds->multi_names || !ds->multi_vocab || !ds->multi_mean || !ds->multi_off ||
+        !ds->multi_ids || !ds->multi_max_len)
+        goto done;
+    ds->M = M;
+    for (int j = 0; j < M; j++) {
+        char name[256];
+        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, (hsize_t)j, name,
+                                         sizeof name, H5P_DEFAULT);
+        if (len < 0 || (size_t)len >= sizeof name) {
+            mtl_fail(err, path, "/multi: cannot read the name of field %d (too long?)", j);
+            goto done;
+        }
+        if (load_multi_field(ds, file, j, name, N, with_rows, begin, count, path, err)) goto done;
+    }
+    rc = MTL_OK;
+done:
+    H5Gclose(g);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
 /* reader */
 
 void mtl_dataset_free(mtl_dataset *ds) {
@@ -767,6 +947,16 @@ void mtl_dataset_free(mtl_dataset *ds) {
     free_strs(ds->sparse_names, ds->S);
     free_strs(ds->dense_names, ds->D);
     free_strs(ds->task_names, ds->T);
+    for (int j = 0; j < ds->M; j++) {
+        free(ds->multi_off ? ds->multi_off[j] : NULL);
+        free(ds->multi_ids ? ds->multi_ids[j] : NULL);
+    }
+    free_strs(ds->multi_names, ds->M);
+    free(ds->multi_vocab);
+    free(ds->multi_mean);
+    free(ds->multi_off);
+    free(ds->multi_ids);
+    free(ds->multi_max_len);
     memset(ds, 0, sizeof *ds);
 }
 
@@ -811,6 +1001,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         goto done;
     }
     ds->n_total = (int64_t)N;
+    int64_t N_file = (int64_t)N; /* n_total becomes a part's rows */
     ds->S = d_sp >= 0 ? (int)dsp[1] : 0;
     ds->D = d_de >= 0 ? (int)dde[1] : 0;
     ds->T = (int)dla[1];
@@ -822,7 +1013,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
     if (d_de >= 0 && read_names(d_de, "dense", ds->D, &ds->dense_names, path, err)) goto done;
     if (read_names(d_la, "labels", ds->T, &ds->task_names, path, err)) goto done;
     if (!with_rows) {
-        rc = MTL_OK;
+        rc = load_multi(ds, file, ds->n_total, 0, 0, 0, path, err);
         goto done;
     }
 
@@ -904,7 +1095,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         check_labels(ds->labels, count, ds->T, ds->task_names, begin, path, err) ||
         (ds->weights && check_weights(ds->weights, count, begin, path, err)))
         goto done;
-    rc = MTL_OK;
+    rc = load_multi(ds, file, N_file, 1, begin, count, path, err);
 done:
     close_id(&d_we, H5Dclose);
     close_id(&d_la, H5Dclose);
@@ -1106,6 +1297,12 @@ struct mtl_writer {
     int64_t n; /* rows written so far */
     int64_t *vocab_sizes;
     char **sparse_names, **dense_names, **task_names; /* for error messages */
+    /* multi-valued fields: field j's offsets and ids datasets, its rows and
+     * ids written so far */
+    int M;
+    hid_t *d_moff, *d_mids;
+    int64_t *m_rows, *m_nnz, *m_vocab;
+    char **m_names;
 };
 
 /* A vlen UTF-8 string type, what h5py reads back as str. */
@@ -1168,6 +1365,19 @@ static int write_i64_attr(hid_t obj, const char *name, const int64_t *v, int n, 
     return ok ? MTL_OK : mtl_fail(err, path, "cannot write attribute %s", name);
 }
 
+/* A scalar vlen UTF-8 string attribute (h5py reads it back as str). */
+static int write_scalar_str_attr(hid_t obj, const char *name, const char *value, const char *path,
+                                 mtl_error *err) {
+    hid_t t = vlen_utf8(), sp = H5Screate(H5S_SCALAR);
+    hid_t a = t >= 0 && sp >= 0 ? H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT)
+                                : H5I_INVALID_HID;
+    int ok = a >= 0 && H5Awrite(a, t, &value) >= 0;
+    close_id(&a, H5Aclose);
+    close_id(&sp, H5Sclose);
+    close_id(&t, H5Tclose);
+    return ok ? MTL_OK : mtl_fail(err, path, "cannot write attribute %s", name);
+}
+
 /* An empty, extendable dataset [0, cols] (rank 2) or [0] (rank 1), chunked by
  * rows. Chunks are kept <= ~1 MiB so a chunk being filled by successive
  * appends stays in HDF5's default chunk cache. */
@@ -1196,6 +1406,12 @@ static void writer_free(mtl_writer *w) {
     free_strs(w->sparse_names, w->S);
     free_strs(w->dense_names, w->D);
     free_strs(w->task_names, w->T);
+    free(w->d_moff);
+    free(w->d_mids);
+    free(w->m_rows);
+    free(w->m_nnz);
+    free(w->m_vocab);
+    free_strs(w->m_names, w->M);
     free(w);
 }
 
@@ -1204,6 +1420,10 @@ static void writer_close_handles(mtl_writer *w) {
     close_id(&w->d_dense, H5Dclose);
     close_id(&w->d_labels, H5Dclose);
     close_id(&w->d_weights, H5Dclose);
+    for (int j = 0; j < w->M; j++) {
+        close_id(&w->d_moff[j], H5Dclose);
+        close_id(&w->d_mids[j], H5Dclose);
+    }
     close_id(&w->file, H5Fclose);
 }
 
@@ -1348,6 +1568,90 @@ int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense, 
     return MTL_OK;
 }
 
+int mtl_writer_add_multi(mtl_writer *w, int M, const char *const *names, const int64_t *vocab,
+                         const int *mean, mtl_error *err) {
+    if (w->M > 0 || w->n > 0)
+        return mtl_fail(err, w->path, "writer: multi-valued fields are declared once, first");
+    if (M < 0 || M + w->S > 256)
+        return mtl_fail(err, w->path, "writer: %d multi-valued fields (at most 256 - S)", M);
+    if (M == 0) return MTL_OK;
+    w->d_moff = mtl_alloc((size_t)M, sizeof(hid_t), "writer", err);
+    w->d_mids = mtl_alloc((size_t)M, sizeof(hid_t), "writer", err);
+    w->m_rows = mtl_alloc((size_t)M, sizeof(int64_t), "writer", err);
+    w->m_nnz = mtl_alloc((size_t)M, sizeof(int64_t), "writer", err);
+    w->m_vocab = mtl_alloc((size_t)M, sizeof(int64_t), "writer", err);
+    if (!w->d_moff || !w->d_mids || !w->m_rows || !w->m_nnz || !w->m_vocab ||
+        copy_names(&w->m_names, names, M, err))
+        return MTL_ERR;
+    for (int j = 0; j < M; j++) w->d_moff[j] = w->d_mids[j] = H5I_INVALID_HID;
+    w->M = M;
+    hid_t gcpl = untimed(H5P_GROUP_CREATE);
+    hid_t g = H5Gcreate2(w->file, "multi", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    int rc = g < 0 ? mtl_fail(err, w->tmp_path, "/multi: cannot create group") : MTL_OK;
+    for (int j = 0; j < M && rc == MTL_OK; j++) {
+        w->m_vocab[j] = vocab[j];
+        if (vocab[j] <= 0 || vocab[j] > (int64_t)INT32_MAX + 1) {
+            rc = mtl_fail(err, w->path, "writer: /multi/%s: vocab_size %lld outside 1..2^31",
+                          names[j], (long long)vocab[j]);
+            break;
+        }
+        hid_t f = H5Gcreate2(g, names[j], H5P_DEFAULT, gcpl, H5P_DEFAULT);
+        const char *pool = mean[j] ? "mean" : "sum";
+        int64_t zero = 0;
+        if (f >= 0) {
+            w->d_moff[j] = create_rows_dataset(f, "offsets", H5T_STD_I64LE, 1, 1);
+            w->d_mids[j] = create_rows_dataset(f, "ids", H5T_STD_I32LE, 1, 1);
+        }
+        if (f < 0 || w->d_moff[j] < 0 || w->d_mids[j] < 0)
+            rc = mtl_fail(err, w->tmp_path, "/multi/%s: cannot create", names[j]);
+        else if (write_i64_attr(f, "vocab_size", &vocab[j], 1, 1, w->tmp_path, err) ||
+                 write_scalar_str_attr(f, "pooling", pool, w->tmp_path, err) ||
+                 append_rows(w->d_moff[j], 1, 0, 1, 1, H5T_NATIVE_INT64, &zero, names[j],
+                             w->tmp_path, err))
+            rc = MTL_ERR;
+        close_id(&f, H5Gclose);
+    }
+    close_id(&g, H5Gclose);
+    close_id(&gcpl, H5Pclose);
+    return rc;
+}
+
+int mtl_writer_append_multi(mtl_writer *w, int field, const int64_t *off, const int32_t *ids,
+                            int64_t n, mtl_error *err) {
+    if (field < 0 || field >= w->M)
+        return mtl_fail(err, w->path, "writer: no multi-valued field %d", field);
+    if (n <= 0) return MTL_OK;
+    const char *name = w->m_names[field];
+    if (off[0] != 0) return mtl_fail(err, w->path, "writer: /multi/%s: off[0] must be 0", name);
+    int64_t *shifted = mtl_alloc((size_t)n, sizeof(int64_t), "offsets", err);
+    if (!shifted) return MTL_ERR;
+    int rc = MTL_OK;
+    for (int64_t i = 0; i < n && rc == MTL_OK; i++) {
+        int64_t row = w->m_rows[field] + i;
+        if (off[i + 1] < off[i])
+            rc = mtl_fail(err, w->path, "/multi/%s/offsets: row %lld: negative length", name,
+                          (long long)row);
+        for (int64_t k = off[i]; k < off[i + 1] && rc == MTL_OK; k++)
+            if (ids[k] < 0 || ids[k] >= w->m_vocab[field])
+                rc = mtl_fail(err, w->path,
+                              "/multi/%s/ids: row %lld: id %d outside 0..%lld (vocab_size)", name,
+                              (long long)row, (int)ids[k], (long long)(w->m_vocab[field] - 1));
+        shifted[i] = w->m_nnz[field] + off[i + 1];
+    }
+    if (rc == MTL_OK)
+        rc = append_rows(w->d_mids[field], 1, (hsize_t)w->m_nnz[field], (hsize_t)off[n], 1,
+                         H5T_NATIVE_INT32, ids, name, w->tmp_path, err);
+    if (rc == MTL_OK)
+        rc = append_rows(w->d_moff[field], 1, (hsize_t)w->m_rows[field] + 1, (hsize_t)n, 1,
+                         H5T_NATIVE_INT64, shifted, name, w->tmp_path, err);
+    free(shifted);
+    if (rc == MTL_OK) {
+        w->m_nnz[field] += off[n];
+        w->m_rows[field] += n;
+    }
+    return rc;
+}
+
 static int write_meta(hid_t file, const mtl_meta *m, const char *path, mtl_error *err) {
     if (m->S < 0 || m->D < 0 || (m->S > 0 && (!m->vocab || !m->vocab_len)) ||
         (m->D > 0 && (!m->dense_min || !m->dense_max)))
@@ -1427,6 +1731,16 @@ int mtl_writer_close(mtl_writer *w, const mtl_meta *meta, mtl_error *err) {
     close_id(&w->d_dense, H5Dclose);
     close_id(&w->d_labels, H5Dclose);
     close_id(&w->d_weights, H5Dclose);
+    for (int j = 0; j < w->M; j++) {
+        if (w->m_rows[j] != w->n) {
+            mtl_fail(err, w->tmp_path, "/multi/%s: %lld rows written, /labels has %lld",
+                     w->m_names[j], (long long)w->m_rows[j], (long long)w->n);
+            mtl_writer_abort(w);
+            return MTL_ERR;
+        }
+        close_id(&w->d_moff[j], H5Dclose);
+        close_id(&w->d_mids[j], H5Dclose);
+    }
     herr_t r = H5Fclose(w->file);
     w->file = H5I_INVALID_HID;
     if (r < 0) {
@@ -1452,8 +1766,13 @@ int mtl_dataset_save(const mtl_dataset *ds, const char *path, const mtl_meta *me
                         ds->D, (const char *const *)ds->dense_names, ds->T,
                         (const char *const *)ds->task_names, ds->weights != NULL, err) != MTL_OK)
         return MTL_ERR;
-    if (mtl_writer_append(w, ds->sparse, ds->dense, ds->labels, ds->weights, ds->n_rows, err) !=
-        MTL_OK) {
+    int rc = mtl_writer_add_multi(w, ds->M, (const char *const *)ds->multi_names, ds->multi_vocab,
+                                  ds->multi_mean, err);
+    if (rc == MTL_OK)
+        rc = mtl_writer_append(w, ds->sparse, ds->dense, ds->labels, ds->weights, ds->n_rows, err);
+    for (int j = 0; j < ds->M && rc == MTL_OK; j++)
+        rc = mtl_writer_append_multi(w, j, ds->multi_off[j], ds->multi_ids[j], ds->n_rows, err);
+    if (rc != MTL_OK) {
         mtl_writer_abort(w);
         return MTL_ERR;
     }
@@ -1490,7 +1809,42 @@ void mtl_batch_free(mtl_batch *b) {
     free(b->dense);
     free(b->labels);
     free(b->weights);
+    for (int j = 0; j < b->M; j++) free(b->multi_ids[j]);
+    free(b->multi_ids);
+    free(b->multi_cap);
+    free(b->multi_off);
     memset(b, 0, sizeof *b);
+}
+
+int mtl_batch_alloc_multi(mtl_batch *b, int M, mtl_error *err) {
+    if (M <= 0) return MTL_OK;
+    b->multi_ld = b->capacity + 1;
+    b->multi_off =
+        mtl_alloc((size_t)M * (size_t)b->multi_ld, sizeof(int32_t), "batch offsets", err);
+    b->multi_ids = mtl_alloc((size_t)M, sizeof(int32_t *), "batch ids", err);
+    b->multi_cap = mtl_alloc((size_t)M, sizeof(int64_t), "batch ids", err);
+    if (!b->multi_off || !b->multi_ids || !b->multi_cap) return MTL_ERR;
+    b->M = M;
+    return MTL_OK;
+}
+
+int mtl_batch_reserve(mtl_batch *b, const mtl_dataset *ds, mtl_error *err) {
+    assert(b->M == ds->M);
+    for (int j = 0; j < b->M; j++) {
+        /* offsets within a batch are int32: a batch holds < 2^31 ids */
+        int64_t need = (int64_t)b->capacity * ds->multi_max_len[j];
+        if (need > INT32_MAX)
+            return mtl_fail(err, ds->path, "/multi/%s: lists of %lld ids make a batch too large",
+                            ds->multi_names[j], (long long)ds->multi_max_len[j]);
+        if (need <= b->multi_cap[j]) continue;
+        int32_t *p = realloc(b->multi_ids[j], (size_t)need * sizeof(int32_t));
+        if (!p)
+            return mtl_fail(err, ds->path, "/multi/%s: batch ids: out of memory",
+                            ds->multi_names[j]);
+        b->multi_ids[j] = p;
+        b->multi_cap[j] = need;
+    }
+    return MTL_OK;
 }
 
 void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, int n) {
@@ -1520,6 +1874,19 @@ void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, 
         for (size_t j = 0; j < D; j++) b->dense[bi * D + j] = ds->dense[ri * D + j];
         for (size_t j = 0; j < T; j++) b->labels[bi * T + j] = ds->labels[ri * T + j];
         b->weights[i] = ds->weights ? ds->weights[r] : 1.0f;
+    }
+    /* lists after the batch's ids so far (o[0]: 0, or where a view starts) */
+    for (int j = 0; j < ds->M; j++) {
+        int32_t *o = b->multi_off + (size_t)j * (size_t)b->multi_ld, *out = b->multi_ids[j];
+        const int64_t *off = ds->multi_off[j];
+        const int32_t *ids = ds->multi_ids[j];
+        for (int i = 0; i < n; i++) {
+            int64_t a = off[rows[i]], e = off[rows[i] + 1];
+            int32_t at = o[i];
+            assert(at + (e - a) <= b->multi_cap[j]);
+            for (int64_t k = a; k < e; k++) out[at++] = ids[k];
+            o[i + 1] = at;
+        }
     }
     b->n = n;
 }

@@ -29,10 +29,11 @@ static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_param
     if (!st->sharded) return MTL_OK;
     int64_t asked = (int64_t)max_rows * world;
     st->own_cap = (int)(asked < t->local_rows ? asked : t->local_rows);
-    st->fetched = mtl_alloc((size_t)max_rows * dim, sizeof *st->fetched, "fetched rows", err);
-    st->order = mtl_alloc((size_t)max_rows, sizeof *st->order, "fetch order", err);
+    st->fetched = mtl_alloc((size_t)st->cap * dim, sizeof *st->fetched, "fetched rows", err);
+    st->order = mtl_alloc((size_t)st->cap, sizeof *st->order, "fetch order", err);
     st->send_count = mtl_alloc((size_t)world, sizeof *st->send_count, "fetch counts", err);
     st->recv_count = mtl_alloc((size_t)world, sizeof *st->recv_count, "fetch counts", err);
+    st->asked_cap = (int)asked;
     st->asked = mtl_alloc((size_t)asked, sizeof *st->asked, "asked ids", err);
     st->own_slot_of = mtl_alloc((size_t)t->local_rows, sizeof *st->own_slot_of, "slots", err);
     st->own_ids = mtl_alloc((size_t)st->own_cap, sizeof *st->own_ids, "owned ids", err);
@@ -45,14 +46,79 @@ static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_param
     return MTL_OK;
 }
 
+/* ---- growing the buffers for lists (multi-valued fields) ---- */
+
+static int resize(void *p, size_t count, size_t size, const char *what, mtl_error *err) {
+    void **ptr = p;
+    void *q = realloc(*ptr, (count ? count : 1) * size);
+    if (!q)
+        return mtl_fail(err, NULL, "%s: out of memory allocating %.1f MiB", what,
+                        (double)count * (double)size / 1048576.0);
+    *ptr = q;
+    return MTL_OK;
+}
+
+/* Room for `need` touched ids of st (at most its rows), at least doubling. */
+static int table_reserve(mtl_sparse_table *st, int64_t need, mtl_error *err) {
+    if (need > st->rows) need = st->rows;
+    if (need <= st->cap) return MTL_OK;
+    int64_t cap = 2 * (int64_t)st->cap > need ? 2 * (int64_t)st->cap : need;
+    if (cap > st->rows) cap = st->rows;
+    if (cap > INT32_MAX) return mtl_fail(err, NULL, "touched ids: more than 2^31 in a step");
+    size_t c = (size_t)cap, dim = (size_t)st->dim;
+    if (resize(&st->ids, c, sizeof *st->ids, "touched ids", err) ||
+        resize(&st->grad, c * dim, sizeof *st->grad, "touched gradient rows", err) ||
+        (st->sharded && (resize(&st->fetched, c * dim, sizeof *st->fetched, "fetched rows", err) ||
+                         resize(&st->order, c, sizeof *st->order, "fetch order", err))))
+        return MTL_ERR;
+    st->cap = (int)cap;
+    *st->model_grad = st->grad;
+    if (st->sharded) *st->model_rows = st->fetched;
+    return MTL_OK;
+}
+
+/* A row-sharded table's owner side: room for `need` asked ids. */
+static int asked_reserve(mtl_sparse_table *st, int64_t need, mtl_error *err) {
+    if (need <= st->asked_cap) return MTL_OK;
+    if (need > INT32_MAX) return mtl_fail(err, NULL, "asked ids: more than 2^31 in a step");
+    size_t c = (size_t)need, dim = (size_t)st->dim;
+    if (resize(&st->asked, c, sizeof *st->asked, "asked ids", err) ||
+        resize(&st->own_ids, c, sizeof *st->own_ids, "owned ids", err) ||
+        resize(&st->own_grad, c * dim, sizeof *st->own_grad, "owned gradient rows", err))
+        return MTL_ERR;
+    st->asked_cap = st->own_cap = (int)need;
+    return MTL_OK;
+}
+
+/* The exchange buffers: room for `send` and `recv` bytes. */
+static int bytes_reserve(mtl_embeddings *e, size_t send, size_t recv, mtl_error *err) {
+    if (send > e->send_cap) {
+        if (resize(&e->send, send, 1, "exchange buffer", err)) return MTL_ERR;
+        e->send_cap = send;
+    }
+    if (recv > e->recv_cap) {
+        if (resize(&e->recv, recv, 1, "exchange buffer", err)) return MTL_ERR;
+        e->recv_cap = recv;
+    }
+    return MTL_OK;
+}
+
 int mtl_embeddings_init(mtl_embeddings *e, mtl_model *m, int max_rows, int world, mtl_error *err) {
     memset(e, 0, sizeof *e);
     e->S = m->shape.S;
+    e->M = m->shape.M;
     e->max_rows = max_rows;
     e->world = world;
     const mtl_params *P = &m->params;
-    for (int s = 0; s < m->shape.S; s++) e->n_tables += P->tensors[m->emb[s]].sparse;
+    int fields = m->shape.S + m->shape.M;
+    for (int s = 0; s < fields; s++) e->n_tables += P->tensors[m->emb[s]].sparse;
     if (e->n_tables == 0) return MTL_OK;
+    e->of_field = mtl_alloc((size_t)fields, sizeof *e->of_field, "sparse tables", err);
+    e->multi_grad_rows = mtl_alloc((size_t)e->M, sizeof *e->multi_grad_rows, "list rows", err);
+    e->multi_table_rows = mtl_alloc((size_t)e->M, sizeof *e->multi_table_rows, "list rows", err);
+    e->multi_rows_cap = mtl_alloc((size_t)e->M, sizeof *e->multi_rows_cap, "list rows", err);
+    if (!e->of_field || !e->multi_grad_rows || !e->multi_table_rows || !e->multi_rows_cap)
+        goto fail;
     size_t rows_S = (size_t)max_rows * (size_t)e->S;
     e->tables = mtl_alloc((size_t)e->n_tables, sizeof *e->tables, "sparse tables", err);
     e->sharded = mtl_alloc((size_t)e->n_tables, sizeof *e->sharded, "sparse tables", err);
@@ -70,11 +136,14 @@ int mtl_embeddings_init(mtl_embeddings *e, mtl_model *m, int max_rows, int world
         goto fail;
     size_t packed = 0;  /* one rank's largest contribution to an exchange */
     size_t answers = 0; /* a row-sharded table's owner answers every rank's batch */
-    for (int s = 0, k = 0; s < m->shape.S; s++) {
+    for (int s = 0, k = 0; s < fields; s++) {
         const mtl_tensor *t = &P->tensors[m->emb[s]];
         if (!t->sparse) continue;
         mtl_sparse_table *st = &e->tables[k++];
+        e->of_field[s] = st;
         if (init_table(st, t, P, s, max_rows, world, err)) goto fail;
+        st->model_grad = &m->dtables[s];
+        st->model_rows = &m->tables[s];
         m->dtables[s] = st->grad;
         if (st->sharded) {
             m->tables[s] = st->fetched;
@@ -86,8 +155,10 @@ int mtl_embeddings_init(mtl_embeddings *e, mtl_model *m, int max_rows, int world
             answers = (size_t)max_rows * (size_t)world * (size_t)st->dim * sizeof(float);
     }
     if (world > 1) {
-        e->send = mtl_alloc(packed > answers ? packed : answers, 1, "exchange buffer", err);
-        e->recv = mtl_alloc(packed * (size_t)world, 1, "exchange buffer", err);
+        e->send_cap = packed > answers ? packed : answers;
+        e->recv_cap = packed * (size_t)world;
+        e->send = mtl_alloc(e->send_cap, 1, "exchange buffer", err);
+        e->recv = mtl_alloc(e->recv_cap, 1, "exchange buffer", err);
         if (!e->send || !e->recv) goto fail;
     }
     return MTL_OK;
@@ -111,6 +182,12 @@ void mtl_embeddings_free(mtl_embeddings *e) {
         free(st->own_ids);
         free(st->own_grad);
     }
+    for (int j = 0; e->of_field && j < e->M; j++)
+        if (e->of_field[e->S + j]) free(e->multi_grad_rows[j]); /* else: the batch's ids */
+    free(e->of_field);
+    free(e->multi_grad_rows);
+    free(e->multi_table_rows);
+    free(e->multi_rows_cap);
     free(e->tables);
     free(e->sharded);
     free(e->grad_rows);
@@ -148,9 +225,35 @@ static inline int32_t slot(mtl_sparse_table *st, int32_t id) {
     return slot_in(st->slot_of, st->ids, st->grad, &st->n, st->dim, id);
 }
 
-void mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b) {
-    if (e->n_tables == 0) return;
+/* Field j's lists: every id of the batch is touched; its compact row per
+ * position in the lists. A sharded table's forward reads its fetched rows at
+ * the same compact rows. */
+static int collect_lists(mtl_embeddings *e, mtl_sparse_table *st, const mtl_batch *b, int j,
+                         mtl_error *err) {
+    const int32_t *off = b->multi_off + (size_t)j * (size_t)b->multi_ld;
+    int64_t nnz = off[b->n] - off[0];
+    if (nnz > e->multi_rows_cap[j]) {
+        if (resize(&e->multi_grad_rows[j], (size_t)nnz, sizeof(int32_t), "list rows", err))
+            return MTL_ERR;
+        e->multi_rows_cap[j] = nnz;
+    }
+    if (table_reserve(st, nnz, err)) return MTL_ERR;
+    const int32_t *ids = b->multi_ids[j];
+    int32_t *rows = e->multi_grad_rows[j];
+    for (int64_t k = off[0]; k < off[b->n]; k++) {
+        if (k + 8 < off[b->n]) __builtin_prefetch(st->slot_of + ids[k + 8]);
+        rows[k] = slot(st, ids[k]);
+    }
+    e->multi_table_rows[j] = st->sharded ? rows : b->multi_ids[j];
+    return MTL_OK;
+}
+
+int mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b, mtl_error *err) {
+    if (e->n_tables == 0) return MTL_OK;
     int S = e->S, n = b->n;
+    for (int j = 0; j < e->M; j++)
+        if (!e->of_field[S + j]) /* a dense table: the ids' own rows */
+            e->multi_grad_rows[j] = e->multi_table_rows[j] = b->multi_ids[j];
     /* dense tables: the id's own row; sparse ones: its compact row */
     size_t bytes = (size_t)n * (size_t)S * sizeof *e->grad_rows;
     memcpy(e->grad_rows, b->sparse, bytes);
@@ -159,7 +262,8 @@ void mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b) {
         mtl_sparse_table *st = &e->tables[k];
         forget_ids(st);
         int s = st->field;
-        for (int i = 0; i < n; i++) {
+        if (s >= S && collect_lists(e, st, b, s - S, err)) return MTL_ERR;
+        for (int i = 0; i < n && s < S; i++) {
             size_t at = (size_t)i * (size_t)S + (size_t)s;
             if (i + 8 < n) /* slot_of of a large table: a cache miss per id, overlapped */
                 __builtin_prefetch(st->slot_of + b->sparse[at + 8 * (size_t)S]);
@@ -170,6 +274,9 @@ void mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b) {
     }
     b->grad_rows = e->grad_rows;
     b->table_rows = e->n_sharded ? e->table_rows : NULL;
+    b->multi_grad_rows = e->M ? e->multi_grad_rows : NULL;
+    b->multi_table_rows = e->M ? e->multi_table_rows : NULL;
+    return MTL_OK;
 }
 
 /* ---- row-sharded tables ---- */
@@ -189,7 +296,7 @@ static double bytes_from_others(const int64_t *bytes, const mtl_dist *d) {
 
 /* Send the touched ids to their owners, who answer with the rows; the rows
  * land in st->fetched at each id's slot. */
-static void fetch_sharded(mtl_embeddings *e, const mtl_dist *d) {
+static int fetch_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     int P = d->world, K = e->n_sharded;
     int off[256] = {0}; /* running offsets per table (at most 256 fields) */
     /* counting sort of each table's ids by owner: st->order lists positions */
@@ -205,6 +312,20 @@ static void fetch_sharded(mtl_embeddings *e, const mtl_dist *d) {
     }
     int *cnt_out = e->counts + P, *cnt_in = e->counts + P + P * K;
     mtl_dist_alltoall_ints(d, cnt_out, K, cnt_in);
+    /* room for what comes: ids out and in, then the rows back */
+    size_t n_ids_out = 0, n_ids_in = 0, n_rows_out = 0, n_rows_in = 0;
+    EACH_SHARDED(e, st, t) {
+        int64_t asked = 0;
+        for (int r = 0; r < P; r++) asked += cnt_in[r * K + t];
+        if (asked_reserve(st, asked, err)) return MTL_ERR;
+        n_ids_out += (size_t)st->n * sizeof(int32_t);
+        n_ids_in += (size_t)asked * sizeof(int32_t);
+        n_rows_out += (size_t)asked * (size_t)st->dim * sizeof(float);
+        n_rows_in += (size_t)st->n * (size_t)st->dim * sizeof(float);
+    }
+    if (bytes_reserve(e, n_ids_out > n_rows_out ? n_ids_out : n_rows_out,
+                      n_ids_in > n_rows_in ? n_ids_in : n_rows_in, err))
+        return MTL_ERR;
     /* ids out, by owner then table */
     int32_t *ids_out = (int32_t *)(void *)e->send;
     EACH_SHARDED(e, st, t) off[t] = 0;
@@ -250,13 +371,20 @@ static void fetch_sharded(mtl_embeddings *e, const mtl_dist *d) {
                 memcpy(st->fetched + (size_t)st->order[off[t]++] * dim, rows_in,
                        dim * sizeof(float));
         }
+    return MTL_OK;
 }
 
 /* The gradient rows to their owners, in the order the ids were sent; each
  * owner sums them in rank order into its own rows' union. */
-static void push_sharded(mtl_embeddings *e, const mtl_dist *d) {
+static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     int P = d->world;
     int off[256] = {0};
+    size_t out_bytes = 0, in_bytes = 0;
+    EACH_SHARDED(e, st, t) {
+        out_bytes += (size_t)st->n * (size_t)st->dim * sizeof(float);
+        in_bytes += (size_t)st->n_asked * (size_t)st->dim * sizeof(float);
+    }
+    if (bytes_reserve(e, out_bytes, in_bytes, err)) return MTL_ERR;
     float *out = (float *)(void *)e->send;
     EACH_SHARDED(e, st, t) off[t] = 0;
     for (int r = 0; r < P; r++) {
@@ -289,12 +417,13 @@ static void push_sharded(mtl_embeddings *e, const mtl_dist *d) {
                 for (size_t j = 0; j < dim; j++) g[j] += x[j];
             }
         }
+    return MTL_OK;
 }
 
-void mtl_embeddings_prepare(mtl_embeddings *e, mtl_batch *b, const mtl_dist *d) {
-    mtl_embeddings_collect(e, b);
+int mtl_embeddings_prepare(mtl_embeddings *e, mtl_batch *b, const mtl_dist *d, mtl_error *err) {
+    if (mtl_embeddings_collect(e, b, err)) return MTL_ERR;
     e->bytes_received = 0;
-    if (e->n_sharded > 0) fetch_sharded(e, d);
+    return e->n_sharded > 0 ? fetch_sharded(e, d, err) : MTL_OK;
 }
 
 int64_t mtl_embeddings_forwards(int64_t count, int64_t chunk_rows, int max_batch) {
@@ -323,7 +452,7 @@ static void pack(const mtl_embeddings *e, unsigned char *out) {
     }
 }
 
-static void exchange_replicated(mtl_embeddings *e, const mtl_dist *d) {
+static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     int T = e->n_tables, P = d->world;
     int mine[256]; /* a model has at most 256 fields */
     for (int k = 0; k < T; k++) mine[k] = e->tables[k].sharded ? 0 : e->tables[k].n_local;
@@ -335,6 +464,14 @@ static void exchange_replicated(mtl_embeddings *e, const mtl_dist *d) {
                               (int64_t)(sizeof(int32_t) + (size_t)e->tables[k].dim * sizeof(float));
     }
     e->bytes_received += bytes_from_others(e->bytes_of, d);
+    size_t all = 0;
+    for (int r = 0; r < P; r++) all += (size_t)e->bytes_of[r];
+    if (bytes_reserve(e, (size_t)e->bytes_of[d->rank], all, err)) return MTL_ERR;
+    for (int k = 0; k < T; k++) { /* the union holds at most every rank's ids */
+        int64_t sum = 0;
+        for (int r = 0; r < P; r++) sum += e->counts[r * T + k];
+        if (!e->tables[k].sharded && table_reserve(&e->tables[k], sum, err)) return MTL_ERR;
+    }
     pack(e, e->send);
     mtl_dist_allgatherv_bytes(d, e->send, e->recv, e->bytes_of, e->mpi_scratch);
     /* the union, in rank order: the same ids in the same order on every rank,
@@ -355,12 +492,13 @@ static void exchange_replicated(mtl_embeddings *e, const mtl_dist *d) {
             }
             in += (size_t)cnt * (sizeof(int32_t) + (size_t)dim * sizeof(float));
         }
+    return MTL_OK;
 }
 
-void mtl_embeddings_exchange(mtl_embeddings *e, const mtl_dist *d) {
-    if (e->n_tables == 0 || d->world == 1) return;
-    if (e->n_sharded < e->n_tables) exchange_replicated(e, d);
-    if (e->n_sharded > 0) push_sharded(e, d);
+int mtl_embeddings_exchange(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
+    if (e->n_tables == 0 || d->world == 1) return MTL_OK;
+    if (e->n_sharded < e->n_tables && exchange_replicated(e, d, err)) return MTL_ERR;
+    return e->n_sharded > 0 ? push_sharded(e, d, err) : MTL_OK;
 }
 
 int mtl_embeddings_all_finite(const mtl_embeddings *e, const mtl_dist *d) {

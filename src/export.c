@@ -455,6 +455,11 @@ int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const ch
                           const char *dense_names, const char *onnx_path, mtl_error *err) {
     if (m->desc->onnx == MTL_ONNX_NONE)
         return mtl_fail(err, NULL, "export: model %s is not supported yet", m->desc->name);
+    if (m->shape.M > 0) /* issue 14: lists would be extra (ids, offsets) inputs; not yet */
+        return mtl_fail(err, onnx_path,
+                        "export: the model has %d multi-valued field(s) (/multi), which the ONNX "
+                        "export does not support yet",
+                        m->shape.M);
     ex e_ = {0}, *e = &e_;
     e->m = m;
     e->err = err;

@@ -47,6 +47,12 @@ int mtl_infer_open(mtl_infer **out, const char *checkpoint_path, mtl_error *err)
         mtl_infer_close(m);
         return MTL_ERR;
     }
+    if (m->st.shape.M > 0) { /* its rows have no lists: issue 14 */
+        mtl_infer_close(m);
+        return mtl_fail(err, checkpoint_path,
+                        "infer: the model has multi-valued fields (/multi), which mtl_infer does "
+                        "not take yet");
+    }
     *out = m;
     return MTL_OK;
 }

@@ -576,6 +576,37 @@ MTL_HOT void mtl_input_forward(float *out, int out_ld, const int32_t *sparse, in
 #undef IN_FWD
 }
 
+void mtl_pooled_forward(float *out, int out_ld, const int32_t *off, const int32_t *rows,
+                        const float *table, int dim, int mean, int B) {
+    for (int i = 0; i < B; i++) {
+        float *restrict o = out + (size_t)i * (size_t)out_ld;
+        for (int j = 0; j < dim; j++) o[j] = 0.0f;
+        for (int32_t k = off[i]; k < off[i + 1]; k++) {
+            const float *restrict r = table + (size_t)rows[k] * (size_t)dim;
+            for (int j = 0; j < dim; j++) o[j] += r[j];
+        }
+        if (mean && off[i + 1] > off[i]) {
+            float inv = 1.0f / (float)(off[i + 1] - off[i]);
+            for (int j = 0; j < dim; j++) o[j] *= inv;
+        }
+    }
+}
+
+/* Sequential over the lists, so repeated ids simply accumulate. */
+void mtl_pooled_backward(float *dtable, int dim, const int32_t *off, const int32_t *rows, int mean,
+                         const float *dout, int dout_ld, int B) {
+    for (int i = 0; i < B; i++) {
+        int32_t n = off[i + 1] - off[i];
+        if (n == 0) continue;
+        float scale = mean ? 1.0f / (float)n : 1.0f;
+        const float *restrict d = dout + (size_t)i * (size_t)dout_ld;
+        for (int32_t k = off[i]; k < off[i + 1]; k++) {
+            float *restrict t = dtable + (size_t)rows[k] * (size_t)dim;
+            for (int j = 0; j < dim; j++) t[j] += scale * d[j];
+        }
+    }
+}
+
 /* Sequential over the batch, so repeated indices simply accumulate. */
 MTL_INLINE void input_backward_rows(float *const *dtable, const int *dims, int S,
                                     const int32_t *sparse, int sparse_ld, const float *dout,

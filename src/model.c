@@ -322,25 +322,26 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
             mtl_params_add(&m->params, "loss.log_var", 1, m->T, MTL_INIT_ZEROS, MTL_REG_NONE, err);
         if (m->log_var < 0) return MTL_ERR;
     }
-    for (int s = 0; s < m->shape.S; s++) {
+    for (int s = 0; s < m->shape.S + m->shape.M; s++) {
         char name[96];
         snprintf(name, sizeof name, "embeddings.%d", s);
-        m->emb[s] = mtl_params_add(&m->params, name, m->shape.vocab_sizes[s], m->dims[s],
-                                   MTL_INIT_EMBEDDING, MTL_REG_EMBEDDING, err);
+        int64_t vocab = mtl_model_field_vocab(m, s);
+        m->emb[s] = mtl_params_add(&m->params, name, vocab, m->dims[s], MTL_INIT_EMBEDDING,
+                                   MTL_REG_EMBEDDING, err);
         if (m->emb[s] < 0) return MTL_ERR;
         /* --embedding-update auto: by bytes. A step touches at most batch_size
          * rows of a table, which as (id, row) pairs are B (4d + 4) bytes in all;
          * a ring allreduce of the whole table moves 2 V 4d: sparse when even a
          * whole batch of distinct rows is smaller, V > B (d + 1) / 2d. (Census
          * and Adult tables, of at most ~50 rows, stay dense.) */
-        m->params.tensors[m->emb[s]].sparse = cfg->embedding_update == MTL_EMBEDDING_SPARSE ||
-                                              (cfg->embedding_update == MTL_EMBEDDING_AUTO &&
-                                               2 * (int64_t)m->dims[s] * m->shape.vocab_sizes[s] >
-                                                   (int64_t)cfg->batch_size * (m->dims[s] + 1));
+        m->params.tensors[m->emb[s]].sparse =
+            cfg->embedding_update == MTL_EMBEDDING_SPARSE ||
+            (cfg->embedding_update == MTL_EMBEDDING_AUTO &&
+             2 * (int64_t)m->dims[s] * vocab > (int64_t)cfg->batch_size * (m->dims[s] + 1));
         /* row sharding: a sparse table's values, m and v spread over the ranks
          * when forced, or when they would take more than a share of a rank's
          * memory */
-        double table_mb = 3.0 * (double)m->shape.vocab_sizes[s] * m->dims[s] * 4.0 / 1048576.0;
+        double table_mb = 3.0 * (double)vocab * m->dims[s] * 4.0 / 1048576.0;
         if (m->params.tensors[m->emb[s]].sparse && cfg->world > 1 &&
             (cfg->embedding_sharding == MTL_SHARDING_ROW ||
              (cfg->embedding_sharding == MTL_SHARDING_AUTO && cfg->rank_memory_mb > 0 &&
@@ -393,7 +394,7 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
             if (L->hidden) expect_b += L->out_dim;
         }
     }
-    for (int s = 0; s < m->shape.S; s++) {
+    for (int s = 0; s < m->shape.S + m->shape.M; s++) {
         m->tables[s] = pval(P, m->emb[s]);
         m->dtables[s] = pgrad(P, m->emb[s]);
     }
@@ -535,9 +536,10 @@ int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shap
     *out = NULL;
     if (shape->T < 1 || shape->T > MTL_MAX_TASKS)
         return mtl_fail(err, NULL, "model: %d tasks (1..%d supported)", shape->T, MTL_MAX_TASKS);
-    if (shape->S > 256)
-        return mtl_fail(err, NULL, "model: %d categorical fields (max 256)", shape->S);
-    if (shape->S + shape->D == 0) return mtl_fail(err, NULL, "model: the data has no features");
+    if (shape->S + shape->M > 256)
+        return mtl_fail(err, NULL, "model: %d categorical fields (max 256)", shape->S + shape->M);
+    if (shape->S + shape->M + shape->D == 0)
+        return mtl_fail(err, NULL, "model: the data has no features");
     mtl_model *m = calloc(1, sizeof *m);
     if (!m) return mtl_fail(err, MTL_HERE, "model: out of memory");
     m->desc = cfg->model;
@@ -557,8 +559,8 @@ int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shap
         return mtl_fail(err, NULL, "--loss-weights: %d weights given for %d tasks",
                         cfg->n_loss_weights, shape->T);
     }
-    for (int s = 0; s < shape->S; s++) m->dims[s] = cfg->embedding_dim;
-    m->in_dim = shape->S * cfg->embedding_dim + shape->D;
+    for (int s = 0; s < shape->S + shape->M; s++) m->dims[s] = cfg->embedding_dim;
+    m->in_dim = (shape->S + shape->M) * cfg->embedding_dim + shape->D;
     m->x0 = mtl_arena_add(m, m->in_dim);
     m->logits = mtl_arena_add(m, m->T);
     int rc = m->desc->build(m, cfg, err);
@@ -594,12 +596,49 @@ void mtl_model_free(mtl_model *m) {
     free(m);
 }
 
+/* ---- multi-valued fields: input columns [S E, (S + M) E) ---- */
+
+int64_t mtl_model_field_vocab(const mtl_model *m, int field) {
+    return field < m->shape.S ? m->shape.vocab_sizes[field]
+                              : m->shape.multi_vocab_sizes[field - m->shape.S];
+}
+
+/* The input row with multi-valued fields: the single-valued embeddings, the
+ * pooled lists, then the dense features. */
+static void input_forward_multi(mtl_model *m, const mtl_batch *b, int B) {
+    int S = m->shape.S, E = m->embedding_dim;
+    float *x = m->act + m->x0;
+    mtl_input_forward(x, m->in_dim, b->table_rows ? b->table_rows : b->sparse, b->S,
+                      (const float *const *)m->tables, m->dims, S, NULL, 0, 0, B);
+    for (int j = 0; j < m->shape.M; j++) {
+        const int32_t *off = b->multi_off + (size_t)j * (size_t)b->multi_ld;
+        const int32_t *rows = b->multi_table_rows ? b->multi_table_rows[j] : b->multi_ids[j];
+        mtl_pooled_forward(x + (size_t)(S + j) * (size_t)E, m->in_dim, off, rows, m->tables[S + j],
+                           m->dims[S + j], m->shape.multi_mean[j], B);
+    }
+    mtl_input_forward(x + (size_t)(S + m->shape.M) * (size_t)E, m->in_dim, NULL, 0, NULL, NULL, 0,
+                      b->dense, b->D, m->shape.D, B);
+}
+
+static void input_backward_multi(mtl_model *m, const mtl_batch *b, int B) {
+    int S = m->shape.S, E = m->embedding_dim;
+    for (int j = 0; j < m->shape.M; j++) {
+        const int32_t *off = b->multi_off + (size_t)j * (size_t)b->multi_ld;
+        const int32_t *rows = b->multi_grad_rows ? b->multi_grad_rows[j] : b->multi_ids[j];
+        mtl_pooled_backward(m->dtables[S + j], m->dims[S + j], off, rows, m->shape.multi_mean[j],
+                            m->grad + m->x0 + (size_t)(S + j) * (size_t)E, m->in_dim, B);
+    }
+}
+
 void mtl_model_forward(mtl_model *m, const mtl_batch *b, int train) {
     int B = b->n;
     sync_plans(m);
-    mtl_input_forward(m->act + m->x0, m->in_dim, b->table_rows ? b->table_rows : b->sparse, b->S,
-                      (const float *const *)m->tables, m->dims, m->shape.S, b->dense, b->D,
-                      m->shape.D, B);
+    if (m->shape.M > 0)
+        input_forward_multi(m, b, B);
+    else
+        mtl_input_forward(m->act + m->x0, m->in_dim, b->table_rows ? b->table_rows : b->sparse,
+                          b->S, (const float *const *)m->tables, m->dims, m->shape.S, b->dense,
+                          b->D, m->shape.D, B);
     m->forward_body(m, B, train);
     if (m->desc->predict)
         m->desc->predict(m, B);
@@ -679,6 +718,7 @@ void mtl_model_backward(mtl_model *m, const mtl_batch *b) {
     if (m->shape.S > 0)
         mtl_input_backward(m->dtables, m->dims, m->shape.S, b->grad_rows ? b->grad_rows : b->sparse,
                            b->S, m->grad + m->x0, m->in_dim, B);
+    if (m->shape.M > 0) input_backward_multi(m, b, B);
 }
 
 float mtl_log_odds(double p) {

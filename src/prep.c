@@ -218,7 +218,7 @@ typedef struct {
     int long_line; /* the reader stopped on a too-long line */
     int fail_line; /* first handler error's line (0: none) */
     mtl_error *err;
-    strlist names, categorical, numeric, ignore, hash_buckets;
+    strlist names, categorical, numeric, ignore, hash_buckets, multi_valued;
     int n_tasks;
     int64_t cap_tasks;
     task_draft *tasks;
@@ -261,10 +261,12 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
                      : strcmp(name, "numeric") == 0      ? &st->numeric
                      : strcmp(name, "ignore") == 0       ? &st->ignore
                      : strcmp(name, "hash_buckets") == 0 ? &st->hash_buckets
+                     : strcmp(name, "multi_valued") == 0 ? &st->multi_valued
                                                          : NULL;
         if (!l)
             return ini_fail(st, "%s: unknown%s", name,
-                            " (in [columns]: names, categorical, numeric, ignore, hash_buckets)");
+                            " (in [columns]: names, categorical, numeric, ignore, hash_buckets, "
+                            "multi_valued)");
         if (strlist_add_csv(l, value, st->line, 0, st->err)) {
             st->fail_line = st->line;
             return 0;
@@ -324,6 +326,7 @@ static void ini_state_free(ini_state *st) {
     strlist_free(&st->numeric);
     strlist_free(&st->ignore);
     strlist_free(&st->hash_buckets);
+    strlist_free(&st->multi_valued);
     for (int i = 0; i < st->n_tasks; i++) {
         free(st->tasks[i].name);
         strlist_free(&st->tasks[i].column);
@@ -345,6 +348,8 @@ void mtl_prep_config_free(mtl_prep_config *cfg) {
     free(cfg->sparse_col);
     free(cfg->dense_col);
     free(cfg->hash_buckets);
+    free(cfg->multi_sep);
+    free(cfg->multi_mean);
     if (cfg->tasks) {
         for (int t = 0; t < cfg->T; t++) {
             mtl_prep_task *k = &cfg->tasks[t];
@@ -391,6 +396,29 @@ static int assign_role(mtl_prep_config *cfg, const ini_state *st, const strlist 
     return MTL_OK;
 }
 
+/* The categorical column named by the start of `item` up to its first ':'
+ * (for hash_buckets, multi_valued messages); -1 after filling err. */
+static int categorical_of(mtl_prep_config *cfg, const ini_state *st, const char *key,
+                          const char *item, size_t len, int line, mtl_error *err) {
+    char name[256];
+    while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t')) len--;
+    if (len >= sizeof name) len = sizeof name - 1;
+    memcpy(name, item, len);
+    name[len] = '\0';
+    int c = strlist_find(&st->names, name);
+    if (c < 0)
+        return mtl_fail(err, NULL, "%s:%d: %s: unknown column '%s' (not in names)", st->path, line,
+                        key, name) -
+               1;
+    if (cfg->col_role[c] != MTL_COL_CATEGORICAL)
+        return mtl_fail(err, NULL,
+                        "%s:%d: %s: column '%s' is not categorical (list it under categorical "
+                        "too)",
+                        st->path, line, key, name) -
+               1;
+    return c;
+}
+
 /* [columns] hash_buckets = NAME:N, ...: categorical columns hashed into N
  * buckets (cfg->hash_buckets[slot] = N). */
 static int parse_hash_buckets(mtl_prep_config *cfg, const ini_state *st, mtl_error *err) {
@@ -401,12 +429,6 @@ static int parse_hash_buckets(mtl_prep_config *cfg, const ini_state *st, mtl_err
         if (!colon)
             return mtl_fail(err, NULL, "%s:%d: hash_buckets: '%s' is not NAME:BUCKETS", st->path,
                             l->line[i], item);
-        char name[256];
-        size_t len = (size_t)(colon - item);
-        while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t')) len--;
-        if (len >= sizeof name) len = sizeof name - 1;
-        memcpy(name, item, len);
-        name[len] = '\0';
         char *end;
         errno = 0;
         long long n = strtoll(colon + 1, &end, 10);
@@ -416,20 +438,43 @@ static int parse_hash_buckets(mtl_prep_config *cfg, const ini_state *st, mtl_err
                             "%s:%d: hash_buckets: '%s': the bucket count must be an integer in "
                             "1..%d",
                             st->path, l->line[i], item, INT32_MAX);
-        int c = strlist_find(&st->names, name);
-        if (c < 0)
-            return mtl_fail(err, NULL, "%s:%d: hash_buckets: unknown column '%s' (not in names)",
-                            st->path, l->line[i], name);
-        if (cfg->col_role[c] != MTL_COL_CATEGORICAL)
-            return mtl_fail(err, NULL,
-                            "%s:%d: hash_buckets: column '%s' is not categorical (list it "
-                            "under categorical too)",
-                            st->path, l->line[i], name);
+        int c =
+            categorical_of(cfg, st, "hash_buckets", item, (size_t)(colon - item), l->line[i], err);
+        if (c < 0) return MTL_ERR;
+        const char *name = st->names.item[c];
         int64_t *b = &cfg->hash_buckets[cfg->col_slot[c]];
         if (*b != 0)
             return mtl_fail(err, NULL, "%s:%d: hash_buckets: column '%s' listed twice", st->path,
                             l->line[i], name);
         *b = n;
+    }
+    return MTL_OK;
+}
+
+/* [columns] multi_valued = NAME:SEP[:sum|mean], ...: categorical columns
+ * holding lists of values separated by the character SEP (genres:| reads
+ * "Action|Comedy" as two values); pooled by mean unless :sum. */
+static int parse_multi_valued(mtl_prep_config *cfg, const ini_state *st, mtl_error *err) {
+    const strlist *l = &st->multi_valued;
+    for (int i = 0; i < l->n; i++) {
+        const char *item = l->item[i], *colon = strchr(item, ':');
+        const char *pool = colon && colon[1] ? colon + 2 : NULL;
+        if (!colon || !colon[1] || colon[1] == ' ' || (*pool && *pool != ':') ||
+            (*pool && strcmp(pool, ":sum") != 0 && strcmp(pool, ":mean") != 0))
+            return mtl_fail(err, NULL,
+                            "%s:%d: multi_valued: '%s' is not NAME:SEP or NAME:SEP:sum|mean (SEP "
+                            "one character, e.g. genres:|)",
+                            st->path, l->line[i], item);
+        int c =
+            categorical_of(cfg, st, "multi_valued", item, (size_t)(colon - item), l->line[i], err);
+        if (c < 0) return MTL_ERR;
+        int slot = cfg->col_slot[c];
+        if (cfg->multi_sep[slot])
+            return mtl_fail(err, NULL, "%s:%d: multi_valued: column '%s' listed twice", st->path,
+                            l->line[i], cfg->col_names ? cfg->col_names[c] : st->names.item[c]);
+        cfg->multi_sep[slot] = (unsigned char)colon[1];
+        cfg->multi_mean[slot] = strcmp(pool, ":sum") != 0;
+        cfg->M++;
     }
     return MTL_OK;
 }
@@ -484,9 +529,11 @@ int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err)
     cfg->dense_col = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->tasks = mtl_alloc((size_t)st.n_tasks, sizeof(mtl_prep_task), "config", err);
     cfg->hash_buckets = mtl_alloc((size_t)nc, sizeof(int64_t), "config", err);
+    cfg->multi_sep = mtl_alloc((size_t)nc, sizeof(int), "config", err);
+    cfg->multi_mean = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->path = dup_str(path, err);
     if (!cfg->col_role || !cfg->col_slot || !cfg->sparse_col || !cfg->dense_col || !cfg->tasks ||
-        !cfg->hash_buckets || !cfg->path)
+        !cfg->hash_buckets || !cfg->multi_sep || !cfg->multi_mean || !cfg->path)
         goto fail;
     for (int c = 0; c < nc; c++) cfg->col_slot[c] = -1;
     if (assign_role(cfg, &st, &st.categorical, "categorical", MTL_COL_CATEGORICAL, &cfg->S,
@@ -494,7 +541,7 @@ int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err)
         assign_role(cfg, &st, &st.numeric, "numeric", MTL_COL_NUMERIC, &cfg->D, cfg->dense_col,
                     err) ||
         assign_role(cfg, &st, &st.ignore, "ignore", MTL_COL_IGNORE, NULL, NULL, err) ||
-        parse_hash_buckets(cfg, &st, err))
+        parse_hash_buckets(cfg, &st, err) || parse_multi_valued(cfg, &st, err))
         goto fail;
 
     /* tasks */
@@ -673,6 +720,13 @@ typedef struct {
     strtab *cat;                 /* [S] distinct raw strings per field, first-appearance ids */
     const int64_t *hash_buckets; /* [S] borrowed from the config: a hashed field's
                                     sparse[] holds its bucket, cat[s] stays empty */
+    /* a multi-valued field s (multi_sep[s] != 0): row i's items are
+     * items[s][off[s][i] .. off[s][i+1]) (ids into cat[s], or buckets), and
+     * sparse[i * S + s] is unused */
+    const int *multi_sep; /* [S] borrowed from the config */
+    int64_t **off;        /* [S][cap + 1] (NULL for other fields) */
+    int32_t **items;      /* [S][n_items[s]] */
+    int64_t *cap_items;   /* [S] */
 } rowstore;
 
 static void rowstore_free(rowstore *r) {
@@ -682,6 +736,13 @@ static void rowstore_free(rowstore *r) {
     if (r->cat)
         for (int s = 0; s < r->S; s++) strtab_free(&r->cat[s]);
     free(r->cat);
+    for (int s = 0; s < r->S; s++) {
+        free(r->off ? r->off[s] : NULL);
+        free(r->items ? r->items[s] : NULL);
+    }
+    free(r->off);
+    free(r->items);
+    free(r->cap_items);
     memset(r, 0, sizeof *r);
 }
 
@@ -697,6 +758,14 @@ static int rowstore_reserve(rowstore *r, int64_t need, mtl_error *err) {
     if (la) r->labels = la;
     if (!sp || !de || !la)
         return mtl_fail(err, NULL, "rows: out of memory growing to %lld rows", (long long)nc);
+    for (int s = 0; s < r->S; s++) {
+        if (!r->multi_sep[s]) continue;
+        int64_t *off = realloc(r->off[s], (size_t)(nc + 1) * sizeof *off);
+        if (!off)
+            return mtl_fail(err, NULL, "rows: out of memory growing to %lld rows", (long long)nc);
+        if (!r->off[s]) off[0] = 0;
+        r->off[s] = off;
+    }
     r->cap = nc;
     return MTL_OK;
 }
@@ -799,6 +868,31 @@ static int parse_number(const char *s, double *out) {
     return 1;
 }
 
+/* The items of a multi-valued field's value (split at sep, trimmed, empty
+ * ones dropped) as row r->n's list. */
+static int read_list(rowstore *r, const mtl_prep_config *cfg, int s, char *value, mtl_error *err) {
+    const char *col = cfg->col_names[cfg->sparse_col[s]];
+    int64_t at = r->off[s][r->n];
+    for (char *p = value;;) {
+        char *sep = strchr(p, cfg->multi_sep[s]);
+        if (sep) *sep = '\0';
+        char *item = trim(p);
+        if (*item) {
+            if (grow((void **)&r->items[s], &r->cap_items[s], at + 1, sizeof(int32_t), "list items",
+                     err))
+                return MTL_ERR;
+            int64_t id = cfg->hash_buckets[s] ? mtl_hash_id(col, item, cfg->hash_buckets[s])
+                                              : strtab_intern(&r->cat[s], item, err);
+            if (id < 0) return MTL_ERR;
+            r->items[s][at++] = (int32_t)id;
+        }
+        if (!sep) break;
+        p = sep + 1;
+    }
+    r->off[s][r->n + 1] = at;
+    return MTL_OK;
+}
+
 /* Append every data row of the file at `path` to r. */
 static int read_csv(rowstore *r, const mtl_prep_config *cfg, const char *path, mtl_error *err) {
     line_reader lr = {0};
@@ -862,7 +956,15 @@ static int read_csv(rowstore *r, const mtl_prep_config *cfg, const char *path, m
         double *de = r->dense + r->n * r->D;
         float *la = r->labels + r->n * r->T;
         for (int s = 0; s < cfg->S; s++) {
-            const char *value = field[cfg->sparse_col[s]];
+            char *value = field[cfg->sparse_col[s]];
+            if (cfg->multi_sep[s]) {
+                sp[s] = 0;
+                if (read_list(r, cfg, s, value, err)) {
+                    rc = MTL_ERR;
+                    break;
+                }
+                continue;
+            }
             if (cfg->hash_buckets[s]) {
                 sp[s] = (int32_t)mtl_hash_id(cfg->col_names[cfg->sparse_col[s]], value,
                                              cfg->hash_buckets[s]);
@@ -1002,7 +1104,14 @@ static int encoding_fit(encoding *e, const rowstore *r, const int64_t *order, in
         }
         const strtab *tab = &r->cat[s];
         int32_t *code = e->code[s]; /* first a seen-in-train flag */
-        for (int64_t i = 0; i < n_train; i++) code[r->sparse[order[i] * r->S + s]] = 1;
+        for (int64_t i = 0; i < n_train; i++) {
+            int64_t row = order[i];
+            if (!r->multi_sep[s])
+                code[r->sparse[row * r->S + s]] = 1;
+            else
+                for (int64_t k = r->off[s][row]; k < r->off[s][row + 1]; k++)
+                    code[r->items[s][k]] = 1;
+        }
         int32_t *ids = mtl_alloc((size_t)tab->n, sizeof *ids, "encoding", err);
         if (!ids) return MTL_ERR;
         int32_t n_seen = 0;
@@ -1121,14 +1230,16 @@ static int encoding_load(encoding *e, const rowstore *r, const mtl_prep_config *
     return MTL_OK;
 }
 
-/* Encode rows order[0..n) into the output buffers. */
+/* Encode rows order[0..n) into the output buffers (sparse: the S - M
+ * single-valued fields). */
 static void encode_rows(const encoding *e, const rowstore *r, const int64_t *order, int64_t n,
                         int32_t *sparse, float *dense, float *labels) {
     for (int64_t i = 0; i < n; i++) {
         int64_t row = order[i];
         for (int s = 0; s < r->S; s++) {
+            if (r->multi_sep[s]) continue;
             int32_t raw = r->sparse[row * r->S + s]; /* a hashed field's bucket is its code */
-            sparse[i * r->S + s] = e->hash_buckets[s] ? raw : e->code[s][raw];
+            *sparse++ = e->hash_buckets[s] ? raw : e->code[s][raw];
         }
         for (int d = 0; d < r->D; d++) {
             /* in halves: max - min overflows to Inf (and Inf / Inf = NaN) for
@@ -1150,6 +1261,32 @@ static void encode_rows(const encoding *e, const rowstore *r, const int64_t *ord
 
 #define PREP_CHUNK 65536
 
+/* Field s's lists of rows order[0..n) appended to w as its multi-valued
+ * field j, encoded like single values. */
+static int write_lists(mtl_writer *w, int j, const encoding *e, const rowstore *r, int s,
+                       const int64_t *order, int64_t n, mtl_error *err) {
+    int64_t nnz = 0;
+    for (int64_t i = 0; i < n; i++) nnz += r->off[s][order[i] + 1] - r->off[s][order[i]];
+    int64_t *off = mtl_alloc((size_t)n + 1, sizeof *off, "list offsets", err);
+    int32_t *ids = mtl_alloc((size_t)nnz, sizeof *ids, "list ids", err);
+    int rc = MTL_ERR;
+    if (off && ids) {
+        off[0] = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t at = off[i];
+            for (int64_t k = r->off[s][order[i]]; k < r->off[s][order[i] + 1]; k++) {
+                int32_t raw = r->items[s][k];
+                ids[at++] = e->hash_buckets[s] ? raw : e->code[s][raw];
+            }
+            off[i + 1] = at;
+        }
+        rc = mtl_writer_append_multi(w, j, off, ids, n, err);
+    }
+    free(off);
+    free(ids);
+    return rc;
+}
+
 static int write_part(const char *path, const mtl_prep_config *cfg, const encoding *e,
                       const rowstore *r, const int64_t *order, int64_t n, mtl_error *err) {
     const char **sparse_names = mtl_alloc((size_t)cfg->S, sizeof(char *), "names", err);
@@ -1161,19 +1298,40 @@ static int write_part(const char *path, const mtl_prep_config *cfg, const encodi
     float *labels = mtl_alloc((size_t)chunk * (size_t)cfg->T, sizeof(float), "chunk", err);
     mtl_writer *w = NULL;
     int rc = MTL_ERR;
-    if (!sparse_names || !dense_names || !task_names || !sparse || !dense || !labels) goto done;
-    for (int s = 0; s < cfg->S; s++) sparse_names[s] = cfg->col_names[cfg->sparse_col[s]];
+    /* single-valued fields -> /sparse, multi-valued ones -> /multi, each in
+     * config order */
+    const char **multi_names = mtl_alloc((size_t)cfg->M, sizeof(char *), "names", err);
+    int64_t *vocab = mtl_alloc((size_t)cfg->S, sizeof(int64_t), "vocab", err);
+    int64_t *multi_vocab = mtl_alloc((size_t)cfg->M, sizeof(int64_t), "vocab", err);
+    int *multi_mean = mtl_alloc((size_t)cfg->M, sizeof(int), "pooling", err);
+    if (!sparse_names || !dense_names || !task_names || !sparse || !dense || !labels ||
+        !multi_names || !vocab || !multi_vocab || !multi_mean)
+        goto done;
+    int S1 = 0, M = 0;
+    for (int s = 0; s < cfg->S; s++) {
+        const char *name = cfg->col_names[cfg->sparse_col[s]];
+        if (cfg->multi_sep[s]) {
+            multi_names[M] = name;
+            multi_mean[M] = cfg->multi_mean[s];
+            multi_vocab[M++] = e->vocab_size[s];
+        } else {
+            sparse_names[S1] = name;
+            vocab[S1++] = e->vocab_size[s];
+        }
+    }
     for (int d = 0; d < cfg->D; d++) dense_names[d] = cfg->col_names[cfg->dense_col[d]];
     for (int t = 0; t < cfg->T; t++) task_names[t] = cfg->tasks[t].name;
-    if (mtl_writer_open(&w, path, cfg->S, sparse_names, e->vocab_size, cfg->D, dense_names, cfg->T,
-                        task_names, 0, err))
+    if (mtl_writer_open(&w, path, S1, sparse_names, vocab, cfg->D, dense_names, cfg->T, task_names,
+                        0, err) ||
+        mtl_writer_add_multi(w, M, multi_names, multi_vocab, multi_mean, err))
         goto done;
     for (int64_t b = 0; b < n; b += chunk) {
         int64_t m = n - b < chunk ? n - b : chunk;
         encode_rows(e, r, order + b, m, sparse, dense, labels);
-        if (mtl_writer_append(w, cfg->S ? sparse : NULL, cfg->D ? dense : NULL, labels, NULL, m,
-                              err))
+        if (mtl_writer_append(w, S1 ? sparse : NULL, cfg->D ? dense : NULL, labels, NULL, m, err))
             goto done;
+        for (int s = 0, j = 0; s < cfg->S; s++)
+            if (cfg->multi_sep[s] && write_lists(w, j++, e, r, s, order + b, m, err)) goto done;
     }
     mtl_meta meta = {.S = e->S,
                      .vocab_len = e->vocab_len,
@@ -1189,6 +1347,10 @@ done:
     free(sparse_names);
     free(dense_names);
     free(task_names);
+    free(multi_names);
+    free(vocab);
+    free(multi_vocab);
+    free(multi_mean);
     free(sparse);
     free(dense);
     free(labels);
@@ -1197,8 +1359,9 @@ done:
 
 static void print_summary(const char *path, const mtl_prep_config *cfg, const rowstore *r,
                           const int64_t *order, int64_t n) {
-    printf("%s: %lld rows, S=%d D=%d T=%d, positive rate:", path, (long long)n, cfg->S, cfg->D,
-           cfg->T);
+    printf("%s: %lld rows, S=%d", path, (long long)n, cfg->S - cfg->M);
+    if (cfg->M) printf(" M=%d (multi-valued)", cfg->M);
+    printf(" D=%d T=%d, positive rate:", cfg->D, cfg->T);
     for (int t = 0; t < cfg->T; t++) {
         double sum = 0.0;
         for (int64_t i = 0; i < n; i++) sum += r->labels[order[i] * r->T + t];
@@ -1230,8 +1393,18 @@ int mtl_prep_run(const mtl_prep_options *opt, mtl_error *err) {
     rows.D = cfg.D;
     rows.T = cfg.T;
     rows.hash_buckets = cfg.hash_buckets;
+    rows.multi_sep = cfg.multi_sep;
     rows.cat = mtl_alloc((size_t)cfg.S, sizeof(strtab), "category tables", err);
-    if (!rows.cat) goto done;
+    rows.off = mtl_alloc((size_t)cfg.S, sizeof *rows.off, "lists", err);
+    rows.items = mtl_alloc((size_t)cfg.S, sizeof *rows.items, "lists", err);
+    rows.cap_items = mtl_alloc((size_t)cfg.S, sizeof *rows.cap_items, "lists", err);
+    if (!rows.cat || !rows.off || !rows.items || !rows.cap_items) goto done;
+    if (opt->vocab_from && cfg.M > 0) {
+        mtl_fail(err, opt->config_path,
+                 "--vocab-from: not supported with multi_valued columns yet (encode the splits "
+                 "in one run: --split, or --train and --test)");
+        goto done;
+    }
 
     /* 1. read and validate every row */
     int n_parts;

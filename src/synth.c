@@ -286,9 +286,13 @@ static double sigmoid(double z) {
 
 int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
     const int S = opt->sparse_fields, D = opt->dense_fields, T = opt->tasks;
+    const int K = opt->multi_fields, L = opt->multi_len > 0 ? opt->multi_len : 10;
     if (opt->rows <= 0) return mtl_fail(err, "--rows", "must be positive");
     if (S < 0 || D < 0 || S + D == 0)
         return mtl_fail(err, "--sparse-fields", "need S >= 0, D >= 0 and S + D >= 1");
+    if (K < 0 || S + K > 256) return mtl_fail(err, "--multi-fields", "need 0 <= K <= 256 - S");
+    if (K > 0 && (opt->n_vocab < 1 || opt->vocab[opt->n_vocab - 1] < 1))
+        return mtl_fail(err, "--vocab", "multi-valued fields need a vocabulary size");
     if (S > 0 && (opt->n_vocab < 1 || opt->n_vocab > MTL_SYNTH_VOCAB_MAX))
         return mtl_fail(err, "--vocab", "give 1 to %d values", MTL_SYNTH_VOCAB_MAX);
     if (opt->n_vocab > S && S > 0)
@@ -307,9 +311,10 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
     if (mtl_mkdir_p(opt->output_dir, err)) return MTL_ERR;
 
     const double zipf_s = 1.1;
-    const double rho = 0.5;                                   /* stage weights' shared part */
-    const double sigma = S > 0 ? 1.0 / sqrt((double)S) : 0.0; /* field sum: std 1 */
-    const double bias_click = -1.5, bias_stage = -1.0;        /* ~20% clicks, ~5% conversions */
+    const double rho = 0.5; /* stage weights' shared part */
+    /* field sum: std 1 (a list's mean of weights counts as one field) */
+    const double sigma = S + K > 0 ? 1.0 / sqrt((double)(S + K)) : 0.0;
+    const double bias_click = -1.5, bias_stage = -1.0; /* ~20% clicks, ~5% conversions */
 
     char **sparse_names = make_names("c", S, err);
     char **dense_names = make_names("d", D, err);
@@ -322,13 +327,27 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
     int32_t *sparse = mtl_alloc((size_t)chunk * (size_t)S, sizeof(int32_t), "ctr chunk", err);
     float *dense = mtl_alloc((size_t)chunk * (size_t)D, sizeof(float), "ctr chunk", err);
     float *labels = mtl_alloc((size_t)chunk * (size_t)T, sizeof(float), "ctr chunk", err);
+    /* multi-valued fields: field j's lists of a chunk at ids[j][off[j][i]..] */
+    char **multi_names = make_names("m", K, err);
+    int64_t *multi_vocab = mtl_alloc((size_t)K, sizeof(int64_t), "vocab sizes", err);
+    int *multi_mean = mtl_alloc((size_t)K, sizeof(int), "pooling", err);
+    int64_t *off = mtl_alloc((size_t)K * (size_t)(chunk + 1), sizeof(int64_t), "ctr lists", err);
+    int32_t *ids =
+        mtl_alloc((size_t)K * (size_t)chunk * (size_t)(2 * L), sizeof(int32_t), "ctr lists", err);
+    mtl_zipf multi_zipf;
     char written[MTL_SPLIT_MAX][4200];
     int n_written = 0;
     mtl_writer *w = NULL;
     int rc = MTL_ERR;
     if (!sparse_names || !dense_names || !task_names || !vocab_sizes || !field_vocab || !zipf ||
-        !v || !sparse || !dense || !labels)
+        !v || !sparse || !dense || !labels || !multi_names || !multi_vocab || !multi_mean || !off ||
+        !ids)
         goto done;
+    if (K > 0) mtl_zipf_init(&multi_zipf, opt->vocab[opt->n_vocab - 1], zipf_s);
+    for (int j = 0; j < K; j++) {
+        multi_vocab[j] = opt->vocab[opt->n_vocab - 1] + 1;
+        multi_mean[j] = j % 2 == 0;
+    }
     snprintf(task_names[0], 24, "click");
     snprintf(task_names[1], 24, "conversion");
     for (int s = 0; s < S; s++) {
@@ -347,7 +366,9 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
         if (part_path(written[p], sizeof written[p], opt->output_dir, p, n_parts, err)) goto done;
         if (mtl_writer_open(&w, written[p], S, (const char *const *)sparse_names, vocab_sizes, D,
                             (const char *const *)dense_names, T, (const char *const *)task_names, 0,
-                            err))
+                            err) ||
+            mtl_writer_add_multi(w, K, (const char *const *)multi_names, multi_vocab, multi_mean,
+                                 err))
             goto done;
         double positives[64] = {0};
         for (int64_t b = 0; b < count[p]; b += chunk) {
@@ -359,6 +380,15 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
                 /* ranks 1..V_s: code 0 stays the OOV slot */
                 for (int s = 0; s < S; s++) sp[s] = (int32_t)mtl_zipf_sample(&zipf[s], &rng);
                 for (int d = 0; d < D; d++) de[d] = mtl_rng_uniform(&rng);
+                for (int j = 0; j < K; j++) { /* (no draws without lists: K = 0 as before) */
+                    int64_t *o = off + (size_t)j * (size_t)(chunk + 1);
+                    int32_t *li = ids + (size_t)j * (size_t)chunk * (size_t)(2 * L);
+                    int64_t len = (int64_t)mtl_rng_below(&rng, (uint64_t)(2 * L + 1));
+                    if (i == 0) o[0] = 0;
+                    for (int64_t k = 0; k < len; k++)
+                        li[o[i] + k] = (int32_t)mtl_zipf_sample(&multi_zipf, &rng);
+                    o[i + 1] = o[i] + len;
+                }
                 int reached = 1;
                 for (int t = 0; t < T; t++) {
                     double z = t == 0 ? bias_click : bias_stage;
@@ -367,6 +397,18 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
                         z += t == 0 ? sigma * h0
                                     : sigma * (rho * h0 + sqrt(1.0 - rho * rho) *
                                                               hash_weight(hash_seed, t, s, sp[s]));
+                    }
+                    for (int j = 0; j < K; j++) { /* the mean weight of the list's items */
+                        const int64_t *o = off + (size_t)j * (size_t)(chunk + 1);
+                        const int32_t *li = ids + (size_t)j * (size_t)chunk * (size_t)(2 * L);
+                        double sum = 0;
+                        for (int64_t k = o[i]; k < o[i + 1]; k++) {
+                            double h0 = hash_weight(hash_seed, 0, S + j, li[k]);
+                            sum += t == 0 ? h0
+                                          : rho * h0 + sqrt(1.0 - rho * rho) *
+                                                           hash_weight(hash_seed, t, S + j, li[k]);
+                        }
+                        if (o[i + 1] > o[i]) z += sigma * sum / (double)(o[i + 1] - o[i]);
                     }
                     for (int d = 0; d < D; d++) z += v[t * D + d] * ((double)de[d] - 0.5);
                     /* draw even when an earlier stage failed, so the stream of
@@ -379,14 +421,21 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
             }
             if (mtl_writer_append(w, S ? sparse : NULL, D ? dense : NULL, labels, NULL, n, err))
                 goto done;
+            for (int j = 0; j < K; j++)
+                if (mtl_writer_append_multi(w, j, off + (size_t)j * (size_t)(chunk + 1),
+                                            ids + (size_t)j * (size_t)chunk * (size_t)(2 * L), n,
+                                            err))
+                    goto done;
         }
         int crc = mtl_writer_close(w, NULL, err);
         w = NULL;
         if (crc) goto done;
         n_written++;
         if (!opt->quiet) {
-            printf("%s: %lld rows, S=%d (vocab %s, Zipf %.1f) D=%d T=%d, positive rate:",
-                   written[p], (long long)count[p], S, vocab_text, zipf_s, D, T);
+            printf("%s: %lld rows, S=%d (vocab %s, Zipf %.1f)", written[p], (long long)count[p], S,
+                   vocab_text, zipf_s);
+            if (K > 0) printf(" M=%d (lists of mean length %d)", K, L);
+            printf(" D=%d T=%d, positive rate:", D, T);
             for (int t = 0; t < T; t++)
                 printf(" %s %.4f", task_names[t], positives[t] / (double)count[p]);
             printf("\n");
@@ -407,5 +456,10 @@ done:
     free(sparse);
     free(dense);
     free(labels);
+    free(multi_names);
+    free(multi_vocab);
+    free(multi_mean);
+    free(off);
+    free(ids);
     return rc;
 }

@@ -215,6 +215,7 @@ static int stream_gather(stream_state *st, int64_t first, int n, mtl_batch *b, m
             if (index >= st->n_chunks)
                 return mtl_fail(err, st->path, "stream: position past the shard");
             if (stream_advance(st, index, err) != MTL_OK) return MTL_ERR;
+            if (mtl_batch_reserve(b, &st->cur, err) != MTL_OK) return MTL_ERR;
         }
         int64_t in_chunk = pos - st->cur_start;
         int k = (int)(st->cur.n_rows - in_chunk < n - done ? st->cur.n_rows - in_chunk : n - done);
@@ -225,6 +226,7 @@ static int stream_gather(stream_state *st, int64_t first, int n, mtl_batch *b, m
         view.dense += (size_t)done * (size_t)b->D;
         view.labels += (size_t)done * (size_t)b->T;
         view.weights += done;
+        view.multi_off += done;
         view.capacity -= done;
         mtl_batch_gather(&view, &st->cur, rows, k);
         done += k;
@@ -264,6 +266,14 @@ typedef struct {
     stream_state st;
 } trainer;
 
+/* The step's embedding rows (and row-sharded tables' fetch: collective).
+ * Only running out of memory for longer lists than before fails. */
+static void prepare_rows(trainer *tr) {
+    mtl_error err;
+    if (mtl_embeddings_prepare(&tr->emb, &tr->batch, tr->d, &err) != MTL_OK)
+        mtl_dist_abort(tr->d, MTL_EXIT_FAILURE, err.msg);
+}
+
 /* Forward over rows [begin, begin+count) of ds in inference mode; rank 0
  * receives every rank's predictions and labels and computes the metrics,
  * which it broadcasts. preds_out (rank 0): the gathered predictions. */
@@ -289,11 +299,13 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
         int64_t want = count - done < EVAL_CHUNK ? count - done : EVAL_CHUNK;
         if (mtl_dataset_load_rows(&chunk, ds->path, ds->first + begin + done, want, &err) != MTL_OK)
             mtl_dist_abort(tr->d, MTL_EXIT_FAILURE, err.msg); /* the file changed under us */
+        if (mtl_batch_reserve(&tr->batch, &chunk, &err) != MTL_OK)
+            mtl_dist_abort(tr->d, MTL_EXIT_FAILURE, err.msg);
         for (int64_t c = 0; c < chunk.n_rows;) {
             int n = (int)(chunk.n_rows - c < m->max_batch ? chunk.n_rows - c : m->max_batch);
             for (int i = 0; i < n; i++) tr->rows[i] = c + i;
             mtl_batch_gather(&tr->batch, &chunk, tr->rows, n);
-            mtl_embeddings_prepare(&tr->emb, &tr->batch, tr->d);
+            prepare_rows(tr);
             forwards++;
             mtl_model_forward(m, &tr->batch, 0);
             memcpy(tr->eval_pred + (done + c) * P, mtl_model_predictions(m),
@@ -305,8 +317,7 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
         done += chunk.n_rows;
         mtl_dataset_free(&chunk);
     }
-    for (tr->batch.n = 0; forwards < all_forwards; forwards++)
-        mtl_embeddings_prepare(&tr->emb, &tr->batch, tr->d);
+    for (tr->batch.n = 0; forwards < all_forwards; forwards++) prepare_rows(tr);
     int64_t total = ds->n_total;
     mtl_dist_gather_floats(tr->d, tr->eval_pred, count * P, tr->all_pred, total * P);
     mtl_dist_gather_floats(tr->d, tr->eval_labels, count * T, tr->all_labels, total * T);
@@ -608,6 +619,33 @@ static int open_eval_split(trainer *tr, mtl_dataset *ds, const char *path, int64
     return MTL_OK;
 }
 
+/* ---- multi-valued fields in the data shape ---- */
+
+static void shape_multi(mtl_data_shape *sh, const mtl_dataset *ds) {
+    sh->M = ds->M;
+    for (int j = 0; j < ds->M; j++) {
+        sh->multi_vocab_sizes[j] = ds->multi_vocab[j];
+        sh->multi_mean[j] = ds->multi_mean[j];
+    }
+}
+
+/* ds's /multi fields are the ones the model (or the training file) has. */
+static int same_multi_shape(const mtl_dataset *ds, const mtl_data_shape *sh, mtl_error *err) {
+    if (ds->M != sh->M)
+        return mtl_fail(err, ds->path, "/multi: has %d multi-valued fields, the model %d", ds->M,
+                        sh->M);
+    for (int j = 0; j < ds->M; j++)
+        if (ds->multi_vocab[j] != sh->multi_vocab_sizes[j] ||
+            ds->multi_mean[j] != sh->multi_mean[j])
+            return mtl_fail(err, ds->path,
+                            "/multi/%s: vocab_size %lld and pooling %s, but the model has %lld "
+                            "and %s (encode all splits alike: mtl_prep --vocab-from)",
+                            ds->multi_names[j], (long long)ds->multi_vocab[j],
+                            ds->multi_mean[j] ? "mean" : "sum", (long long)sh->multi_vocab_sizes[j],
+                            sh->multi_mean[j] ? "mean" : "sum");
+    return MTL_OK;
+}
+
 static int same_layout(const mtl_dataset *a, const mtl_dataset *b, mtl_error *err) {
     if (a->S != b->S || a->D != b->D || a->T != b->T)
         return mtl_fail(err, b->path,
@@ -624,7 +662,10 @@ static int same_layout(const mtl_dataset *a, const mtl_dataset *b, mtl_error *er
         if (strcmp(a->task_names[t], b->task_names[t]) != 0)
             return mtl_fail(err, b->path, "/labels: task %d is '%s', but '%s' in %s", t,
                             b->task_names[t], a->task_names[t], a->path);
-    return MTL_OK;
+    mtl_data_shape sh;
+    memset(&sh, 0, sizeof sh);
+    shape_multi(&sh, a);
+    return same_multi_shape(b, &sh, err);
 }
 
 static int shape_from_dataset(mtl_data_shape *sh, const mtl_dataset *ds, mtl_error *err) {
@@ -636,6 +677,7 @@ static int shape_from_dataset(mtl_data_shape *sh, const mtl_dataset *ds, mtl_err
     sh->D = ds->D;
     sh->T = ds->T;
     for (int s = 0; s < ds->S; s++) sh->vocab_sizes[s] = ds->vocab_sizes[s];
+    shape_multi(sh, ds);
     for (int t = 0; t < ds->T; t++) {
         if (strlen(ds->task_names[t]) >= sizeof sh->task_names[t])
             return mtl_fail(err, ds->path, "/labels: task name '%s' is too long",
@@ -761,6 +803,7 @@ static mtl_batch batch_rows(const mtl_batch *b, int first, int n) {
     v.weights += first;
     if (v.grad_rows) v.grad_rows += (size_t)first * (size_t)b->S;
     if (v.table_rows) v.table_rows += (size_t)first * (size_t)b->S;
+    v.multi_off += first; /* the lists' offsets index the whole batch's ids */
     v.capacity -= first;
     v.n = n;
     return v;
@@ -928,6 +971,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
     if (cfg->optimizer == MTL_OPT_ADAGRAD)
         for (size_t i = 0; i < m->params.size; i++) m->params.v[i] = tr->opt.adagrad_init;
     rc = mtl_batch_alloc(&tr->batch, capacity, shape.S, shape.D, shape.T, err);
+    if (rc == MTL_OK) rc = mtl_batch_alloc_multi(&tr->batch, shape.M, err);
+    if (rc == MTL_OK && !tr->streaming) rc = mtl_batch_reserve(&tr->batch, &tr->train, err);
     if (rc == MTL_OK) {
         tr->perm = mtl_alloc(tr->streaming ? 1 : (size_t)tr->train_count, sizeof(int64_t),
                              "shuffle order", err);
@@ -967,7 +1012,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         int64_t n_init = tr->train_count < CENTER_ROWS ? tr->train_count : CENTER_ROWS;
         start_epoch(tr, 0);
         gather_train(tr, 0, (int)n_init);
-        mtl_embeddings_prepare(&tr->emb, &tr->batch, d);
+        prepare_rows(tr);
         mtl_model_center_init(m, &tr->batch);
     }
     /* replicas start identical whatever each rank's generator did */
@@ -1005,8 +1050,8 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
                               "checkpoint:\n%s\nthis run:\n%s",
                               st.config, mine);
         }
-        if (rc == MTL_OK &&
-            (st.shape.S != shape.S || st.shape.D != shape.D || st.shape.T != shape.T))
+        if (rc == MTL_OK && (st.shape.S != shape.S || st.shape.D != shape.D ||
+                             st.shape.T != shape.T || st.shape.M != shape.M))
             rc = mtl_fail(err, path,
                           "--resume: the checkpoint was trained on data of another shape");
         if (rc == MTL_OK) rc = mtl_checkpoint_load_tensors(path, m, 1, tr->best, &pg.has_best, err);
@@ -1119,7 +1164,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             }
             double step_t0 = mtl_dist_time(), gemm_t0 = mtl_gemm_seconds();
             gather_train(tr, first, (int)n);
-            mtl_embeddings_prepare(&tr->emb, &tr->batch, d);
+            prepare_rows(tr);
             /* one small non-blocking sum, overlapped with the forward: the labelled
              * counts per task, and two flags that every rank must act on at the
              * end of this step: a stop signal, and rank 0's checkpoint clock */
@@ -1159,7 +1204,9 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             }
             double reduce_t0 = mtl_dist_time();
             mtl_dist_sum_floats(d, m->params.grads, m->params.block_size);
-            mtl_embeddings_exchange(&tr->emb, d);
+            mtl_error xerr;
+            if (mtl_embeddings_exchange(&tr->emb, d, &xerr) != MTL_OK)
+                mtl_dist_abort(d, MTL_EXIT_FAILURE, xerr.msg);
             double reduce_seconds = mtl_dist_time() - reduce_t0;
             /* the summed gradient is the same on every rank: so is this test */
             if (!mtl_all_finite(m->params.grads, m->params.block_size) ||
@@ -1451,6 +1498,7 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
         if (rc == MTL_OK && ds->T != st.shape.T)
             rc = mtl_fail(err, cfg.data_path, "has %d label columns; the model has %d tasks", ds->T,
                           st.shape.T);
+        if (rc == MTL_OK) rc = same_multi_shape(ds, &st.shape, err);
     }
     agree_ok(d, rc, err);
     if (tr->valid.n_total < d->world) {
@@ -1466,6 +1514,7 @@ int mtl_predict_run(const mtl_config *cfg_in, const mtl_dist *d, mtl_error *err)
         rc = mtl_checkpoint_load_tensors(cfg.checkpoint_path, tr->m, 0, NULL, NULL, err);
     if (rc == MTL_OK)
         rc = mtl_batch_alloc(&tr->batch, capacity, st.shape.S, st.shape.D, st.shape.T, err);
+    if (rc == MTL_OK) rc = mtl_batch_alloc_multi(&tr->batch, st.shape.M, err);
     if (rc == MTL_OK) {
         tr->rows = mtl_alloc((size_t)capacity, sizeof(int64_t), "batch rows", err);
         int64_t b, c;

@@ -64,3 +64,28 @@ PY
         fail "$1: predictions differ from the uninterrupted run's: $out"
     fi
 }
+
+# Helpers of the scripts that run mtl_dist and compare checkpoints (a script
+# may define its own instead). They write into $WORK.
+# run NP NAME ARGS...: mtl_dist on NP ranks; output in $WORK/NAME.{out,err}
+run() {
+    local np=$1 name=$2
+    shift 2
+    if ! timeout 300 "$MPIEXEC" "$NPFLAG" "$np" "${OVERSUB[@]}" "$DIST" "$@" \
+        >"$WORK/$name.out" 2>"$WORK/$name.err"; then
+        fail "$name: mtl_dist failed"
+        cat "$WORK/$name.err"
+        return 1
+    fi
+}
+# last DIR: the newest checkpoint in DIR
+last() { ls "$1"/ckpt-*.h5 | sort | tail -1; }
+# same CKPT_A CKPT_B WHAT [TOL]: parameters equal (bit for bit without TOL)
+same() {
+    if "$PYTHON3" "$COMPARE" "$1" "$2" ${4:+--tol "$4"} >"$WORK/cmp.out" 2>&1; then
+        pass "$3 ($(tail -1 "$WORK/cmp.out"))"
+    else
+        fail "$3"
+        cat "$WORK/cmp.out"
+    fi
+}

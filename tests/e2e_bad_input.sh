@@ -228,6 +228,12 @@ section_end
 echo
 echo "== HDF5 datasets for mtl_dist (exit 1; 1 and 2 ranks) =="
 DARGS=(--test "$D/test.h5" --batch-size 64 --max-steps 3 --quiet "${OUTS[@]}")
+# multi-valued fields (/multi, tests/h5py_multi.py --bad KIND)
+MARGS=(--test "$BAD/multi-good.h5" --batch-size 64 --max-steps 3 --quiet "${OUTS[@]}")
+for kind in nonmonotone last first id-range id-negative no-pooling offsets-rows no-multi; do
+    "$PYTHON3" "$MTL_SRC/tests/h5py_multi.py" "$BAD/multi-$kind.h5" --bad $kind
+done
+"$PYTHON3" "$MTL_SRC/tests/h5py_multi.py" "$BAD/multi-good.h5"
 for np in 1 2; do
     expect hdf5 "missing file" $np 1 "bad/missing.h5: no such file" dist --train "$BAD/missing.h5" "${DARGS[@]}"
     expect hdf5 "a directory" $np 1 "bad/dir.h5: is a directory" dist --train "$BAD/dir.h5" "${DARGS[@]}"
@@ -251,6 +257,14 @@ for np in 1 2; do
     expect hdf5 "no vocab_sizes" $np 1 "bad/no-vocab.h5: /sparse: attribute vocab_sizes missing" dist --train "$BAD/no-vocab.h5" "${DARGS[@]}"
     expect hdf5 "zero rows" $np 1 "bad/zero-rows.h5: no rows" dist --train "$BAD/zero-rows.h5" "${DARGS[@]}"
     expect hdf5 "--valid of another layout" $np 1 "other/valid.h5: has 4 sparse, 3 dense and 2 label columns" dist --train "$D/train.h5" --valid "$WORK/other/valid.h5" "${DARGS[@]}"
+    expect hdf5 "/multi offsets not monotone" $np 1 "bad/multi-nonmonotone.h5: /multi/genres/offsets: row 7: negative length" dist --train "$BAD/multi-nonmonotone.h5" "${MARGS[@]}"
+    expect hdf5 "/multi offsets[N] != nnz" $np 1 "bad/multi-last.h5: /multi/genres/offsets: offsets[N] = offsets[600] is" dist --train "$BAD/multi-last.h5" "${MARGS[@]}"
+    expect hdf5 "/multi offsets[0] != 0" $np 1 "bad/multi-first.h5: /multi/tags/offsets: row 0: offsets[0] is 1, must be 0" dist --train "$BAD/multi-first.h5" "${MARGS[@]}"
+    expect hdf5 "/multi id out of range" $np 1 "bad/multi-id-range.h5: /multi/tags/ids: row 11: id 50" dist --train "$BAD/multi-id-range.h5" "${MARGS[@]}"
+    expect hdf5 "/multi id negative" $np 1 "bad/multi-id-negative.h5: /multi/genres/ids: row 3: id -1" dist --train "$BAD/multi-id-negative.h5" "${MARGS[@]}"
+    expect hdf5 "/multi without pooling" $np 1 "bad/multi-no-pooling.h5: /multi/tags: attribute pooling missing" dist --train "$BAD/multi-no-pooling.h5" "${MARGS[@]}"
+    expect hdf5 "/multi offsets of N entries" $np 1 "bad/multi-offsets-rows.h5: /multi/genres/offsets: has 600 entries, must be N + 1 = 601" dist --train "$BAD/multi-offsets-rows.h5" "${MARGS[@]}"
+    expect hdf5 "--valid without the /multi fields" $np 1 "bad/multi-no-multi.h5: /multi: has 0 multi-valued fields" dist --train "$BAD/multi-good.h5" --valid "$BAD/multi-no-multi.h5" "${MARGS[@]}"
     expect hdf5 "--test with NaN in /dense" $np 1 "bad/dense-nan.h5: /dense: row" dist --train "$D/train.h5" --batch-size 64 --max-steps 3 --quiet --test "$BAD/dense-nan.h5" --metrics-out "@O@/m.jsonl" --predict-out "@O@/p.h5" --checkpoint-dir "@O@/ck"
 done
 

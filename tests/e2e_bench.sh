@@ -2,7 +2,7 @@
 # The benchmarks work (quick mode): launch/bench.sh prints a row per model and
 # mode, and the production-size row; launch/bench-vocab.sh a row per
 # vocabulary and mode (without its PyTorch reference: torch is no test
-# dependency). No speed is asserted: speed is measured by the benchmarks
+# dependency); launch/bench-multi.sh a row per rank count with a ratio. No speed is asserted: speed is measured by the benchmarks
 # themselves, never by a test.
 set -euo pipefail
 BIN=${MTL_BIN:?} SRC=${MTL_SRC:?}
@@ -32,3 +32,11 @@ ok=$(grep -cE '^\|[^|]*\| (1 rank|2 ranks, replicated) \| [0-9.,]+k? \|' "$log" 
 if [ "$ok" -ne 8 ]; then echo "FAIL: expected 8 measured 1-rank/2-rank rows, got $ok"; exit 1; fi
 if grep -q 'failed' "$log"; then echo "FAIL: a run failed"; exit 1; fi
 echo "e2e_bench: the large-vocabulary table is complete"
+
+log=$OUT/bench-multi.txt
+timeout 600 bash "$SRC/launch/bench-multi.sh" --quick --build "$BIN" --out "$OUT/multi" \
+  >"$log" 2>&1 || { cat "$log"; echo "FAIL: launch/bench-multi.sh --quick exited non-zero"; exit 1; }
+cat "$log"
+ok=$(grep -cE '^\| [12] \| [0-9.,]+k samples/s \| [0-9.,]+k samples/s \| [0-9.]+ \|$' "$log" || true)
+if [ "$ok" -ne 2 ]; then echo "FAIL: expected 2 measured rows (1 and 2 ranks), got $ok"; exit 1; fi
+echo "e2e_bench: the multi-valued fields table is complete"

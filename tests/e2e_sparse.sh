@@ -23,31 +23,9 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_sparse.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 T_START=$SECONDS
 
-# run NP NAME ARGS...: mtl_dist on NP ranks; output in $WORK/NAME.{out,err}
-run() {
-    local np=$1 name=$2
-    shift 2
-    if ! timeout 300 "$MPIEXEC" "$NPFLAG" "$np" "${OVERSUB[@]}" "$DIST" "$@" \
-        >"$WORK/$name.out" 2>"$WORK/$name.err"; then
-        fail "$name: mtl_dist failed"
-        cat "$WORK/$name.err"
-        return 1
-    fi
-}
 # final_field FILE KEY: a field of the metrics file's final line
 final_field() {
     "$PYTHON3" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"
-}
-# last DIR: the newest checkpoint in DIR
-last() { ls "$1"/ckpt-*.h5 | sort | tail -1; }
-# same CKPT_A CKPT_B WHAT [TOL]: parameters equal (bit for bit without TOL)
-same() {
-    if "$PYTHON3" "$COMPARE" "$1" "$2" ${4:+--tol "$4"} >"$WORK/cmp.out" 2>&1; then
-        pass "$3 ($(tail -1 "$WORK/cmp.out"))"
-    else
-        fail "$3"
-        cat "$WORK/cmp.out"
-    fi
 }
 
 # 4 fields of 20,000 ids (Zipf) and batch 256: a step touches < 256 rows of

@@ -220,7 +220,7 @@ static void run_grad_case(const grad_case *gc) {
     mtl_embeddings E; /* sparse tables: compact rows from here on (the reference used the block) */
     require(mtl_embeddings_init(&E, m, GB, D.world, &err) == MTL_OK, "sparse tables", &err);
     CHECK(E.n_tables == (gc->sparse ? S_ : 0), "%s: %d sparse tables", gc->name, E.n_tables);
-    mtl_embeddings_collect(&E, &mine);
+    require(mtl_embeddings_collect(&E, &mine, &err) == MTL_OK, "collect", &err);
     double count[T_], loss[T_] = {0};
     mtl_model_count_labels(m, &mine, count);
     mtl_dist_sum_doubles(&D, count, T_);
@@ -229,7 +229,7 @@ static void run_grad_case(const grad_case *gc) {
               t, count[t], count1[t]);
     step_gradient(m, &mine, count, D.rank == 0, loss);
     mtl_dist_sum_floats(&D, m->params.grads, m->params.block_size);
-    mtl_embeddings_exchange(&E, &D);
+    require(mtl_embeddings_exchange(&E, &D, &err) == MTL_OK, "exchange", &err);
     scatter_sparse_rows(m, &E);
     mtl_embeddings_free(&E);
     mtl_dist_sum_doubles(&D, loss, T_);
@@ -356,7 +356,7 @@ static void test_grad_sharded(void **state) {
     int64_t begin, cnt;
     mtl_shard_range(GB, D.rank, D.world, &begin, &cnt);
     copy_rows(&mine, &full, begin, cnt);
-    mtl_embeddings_prepare(&E, &mine, &D);
+    require(mtl_embeddings_prepare(&E, &mine, &D, &err) == MTL_OK, "prepare", &err);
     for (int k = 0; k < E.n_tables; k++) { /* the fetched rows are the table's rows */
         const mtl_sparse_table *st = &E.tables[k];
         const float *table = mtl_params_value(&ref->params, ref->emb[st->field]);
@@ -367,7 +367,7 @@ static void test_grad_sharded(void **state) {
     }
     step_gradient(m, &mine, count, D.rank == 0, loss);
     mtl_dist_sum_floats(&D, m->params.grads, m->params.block_size);
-    mtl_embeddings_exchange(&E, &D);
+    require(mtl_embeddings_exchange(&E, &D, &err) == MTL_OK, "exchange", &err);
 
     double diff2 = 0, ref2 = 0;
     for (int i = 0; i < m->params.n; i++) {

@@ -801,6 +801,117 @@ static void test_batch_gather(void **state) {
     assert_int_equal(mtl_batch_alloc(&b, 0, 1, 1, 1, &err), MTL_ERR);
 }
 
+/* ---- multi-valued fields (/multi) ---- */
+
+/* Row i's list of field j: length (i * 7 + j) % 5 (0 for a fifth of the
+ * rows), id k of it (i + 3 k + j) % vocab. */
+static const int64_t MULTI_VOCAB[2] = {9, 4};
+static int64_t multi_len(int64_t i, int j) {
+    return (i * 7 + j) % 5;
+}
+static int32_t multi_id(int64_t i, int j, int64_t k) {
+    return (int32_t)((i + 3 * k + j) % MULTI_VOCAB[j]);
+}
+
+/* The writer in appends of 13 rows; every rank's shard (1, 2 and 3 ranks)
+ * and a row range hold exactly their rows' lists, offsets from 0; batches of
+ * any rows gather them, also into a view that starts mid-batch. */
+static void test_multi_fields(void **state) {
+    (void)state;
+    char path[512];
+    tmp_path(path, sizeof path, "multi.h5");
+    const int64_t N = 40;
+    const char *names[2] = {"genres", "tags"};
+    const int mean[2] = {1, 0};
+    mtl_writer *w;
+    mtl_error err = {{0}};
+    assert_int_equal(
+        mtl_writer_open(&w, path, 1, SPARSE_NAMES, VOCAB, 0, NULL, 1, TASK_NAMES, 0, &err), MTL_OK);
+    assert_int_equal(mtl_writer_add_multi(w, 2, names, MULTI_VOCAB, mean, &err), MTL_OK);
+    for (int64_t b = 0; b < N; b += 13) {
+        int64_t n = N - b < 13 ? N - b : 13;
+        int32_t sp[13];
+        float la[13];
+        for (int64_t i = 0; i < n; i++) sp[i] = gen_sparse(b + i, 0), la[i] = gen_label(b + i, 0);
+        assert_int_equal(mtl_writer_append(w, sp, NULL, la, NULL, n, &err), MTL_OK);
+        for (int j = 0; j < 2; j++) {
+            int64_t off[14] = {0};
+            int32_t ids[13 * 5];
+            for (int64_t i = 0; i < n; i++) {
+                off[i + 1] = off[i] + multi_len(b + i, j);
+                for (int64_t k = 0; k < multi_len(b + i, j); k++)
+                    ids[off[i] + k] = multi_id(b + i, j, k);
+            }
+            assert_int_equal(mtl_writer_append_multi(w, j, off, ids, n, &err), MTL_OK);
+        }
+    }
+    /* an id out of range is refused before anything is written */
+    int64_t bad_off[2] = {0, 1};
+    int32_t bad_id = 9;
+    assert_int_equal(mtl_writer_append_multi(w, 0, bad_off, &bad_id, 1, &err), MTL_ERR);
+    assert_non_null(strstr(err.msg, "/multi/genres/ids: row 40: id 9 outside 0..8"));
+    assert_int_equal(mtl_writer_close(w, NULL, &err), MTL_OK);
+
+    for (int world = 1; world <= 3; world++)
+        for (int rank = 0; rank < world; rank++) {
+            mtl_dataset ds;
+            load_ok(&ds, path, rank, world);
+            assert_int_equal(ds.M, 2);
+            assert_string_equal(ds.multi_names[0], "genres");
+            assert_int_equal(ds.multi_vocab[1], 4);
+            assert_int_equal(ds.multi_mean[0], 1);
+            assert_int_equal(ds.multi_mean[1], 0);
+            for (int j = 0; j < 2; j++) {
+                const int64_t *o = ds.multi_off[j];
+                assert_int_equal(o[0], 0);
+                for (int64_t i = 0; i < ds.n_rows; i++) {
+                    int64_t g = ds.row_begin + i;
+                    assert_int_equal(o[i + 1] - o[i], multi_len(g, j));
+                    for (int64_t k = 0; k < multi_len(g, j); k++)
+                        assert_int_equal(ds.multi_ids[j][o[i] + k], multi_id(g, j, k));
+                }
+            }
+            mtl_dataset_free(&ds);
+        }
+    mtl_dataset ds, hdr;
+    assert_int_equal(mtl_dataset_load_header(&hdr, path, &err), MTL_OK);
+    assert_int_equal(hdr.M, 2);
+    assert_null(hdr.multi_off[0]); /* no rows read */
+    mtl_dataset_free(&hdr);
+    assert_int_equal(mtl_dataset_load_rows(&ds, path, 17, 9, &err), MTL_OK);
+    assert_int_equal(ds.multi_off[1][0], 0); /* rebased */
+    for (int64_t i = 0; i < 9; i++)
+        assert_int_equal(ds.multi_off[1][i + 1] - ds.multi_off[1][i], multi_len(17 + i, 1));
+
+    /* batches: rows 8, 0 (empty genres), 3, then a view from row 3 of the
+     * batch gathering rows 5, 5: the lists follow each other */
+    mtl_batch b;
+    assert_int_equal(mtl_batch_alloc(&b, 6, 1, 0, 1, &err), MTL_OK);
+    assert_int_equal(mtl_batch_alloc_multi(&b, 2, &err), MTL_OK);
+    assert_int_equal(mtl_batch_reserve(&b, &ds, &err), MTL_OK);
+    assert_true(b.multi_cap[0] >= 6 * 4);
+    int64_t rows[3] = {8, 0, 3};
+    mtl_batch_gather(&b, &ds, rows, 3);
+    mtl_batch view = b;
+    view.multi_off += 3;
+    view.capacity -= 3;
+    int64_t more[2] = {5, 5};
+    mtl_batch_gather(&view, &ds, more, 2);
+    const int64_t order[5] = {8, 0, 3, 5, 5};
+    for (int j = 0; j < 2; j++) {
+        const int32_t *o = b.multi_off + (size_t)j * (size_t)b.multi_ld;
+        assert_int_equal(o[0], 0);
+        for (int i = 0; i < 5; i++) {
+            int64_t g = 17 + order[i];
+            assert_int_equal(o[i + 1] - o[i], multi_len(g, j));
+            for (int64_t k = 0; k < multi_len(g, j); k++)
+                assert_int_equal(b.multi_ids[j][o[i] + k], multi_id(g, j, k));
+        }
+    }
+    mtl_batch_free(&b);
+    mtl_dataset_free(&ds);
+}
+
 /* Compact ids: the vocabularies decide 1, 2 or 4 bytes per id, and batches
  * gathered from a compact load equal those from a plain one. */
 static void test_compact_load(void **state) {
@@ -860,7 +971,7 @@ int main(void) {
         cmocka_unit_test(test_h5py_file),         cmocka_unit_test(test_h5py_reads_writer),
         cmocka_unit_test(test_shuffle),           cmocka_unit_test(test_batch_gather),
         cmocka_unit_test(test_compact_load),      cmocka_unit_test(test_h5py_dtypes),
-        cmocka_unit_test(test_h5py_compression),
+        cmocka_unit_test(test_h5py_compression),  cmocka_unit_test(test_multi_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

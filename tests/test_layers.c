@@ -772,6 +772,80 @@ static void test_input(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* pooled lists (multi-valued fields)                                       */
+
+enum { PL_VOCAB = 6, PL_DIM = 3 };
+
+typedef struct {
+    int B, mean;
+    const int32_t *off, *ids;
+    double *table; /* [PL_VOCAB x PL_DIM] */
+    double *R;     /* [B x PL_DIM] */
+} pooled_ref;
+/* the reference pooled row i, column j */
+static double pooled_value(const pooled_ref *c, int i, int j) {
+    double sum = 0;
+    for (int k = c->off[i]; k < c->off[i + 1]; k++) sum += c->table[c->ids[k] * PL_DIM + j];
+    int n = c->off[i + 1] - c->off[i];
+    return c->mean && n > 0 ? sum / n : sum;
+}
+static double pooled_objective(const void *ctx) {
+    const pooled_ref *c = ctx;
+    double L = 0;
+    for (int i = 0; i < c->B; i++)
+        for (int j = 0; j < PL_DIM; j++) L += c->R[i * PL_DIM + j] * pooled_value(c, i, j);
+    return L;
+}
+
+static void pooled_case(int B, int mean, uint64_t *st) {
+    char what[64];
+    snprintf(what, sizeof what, "pooled(%s)", mean ? "mean" : "sum");
+    int out_ld = PL_DIM + 2, out_off = 1, d_ld = PL_DIM + 3, d_off = 2;
+    /* lists of 0..4 ids: row 0 empty, row 1 a repeated id */
+    int32_t *off = malloc(sizeof(int32_t) * (B + 1)), *ids = malloc(sizeof(int32_t) * 4 * B);
+    off[0] = 0;
+    for (int i = 0; i < B; i++) {
+        int n = i == 0 ? 0 : i == 1 ? 3 : (int)(splitmix(st) % 5);
+        for (int k = 0; k < n; k++) ids[off[i] + k] = (int32_t)(splitmix(st) % PL_VOCAB);
+        if (i == 1) ids[off[i] + 2] = ids[off[i]];
+        off[i + 1] = off[i] + n;
+    }
+    size_t n_table = (size_t)PL_VOCAB * PL_DIM;
+    pooled_ref c = {B, mean, off, ids, alloc_d(n_table), alloc_d((size_t)B * PL_DIM)};
+    float *table = alloc_fill(n_table, 0), *dtable = alloc_fill(n_table, ACC);
+    fill_slice(table, (int)n_table, c.table, 1, (int)n_table, st, -1, 1);
+
+    float *obuf = alloc_fill((size_t)B * out_ld, SENTINEL);
+    mtl_pooled_forward(obuf + out_off, out_ld, off, ids, table, PL_DIM, mean, B);
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < PL_DIM; j++)
+            check_rel(what, B, "out", i, j, obuf[i * out_ld + out_off + j], pooled_value(&c, i, j),
+                      FWD_TOL);
+    check_padding(what, B, "out", obuf, B, out_ld, out_off, PL_DIM);
+    for (int j = 0; j < PL_DIM; j++) /* an empty list pools to exact zeros */
+        assert_true(obuf[out_off + j] == 0.0f);
+
+    float *dbuf = alloc_fill((size_t)B * d_ld, SENTINEL);
+    fill_slice(dbuf + d_off, d_ld, c.R, B, PL_DIM, st, -1, 1);
+    mtl_pooled_backward(dtable, PL_DIM, off, ids, mean, dbuf + d_off, d_ld, B);
+    double *g = alloc_d(n_table);
+    for (size_t t = 0; t < n_table; t++) g[t] = fd(pooled_objective, &c, &c.table[t]);
+    check_matrix(what, B, "dtable", dtable, PL_DIM, g, PL_VOCAB, PL_DIM, ACC, GRAD_TOL);
+
+    free(off), free(ids), free(c.table), free(c.R), free(table), free(dtable), free(obuf);
+    free(dbuf), free(g);
+}
+
+static void test_pooled(void **state) {
+    (void)state;
+    uint64_t st = 14;
+    for (int bi = 0; bi < N_BATCH_SIZES; bi++) {
+        pooled_case(batch_sizes[bi], 0, &st);
+        pooled_case(batch_sizes[bi], 1, &st);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* batchnorm                                                                */
 
 typedef struct {
@@ -1240,6 +1314,7 @@ int main(void) {
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_input),
+        cmocka_unit_test(test_pooled),
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_losses),

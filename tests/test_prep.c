@@ -470,6 +470,87 @@ static void test_hashed_field(void **state) {
     }
 }
 
+/* ---- multi-valued columns (multi_valued = COL:SEP) ---- */
+
+static const char *movies_ini = "[columns]\n"
+                                "names = user, genres, tags, liked\n"
+                                "categorical = user, genres, tags\n"
+                                "multi_valued = genres:|, tags:;:sum\n"
+                                "hash_buckets = tags:100\n"
+                                "[task.like]\n"
+                                "column = liked\n"
+                                "positive = 1\n"
+                                "negative = 0\n";
+/* empty fields, spaces, an empty item, a repeated item, a quoted field */
+static const char *movies_train = "u1, Comedy|Action, a;b, 1\n"
+                                  "u2, , , 0\n"
+                                  "u1, Drama | Comedy||Comedy, b, 1\n"
+                                  "u3, \"Action\", ;a;, 0\n";
+static const char *movies_test = "u2, Western|Drama, c, 1\n";
+
+/* Vocabulary lists: items of the train rows in strcmp order after OOV; a
+ * hashed list: mtl_hash_id per item; /sparse keeps the single-valued field. */
+static void test_multi_valued(void **state) {
+    (void)state;
+    mtl_error err;
+    assert_int_equal(mtl_mkdir_p(TMP "/movies", &err), MTL_OK);
+    write_text(TMP "/movies/m.ini", movies_ini);
+    write_text(TMP "/movies/train.csv", movies_train);
+    write_text(TMP "/movies/test.csv", movies_test);
+    mtl_prep_options o = {.config_path = TMP "/movies/m.ini",
+                          .train_path = TMP "/movies/train.csv",
+                          .test_path = TMP "/movies/test.csv",
+                          .output_dir = TMP "/movies/out"};
+    clean_dir(o.output_dir);
+    if (run_prep(&o, &err)) fail_msg("%s", err.msg);
+    mtl_dataset tr, te;
+    load(&tr, o.output_dir, "train.h5");
+    load(&te, o.output_dir, "test.h5");
+    assert_int_equal(tr.S, 1);
+    assert_string_equal(tr.sparse_names[0], "user");
+    assert_int_equal(tr.M, 2);
+    /* /multi in name order: genres, tags */
+    assert_string_equal(tr.multi_names[0], "genres");
+    assert_string_equal(tr.multi_names[1], "tags");
+    assert_int_equal(tr.multi_mean[0], 1);
+    assert_int_equal(tr.multi_mean[1], 0);
+    /* genres: <OOV>, Action, Comedy, Drama */
+    assert_int_equal(tr.multi_vocab[0], 4);
+    assert_int_equal(tr.multi_vocab[1], 100);
+    const int64_t g_off[5] = {0, 2, 2, 5, 6};
+    const int32_t g_ids[6] = {2, 1, 3, 2, 2, 1};
+    assert_memory_equal(tr.multi_off[0], g_off, sizeof g_off);
+    assert_memory_equal(tr.multi_ids[0], g_ids, sizeof g_ids);
+    const char *tags[4] = {"a", "b", "b", "a"}; /* a;b / (empty) / b / ;a; */
+    const int64_t t_off[5] = {0, 2, 2, 3, 4};
+    assert_memory_equal(tr.multi_off[1], t_off, sizeof t_off);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(tr.multi_ids[1][k], (int32_t)mtl_hash_id("tags", tags[k], 100));
+    /* test: Western unseen -> OOV 0 */
+    const int64_t te_off[2] = {0, 2};
+    const int32_t te_ids[2] = {0, 3};
+    assert_memory_equal(te.multi_off[0], te_off, sizeof te_off);
+    assert_memory_equal(te.multi_ids[0], te_ids, sizeof te_ids);
+    assert_int_equal(te.multi_ids[1][0], (int32_t)mtl_hash_id("tags", "c", 100));
+    mtl_dataset_free(&tr);
+    mtl_dataset_free(&te);
+    /* the vocabulary in /meta, in the config's categorical order */
+    mtl_meta meta;
+    assert_int_equal(mtl_meta_load(&meta, TMP "/movies/out/train.h5", &err), MTL_OK);
+    assert_int_equal(meta.S, 3);
+    assert_int_equal(meta.vocab_len[1], 4);
+    assert_string_equal(meta.vocab[1][3], "Drama");
+    assert_int_equal(meta.hash_buckets[2], 100);
+    mtl_meta_free(&meta);
+    /* --vocab-from does not take lists yet: an error, no output */
+    o.vocab_from = TMP "/movies/out/train.h5";
+    o.output_dir = TMP "/movies/out2";
+    clean_dir(o.output_dir);
+    assert_int_equal(run_prep(&o, &err), MTL_ERR);
+    assert_msg_has(&err, "--vocab-from: not supported with multi_valued columns");
+    assert_int_equal(count_outputs(o.output_dir), 0);
+}
+
 /* mtl_csv_split: RFC 4180 quoting within a line. */
 static void test_csv_split(void **state) {
     (void)state;
@@ -594,6 +675,14 @@ static void test_config_errors(void **state) {
          ":6: hash_buckets: column 'b' is not categorical"},
         {"[columns]\nnames = a, b\ncategorical = a\nhash_buckets = a:5\nhash_buckets = a:6\n",
          ":5: hash_buckets: column 'a' listed twice"},
+        {"[columns]\nnames = a, b\ncategorical = a\nmulti_valued = a\n",
+         ":4: multi_valued: 'a' is not NAME:SEP or NAME:SEP:sum|mean"},
+        {"[columns]\nnames = a, b\ncategorical = a\nmulti_valued = a:|:max\n",
+         ":4: multi_valued: 'a:|:max' is not NAME:SEP"},
+        {"[columns]\nnames = a, b\ncategorical = a\nnumeric = b\nmulti_valued = b:|\n",
+         ":5: multi_valued: column 'b' is not categorical"},
+        {"[columns]\nnames = a, b\ncategorical = a\nmulti_valued = a:|, a:;\n",
+         ":4: multi_valued: column 'a' listed twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *path = TMP "/toy/bad.ini";
@@ -941,6 +1030,57 @@ static void check_zipf(int64_t n, double s, int64_t draws) {
     free(count);
 }
 
+/* --multi-fields K --multi-len L: K lists per row, lengths uniform in 0..2L
+ * (mean L, some empty), ids Zipf ranks 1..V; the rows' other columns are
+ * those of a run without lists only in shape (their random stream differs). */
+static void test_synth_ctr_multi(void **state) {
+    (void)state;
+    mtl_synth_ctr_options o = {.rows = 4000,
+                               .sparse_fields = 3,
+                               .n_vocab = 2,
+                               .vocab = {50, 300},
+                               .dense_fields = 2,
+                               .tasks = 2,
+                               .multi_fields = 2,
+                               .multi_len = 4,
+                               .seed = 5,
+                               .n_split = 2,
+                               .split = {0.5, 0.5},
+                               .output_dir = TMP "/ctr_multi",
+                               .chunk_rows = 700, /* lists cross appends */
+                               .quiet = 1};
+    mtl_error err;
+    clean_dir(o.output_dir);
+    if (mtl_synth_ctr(&o, &err)) fail_msg("%s", err.msg);
+    mtl_dataset ds;
+    load(&ds, o.output_dir, "train.h5");
+    assert_int_equal(ds.n_rows, 2000);
+    assert_int_equal(ds.S, 3);
+    assert_int_equal(ds.M, 2);
+    for (int j = 0; j < 2; j++) {
+        char name[8];
+        snprintf(name, sizeof name, "m%d", j);
+        assert_string_equal(ds.multi_names[j], name);
+        assert_int_equal(ds.multi_mean[j], j == 0); /* mean, then sum */
+        assert_int_equal(ds.multi_vocab[j], 301);
+        const int64_t *off = ds.multi_off[j];
+        int64_t empty = 0;
+        for (int64_t i = 0; i < ds.n_rows; i++) {
+            int64_t len = off[i + 1] - off[i];
+            assert_true(len >= 0 && len <= 8);
+            empty += len == 0;
+        }
+        for (int64_t k = 0; k < off[ds.n_rows]; k++)
+            assert_true(ds.multi_ids[j][k] >= 1 && ds.multi_ids[j][k] <= 300);
+        /* mean 4: 2000 rows of std 2.6 give a mean within 4 +- 0.25 (4 sigma);
+         * empty lists 1/9 of the rows */
+        double mean = (double)off[ds.n_rows] / (double)ds.n_rows;
+        assert_true(mean > 3.75 && mean < 4.25);
+        assert_true(empty > 150 && empty < 300);
+    }
+    mtl_dataset_free(&ds);
+}
+
 static void test_zipf(void **state) {
     (void)state;
     check_zipf(50, 1.1, 400000); /* the ctr generator's exponent */
@@ -1039,6 +1179,7 @@ int main(void) {
         cmocka_unit_test_setup(test_config_errors, setup_toy),
         cmocka_unit_test(test_hash_id),
         cmocka_unit_test_setup(test_hashed_field, setup_toy),
+        cmocka_unit_test(test_multi_valued),
 
         cmocka_unit_test(test_csv_split),
         cmocka_unit_test_setup(test_quoted_csv, setup_toy),
@@ -1048,6 +1189,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_synth_mmoe),
         cmocka_unit_test(test_synth_ctr),
+        cmocka_unit_test(test_synth_ctr_multi),
         cmocka_unit_test(test_zipf),
         cmocka_unit_test(test_synth_ctr_vocab_list),
     };

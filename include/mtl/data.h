@@ -9,6 +9,11 @@
  *   /dense   float32 [N, D]  attrs: names
  *   /labels  float32 [N, T]  attrs: names (task names); NaN = missing label
  *   /weights float32 [N]     optional sample weights (default 1)
+ *   /multi/<field>           optional multi-valued categorical fields (tags,
+ *            genres, a user's recent items), one group each: ids int32 [nnz]
+ *            and offsets int64 [N+1] (row i's ids are
+ *            ids[offsets[i]:offsets[i+1]], empty lists allowed); attrs
+ *            vocab_size int64, pooling "sum" or "mean". Fields in name order.
  *   /meta    optional group written by mtl_prep: the fitted encoding
  *            (per field vocabulary, per dense column min/max) so other files
  *            can be encoded identically (--vocab-from).
@@ -55,6 +60,14 @@ typedef struct {
     char **sparse_names;  /* [S] */
     char **dense_names;   /* [D] */
     char **task_names;    /* [T] */
+    /* multi-valued fields (M == 0: none, every pointer NULL) */
+    int M;
+    char **multi_names;     /* [M] the group names under /multi */
+    int64_t *multi_vocab;   /* [M] vocab_size */
+    int *multi_mean;        /* [M] 1: mean pooling, 0: sum */
+    int64_t **multi_off;    /* [M][n_rows + 1] this shard's offsets, from 0 */
+    int32_t **multi_ids;    /* [M][multi_off[j][n_rows]] */
+    int64_t *multi_max_len; /* [M] longest list of the shard */
 } mtl_dataset;
 
 /* Load rank's shard (hyperslab of rows) of the file at path. Validates the
@@ -101,6 +114,13 @@ int mtl_writer_open(mtl_writer **w, const char *path, int S, const char *const *
  * the writer has none. */
 int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense, const float *labels,
                       const float *weights, int64_t n, mtl_error *err);
+/* Multi-valued fields: declare M fields (before the first append), then
+ * after each mtl_writer_append of n rows, append those rows' lists of every
+ * field: off[0..n] (off[0] == 0) into ids. Pooling: 1 mean, 0 sum. */
+int mtl_writer_add_multi(mtl_writer *w, int M, const char *const *names, const int64_t *vocab,
+                         const int *mean, mtl_error *err);
+int mtl_writer_append_multi(mtl_writer *w, int field, const int64_t *off, const int32_t *ids,
+                            int64_t n, mtl_error *err);
 /* Write meta (may be NULL), close, and rename into place. Frees w. */
 int mtl_writer_close(mtl_writer *w, const mtl_meta *meta, mtl_error *err);
 /* Close and delete the temporary file. Frees w. Safe on NULL. */
@@ -126,10 +146,28 @@ typedef struct {
      * forward reads (embedding.h: a row-sharded table's fetched rows); NULL:
      * the id's own row */
     const int32_t *table_rows;
+    /* multi-valued fields (M == 0: none). Row i's ids of field j are
+     * multi_ids[j][o[i] .. o[i+1]) with o = multi_off + j * multi_ld: offsets
+     * into the whole batch's ids, so a view of rows [first, ...) only moves
+     * multi_off (o[0] of the batch is 0). */
+    int M, multi_ld;
+    int32_t *multi_off;  /* [M x multi_ld] */
+    int32_t **multi_ids; /* [M] grown by mtl_batch_reserve */
+    int64_t *multi_cap;  /* [M] ids each buffer holds */
+    /* [M] each (not owned): per id, the row of its field's gradient table /
+     * of the table the forward reads (as grad_rows, table_rows); NULL: the ids */
+    int32_t *const *multi_grad_rows;
+    int32_t *const *multi_table_rows;
 } mtl_batch;
 
 int mtl_batch_alloc(mtl_batch *b, int capacity, int S, int D, int T, mtl_error *err);
 void mtl_batch_free(mtl_batch *b);
+/* Room for M multi-valued fields (after mtl_batch_alloc). */
+int mtl_batch_alloc_multi(mtl_batch *b, int M, mtl_error *err);
+/* Grow the id buffers so that any capacity rows of ds fit (after loading
+ * each dataset or chunk that batches are gathered from; nothing to do when
+ * it has no multi-valued fields). */
+int mtl_batch_reserve(mtl_batch *b, const mtl_dataset *ds, mtl_error *err);
 /* Gather rows[0..n) (local indices into ds) into b (n <= capacity). */
 void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, int n);
 

@@ -54,12 +54,15 @@
 typedef struct {
     int field, dim;
     int64_t rows;
+    /* the model's pointers to this table's gradient rows and (row-sharded)
+     * fetched rows: moved with them when a batch's lists make them grow */
+    float **model_grad, **model_rows;
     float *values, *m, *v; /* the table and its optimizer state: views into the blocks */
     int32_t *slot_of;      /* [rows]: an id's compact row in this step, -1: untouched */
     int32_t *ids;          /* [cap]: this step's touched ids; after the exchange, the union */
     float *grad;           /* [cap x dim]: their gradient rows */
     int n_local, n;        /* touched rows: by this rank, by all ranks */
-    int cap;
+    int cap;               /* of ids, grad (and fetched, order): grown for lists */
     /* Row-sharded tables (sharded != 0): values, m and v hold this rank's rows
      * (global row i at local row i / world); ids, grad and n stay this rank's
      * own touched ids (n == n_local); and: */
@@ -68,8 +71,8 @@ typedef struct {
     int32_t *order;  /* [max_rows]: positions in ids, grouped by owner rank */
     int *send_count; /* [world]: ids sent to each owner */
     int *recv_count; /* [world]: ids each rank asked of this one */
-    int32_t *asked;  /* [world x max_rows]: those ids, rank after rank */
-    int n_asked;
+    int32_t *asked;  /* [asked_cap]: those ids, rank after rank */
+    int n_asked, asked_cap;
     int32_t *own_slot_of; /* [local rows]: a local row's place in own_ids, -1: none */
     int32_t *own_ids;     /* [own_cap]: local rows with a gradient this step */
     float *own_grad;      /* [own_cap x dim] */
@@ -83,14 +86,22 @@ typedef struct {
     int S, max_rows;
     int32_t *grad_rows;  /* [max_rows x S]: what mtl_batch.grad_rows points to */
     int32_t *table_rows; /* [max_rows x S]: what mtl_batch.table_rows points to */
+    /* multi-valued fields (model fields S..S+M-1): a step touches every id of
+     * the batch's lists, so their buffers grow with the longest batch seen */
+    int M;
+    int32_t **multi_grad_rows;   /* [M]: what mtl_batch.multi_grad_rows points to */
+    int32_t **multi_table_rows;  /* [M]: what mtl_batch.multi_table_rows points to */
+    int64_t *multi_rows_cap;     /* [M] */
+    mtl_sparse_table **of_field; /* [S + M]: a field's sparse table, or NULL */
     /* the exchanges: packed ids and rows */
     int world;
     int *counts;                      /* [world x n_tables] touched rows per rank and table */
     int64_t *bytes_of;                /* [world] packed bytes per rank */
     int64_t *send_bytes, *recv_bytes; /* [world] */
     int *mpi_scratch;                 /* [4 x world] */
-    unsigned char *send, *recv;       /* [one rank's maximum], [world x that] */
-    double bytes_received;            /* by this rank in the last step's exchanges */
+    unsigned char *send, *recv;       /* [send_cap], [recv_cap] bytes */
+    size_t send_cap, recv_cap;
+    double bytes_received; /* by this rank in the last step's exchanges */
 } mtl_embeddings;
 
 /* Set up the sparse tables of m (none: n_tables == 0, and every call below
@@ -100,15 +111,17 @@ typedef struct {
 int mtl_embeddings_init(mtl_embeddings *e, mtl_model *m, int max_rows, int world, mtl_error *err);
 void mtl_embeddings_free(mtl_embeddings *e);
 /* The touched ids of the b->n rows of this rank's step, zeroed gradient rows
- * for them, and b->grad_rows (and b->table_rows). */
-void mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b);
+ * for them, and b->grad_rows (and b->table_rows, and the multi-valued
+ * fields' multi_grad_rows, multi_table_rows). Fails only when growing the
+ * buffers for a batch of longer lists than before runs out of memory. */
+int mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b, mtl_error *err);
 /* collect, and with row-sharded tables fetch their rows from their owners:
  * collective then. Call before every forward. */
-void mtl_embeddings_prepare(mtl_embeddings *e, mtl_batch *b, const mtl_dist *d);
+int mtl_embeddings_prepare(mtl_embeddings *e, mtl_batch *b, const mtl_dist *d, mtl_error *err);
 /* Sum the ranks' gradient rows into the union of their ids (every rank gets
  * the same ids in the same order, and the same sums); for a row-sharded
- * table, into its owners' rows. */
-void mtl_embeddings_exchange(mtl_embeddings *e, const mtl_dist *d);
+ * table, into its owners' rows. Fails as collect. */
+int mtl_embeddings_exchange(mtl_embeddings *e, const mtl_dist *d, mtl_error *err);
 /* 1 if every summed gradient row is finite; the same answer on every rank
  * (collective when there are row-sharded tables). */
 int mtl_embeddings_all_finite(const mtl_embeddings *e, const mtl_dist *d);

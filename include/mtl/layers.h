@@ -119,6 +119,16 @@ void mtl_input_forward(float *out, int out_ld, const int32_t *sparse, int sparse
 void mtl_input_backward(float *const *dtable, const int *dims, int S, const int32_t *sparse,
                         int sparse_ld, const float *dout, int dout_ld, int B);
 
+/* ---- a multi-valued field: the pooled embedding of each row's list ----
+ * Row i's list is rows[off[i] .. off[i+1]) (rows of table [.. x dim]);
+ * out[i] = sum of the list's rows, divided by its length when mean (an
+ * empty list gives zeros either way). */
+void mtl_pooled_forward(float *out, int out_ld, const int32_t *off, const int32_t *rows,
+                        const float *table, int dim, int mean, int B);
+/* dtable[rows[k]] += dout[i] (/ length when mean) for every k of row i's list. */
+void mtl_pooled_backward(float *dtable, int dim, const int32_t *off, const int32_t *rows, int mean,
+                         const float *dout, int dout_ld, int B);
+
 /* ---- batch normalization over the B rows of a [B x D] slice ----
  * Train mode: batch statistics (biased variance), saves xhat [B x D] and
  * invstd [D] for backward, updates running stats:

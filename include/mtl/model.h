@@ -37,6 +37,11 @@ typedef struct {
     int64_t vocab_sizes[256]; /* [S] */
     int D;                    /* dense features */
     int T;                    /* tasks (label columns) */
+    /* multi-valued fields (data.h's /multi): field j's table is the model's
+     * embedding field S + j, pooled into input columns after the S fields' */
+    int M;
+    int64_t multi_vocab_sizes[256]; /* [M] */
+    int multi_mean[256];            /* [M] 1: mean pooling, 0: sum */
     char task_names[MTL_MAX_TASKS][64];
     int task_regression[MTL_MAX_TASKS];
 } mtl_data_shape;
@@ -140,7 +145,7 @@ typedef struct mtl_model {
 
     mtl_params params;  /* trained, allreduced, checkpointed */
     mtl_params buffers; /* batch-norm running statistics: checkpointed, not trained */
-    int emb[256];       /* embedding table tensor per field */
+    int emb[256];       /* embedding table tensor per field (S single-valued, then M multi) */
     int dims[256];
     float *tables[256], *dtables[256];
     int log_var; /* uncertainty weighting: [T] log-variances, or -1 */
@@ -205,6 +210,8 @@ void mtl_model_set_prior(mtl_model *m, const double *label_mean);
  * the batch, layer by layer in forward order (skipped with batch norm). Once,
  * before the first step. */
 void mtl_model_center_init(mtl_model *m, const mtl_batch *b);
+/* Rows of embedding field `field`'s table (S single-valued, then M multi). */
+int64_t mtl_model_field_vocab(const mtl_model *m, int field);
 /* Training FLOPs per sample of the matrix products (forward + backward). */
 double mtl_model_flops_per_sample(const mtl_model *m);
 /* The task column a prediction column belongs to (ESMM: pCVR has none: -1). */

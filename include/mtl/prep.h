@@ -9,6 +9,7 @@
  *   numeric     = fnlwgt, ...           ; -> /dense (min-max scaled to [0,1])
  *   ignore      = instance_weight       ; dropped
  *   hash_buckets = user_id:1000000, shop:1000  ; hashed categoricals (below)
+ *   multi_valued = genres:|, tags:;:sum  ; lists (below) -> /multi/<name>
  *
  *   [task.income]                       ; -> one /labels column named "income"
  *   column   = income                   ; the CSV column it is read from
@@ -35,7 +36,16 @@
  *    vocab_size = N. No vocabulary is fitted or stored, nothing is out of
  *    vocabulary (every value has a bucket; code 0 is an ordinary bucket),
  *    and the id of a value is the same in every file, run and machine.
- * The encoding goes into every output file's /meta: vocab[s][0] is the
+ *  - multi-valued categorical (a categorical column listed in [columns]
+ *    multi_valued as NAME:SEP or NAME:SEP:sum|mean; SEP one character):
+ *    the field is split at SEP, each item trimmed, empty items dropped (an
+ *    empty field is an empty list), and every item encoded as the column's
+ *    single values are (a vocabulary fitted on the items of the train rows,
+ *    or hash_buckets). Written as /multi/NAME (data.h) with pooling mean
+ *    (default, DeepCTR's VarLenSparseFeat combiner) or sum; the other
+ *    categorical columns stay in /sparse. --vocab-from does not take them yet.
+ * The encoding goes into every output file's /meta (its fields in the
+ * config's categorical order, multi-valued ones included): vocab[s][0] is the
  * placeholder "<OOV>" and vocab[s][i] the string of code i, so
  * vocab_len[s] == vocab_size[s]; dense_min/dense_max are the train ranges.
  *
@@ -78,6 +88,9 @@ typedef struct {
     int *dense_col;        /* [D] CSV column of dense feature d */
     mtl_prep_task *tasks;  /* [T] in config order */
     int64_t *hash_buckets; /* [S] 0: vocabulary fitted on train; N: hashed into N buckets */
+    int M;                 /* fields of the S that are multi-valued (-> /multi) */
+    int *multi_sep;        /* [S] 0: one value; else the separator of field s's list */
+    int *multi_mean;       /* [S] a multi-valued field's pooling: 1 mean, 0 sum */
 } mtl_prep_config;
 
 /* Parse and check a config: every column has exactly one role, tasks name

@@ -82,6 +82,12 @@ typedef struct {
     int64_t vocab[MTL_SYNTH_VOCAB_MAX];
     int dense_fields; /* D */
     int tasks;        /* T >= 2 */
+    /* K multi-valued fields /multi/m0.. (0: none): lists of Zipf ranks of
+     * vocab[n_vocab - 1] categories, lengths uniform in 0..2 multi_len (mean
+     * multi_len, some empty), pooled by mean (even j) or sum (odd j); each
+     * list adds the mean of its items' weights to the logits */
+    int multi_fields;
+    int multi_len; /* 0: 10 */
     uint64_t seed;
     int n_split; /* 0: default 0.8,0.1,0.1 */
     double split[MTL_SPLIT_MAX];

@@ -21,7 +21,8 @@ static const char *usage_text =
     "  mtl_prep synth --kind mmoe --correlation P --rows N --seed S --output-dir DIR [--split "
     "...]\n"
     "  mtl_prep synth --kind ctr [--rows 1000000] [--sparse-fields 24] [--vocab 10000[,...]]\n"
-    "           [--dense-fields 8] [--tasks 2] [--seed 0] --output-dir DIR [--split ...]\n"
+    "           [--dense-fields 8] [--tasks 2] [--multi-fields 0 --multi-len 10] [--seed 0]\n"
+    "           --output-dir DIR [--split ...]\n"
     "\n"
     "Writes DIR/train.h5, DIR/valid.h5 (only for a 3-part split) and DIR/test.h5.\n"
     "  --config FILE       column roles and tasks (see configs/census.ini)\n"
@@ -42,6 +43,9 @@ static const char *usage_text =
     "                      shorter than --sparse-fields repeats its last value, so one\n"
     "                      value sets every field: --vocab 10000000,1000 is 1 field of 10M\n"
     "                      and the rest of 1000\n"
+    "  --multi-fields K    ctr: K multi-valued fields /multi/m0.. (lists of Zipf ranks of\n"
+    "                      the last --vocab value; mean pooling, every second one sum)\n"
+    "  --multi-len L       their lists' lengths: uniform in 0..2L, mean L (default 10)\n"
     "Options may also be written --name=value.\n";
 
 typedef struct {
@@ -158,6 +162,12 @@ static int parse_args(args *a, int argc, char **argv) {
             a->have_ctr_shape = 1;
         } else if (strcmp(name, "--dense-fields") == 0 && a->synth) {
             rc = parse_int(name, val, 0, &a->ctr.dense_fields);
+            a->have_ctr_shape = 1;
+        } else if (strcmp(name, "--multi-fields") == 0 && a->synth) {
+            rc = parse_int(name, val, 0, &a->ctr.multi_fields);
+            a->have_ctr_shape = 1;
+        } else if (strcmp(name, "--multi-len") == 0 && a->synth) {
+            rc = parse_int(name, val, 1, &a->ctr.multi_len);
             a->have_ctr_shape = 1;
         } else if (strcmp(name, "--tasks") == 0 && a->synth) {
             rc = parse_int(name, val, 2, &a->ctr.tasks);
