@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "mtl/checkpoint.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -586,4 +587,113 @@ int mtl_predictions_save(const char *path, const float *pred, int64_t n, int col
         return MTL_ERR;
     }
     return commit_file(tmp, path, err);
+}
+
+/* ---- the checkpoint directory: ckpt-<step>.h5 files ---- */
+
+void mtl_checkpoint_path(const char *dir, int64_t step, char *out, size_t cap) {
+    snprintf(out, cap, "%s/ckpt-%09lld.h5", dir, (long long)step);
+}
+
+static int is_checkpoint_name(const char *name, int64_t *step) {
+    long long s = 0;
+    int end = 0;
+    if (sscanf(name, "ckpt-%lld.h5%n", &s, &end) != 1 || name[end] != '\0') return 0;
+    *step = s;
+    return 1;
+}
+
+#define MAX_CHECKPOINTS 4096
+
+/* The steps of the ckpt-<step>.h5 files in dir; -1 if dir cannot be read. */
+static int list_checkpoints(const char *dir, int64_t *steps) {
+    DIR *dp = opendir(dir);
+    if (!dp) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)) && n < MAX_CHECKPOINTS) {
+        int64_t s;
+        if (is_checkpoint_name(e->d_name, &s)) steps[n++] = s;
+    }
+    closedir(dp);
+    return n;
+}
+
+int mtl_checkpoint_find_latest(const char *dir, char *out, size_t cap, int verbose,
+                               mtl_error *err) {
+    int64_t steps[MAX_CHECKPOINTS];
+    int n = list_checkpoints(dir, steps);
+    if (n < 0)
+        return mtl_fail(err, dir, "--resume latest: cannot open checkpoint directory: %s",
+                        strerror(errno));
+    for (;;) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (steps[i] >= 0 && (best < 0 || steps[i] > steps[best])) best = i;
+        if (best < 0) break;
+        mtl_checkpoint_path(dir, steps[best], out, cap);
+        mtl_ckpt_state st;
+        mtl_error e2;
+        if (mtl_checkpoint_load_state(out, &st, &e2) == MTL_OK) return MTL_OK;
+        if (verbose) fprintf(stderr, "mtl_dist: skipping %s\n", e2.msg);
+        steps[best] = -1;
+    }
+    return mtl_fail(err, dir, "--resume latest: no complete checkpoint in this directory");
+}
+
+/* Temporaries of runs that were killed while writing (never read back);
+ * this process's own are left alone. */
+static void remove_stale_temporaries(const char *dir) {
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    char mine[64];
+    snprintf(mine, sizeof mine, ".tmp.%ld", (long)getpid());
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        const char *tmp = strstr(e->d_name, ".h5.tmp.");
+        if (strncmp(e->d_name, "ckpt-", 5) == 0 && tmp && !strstr(e->d_name, mine)) {
+            char path[MTL_PATH_MAX + 300];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(dp);
+}
+
+void mtl_checkpoint_prune(const char *dir, int keep) {
+    int64_t steps[MAX_CHECKPOINTS];
+    int n = list_checkpoints(dir, steps);
+    if (n < 0) return;
+    remove_stale_temporaries(dir);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
+        if (newer >= keep) {
+            char path[MTL_PATH_MAX + 32];
+            mtl_checkpoint_path(dir, steps[i], path, sizeof path);
+            unlink(path);
+        }
+    }
+}
+
+/* mkdir -p */
+static int mkdir_parents(const char *path) {
+    char buf[MTL_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int mtl_checkpoint_dir_create(const char *dir, mtl_error *err) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0 && mkdir_parents(dir) != 0)
+        return mtl_fail(err, dir, "cannot create checkpoint directory: %s", strerror(errno));
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return mtl_fail(err, dir, "--checkpoint-dir: not a directory");
+    return MTL_OK;
 }

@@ -1891,6 +1891,20 @@ void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, 
     b->n = n;
 }
 
+mtl_batch mtl_batch_rows(const mtl_batch *b, int first, int n) {
+    mtl_batch v = *b;
+    v.sparse += (size_t)first * (size_t)b->S;
+    v.dense += (size_t)first * (size_t)b->D;
+    v.labels += (size_t)first * (size_t)b->T;
+    v.weights += first;
+    if (v.grad_rows) v.grad_rows += (size_t)first * (size_t)b->S;
+    if (v.table_rows) v.table_rows += (size_t)first * (size_t)b->S;
+    v.multi_off += first; /* the lists' offsets index the whole batch's ids */
+    v.capacity -= first;
+    v.n = n;
+    return v;
+}
+
 /* ------------------------------------------------------------------------- */
 /* shuffle */
 

@@ -77,6 +77,18 @@ int mtl_checkpoint_open_model(const char *path, int max_batch, mtl_model **out, 
 int mtl_checkpoint_load_names(const char *path, const char *attr, int n, char **block,
                               mtl_error *err);
 
+/* The checkpoint directory (--checkpoint-dir): ckpt-<step>.h5 files. */
+/* dir's checkpoint of `step` */
+void mtl_checkpoint_path(const char *dir, int64_t step, char *out, size_t cap);
+/* The newest complete checkpoint in dir (by step; a file that does not load
+ * is skipped, with a warning on stderr when verbose). */
+int mtl_checkpoint_find_latest(const char *dir, char *out, size_t cap, int verbose, mtl_error *err);
+/* Delete all but the newest `keep` checkpoints, and temporaries left by
+ * killed runs. */
+void mtl_checkpoint_prune(const char *dir, int keep);
+/* Create dir and its parents (mkdir -p); an existing non-directory fails. */
+int mtl_checkpoint_dir_create(const char *dir, mtl_error *err);
+
 /* /predictions float32 [n, cols] with attribute names. Temp name + rename. */
 int mtl_predictions_save(const char *path, const float *pred, int64_t n, int cols,
                          const char *const *names, mtl_error *err);

@@ -170,6 +170,9 @@ int mtl_batch_alloc_multi(mtl_batch *b, int M, mtl_error *err);
 int mtl_batch_reserve(mtl_batch *b, const mtl_dataset *ds, mtl_error *err);
 /* Gather rows[0..n) (local indices into ds) into b (n <= capacity). */
 void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, int n);
+/* Rows [first, first+n) of b as a batch of their own (no copy): a
+ * micro-batch, or the place where a gather continues. */
+mtl_batch mtl_batch_rows(const mtl_batch *b, int first, int n);
 
 /* perm[i] = i, then a Fisher-Yates shuffle seeded by (seed, epoch, rank). */
 void mtl_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, int rank);
