@@ -284,9 +284,8 @@ static double sigmoid(double z) {
     return 1.0 / (1.0 + exp(-z));
 }
 
-int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
-    const int S = opt->sparse_fields, D = opt->dense_fields, T = opt->tasks;
-    const int K = opt->multi_fields, L = opt->multi_len > 0 ? opt->multi_len : 10;
+static int check_ctr_options(const mtl_synth_ctr_options *opt, mtl_error *err) {
+    const int S = opt->sparse_fields, D = opt->dense_fields, K = opt->multi_fields;
     if (opt->rows <= 0) return mtl_fail(err, "--rows", "must be positive");
     if (S < 0 || D < 0 || S + D == 0)
         return mtl_fail(err, "--sparse-fields", "need S >= 0, D >= 0 and S + D >= 1");
@@ -301,165 +300,225 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
         if (opt->vocab[i] < 1 || opt->vocab[i] > INT32_MAX - 1)
             return mtl_fail(err, "--vocab", "%lld is not in 1..%d", (long long)opt->vocab[i],
                             INT32_MAX - 1);
-    if (T < 2 || T > 64) return mtl_fail(err, "--tasks", "must be in 2..64");
+    if (opt->tasks < 2 || opt->tasks > 64) return mtl_fail(err, "--tasks", "must be in 2..64");
+    return MTL_OK;
+}
+
+#define CTR_ZIPF_S 1.1
+#define CTR_RHO 0.5 /* stage weights' shared part */
+
+/* The click log's generator: its samplers, its hidden model, and one chunk
+ * of rows. */
+typedef struct {
+    int S, D, T, K, L; /* fields, dense, stages, list fields, mean list length */
+    int64_t chunk;
+    double sigma; /* per-field weight scale: the field sum has std 1 */
+    uint64_t hash_seed;
+    char **sparse_names, **dense_names, **task_names, **multi_names;
+    int64_t *vocab_sizes, *field_vocab, *multi_vocab;
+    int *multi_mean;
+    mtl_zipf *zipf, multi_zipf;
+    double *v; /* [T x D] dense weights */
+    /* the chunk: field j's lists at ids + j * chunk * 2L, from offsets off + j * (chunk + 1) */
+    int32_t *sparse;
+    float *dense, *labels;
+    int64_t *off;
+    int32_t *ids;
+} ctr_gen;
+
+static void ctr_free(ctr_gen *g) {
+    free(g->sparse_names);
+    free(g->dense_names);
+    free(g->task_names);
+    free(g->multi_names);
+    free(g->vocab_sizes);
+    free(g->field_vocab);
+    free(g->multi_vocab);
+    free(g->multi_mean);
+    free(g->zipf);
+    free(g->v);
+    free(g->sparse);
+    free(g->dense);
+    free(g->labels);
+    free(g->off);
+    free(g->ids);
+}
+
+static int64_t *ctr_offsets(const ctr_gen *g, int j) {
+    return g->off + (size_t)j * (size_t)(g->chunk + 1);
+}
+
+static int32_t *ctr_lists(const ctr_gen *g, int j) {
+    return g->ids + (size_t)j * (size_t)g->chunk * (size_t)(2 * g->L);
+}
+
+static int ctr_init(ctr_gen *g, const mtl_synth_ctr_options *opt, mtl_rng *rng, mtl_error *err) {
+    memset(g, 0, sizeof *g);
+    const int S = g->S = opt->sparse_fields, D = g->D = opt->dense_fields, T = g->T = opt->tasks;
+    const int K = g->K = opt->multi_fields;
+    g->L = opt->multi_len > 0 ? opt->multi_len : 10;
+    g->chunk = opt->chunk_rows > 0 ? opt->chunk_rows : SYNTH_CHUNK;
+    /* field sum: std 1 (a list's mean of weights counts as one field) */
+    g->sigma = S + K > 0 ? 1.0 / sqrt((double)(S + K)) : 0.0;
+    size_t chunk = (size_t)g->chunk;
+    g->sparse_names = make_names("c", S, err);
+    g->dense_names = make_names("d", D, err);
+    g->task_names = make_names("stage", T, err);
+    g->multi_names = make_names("m", K, err);
+    g->vocab_sizes = mtl_alloc((size_t)S, sizeof(int64_t), "vocab sizes", err);
+    g->field_vocab = mtl_alloc((size_t)S, sizeof(int64_t), "vocab sizes", err);
+    g->multi_vocab = mtl_alloc((size_t)K, sizeof(int64_t), "vocab sizes", err);
+    g->multi_mean = mtl_alloc((size_t)K, sizeof(int), "pooling", err);
+    g->zipf = mtl_alloc((size_t)S, sizeof(mtl_zipf), "zipf samplers", err);
+    g->v = mtl_alloc((size_t)T * (size_t)D, sizeof(double), "dense weights", err);
+    g->sparse = mtl_alloc(chunk * (size_t)S, sizeof(int32_t), "ctr chunk", err);
+    g->dense = mtl_alloc(chunk * (size_t)D, sizeof(float), "ctr chunk", err);
+    g->labels = mtl_alloc(chunk * (size_t)T, sizeof(float), "ctr chunk", err);
+    g->off = mtl_alloc((size_t)K * (chunk + 1), sizeof(int64_t), "ctr lists", err);
+    g->ids = mtl_alloc((size_t)K * chunk * (size_t)(2 * g->L), sizeof(int32_t), "ctr lists", err);
+    if (!g->sparse_names || !g->dense_names || !g->task_names || !g->multi_names ||
+        !g->vocab_sizes || !g->field_vocab || !g->multi_vocab || !g->multi_mean || !g->zipf ||
+        !g->v || !g->sparse || !g->dense || !g->labels || !g->off || !g->ids)
+        return MTL_ERR;
+    if (K > 0) mtl_zipf_init(&g->multi_zipf, opt->vocab[opt->n_vocab - 1], CTR_ZIPF_S);
+    for (int j = 0; j < K; j++) {
+        g->multi_vocab[j] = opt->vocab[opt->n_vocab - 1] + 1;
+        g->multi_mean[j] = j % 2 == 0;
+    }
+    snprintf(g->task_names[0], 24, "click");
+    snprintf(g->task_names[1], 24, "conversion");
+    for (int s = 0; s < S; s++) {
+        g->field_vocab[s] = opt->vocab[s < opt->n_vocab ? s : opt->n_vocab - 1];
+        g->vocab_sizes[s] = g->field_vocab[s] + 1;
+        mtl_zipf_init(&g->zipf[s], g->field_vocab[s], CTR_ZIPF_S);
+    }
+    g->hash_seed = mtl_rng_next(rng);
+    for (int i = 0; i < T * D; i++) g->v[i] = mtl_rng_normal(rng);
+    return MTL_OK;
+}
+
+/* Row i of the chunk's features: ids, dense values and lists. */
+static void ctr_draw_features(ctr_gen *g, mtl_rng *rng, int64_t i) {
+    int32_t *sp = g->sparse + i * g->S;
+    float *de = g->dense + i * g->D;
+    /* ranks 1..V_s: code 0 stays the OOV slot */
+    for (int s = 0; s < g->S; s++) sp[s] = (int32_t)mtl_zipf_sample(&g->zipf[s], rng);
+    for (int d = 0; d < g->D; d++) de[d] = mtl_rng_uniform(rng);
+    for (int j = 0; j < g->K; j++) { /* (no draws without lists: K = 0 as before) */
+        int64_t *o = ctr_offsets(g, j);
+        int32_t *li = ctr_lists(g, j);
+        int64_t len = (int64_t)mtl_rng_below(rng, (uint64_t)(2 * g->L + 1));
+        if (i == 0) o[0] = 0;
+        for (int64_t k = 0; k < len; k++)
+            li[o[i] + k] = (int32_t)mtl_zipf_sample(&g->multi_zipf, rng);
+        o[i + 1] = o[i] + len;
+    }
+}
+
+/* a_t(s, k) of the header comment */
+static double ctr_weight(const ctr_gen *g, int t, int s, int64_t k) {
+    double h0 = hash_weight(g->hash_seed, 0, s, k);
+    return t == 0
+               ? h0
+               : CTR_RHO * h0 + sqrt(1.0 - CTR_RHO * CTR_RHO) * hash_weight(g->hash_seed, t, s, k);
+}
+
+/* logit_t of row i (header comment); a list counts its items' mean weight */
+static double ctr_logit(const ctr_gen *g, int t, int64_t i) {
+    const double bias_click = -1.5, bias_stage = -1.0; /* ~20% clicks, ~5% conversions */
+    const int32_t *sp = g->sparse + i * g->S;
+    const float *de = g->dense + i * g->D;
+    double z = t == 0 ? bias_click : bias_stage;
+    for (int s = 0; s < g->S; s++) z += g->sigma * ctr_weight(g, t, s, sp[s]);
+    for (int j = 0; j < g->K; j++) {
+        const int64_t *o = ctr_offsets(g, j);
+        const int32_t *li = ctr_lists(g, j);
+        double sum = 0;
+        for (int64_t k = o[i]; k < o[i + 1]; k++) sum += ctr_weight(g, t, g->S + j, li[k]);
+        if (o[i + 1] > o[i]) z += g->sigma * sum / (double)(o[i + 1] - o[i]);
+    }
+    for (int d = 0; d < g->D; d++) z += g->v[t * g->D + d] * ((double)de[d] - 0.5);
+    return z;
+}
+
+/* Row i's labels: stage t is reached if it fires and stage t-1 was reached. */
+static void ctr_draw_labels(ctr_gen *g, mtl_rng *rng, int64_t i, double *positives) {
+    float *la = g->labels + i * g->T;
+    int reached = 1;
+    for (int t = 0; t < g->T; t++) {
+        double z = ctr_logit(g, t, i);
+        /* draw even when an earlier stage failed, so the stream of random
+         * numbers does not depend on the labels */
+        int fire = mtl_rng_uniform_double(rng) < sigmoid(z);
+        reached = reached && fire;
+        la[t] = (float)reached;
+        positives[t] += reached;
+    }
+}
+
+/* count rows into the file path; positives[t]: their labels' sums */
+static int ctr_write_part(ctr_gen *g, mtl_rng *rng, const char *path, int64_t count,
+                          double *positives, mtl_error *err) {
+    mtl_writer *w = NULL;
+    if (mtl_writer_open(&w, path, g->S, (const char *const *)g->sparse_names, g->vocab_sizes, g->D,
+                        (const char *const *)g->dense_names, g->T,
+                        (const char *const *)g->task_names, 0, err) ||
+        mtl_writer_add_multi(w, g->K, (const char *const *)g->multi_names, g->multi_vocab,
+                             g->multi_mean, err))
+        goto fail;
+    for (int64_t b = 0; b < count; b += g->chunk) {
+        int64_t n = count - b < g->chunk ? count - b : g->chunk;
+        for (int64_t i = 0; i < n; i++) {
+            ctr_draw_features(g, rng, i);
+            ctr_draw_labels(g, rng, i, positives);
+        }
+        if (mtl_writer_append(w, g->S ? g->sparse : NULL, g->D ? g->dense : NULL, g->labels, NULL,
+                              n, err))
+            goto fail;
+        for (int j = 0; j < g->K; j++)
+            if (mtl_writer_append_multi(w, j, ctr_offsets(g, j), ctr_lists(g, j), n, err))
+                goto fail;
+    }
+    return mtl_writer_close(w, NULL, err);
+fail:
+    mtl_writer_abort(w);
+    return MTL_ERR;
+}
+
+int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
+    if (check_ctr_options(opt, err)) return MTL_ERR;
     double frac[MTL_SPLIT_MAX];
     int64_t count[MTL_SPLIT_MAX];
     int n_parts;
     if (resolve_split(opt->n_split, opt->split, opt->rows, frac, &n_parts, count, err))
         return MTL_ERR;
-    int64_t chunk = opt->chunk_rows > 0 ? opt->chunk_rows : SYNTH_CHUNK;
     if (mtl_mkdir_p(opt->output_dir, err)) return MTL_ERR;
-
-    const double zipf_s = 1.1;
-    const double rho = 0.5; /* stage weights' shared part */
-    /* field sum: std 1 (a list's mean of weights counts as one field) */
-    const double sigma = S + K > 0 ? 1.0 / sqrt((double)(S + K)) : 0.0;
-    const double bias_click = -1.5, bias_stage = -1.0; /* ~20% clicks, ~5% conversions */
-
-    char **sparse_names = make_names("c", S, err);
-    char **dense_names = make_names("d", D, err);
-    char **task_names = make_names("stage", T, err);
-    int64_t *vocab_sizes = mtl_alloc((size_t)S, sizeof(int64_t), "vocab sizes", err);
-    int64_t *field_vocab = mtl_alloc((size_t)S, sizeof(int64_t), "vocab sizes", err);
-    mtl_zipf *zipf = mtl_alloc((size_t)S, sizeof(mtl_zipf), "zipf samplers", err);
-    char vocab_text[256];
-    double *v = mtl_alloc((size_t)T * (size_t)D, sizeof(double), "dense weights", err);
-    int32_t *sparse = mtl_alloc((size_t)chunk * (size_t)S, sizeof(int32_t), "ctr chunk", err);
-    float *dense = mtl_alloc((size_t)chunk * (size_t)D, sizeof(float), "ctr chunk", err);
-    float *labels = mtl_alloc((size_t)chunk * (size_t)T, sizeof(float), "ctr chunk", err);
-    /* multi-valued fields: field j's lists of a chunk at ids[j][off[j][i]..] */
-    char **multi_names = make_names("m", K, err);
-    int64_t *multi_vocab = mtl_alloc((size_t)K, sizeof(int64_t), "vocab sizes", err);
-    int *multi_mean = mtl_alloc((size_t)K, sizeof(int), "pooling", err);
-    int64_t *off = mtl_alloc((size_t)K * (size_t)(chunk + 1), sizeof(int64_t), "ctr lists", err);
-    int32_t *ids =
-        mtl_alloc((size_t)K * (size_t)chunk * (size_t)(2 * L), sizeof(int32_t), "ctr lists", err);
-    mtl_zipf multi_zipf;
     char written[MTL_SPLIT_MAX][4200];
     int n_written = 0;
-    mtl_writer *w = NULL;
-    int rc = MTL_ERR;
-    if (!sparse_names || !dense_names || !task_names || !vocab_sizes || !field_vocab || !zipf ||
-        !v || !sparse || !dense || !labels || !multi_names || !multi_vocab || !multi_mean || !off ||
-        !ids)
-        goto done;
-    if (K > 0) mtl_zipf_init(&multi_zipf, opt->vocab[opt->n_vocab - 1], zipf_s);
-    for (int j = 0; j < K; j++) {
-        multi_vocab[j] = opt->vocab[opt->n_vocab - 1] + 1;
-        multi_mean[j] = j % 2 == 0;
-    }
-    snprintf(task_names[0], 24, "click");
-    snprintf(task_names[1], 24, "conversion");
-    for (int s = 0; s < S; s++) {
-        field_vocab[s] = opt->vocab[s < opt->n_vocab ? s : opt->n_vocab - 1];
-        vocab_sizes[s] = field_vocab[s] + 1;
-        mtl_zipf_init(&zipf[s], field_vocab[s], zipf_s);
-    }
-    describe_vocab(vocab_text, sizeof vocab_text, field_vocab, S);
-
     mtl_rng rng;
     mtl_rng_seed(&rng, opt->seed);
-    uint64_t hash_seed = mtl_rng_next(&rng);
-    for (int i = 0; i < T * D; i++) v[i] = mtl_rng_normal(&rng);
-
-    for (int p = 0; p < n_parts; p++) {
-        if (part_path(written[p], sizeof written[p], opt->output_dir, p, n_parts, err)) goto done;
-        if (mtl_writer_open(&w, written[p], S, (const char *const *)sparse_names, vocab_sizes, D,
-                            (const char *const *)dense_names, T, (const char *const *)task_names, 0,
-                            err) ||
-            mtl_writer_add_multi(w, K, (const char *const *)multi_names, multi_vocab, multi_mean,
-                                 err))
-            goto done;
+    ctr_gen g;
+    int rc = ctr_init(&g, opt, &rng, err);
+    char vocab_text[256];
+    if (rc == MTL_OK) describe_vocab(vocab_text, sizeof vocab_text, g.field_vocab, g.S);
+    for (int p = 0; p < n_parts && rc == MTL_OK; p++) {
         double positives[64] = {0};
-        for (int64_t b = 0; b < count[p]; b += chunk) {
-            int64_t n = count[p] - b < chunk ? count[p] - b : chunk;
-            for (int64_t i = 0; i < n; i++) {
-                int32_t *sp = sparse + i * S;
-                float *de = dense + i * D;
-                float *la = labels + i * T;
-                /* ranks 1..V_s: code 0 stays the OOV slot */
-                for (int s = 0; s < S; s++) sp[s] = (int32_t)mtl_zipf_sample(&zipf[s], &rng);
-                for (int d = 0; d < D; d++) de[d] = mtl_rng_uniform(&rng);
-                for (int j = 0; j < K; j++) { /* (no draws without lists: K = 0 as before) */
-                    int64_t *o = off + (size_t)j * (size_t)(chunk + 1);
-                    int32_t *li = ids + (size_t)j * (size_t)chunk * (size_t)(2 * L);
-                    int64_t len = (int64_t)mtl_rng_below(&rng, (uint64_t)(2 * L + 1));
-                    if (i == 0) o[0] = 0;
-                    for (int64_t k = 0; k < len; k++)
-                        li[o[i] + k] = (int32_t)mtl_zipf_sample(&multi_zipf, &rng);
-                    o[i + 1] = o[i] + len;
-                }
-                int reached = 1;
-                for (int t = 0; t < T; t++) {
-                    double z = t == 0 ? bias_click : bias_stage;
-                    for (int s = 0; s < S; s++) {
-                        double h0 = hash_weight(hash_seed, 0, s, sp[s]);
-                        z += t == 0 ? sigma * h0
-                                    : sigma * (rho * h0 + sqrt(1.0 - rho * rho) *
-                                                              hash_weight(hash_seed, t, s, sp[s]));
-                    }
-                    for (int j = 0; j < K; j++) { /* the mean weight of the list's items */
-                        const int64_t *o = off + (size_t)j * (size_t)(chunk + 1);
-                        const int32_t *li = ids + (size_t)j * (size_t)chunk * (size_t)(2 * L);
-                        double sum = 0;
-                        for (int64_t k = o[i]; k < o[i + 1]; k++) {
-                            double h0 = hash_weight(hash_seed, 0, S + j, li[k]);
-                            sum += t == 0 ? h0
-                                          : rho * h0 + sqrt(1.0 - rho * rho) *
-                                                           hash_weight(hash_seed, t, S + j, li[k]);
-                        }
-                        if (o[i + 1] > o[i]) z += sigma * sum / (double)(o[i + 1] - o[i]);
-                    }
-                    for (int d = 0; d < D; d++) z += v[t * D + d] * ((double)de[d] - 0.5);
-                    /* draw even when an earlier stage failed, so the stream of
-                     * random numbers does not depend on the labels */
-                    int fire = mtl_rng_uniform_double(&rng) < sigmoid(z);
-                    reached = reached && fire;
-                    la[t] = (float)reached;
-                    positives[t] += reached;
-                }
-            }
-            if (mtl_writer_append(w, S ? sparse : NULL, D ? dense : NULL, labels, NULL, n, err))
-                goto done;
-            for (int j = 0; j < K; j++)
-                if (mtl_writer_append_multi(w, j, off + (size_t)j * (size_t)(chunk + 1),
-                                            ids + (size_t)j * (size_t)chunk * (size_t)(2 * L), n,
-                                            err))
-                    goto done;
-        }
-        int crc = mtl_writer_close(w, NULL, err);
-        w = NULL;
-        if (crc) goto done;
+        rc = part_path(written[p], sizeof written[p], opt->output_dir, p, n_parts, err);
+        if (rc == MTL_OK) rc = ctr_write_part(&g, &rng, written[p], count[p], positives, err);
+        if (rc != MTL_OK) break;
         n_written++;
         if (!opt->quiet) {
-            printf("%s: %lld rows, S=%d (vocab %s, Zipf %.1f)", written[p], (long long)count[p], S,
-                   vocab_text, zipf_s);
-            if (K > 0) printf(" M=%d (lists of mean length %d)", K, L);
-            printf(" D=%d T=%d, positive rate:", D, T);
-            for (int t = 0; t < T; t++)
-                printf(" %s %.4f", task_names[t], positives[t] / (double)count[p]);
+            printf("%s: %lld rows, S=%d (vocab %s, Zipf %.1f)", written[p], (long long)count[p],
+                   g.S, vocab_text, CTR_ZIPF_S);
+            if (g.K > 0) printf(" M=%d (lists of mean length %d)", g.K, g.L);
+            printf(" D=%d T=%d, positive rate:", g.D, g.T);
+            for (int t = 0; t < g.T; t++)
+                printf(" %s %.4f", g.task_names[t], positives[t] / (double)count[p]);
             printf("\n");
         }
     }
-    rc = MTL_OK;
-done:
-    mtl_writer_abort(w);
     if (rc != MTL_OK)
         for (int i = 0; i < n_written; i++) remove(written[i]);
-    free(sparse_names);
-    free(dense_names);
-    free(task_names);
-    free(vocab_sizes);
-    free(field_vocab);
-    free(zipf);
-    free(v);
-    free(sparse);
-    free(dense);
-    free(labels);
-    free(multi_names);
-    free(multi_vocab);
-    free(multi_mean);
-    free(off);
-    free(ids);
+    ctr_free(&g);
     return rc;
 }
