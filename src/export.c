@@ -451,27 +451,10 @@ static int write_file(const char *path, const uint8_t *buf, size_t len, mtl_erro
     return MTL_OK;
 }
 
-int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const char *sparse_names,
-                          const char *dense_names, const char *onnx_path, mtl_error *err) {
-    if (m->desc->onnx == MTL_ONNX_NONE)
-        return mtl_fail(err, NULL, "export: model %s is not supported yet", m->desc->name);
-    if (m->shape.M > 0) /* issue 14: lists would be extra (ids, offsets) inputs; not yet */
-        return mtl_fail(err, onnx_path,
-                        "export: the model has %d multi-valued field(s) (/multi), which the ONNX "
-                        "export does not support yet",
-                        m->shape.M);
-    ex e_ = {0}, *e = &e_;
-    e->m = m;
-    e->err = err;
-    e->stack_out = ex_new(e, (size_t)m->n_stacks * sizeof *e->stack_out);
-    e->stack_z0 = ex_new(e, (size_t)m->n_stacks * sizeof *e->stack_z0);
-    e->gate_out = ex_new(e, (size_t)(m->n_gates + 1) * sizeof *e->gate_out);
-    e->busy = ex_new(e, (size_t)m->n_stacks);
-    static const int64_t one = 1, two = 2;
-    e->axes1 = init_ints(e, "const.axes1", &one, 1, 1);
-    e->axes2 = init_ints(e, "const.axes2", &two, 1, 1);
-
-    /* the input row: one embedding per field, then the dense features */
+/* The model's input row: one embedding per field (Gather from its table),
+ * then the dense features; e->x names it. */
+static void emit_input_row(ex *e) {
+    const mtl_model *m = e->m;
     int S = m->shape.S, D = m->shape.D, n_in = 0;
     char **parts = ex_new(e, (size_t)(S + 1) * sizeof *parts);
     for (int s = 0; s < S && !e->failed && parts; s++) {
@@ -488,27 +471,37 @@ int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const ch
     if (D > 0 && parts) parts[n_in++] = "dense";
     attr_int(e, node_list(e, "Concat", "input_row", n_in, parts), "axis", 1);
     e->x = "input_row";
+}
 
-    /* the predictions */
+/* The predictions from the towers' logits: sigmoid (binary), identity
+ * (regression), ESMM's pCTCVR = pCTR * pCVR. Returns their [P] value infos. */
+static Onnx__ValueInfoProto **emit_predictions(ex *e) {
+    const mtl_model *m = e->m;
     const char *logit[MTL_MAX_TASKS];
     for (int t = 0; t < m->T && !e->failed; t++) logit[t] = emit_stack(e, m->tower[t]);
     Onnx__ValueInfoProto **outs = ex_new(e, (size_t)m->P * sizeof *outs);
     for (int p = 0; p < m->P && !e->failed && outs; p++) {
         const char *name = mtl_model_prediction_name(m, p);
-        if (m->desc->onnx == MTL_ONNX_PRODUCT && p == 2) /* ESMM's pCTCVR = pCTR * pCVR */
+        if (m->desc->onnx == MTL_ONNX_PRODUCT && p == 2)
             node(e, "Mul", name, 2, mtl_model_prediction_name(m, 0),
                  mtl_model_prediction_name(m, 1));
         else
             node(e, m->shape.task_regression[p] ? "Identity" : "Sigmoid", name, 1, logit[p]);
         outs[p] = value_info(e, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1);
     }
-    Onnx__ValueInfoProto **ins = ex_new(e, 2 * sizeof *ins);
-    int n_inputs = 0;
-    if (ins && S > 0)
-        ins[n_inputs++] = value_info(e, "sparse", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, S);
-    if (ins && D > 0)
-        ins[n_inputs++] = value_info(e, "dense", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, D);
+    for (int p = 0; p < m->P && outs; p++)
+        if (!outs[p]) ex_fail(e, "export: %s", "out of memory");
+    return outs;
+}
 
+#define MAX_PROPS 13
+
+/* The model's metadata_props: what a server needs to feed it (fields,
+ * vocabularies, tasks) and where it came from. Returns their count. */
+static size_t metadata(ex *e, const mtl_ckpt_state *st, const char *sparse_names,
+                       const char *dense_names, Onnx__StringStringEntryProto **props) {
+    const mtl_model *m = e->m;
+    int S = m->shape.S, D = m->shape.D;
     int64_t dims[256];
     for (int s = 0; s < S; s++) dims[s] = m->dims[s];
     char types[MTL_MAX_TASKS * 11 + 1] = "";
@@ -516,77 +509,106 @@ int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const ch
         if (t) strcat(types, ",");
         strcat(types, m->shape.task_regression[t] ? "regression" : "binary");
     }
-    Onnx__StringStringEntryProto *props[] = {
-        meta(e, "model", ex_str(e, "%s", m->desc->name)),
-        meta(e, "tasks", join_names(e, m, 0)),
-        meta(e, "task_types", ex_str(e, "%s", types)),
-        meta(e, "outputs", join_names(e, m, 1)),
-        meta(e, "S", ex_str(e, "%d", S)),
-        meta(e, "D", ex_str(e, "%d", D)),
-        meta(e, "vocab_sizes", join_ints(e, m->shape.vocab_sizes, S)),
-        meta(e, "embedding_dims", join_ints(e, dims, S)),
-        meta(e, "step", ex_str(e, "%lld", (long long)st->step)),
-        meta(e, "epoch", ex_str(e, "%lld", (long long)st->epoch)),
-        meta(e, "config", ex_str(e, "%s", st->config)),
-        NULL,
-        NULL,
-    };
-    size_t n_props = sizeof props / sizeof props[0] - 2;
-    if (sparse_names && S > 0)
-        props[n_props++] = meta(e, "sparse_names", join_block(e, sparse_names, S));
-    if (dense_names && D > 0)
-        props[n_props++] = meta(e, "dense_names", join_block(e, dense_names, D));
-    for (size_t i = 0; i < n_props; i++)
+    size_t n = 0;
+    props[n++] = meta(e, "model", ex_str(e, "%s", m->desc->name));
+    props[n++] = meta(e, "tasks", join_names(e, m, 0));
+    props[n++] = meta(e, "task_types", ex_str(e, "%s", types));
+    props[n++] = meta(e, "outputs", join_names(e, m, 1));
+    props[n++] = meta(e, "S", ex_str(e, "%d", S));
+    props[n++] = meta(e, "D", ex_str(e, "%d", D));
+    props[n++] = meta(e, "vocab_sizes", join_ints(e, m->shape.vocab_sizes, S));
+    props[n++] = meta(e, "embedding_dims", join_ints(e, dims, S));
+    props[n++] = meta(e, "step", ex_str(e, "%lld", (long long)st->step));
+    props[n++] = meta(e, "epoch", ex_str(e, "%lld", (long long)st->epoch));
+    props[n++] = meta(e, "config", ex_str(e, "%s", st->config));
+    if (sparse_names && S > 0) props[n++] = meta(e, "sparse_names", join_block(e, sparse_names, S));
+    if (dense_names && D > 0) props[n++] = meta(e, "dense_names", join_block(e, dense_names, D));
+    for (size_t i = 0; i < n; i++)
         if (!props[i]) ex_fail(e, "export: %s", "out of memory");
-    for (int p = 0; p < m->P && outs; p++)
-        if (!outs[p]) ex_fail(e, "export: %s", "out of memory");
+    return n;
+}
+
+/* The ModelProto around e's graph, packed and written to path. */
+static int write_model(ex *e, const mtl_ckpt_state *st, Onnx__ValueInfoProto **ins, int n_inputs,
+                       Onnx__ValueInfoProto **outs, Onnx__StringStringEntryProto **props,
+                       size_t n_props, const char *path) {
+    Onnx__GraphProto graph;
+    onnx__graph_proto__init(&graph);
+    graph.name = "mtl_dist";
+    graph.n_node = e->n_nodes;
+    graph.node = e->nodes;
+    graph.n_initializer = e->n_inits;
+    graph.initializer = e->inits;
+    graph.n_input = (size_t)n_inputs;
+    graph.input = ins;
+    graph.n_output = (size_t)e->m->P;
+    graph.output = outs;
+    Onnx__OperatorSetIdProto opset;
+    onnx__operator_set_id_proto__init(&opset);
+    opset.domain = "";
+    opset.has_version = 1;
+    opset.version = OPSET;
+    Onnx__OperatorSetIdProto *opsets[1] = {&opset};
+    Onnx__ModelProto model;
+    onnx__model_proto__init(&model);
+    model.has_ir_version = 1;
+    model.ir_version = IR_VERSION;
+    model.n_opset_import = 1;
+    model.opset_import = opsets;
+    model.producer_name = "mtl_dist";
+    model.producer_version = MTL_VERSION;
+    model.has_model_version = 1;
+    model.model_version = st->step;
+    model.graph = &graph;
+    model.n_metadata_props = n_props;
+    model.metadata_props = props;
+    size_t len = onnx__model_proto__get_packed_size(&model);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) return mtl_fail(e->err, MTL_HERE, "export: out of memory (%zu bytes)", len);
+    onnx__model_proto__pack(&model, buf);
+    int rc = write_file(path, buf, len, e->err);
+    free(buf);
+    return rc;
+}
+
+int mtl_export_model_onnx(const mtl_model *m, const mtl_ckpt_state *st, const char *sparse_names,
+                          const char *dense_names, const char *onnx_path, mtl_error *err) {
+    if (m->desc->onnx == MTL_ONNX_NONE)
+        return mtl_fail(err, NULL, "export: model %s is not supported yet", m->desc->name);
+    if (m->shape.M > 0) /* issue 14: lists would be extra (ids, offsets) inputs; not yet */
+        return mtl_fail(err, onnx_path,
+                        "export: the model has %d multi-valued field(s) (/multi), which the ONNX "
+                        "export does not support yet",
+                        m->shape.M);
+    ex e_ = {0}, *e = &e_;
+    e->m = m;
+    e->err = err;
+    e->stack_out = ex_new(e, (size_t)m->n_stacks * sizeof *e->stack_out);
+    e->stack_z0 = ex_new(e, (size_t)m->n_stacks * sizeof *e->stack_z0);
+    e->gate_out = ex_new(e, (size_t)(m->n_gates + 1) * sizeof *e->gate_out);
+    e->busy = ex_new(e, (size_t)m->n_stacks);
+    if (!e->stack_out || !e->stack_z0 || !e->gate_out || !e->busy)
+        ex_fail(e, "export: %s", "out of memory");
+    static const int64_t one = 1, two = 2;
+    e->axes1 = init_ints(e, "const.axes1", &one, 1, 1);
+    e->axes2 = init_ints(e, "const.axes2", &two, 1, 1);
+
+    emit_input_row(e);
+    Onnx__ValueInfoProto **outs = emit_predictions(e);
+    Onnx__ValueInfoProto **ins = ex_new(e, 2 * sizeof *ins);
+    int n_inputs = 0;
+    if (ins && m->shape.S > 0)
+        ins[n_inputs++] = value_info(e, "sparse", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, m->shape.S);
+    if (ins && m->shape.D > 0)
+        ins[n_inputs++] = value_info(e, "dense", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, m->shape.D);
     for (int i = 0; i < n_inputs; i++)
         if (!ins[i]) ex_fail(e, "export: %s", "out of memory");
-    if (!e->stack_out || !e->stack_z0 || !e->gate_out || !e->busy || !outs || !ins)
-        ex_fail(e, "export: %s", "out of memory");
+    Onnx__StringStringEntryProto *props[MAX_PROPS];
+    size_t n_props = metadata(e, st, sparse_names, dense_names, props);
+    if (!outs || !ins) ex_fail(e, "export: %s", "out of memory");
 
-    int rc = e->failed ? MTL_ERR : MTL_OK;
-    if (rc == MTL_OK) {
-        Onnx__GraphProto graph;
-        onnx__graph_proto__init(&graph);
-        graph.name = "mtl_dist";
-        graph.n_node = e->n_nodes;
-        graph.node = e->nodes;
-        graph.n_initializer = e->n_inits;
-        graph.initializer = e->inits;
-        graph.n_input = (size_t)n_inputs;
-        graph.input = ins;
-        graph.n_output = (size_t)m->P;
-        graph.output = outs;
-        Onnx__OperatorSetIdProto opset;
-        onnx__operator_set_id_proto__init(&opset);
-        opset.domain = "";
-        opset.has_version = 1;
-        opset.version = OPSET;
-        Onnx__OperatorSetIdProto *opsets[1] = {&opset};
-        Onnx__ModelProto model;
-        onnx__model_proto__init(&model);
-        model.has_ir_version = 1;
-        model.ir_version = IR_VERSION;
-        model.n_opset_import = 1;
-        model.opset_import = opsets;
-        model.producer_name = "mtl_dist";
-        model.producer_version = MTL_VERSION;
-        model.has_model_version = 1;
-        model.model_version = st->step;
-        model.graph = &graph;
-        model.n_metadata_props = n_props;
-        model.metadata_props = props;
-        size_t len = onnx__model_proto__get_packed_size(&model);
-        uint8_t *buf = malloc(len ? len : 1);
-        if (!buf) {
-            rc = mtl_fail(err, MTL_HERE, "export: out of memory (%zu bytes)", len);
-        } else {
-            onnx__model_proto__pack(&model, buf);
-            rc = write_file(onnx_path, buf, len, err);
-            free(buf);
-        }
-    }
+    int rc =
+        e->failed ? MTL_ERR : write_model(e, st, ins, n_inputs, outs, props, n_props, onnx_path);
     for (size_t i = 0; i < e->n_allocs; i++) free(e->allocs[i]);
     free(e->allocs);
     free(e->nodes);
