@@ -290,13 +290,15 @@ static void sync_plans(mtl_model *m) {
     m->gemm_version = m->params.version;
 }
 
-int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
+/* Every tensor of the stacks in the parameter block: groups first (their
+ * members' first-layer weights one after another, then their biases, so each
+ * group is one [n_out x in_dim] matrix and one bias), then the other layers,
+ * then uncertainty weighting's log-variances. */
+static int register_layers(mtl_model *m, mtl_error *err) {
     for (int i = 0; i < m->n_stacks; i++) {
         mtl_layer *L = &m->stacks[i].layer[0];
         if (L->z == MTL_NONE) L->z = mtl_arena_add(m, L->out_dim);
     }
-    /* Groups first: their members' first-layer weights one after another, then
-     * their biases, so each group is one [n_out x in_dim] matrix and one bias. */
     for (int g = 0; g < m->n_groups; g++) {
         mtl_group *G = &m->groups[g];
         for (int i = 0; i < G->n_members; i++)
@@ -308,7 +310,7 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
     }
     for (int i = 0; i < m->n_stacks; i++) {
         mtl_stack *s = &m->stacks[i];
-        if (s->shares >= 0) continue; /* resolved below to the other stack's tensors */
+        if (s->shares >= 0) continue; /* resolve_views points it at the other stack's tensors */
         for (int l = 0; l < s->n; l++) {
             if (!(l == 0 && s->fused)) {
                 if (register_weight(m, s, l, err) || register_bias(m, s, l, err)) return MTL_ERR;
@@ -322,6 +324,12 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
             mtl_params_add(&m->params, "loss.log_var", 1, m->T, MTL_INIT_ZEROS, MTL_REG_NONE, err);
         if (m->log_var < 0) return MTL_ERR;
     }
+    return MTL_OK;
+}
+
+/* One table per categorical field (single- and multi-valued), and how each
+ * is updated (dense or sparse) and stored (replicated or row-sharded). */
+static int register_embeddings(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
     for (int s = 0; s < m->shape.S + m->shape.M; s++) {
         char name[96];
         snprintf(name, sizeof name, "embeddings.%d", s);
@@ -349,13 +357,12 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
             mtl_params_shard(&m->params, m->emb[s], cfg->rank, cfg->world);
     }
 
-    mtl_rng init_rng;
-    mtl_rng_seed(&init_rng, cfg->seed);
-    if (mtl_params_finalize(&m->params, 1, &init_rng, err)) return MTL_ERR;
-    if (m->buffers.n > 0 && mtl_params_finalize(&m->buffers, 0, &init_rng, err)) return MTL_ERR;
-    mtl_rng_seed(&m->dropout_rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
+    return MTL_OK;
+}
 
-    /* resolve views */
+/* The layers', groups' and tables' pointers into the blocks, once the blocks
+ * exist. */
+static int resolve_views(mtl_model *m, mtl_error *err) {
     mtl_params *P = &m->params, *Bf = &m->buffers;
     for (int i = 0; i < m->n_stacks; i++) {
         mtl_stack *s = &m->stacks[i];
@@ -398,10 +405,11 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
         m->tables[s] = pval(P, m->emb[s]);
         m->dtables[s] = pgrad(P, m->emb[s]);
     }
-    if (make_plans(m, (mtl_gemm_backend)cfg->gemm, cfg->threads, err)) return MTL_ERR;
-    m->act = mtl_alloc(m->arena_size, sizeof(float), "activations", err);
-    m->grad = mtl_alloc(m->arena_size, sizeof(float), "activation gradients", err);
-    if (!m->act || !m->grad) return MTL_ERR;
+    return MTL_OK;
+}
+
+/* Each gate's views of its experts' outputs and gradients in the arena. */
+static int bind_gates(mtl_model *m, mtl_error *err) {
     for (int g = 0; g < m->n_gates; g++) {
         mtl_gate *G = &m->gates[g];
         G->expert_out = calloc((size_t)G->K, sizeof *G->expert_out);
@@ -419,6 +427,21 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
         }
     }
     return MTL_OK;
+}
+
+int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
+    if (register_layers(m, err) || register_embeddings(m, cfg, err)) return MTL_ERR;
+    mtl_rng init_rng;
+    mtl_rng_seed(&init_rng, cfg->seed);
+    if (mtl_params_finalize(&m->params, 1, &init_rng, err)) return MTL_ERR;
+    if (m->buffers.n > 0 && mtl_params_finalize(&m->buffers, 0, &init_rng, err)) return MTL_ERR;
+    mtl_rng_seed(&m->dropout_rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
+    if (resolve_views(m, err)) return MTL_ERR;
+    if (make_plans(m, (mtl_gemm_backend)cfg->gemm, cfg->threads, err)) return MTL_ERR;
+    m->act = mtl_alloc(m->arena_size, sizeof(float), "activations", err);
+    m->grad = mtl_alloc(m->arena_size, sizeof(float), "activation gradients", err);
+    if (!m->act || !m->grad) return MTL_ERR;
+    return bind_gates(m, err);
 }
 
 /* ---- execution ---- */
