@@ -56,11 +56,153 @@ static void backward(mtl_model *m, int B) {
     }
 }
 
-int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int num_specific,
-                      int num_shared, mtl_error *err) {
-    int T = m->T;
+/* One level under construction: its inputs and the stacks it has so far. */
+typedef struct {
+    int T, E, num_specific, num_shared, last;
+    int width;         /* an expert's output */
+    int in_dim, in_ld; /* the level's inputs */
+    size_t task_in[MTL_MAX_TASKS], shared_in;
+    char prefix[48]; /* "levels.<l>." when there are several, else "" */
+    int specific[MTL_MAX_TASKS][MTL_MAX_GROUP], shared[MTL_MAX_GROUP]; /* expert stacks */
+    int task_gate_stack[MTL_MAX_TASKS], shared_gate_stack;             /* -1: none */
+} level_build;
+
+/* The level's experts e = 0..E-1: each task's, then the shared ones.
+ * Multi-layer experts write their last layer side by side. */
+static int add_experts(mtl_model *m, const mtl_config *cfg, level_plan *L, level_build *b,
+                       mtl_error *err) {
+    size_t expert_out = 0;
+    int expert_ld = 0; /* 0: each expert its own buffer */
+    if (cfg->expert_units.n > 1) {
+        expert_out = mtl_arena_add(m, b->E * b->width);
+        expert_ld = b->E * b->width;
+    }
+    char name[96];
+    for (int e = 0; e < b->E; e++) {
+        int t = e / (b->num_specific ? b->num_specific : 1), k = e - t * b->num_specific;
+        int is_shared = e >= b->T * b->num_specific;
+        if (is_shared) k = e - b->T * b->num_specific;
+        if (!is_shared)
+            snprintf(name, sizeof name, "%sexperts.task%d.%d", b->prefix, t, k);
+        else if (b->num_specific > 0)
+            snprintf(name, sizeof name, "%sexperts.shared.%d", b->prefix, k);
+        else
+            snprintf(name, sizeof name, "%sexperts.%d", b->prefix, k);
+        int s = mtl_stack_add(m,
+                              &(mtl_stack_spec){.name = name,
+                                                .in = is_shared ? b->shared_in : b->task_in[t],
+                                                .in_ld = b->in_ld,
+                                                .in_dim = b->in_dim,
+                                                .hidden = &cfg->expert_units,
+                                                .out = expert_out + (size_t)(e * b->width),
+                                                .out_ld = expert_ld},
+                              err);
+        if (s < 0) return MTL_ERR;
+        if (is_shared)
+            b->shared[k] = s;
+        else
+            b->specific[t][k] = s;
+        L->stacks[L->n_stacks++] = s;
+    }
+    return MTL_OK;
+}
+
+/* The gate DNNs: one per task, and a shared one below the last PLE level
+ * (hidden units from list shared_gate_list of --gate-units). */
+static int add_gate_stacks(mtl_model *m, const mtl_config *cfg, level_plan *L, level_build *b,
+                           int shared_gate_list, mtl_error *err) {
     const mtl_task_units *gu = &cfg->gate_units;
-    int shared_gate_list = num_levels > 1 && gu->n_lists == T + 1 ? T : 0;
+    char name[96];
+    for (int t = 0; t < b->T; t++) {
+        snprintf(name, sizeof name, "%sgates.%d", b->prefix, t);
+        b->task_gate_stack[t] =
+            mtl_stack_add(m,
+                          &(mtl_stack_spec){.name = name,
+                                            .in = b->task_in[t],
+                                            .in_ld = b->in_ld,
+                                            .in_dim = b->in_dim,
+                                            .hidden = mtl_task_units_at(gu, t),
+                                            .head = b->num_specific + b->num_shared},
+                          err);
+        if (b->task_gate_stack[t] < 0) return MTL_ERR;
+        L->stacks[L->n_stacks++] = b->task_gate_stack[t];
+    }
+    b->shared_gate_stack = -1;
+    if (b->last) return MTL_OK;
+    snprintf(name, sizeof name, "%sgates.shared", b->prefix);
+    b->shared_gate_stack = mtl_stack_add(m,
+                                         &(mtl_stack_spec){.name = name,
+                                                           .in = b->shared_in,
+                                                           .in_ld = b->in_ld,
+                                                           .in_dim = b->in_dim,
+                                                           .hidden = &gu->list[shared_gate_list],
+                                                           .head = b->E},
+                                         err);
+    if (b->shared_gate_stack < 0) return MTL_ERR;
+    L->stacks[L->n_stacks++] = b->shared_gate_stack;
+    return MTL_OK;
+}
+
+/* Groups: the experts and gates that read the same input (on the first
+ * level all of them, above it each task's and the shared ones), all writing
+ * into one level buffer. */
+static int add_groups(mtl_model *m, int level, level_plan *L, const level_build *b,
+                      mtl_error *err) {
+    int members[MTL_MAX_TASKS + 1][MTL_MAX_GROUP], n_members[MTL_MAX_TASKS + 1] = {0};
+    int T = b->T, n_inputs = level == 0 ? 1 : T + 1;
+    for (int t = 0; t < T; t++) {
+        int gi = level == 0 ? 0 : t;
+        for (int k = 0; k < b->num_specific; k++) members[gi][n_members[gi]++] = b->specific[t][k];
+        members[gi][n_members[gi]++] = b->task_gate_stack[t];
+    }
+    int gs = level == 0 ? 0 : T;
+    for (int k = 0; k < b->num_shared; k++) members[gs][n_members[gs]++] = b->shared[k];
+    if (b->shared_gate_stack >= 0) members[gs][n_members[gs]++] = b->shared_gate_stack;
+    int total = 0;
+    for (int gi = 0; gi < n_inputs; gi++)
+        for (int i = 0; i < n_members[gi]; i++) total += m->stacks[members[gi][i]].layer[0].out_dim;
+    size_t level_buf = mtl_arena_add(m, total);
+    int col = 0;
+    for (int gi = 0; gi < n_inputs; gi++) {
+        if (n_members[gi] == 0) continue;
+        int g = mtl_group_add(m, members[gi], n_members[gi], level_buf + (size_t)col, total, err);
+        if (g < 0) return MTL_ERR;
+        L->groups[L->n_groups++] = g;
+        col += m->groups[g].n_out;
+    }
+    return MTL_OK;
+}
+
+/* The mixtures (eq. 1-3, 5): task t's gate over t's experts and the shared
+ * ones; the shared gate over all. task_gate[t] and *shared_gate (-1: none)
+ * receive the gates, whose outputs the next level reads. */
+static int add_mixtures(mtl_model *m, level_plan *L, const level_build *b, int *task_gate,
+                        int *shared_gate, mtl_error *err) {
+    for (int t = 0; t < b->T; t++) {
+        int experts[MTL_MAX_GROUP], K = 0;
+        for (int k = 0; k < b->num_specific; k++) experts[K++] = b->specific[t][k];
+        for (int k = 0; k < b->num_shared; k++) experts[K++] = b->shared[k];
+        int g = mtl_gate_add(m, b->task_gate_stack[t], experts, K, err);
+        if (g < 0) return MTL_ERR;
+        L->gates[L->n_gates++] = g;
+        task_gate[t] = g;
+    }
+    *shared_gate = -1;
+    if (b->shared_gate_stack < 0) return MTL_OK;
+    int experts[MTL_MAX_GROUP], K = 0;
+    for (int t = 0; t < b->T; t++)
+        for (int k = 0; k < b->num_specific; k++) experts[K++] = b->specific[t][k];
+    for (int k = 0; k < b->num_shared; k++) experts[K++] = b->shared[k];
+    int g = mtl_gate_add(m, b->shared_gate_stack, experts, K, err);
+    if (g < 0) return MTL_ERR;
+    L->gates[L->n_gates++] = g;
+    *shared_gate = g;
+    return MTL_OK;
+}
+
+static int check_options(const mtl_config *cfg, int T, int num_levels, int num_specific,
+                         int num_shared, mtl_error *err) {
+    const mtl_task_units *gu = &cfg->gate_units;
     if (gu->n_lists != 1 && gu->n_lists != T && !(num_levels > 1 && gu->n_lists == T + 1))
         return mtl_fail(err, NULL,
                         "--gate-units: %d lists given for %d tasks (give one list for every "
@@ -76,148 +218,48 @@ int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int n
         return mtl_fail(err, NULL, "experts: %d experts per level is too many (max %d)", E,
                         MTL_MAX_GROUP - T - 1);
     if (cfg->expert_units.n < 1) return mtl_fail(err, NULL, "expert_units: needs a layer");
+    return MTL_OK;
+}
+
+int mtl_build_experts(mtl_model *m, const mtl_config *cfg, int num_levels, int num_specific,
+                      int num_shared, mtl_error *err) {
+    int T = m->T;
+    if (check_options(cfg, T, num_levels, num_specific, num_shared, err)) return MTL_ERR;
+    int shared_gate_list = num_levels > 1 && cfg->gate_units.n_lists == T + 1 ? T : 0;
     plan *p = calloc(1, sizeof *p);
     if (!p) return mtl_fail(err, MTL_HERE, "model: out of memory");
     m->arch = p;
     p->n_levels = num_levels;
-    int width = cfg->expert_units.units[cfg->expert_units.n - 1];
-
-    /* inputs of the current level: per task, and shared */
-    size_t task_in[MTL_MAX_TASKS], shared_in = m->x0;
-    int in_dim = m->in_dim;
-    for (int t = 0; t < T; t++) task_in[t] = m->x0;
-    int prev_shared_gate = -1, prev_task_gate[MTL_MAX_TASKS];
-
+    level_build b = {.T = T,
+                     .E = T * num_specific + num_shared,
+                     .num_specific = num_specific,
+                     .num_shared = num_shared,
+                     .width = cfg->expert_units.units[cfg->expert_units.n - 1],
+                     .in_dim = m->in_dim,
+                     .shared_in = m->x0};
+    for (int t = 0; t < T; t++) b.task_in[t] = m->x0;
+    int task_gate[MTL_MAX_TASKS] = {0}, shared_gate = -1; /* the last level's mixtures */
     for (int l = 0; l < num_levels; l++) {
         level_plan *L = &p->level[l];
-        int last = l == num_levels - 1;
-        int in_ld = in_dim;
-        if (l > 0) {
-            for (int t = 0; t < T; t++) task_in[t] = m->gates[prev_task_gate[t]].out;
-            shared_in = prev_shared_gate >= 0 ? m->gates[prev_shared_gate].out : m->x0;
+        b.last = l == num_levels - 1;
+        b.in_ld = b.in_dim;
+        if (l > 0) { /* the level below's mixtures */
+            for (int t = 0; t < T; t++) b.task_in[t] = m->gates[task_gate[t]].out;
+            b.shared_in = shared_gate >= 0 ? m->gates[shared_gate].out : m->x0;
         }
-        char lp[48];
         if (num_levels > 1)
-            snprintf(lp, sizeof lp, "levels.%d.", l);
+            snprintf(b.prefix, sizeof b.prefix, "levels.%d.", l);
         else
-            lp[0] = '\0';
-        /* multi-layer experts write their last layer side by side */
-        size_t expert_out = 0;
-        int expert_ld = 0; /* 0: each expert its own buffer */
-        if (cfg->expert_units.n > 1) {
-            expert_out = mtl_arena_add(m, E * width);
-            expert_ld = E * width;
-        }
-        int specific[MTL_MAX_TASKS][MTL_MAX_GROUP], shared[MTL_MAX_GROUP];
-        char name[96];
-        /* experts e = 0..E-1: each task's, then the shared ones */
-        for (int e = 0; e < E; e++) {
-            int t = e / (num_specific ? num_specific : 1), k = e - t * num_specific;
-            int is_shared = e >= T * num_specific;
-            if (is_shared) k = e - T * num_specific;
-            if (!is_shared)
-                snprintf(name, sizeof name, "%sexperts.task%d.%d", lp, t, k);
-            else if (num_specific > 0)
-                snprintf(name, sizeof name, "%sexperts.shared.%d", lp, k);
-            else
-                snprintf(name, sizeof name, "%sexperts.%d", lp, k);
-            int s = mtl_stack_add(m,
-                                  &(mtl_stack_spec){.name = name,
-                                                    .in = is_shared ? shared_in : task_in[t],
-                                                    .in_ld = in_ld,
-                                                    .in_dim = in_dim,
-                                                    .hidden = &cfg->expert_units,
-                                                    .out = expert_out + (size_t)(e * width),
-                                                    .out_ld = expert_ld},
-                                  err);
-            if (s < 0) return MTL_ERR;
-            if (is_shared)
-                shared[k] = s;
-            else
-                specific[t][k] = s;
-            L->stacks[L->n_stacks++] = s;
-        }
-        /* gates: one per task, and a shared one below the last PLE level */
-        int task_gate_stack[MTL_MAX_TASKS], shared_gate_stack = -1;
-        int K_task = num_specific + num_shared;
-        for (int t = 0; t < T; t++) {
-            snprintf(name, sizeof name, "%sgates.%d", lp, t);
-            task_gate_stack[t] = mtl_stack_add(m,
-                                               &(mtl_stack_spec){.name = name,
-                                                                 .in = task_in[t],
-                                                                 .in_ld = in_ld,
-                                                                 .in_dim = in_dim,
-                                                                 .hidden = mtl_task_units_at(gu, t),
-                                                                 .head = K_task},
-                                               err);
-            if (task_gate_stack[t] < 0) return MTL_ERR;
-            L->stacks[L->n_stacks++] = task_gate_stack[t];
-        }
-        if (!last) {
-            snprintf(name, sizeof name, "%sgates.shared", lp);
-            shared_gate_stack =
-                mtl_stack_add(m,
-                              &(mtl_stack_spec){.name = name,
-                                                .in = shared_in,
-                                                .in_ld = in_ld,
-                                                .in_dim = in_dim,
-                                                .hidden = &gu->list[shared_gate_list],
-                                                .head = E},
-                              err);
-            if (shared_gate_stack < 0) return MTL_ERR;
-            L->stacks[L->n_stacks++] = shared_gate_stack;
-        }
-        /* groups: everything reading the same input, all into one level buffer */
-        int members[MTL_MAX_TASKS + 1][MTL_MAX_GROUP], n_members[MTL_MAX_TASKS + 1] = {0};
-        int n_inputs = l == 0 ? 1 : T + 1;
-        for (int t = 0; t < T; t++) {
-            int gi = l == 0 ? 0 : t;
-            for (int k = 0; k < num_specific; k++) members[gi][n_members[gi]++] = specific[t][k];
-            members[gi][n_members[gi]++] = task_gate_stack[t];
-        }
-        int gs = l == 0 ? 0 : T;
-        for (int k = 0; k < num_shared; k++) members[gs][n_members[gs]++] = shared[k];
-        if (shared_gate_stack >= 0) members[gs][n_members[gs]++] = shared_gate_stack;
-        int total = 0;
-        for (int gi = 0; gi < n_inputs; gi++)
-            for (int i = 0; i < n_members[gi]; i++)
-                total += m->stacks[members[gi][i]].layer[0].out_dim;
-        size_t level_buf = mtl_arena_add(m, total);
-        int col = 0;
-        for (int gi = 0; gi < n_inputs; gi++) {
-            if (n_members[gi] == 0) continue;
-            int g =
-                mtl_group_add(m, members[gi], n_members[gi], level_buf + (size_t)col, total, err);
-            if (g < 0) return MTL_ERR;
-            L->groups[L->n_groups++] = g;
-            col += m->groups[g].n_out;
-        }
-        /* the mixtures */
-        for (int t = 0; t < T; t++) {
-            int experts[MTL_MAX_GROUP], K = 0;
-            for (int k = 0; k < num_specific; k++) experts[K++] = specific[t][k];
-            for (int k = 0; k < num_shared; k++) experts[K++] = shared[k];
-            int g = mtl_gate_add(m, task_gate_stack[t], experts, K, err);
-            if (g < 0) return MTL_ERR;
-            L->gates[L->n_gates++] = g;
-            prev_task_gate[t] = g;
-        }
-        prev_shared_gate = -1;
-        if (shared_gate_stack >= 0) {
-            int experts[MTL_MAX_GROUP], K = 0;
-            for (int t = 0; t < T; t++)
-                for (int k = 0; k < num_specific; k++) experts[K++] = specific[t][k];
-            for (int k = 0; k < num_shared; k++) experts[K++] = shared[k];
-            int g = mtl_gate_add(m, shared_gate_stack, experts, K, err);
-            if (g < 0) return MTL_ERR;
-            L->gates[L->n_gates++] = g;
-            prev_shared_gate = g;
-        }
-        in_dim = width;
+            b.prefix[0] = '\0';
+        if (add_experts(m, cfg, L, &b, err) ||
+            add_gate_stacks(m, cfg, L, &b, shared_gate_list, err) || add_groups(m, l, L, &b, err) ||
+            add_mixtures(m, L, &b, task_gate, &shared_gate, err))
+            return MTL_ERR;
+        b.in_dim = b.width;
     }
     size_t in[MTL_MAX_TASKS];
     int dim[MTL_MAX_TASKS];
-    for (int t = 0; t < T; t++) in[t] = m->gates[prev_task_gate[t]].out, dim[t] = width;
+    for (int t = 0; t < T; t++) in[t] = m->gates[task_gate[t]].out, dim[t] = b.width;
     if (mtl_towers_add(m, cfg, in, dim, 1, NULL, err)) return MTL_ERR;
     m->forward_body = forward;
     m->backward_body = backward;
