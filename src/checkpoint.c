@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mtl/util.h"
+
 #define FORMAT "mtl_dist checkpoint 1"
 
 /* ---- small HDF5 helpers: each returns MTL_OK/MTL_ERR with err filled ---- */
@@ -322,7 +324,7 @@ int mtl_checkpoint_begin(const char *path, const mtl_model *m, const float *best
                 : attr_write(f, "vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->S,
                              sh->vocab_sizes, path, err);
     if (sh->M > 0) { /* multi-valued fields: absent in checkpoints of models without them */
-        int64_t M = sh->M, mean[256];
+        int64_t M = sh->M, mean[MTL_MAX_FIELDS];
         for (int j = 0; j < sh->M; j++) mean[j] = sh->multi_mean[j];
         rc = rc ? rc : attr_write(f, "M", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &M, path, err);
         rc = rc ? rc
@@ -385,9 +387,9 @@ static hid_t open_checkpoint(const char *path, mtl_error *err) {
 static int read_multi_shape(hid_t f, mtl_data_shape *sh, const char *path, mtl_error *err) {
     sh->M = 0;
     if (H5Aexists(f, "M") <= 0) return MTL_OK;
-    int64_t M, mean[256];
+    int64_t M, mean[MTL_MAX_FIELDS];
     int rc = attr_read(f, "M", H5T_NATIVE_INT64, 0, &M, path, err);
-    if (rc == MTL_OK && (M < 0 || M + sh->S > 256))
+    if (rc == MTL_OK && (M < 0 || M + sh->S > MTL_MAX_FIELDS))
         rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
     rc = rc ? rc
             : attr_read(f, "multi_vocab_sizes", H5T_NATIVE_INT64, (hsize_t)M, sh->multi_vocab_sizes,
@@ -426,8 +428,8 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
         if (sp >= 0) H5Sclose(sp);
         if (a >= 0) H5Aclose(a);
         /* D and world_size are stored as int64 and held as int */
-        if (T < 1 || T > MTL_MAX_TASKS || S < 0 || S > 256 || D < 0 || D > INT_MAX || world < 0 ||
-            world > INT_MAX)
+        if (T < 1 || T > MTL_MAX_TASKS || S < 0 || S > MTL_MAX_FIELDS || D < 0 || D > INT_MAX ||
+            world < 0 || world > INT_MAX)
             rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
     }
     st->world_size = (int)world;
@@ -676,24 +678,9 @@ void mtl_checkpoint_prune(const char *dir, int keep) {
     }
 }
 
-/* mkdir -p */
-static int mkdir_parents(const char *path) {
-    char buf[MTL_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 int mtl_checkpoint_dir_create(const char *dir, mtl_error *err) {
     struct stat sb;
-    if (stat(dir, &sb) != 0 && mkdir_parents(dir) != 0)
-        return mtl_fail(err, dir, "cannot create checkpoint directory: %s", strerror(errno));
     if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
         return mtl_fail(err, dir, "--checkpoint-dir: not a directory");
-    return MTL_OK;
+    return mtl_mkdir_p(dir, "checkpoint directory", err);
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "mtl/layers.h"
+#include "mtl/util.h"
 
 /* ------------------------------------------------------------------------- */
 /* sharding */
@@ -46,14 +47,6 @@ void mtl_shard_range(int64_t n, int rank, int world, int64_t *begin, int64_t *co
 static void close_id(hid_t *id, herr_t (*fn)(hid_t)) {
     if (*id >= 0) fn(*id);
     *id = H5I_INVALID_HID;
-}
-
-static char *dup_str(const char *s, mtl_error *err) {
-    if (!s) s = "";
-    size_t n = strlen(s);
-    char *p = mtl_alloc(n + 1, 1, "string", err);
-    if (p) memcpy(p, s, n + 1);
-    return p;
 }
 
 static void free_strs(char **s, int64_t n) {
@@ -242,7 +235,7 @@ static int read_strings(hid_t obj, int is_attr, char ***out, int64_t *n_out, con
         }
         int ok = 1;
         for (int64_t i = 0; i < n && ok; i++) {
-            strs[i] = dup_str(vbuf[i], err);
+            strs[i] = mtl_strdup(vbuf[i], err);
             if (!strs[i]) ok = 0;
         }
 #if H5_VERSION_GE(1, 12, 0)
@@ -808,7 +801,7 @@ static int load_multi_field(mtl_dataset *ds, hid_t file, int j, const char *fnam
     snprintf(gname, sizeof gname, "/multi/%s", fname);
     snprintf(oname, sizeof oname, "multi/%s/offsets", fname);
     snprintf(iname, sizeof iname, "multi/%s/ids", fname);
-    if (!(ds->multi_names[j] = dup_str(fname, err))) return MTL_ERR;
+    if (!(ds->multi_names[j] = mtl_strdup(fname, err))) return MTL_ERR;
     int rc = MTL_ERR;
     hid_t g = H5Gopen2(file, gname, H5P_DEFAULT), d_off = H5I_INVALID_HID, d_ids = H5I_INVALID_HID;
     hsize_t doff[2], dids[2];
@@ -899,9 +892,9 @@ static int load_multi(mtl_dataset *ds, hid_t file, int64_t N, int with_rows, int
         mtl_fail(err, path, "/multi: cannot list");
         goto done;
     }
-    if ((int64_t)info.nlinks + ds->S > 256) {
-        mtl_fail(err, path, "/multi: %d fields and %d in /sparse (at most 256 in all)",
-                 (int)info.nlinks, ds->S);
+    if ((int64_t)info.nlinks + ds->S > MTL_MAX_FIELDS) {
+        mtl_fail(err, path, "/multi: %d fields and %d in /sparse (at most %d in all)",
+                 (int)info.nlinks, ds->S, MTL_MAX_FIELDS);
         goto done;
     }
     int M = (int)info.nlinks;
@@ -1005,7 +998,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
     ds->S = d_sp >= 0 ? (int)dsp[1] : 0;
     ds->D = d_de >= 0 ? (int)dde[1] : 0;
     ds->T = (int)dla[1];
-    ds->path = dup_str(path, err);
+    ds->path = mtl_strdup(path, err);
     if (!ds->path) goto done;
     if (d_sp >= 0 && (read_names(d_sp, "sparse", ds->S, &ds->sparse_names, path, err) ||
                       read_vocab_sizes(d_sp, ds->S, ds->sparse_names, &ds->vocab_sizes, path, err)))
@@ -1440,7 +1433,7 @@ static int copy_names(char ***dst, const char *const *src, int n, mtl_error *err
     *dst = mtl_alloc((size_t)n, sizeof(char *), "names", err);
     if (!*dst) return MTL_ERR;
     for (int i = 0; i < n; i++)
-        if (!((*dst)[i] = dup_str(src ? src[i] : NULL, err))) return MTL_ERR;
+        if (!((*dst)[i] = mtl_strdup(src ? src[i] : NULL, err))) return MTL_ERR;
     return MTL_OK;
 }
 
@@ -1464,7 +1457,7 @@ int mtl_writer_open(mtl_writer **out, const char *path, int S, const char *const
     w->D = D;
     w->T = T;
     size_t plen = strlen(path);
-    w->path = dup_str(path, err);
+    w->path = mtl_strdup(path, err);
     w->tmp_path = mtl_alloc(plen + 5, 1, "tmp path", err);
     w->vocab_sizes = mtl_alloc((size_t)S, sizeof(int64_t), "vocab_sizes", err);
     if (!w->path || !w->tmp_path || !w->vocab_sizes) goto fail_nofile;
@@ -1572,8 +1565,9 @@ int mtl_writer_add_multi(mtl_writer *w, int M, const char *const *names, const i
                          const int *mean, mtl_error *err) {
     if (w->M > 0 || w->n > 0)
         return mtl_fail(err, w->path, "writer: multi-valued fields are declared once, first");
-    if (M < 0 || M + w->S > 256)
-        return mtl_fail(err, w->path, "writer: %d multi-valued fields (at most 256 - S)", M);
+    if (M < 0 || M + w->S > MTL_MAX_FIELDS)
+        return mtl_fail(err, w->path, "writer: %d multi-valued fields (at most %d - S)", M,
+                        MTL_MAX_FIELDS);
     if (M == 0) return MTL_OK;
     w->d_moff = mtl_alloc((size_t)M, sizeof(hid_t), "writer", err);
     w->d_mids = mtl_alloc((size_t)M, sizeof(hid_t), "writer", err);

@@ -298,7 +298,7 @@ static double bytes_from_others(const int64_t *bytes, const mtl_dist *d) {
  * land in st->fetched at each id's slot. */
 static int fetch_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     int P = d->world, K = e->n_sharded;
-    int off[256] = {0}; /* running offsets per table (at most 256 fields) */
+    int off[MTL_MAX_FIELDS] = {0}; /* running offsets per table */
     /* counting sort of each table's ids by owner: st->order lists positions */
     EACH_SHARDED(e, st, t) {
         for (int r = 0; r < P; r++) st->send_count[r] = 0;
@@ -378,7 +378,7 @@ static int fetch_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
  * owner sums them in rank order into its own rows' union. */
 static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     int P = d->world;
-    int off[256] = {0};
+    int off[MTL_MAX_FIELDS] = {0};
     size_t out_bytes = 0, in_bytes = 0;
     EACH_SHARDED(e, st, t) {
         out_bytes += (size_t)st->n * (size_t)st->dim * sizeof(float);
@@ -454,7 +454,7 @@ static void pack(const mtl_embeddings *e, unsigned char *out) {
 
 static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     int T = e->n_tables, P = d->world;
-    int mine[256]; /* a model has at most 256 fields */
+    int mine[MTL_MAX_FIELDS];
     for (int k = 0; k < T; k++) mine[k] = e->tables[k].sharded ? 0 : e->tables[k].n_local;
     mtl_dist_allgather_ints(d, mine, T, e->counts);
     for (int r = 0; r < P; r++) {

@@ -502,7 +502,7 @@ static size_t metadata(ex *e, const mtl_ckpt_state *st, const char *sparse_names
                        const char *dense_names, Onnx__StringStringEntryProto **props) {
     const mtl_model *m = e->m;
     int S = m->shape.S, D = m->shape.D;
-    int64_t dims[256];
+    int64_t dims[MTL_MAX_FIELDS];
     for (int s = 0; s < S; s++) dims[s] = m->dims[s];
     char types[MTL_MAX_TASKS * 11 + 1] = "";
     for (int t = 0; t < m->T; t++) {

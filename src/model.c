@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mtl/util.h"
+
 /* Keras' BatchNormalization defaults (DeepCTR builds on Keras). */
 #define BN_MOMENTUM 0.01f
 #define BN_EPS MTL_BN_EPS
@@ -18,19 +20,9 @@ size_t mtl_arena_add(mtl_model *m, int cols) {
     return off;
 }
 
-static int grow(void **arr, int *cap, int n, size_t elem, mtl_error *err) {
-    if (n < *cap) return MTL_OK;
-    int ncap = *cap ? 2 * *cap : 16;
-    void *p = realloc(*arr, (size_t)ncap * elem);
-    if (!p) return mtl_fail(err, MTL_HERE, "model: out of memory");
-    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(ncap - *cap) * elem);
-    *arr = p;
-    *cap = ncap;
-    return MTL_OK;
-}
-
 int mtl_stack_add(mtl_model *m, const mtl_stack_spec *spec, mtl_error *err) {
-    if (grow((void **)&m->stacks, &m->cap_stacks, m->n_stacks, sizeof(mtl_stack), err))
+    if (mtl_grow((void **)&m->stacks, &m->cap_stacks, m->n_stacks + 1, sizeof(mtl_stack), "model",
+                 err))
         return MTL_ERR;
     mtl_stack *s = &m->stacks[m->n_stacks];
     memset(s, 0, sizeof *s);
@@ -128,7 +120,8 @@ void mtl_towers_backward(mtl_model *m, int B) {
 }
 
 int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld, mtl_error *err) {
-    if (grow((void **)&m->groups, &m->cap_groups, m->n_groups, sizeof(mtl_group), err))
+    if (mtl_grow((void **)&m->groups, &m->cap_groups, m->n_groups + 1, sizeof(mtl_group), "model",
+                 err))
         return MTL_ERR;
     if (n > MTL_MAX_GROUP) return mtl_fail(err, MTL_HERE, "group: too many members (%d)", n);
     mtl_group *g = &m->groups[m->n_groups];
@@ -169,7 +162,8 @@ int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld
 }
 
 int mtl_gate_add(mtl_model *m, int stack, const int *experts, int K, mtl_error *err) {
-    if (grow((void **)&m->gates, &m->cap_gates, m->n_gates, sizeof(mtl_gate), err)) return MTL_ERR;
+    if (mtl_grow((void **)&m->gates, &m->cap_gates, m->n_gates + 1, sizeof(mtl_gate), "model", err))
+        return MTL_ERR;
     if (K > MTL_MAX_GROUP || K < 1) return mtl_fail(err, MTL_HERE, "gate: %d experts", K);
     mtl_gate *g = &m->gates[m->n_gates];
     memset(g, 0, sizeof *g);
@@ -559,8 +553,9 @@ int mtl_model_create(mtl_model **out, const mtl_config *cfg, const mtl_data_shap
     *out = NULL;
     if (shape->T < 1 || shape->T > MTL_MAX_TASKS)
         return mtl_fail(err, NULL, "model: %d tasks (1..%d supported)", shape->T, MTL_MAX_TASKS);
-    if (shape->S + shape->M > 256)
-        return mtl_fail(err, NULL, "model: %d categorical fields (max 256)", shape->S + shape->M);
+    if (shape->S + shape->M > MTL_MAX_FIELDS)
+        return mtl_fail(err, NULL, "model: %d categorical fields (max %d)", shape->S + shape->M,
+                        MTL_MAX_FIELDS);
     if (shape->S + shape->M + shape->D == 0)
         return mtl_fail(err, NULL, "model: the data has no features");
     mtl_model *m = calloc(1, sizeof *m);

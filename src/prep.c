@@ -19,6 +19,7 @@
 
 #include "mtl/data.h"
 #include "mtl/layers.h"
+#include "mtl/util.h"
 
 /* ------------------------------------------------------------------------ */
 /* small string helpers */
@@ -40,28 +41,6 @@ static char *label_key(char *s) {
     return trim(s);
 }
 
-static char *dup_str(const char *s, mtl_error *err) {
-    size_t n = strlen(s) + 1;
-    char *d = mtl_alloc(n, 1, "string", err);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
-/* Append to a growable array of T (element size es). */
-static int grow(void **arr, int64_t *cap, int64_t need, size_t es, const char *what,
-                mtl_error *err) {
-    if (need <= *cap) return MTL_OK;
-    int64_t nc = *cap > 0 ? *cap : 16;
-    while (nc < need) nc *= 2;
-    void *p = realloc(*arr, (size_t)nc * es);
-    if (!p)
-        return mtl_fail(err, NULL, "%s: out of memory (%.1f MiB)", what,
-                        (double)nc * (double)es / 1048576.0);
-    *arr = p;
-    *cap = nc;
-    return MTL_OK;
-}
-
 /* A list of strings with the config line each came from. */
 typedef struct {
     int n;
@@ -79,11 +58,13 @@ static void strlist_free(strlist *l) {
 
 static int strlist_push(strlist *l, const char *s, int line, mtl_error *err) {
     int64_t cap = l->cap;
-    if (grow((void **)&l->item, &cap, l->n + 1, sizeof(char *), "config list", err)) return MTL_ERR;
+    if (mtl_grow((void **)&l->item, &cap, l->n + 1, sizeof(char *), "config list", err))
+        return MTL_ERR;
     cap = l->cap;
-    if (grow((void **)&l->line, &cap, l->n + 1, sizeof(int), "config list", err)) return MTL_ERR;
+    if (mtl_grow((void **)&l->line, &cap, l->n + 1, sizeof(int), "config list", err))
+        return MTL_ERR;
     l->cap = cap;
-    l->item[l->n] = dup_str(s, err);
+    l->item[l->n] = mtl_strdup(s, err);
     if (!l->item[l->n]) return MTL_ERR;
     l->line[l->n] = line;
     l->n++;
@@ -93,7 +74,7 @@ static int strlist_push(strlist *l, const char *s, int line, mtl_error *err) {
 /* Split "a, b ,c" on commas, trim, and append the non-empty items (a list
  * continued on the next line ends in a comma). `label` applies label_key. */
 static int strlist_add_csv(strlist *l, const char *value, int line, int label, mtl_error *err) {
-    char *copy = dup_str(value, err);
+    char *copy = mtl_strdup(value, err);
     if (!copy) return MTL_ERR;
     int rc = MTL_OK;
     char *p = copy;
@@ -179,9 +160,10 @@ static int32_t strtab_intern(strtab *t, const char *s, mtl_error *err) {
         strtab_rehash(t, t->n_slots ? t->n_slots * 2 : 64, err))
         return -1;
     int64_t cap = t->cap;
-    if (grow((void **)&t->str, &cap, t->n + 1, sizeof(char *), "category table", err)) return -1;
+    if (mtl_grow((void **)&t->str, &cap, t->n + 1, sizeof(char *), "category table", err))
+        return -1;
     t->cap = (int32_t)cap;
-    char *copy = dup_str(s, err);
+    char *copy = mtl_strdup(s, err);
     if (!copy) return -1;
     id = t->n++;
     t->str[id] = copy;
@@ -279,15 +261,15 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
         for (int i = 0; i < st->n_tasks; i++)
             if (strcmp(st->tasks[i].name, tname) == 0) t = &st->tasks[i];
         if (!t) {
-            if (grow((void **)&st->tasks, &st->cap_tasks, st->n_tasks + 1, sizeof(task_draft),
-                     "config tasks", st->err)) {
+            if (mtl_grow((void **)&st->tasks, &st->cap_tasks, st->n_tasks + 1, sizeof(task_draft),
+                         "config tasks", st->err)) {
                 st->fail_line = st->line;
                 return 0;
             }
             t = &st->tasks[st->n_tasks++];
             memset(t, 0, sizeof *t);
             t->line = st->line;
-            t->name = dup_str(tname, st->err);
+            t->name = mtl_strdup(tname, st->err);
             if (!t->name) {
                 st->fail_line = st->line;
                 return 0;
@@ -531,7 +513,7 @@ int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err)
     cfg->hash_buckets = mtl_alloc((size_t)nc, sizeof(int64_t), "config", err);
     cfg->multi_sep = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->multi_mean = mtl_alloc((size_t)nc, sizeof(int), "config", err);
-    cfg->path = dup_str(path, err);
+    cfg->path = mtl_strdup(path, err);
     if (!cfg->col_role || !cfg->col_slot || !cfg->sparse_col || !cfg->dense_col || !cfg->tasks ||
         !cfg->hash_buckets || !cfg->multi_sep || !cfg->multi_mean || !cfg->path)
         goto fail;
@@ -604,7 +586,7 @@ int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err)
         k->n_negative = d->negative.n;
         k->positive = take_items(&d->positive);
         k->negative = take_items(&d->negative);
-        k->column = dup_str(d->column.item[0], err);
+        k->column = mtl_strdup(d->column.item[0], err);
         k->name = d->name;
         d->name = NULL;
         cfg->T = t + 1;
@@ -687,25 +669,6 @@ const char *mtl_split_file(int part, int n_parts) {
     if (part == 0) return "train.h5";
     if (part == n_parts - 1) return "test.h5";
     return "valid.h5";
-}
-
-int mtl_mkdir_p(const char *dir, mtl_error *err) {
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0) return mtl_fail(err, "--output-dir", "empty path");
-    if (n >= sizeof buf) return mtl_fail(err, dir, "path too long");
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return mtl_fail(err, buf, "cannot create directory: %s", strerror(errno));
-        buf[i] = saved;
-    }
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return mtl_fail(err, dir, "not a directory");
-    return MTL_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -878,8 +841,8 @@ static int read_list(rowstore *r, const mtl_prep_config *cfg, int s, char *value
         if (sep) *sep = '\0';
         char *item = trim(p);
         if (*item) {
-            if (grow((void **)&r->items[s], &r->cap_items[s], at + 1, sizeof(int32_t), "list items",
-                     err))
+            if (mtl_grow((void **)&r->items[s], &r->cap_items[s], at + 1, sizeof(int32_t),
+                         "list items", err))
                 return MTL_ERR;
             int64_t id = cfg->hash_buckets[s] ? mtl_hash_id(col, item, cfg->hash_buckets[s])
                                               : strtab_intern(&r->cat[s], item, err);
@@ -1452,7 +1415,7 @@ int mtl_prep_run(const mtl_prep_options *opt, mtl_error *err) {
     }
 
     /* 4. write; on failure remove what this run already wrote */
-    if (mtl_mkdir_p(opt->output_dir, err)) goto done;
+    if (mtl_mkdir_p(opt->output_dir, "directory", err)) goto done;
     int64_t begin = 0;
     for (int p = 0; p < n_parts; p++) {
         char *path = written[n_written];

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mtl/data.h"
+#include "mtl/util.h"
 
 #define SYNTH_CHUNK 65536
 
@@ -118,7 +119,7 @@ int mtl_synth_mmoe(const mtl_synth_mmoe_options *opt, mtl_error *err) {
     int n_parts;
     if (resolve_split(opt->n_split, opt->split, opt->rows, frac, &n_parts, count, err))
         return MTL_ERR;
-    if (mtl_mkdir_p(opt->output_dir, err)) return MTL_ERR;
+    if (mtl_mkdir_p(opt->output_dir, "directory", err)) return MTL_ERR;
 
     mtl_rng rng;
     mtl_rng_seed(&rng, opt->seed);
@@ -289,7 +290,8 @@ static int check_ctr_options(const mtl_synth_ctr_options *opt, mtl_error *err) {
     if (opt->rows <= 0) return mtl_fail(err, "--rows", "must be positive");
     if (S < 0 || D < 0 || S + D == 0)
         return mtl_fail(err, "--sparse-fields", "need S >= 0, D >= 0 and S + D >= 1");
-    if (K < 0 || S + K > 256) return mtl_fail(err, "--multi-fields", "need 0 <= K <= 256 - S");
+    if (K < 0 || S + K > MTL_MAX_FIELDS)
+        return mtl_fail(err, "--multi-fields", "need 0 <= K <= %d - S", MTL_MAX_FIELDS);
     if (K > 0 && (opt->n_vocab < 1 || opt->vocab[opt->n_vocab - 1] < 1))
         return mtl_fail(err, "--vocab", "multi-valued fields need a vocabulary size");
     if (S > 0 && (opt->n_vocab < 1 || opt->n_vocab > MTL_SYNTH_VOCAB_MAX))
@@ -492,7 +494,7 @@ int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
     int n_parts;
     if (resolve_split(opt->n_split, opt->split, opt->rows, frac, &n_parts, count, err))
         return MTL_ERR;
-    if (mtl_mkdir_p(opt->output_dir, err)) return MTL_ERR;
+    if (mtl_mkdir_p(opt->output_dir, "directory", err)) return MTL_ERR;
     char written[MTL_SPLIT_MAX][4200];
     int n_written = 0;
     mtl_rng rng;

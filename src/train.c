@@ -386,7 +386,8 @@ static int same_layout(const mtl_dataset *a, const mtl_dataset *b, mtl_error *er
 
 static int shape_from_dataset(mtl_data_shape *sh, const mtl_dataset *ds, mtl_error *err) {
     memset(sh, 0, sizeof *sh);
-    if (ds->S > 256) return mtl_fail(err, ds->path, "/sparse: %d fields (at most 256)", ds->S);
+    if (ds->S > MTL_MAX_FIELDS)
+        return mtl_fail(err, ds->path, "/sparse: %d fields (at most %d)", ds->S, MTL_MAX_FIELDS);
     if (ds->T > MTL_MAX_TASKS || ds->T < 1)
         return mtl_fail(err, ds->path, "/labels: %d tasks (1..%d supported)", ds->T, MTL_MAX_TASKS);
     sh->S = ds->S;

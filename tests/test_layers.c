@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "mtl/layers.h"
+#include "test_util.h"
 
 #define REL_FLOOR 1e-2
 #define GRAD_TOL 1e-3 /* analytic (float) vs finite differences (double) */
@@ -54,15 +55,10 @@ static float frand(uint64_t *st, double lo, double hi) {
     return (float)(lo + (hi - lo) * u);
 }
 
-static double rel_err(double a, double b) {
-    double m = fmax(fmax(fabs(a), fabs(b)), REL_FLOOR);
-    return fabs(a - b) / m;
-}
-
 /* One element check that fails naming the layer, tensor and index. */
 static void check_rel(const char *what, int B, const char *tensor, int row, int col, double got,
                       double want, double tol) {
-    double e = rel_err(got, want);
+    double e = rel_err(got, want, REL_FLOOR);
     if (!(e <= tol)) { /* written this way so NaN fails too */
         print_error("%s (B=%d): %s[%d,%d] = %.9g, reference %.9g, rel err %.3g > %.3g\n", what, B,
                     tensor, row, col, got, want, e, tol);
@@ -1182,8 +1178,8 @@ static void test_losses_null_weight(void **state) {
 
 static void expect_loss(const char *what, double loss, double want_loss, float grad,
                         double want_grad) {
-    if (!isfinite(loss) || !isfinite(grad) || rel_err(loss, want_loss) > 1e-6 ||
-        rel_err(grad, want_grad) > 1e-6) {
+    if (!isfinite(loss) || !isfinite(grad) || rel_err(loss, want_loss, REL_FLOOR) > 1e-6 ||
+        rel_err(grad, want_grad, REL_FLOOR) > 1e-6) {
         print_error("%s: loss %.9g (want %.9g), grad %.9g (want %.9g)\n", what, loss, want_loss,
                     (double)grad, want_grad);
         fail();

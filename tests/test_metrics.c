@@ -9,17 +9,9 @@
 #include <cmocka.h>
 
 #include "mtl/metrics.h"
+#include "test_util.h"
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-
-/* cmocka 1.1's assert_float_equal compares in float; metrics are doubles */
-#define assert_near(a, b, tol) assert_near_((a), (b), (tol), #a, __FILE__, __LINE__)
-static void assert_near_(double a, double b, double tol, const char *expr, const char *file,
-                         int line) {
-    if (fabs(a - b) <= tol) return;
-    print_error("%s = %.17g, expected %.17g (tolerance %g)\n", expr, a, b, tol);
-    _fail(file, line);
-}
 
 static double auc1(const float *s, const float *y, size_t n) {
     return mtl_auc(s, 1, y, 1, n);

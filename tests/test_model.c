@@ -59,6 +59,7 @@
 
 #include "mtl/model.h"
 #include "test_models.h"
+#include "test_util.h"
 
 #define REL_FLOOR 1e-3
 #define GRAD_TOL 1e-3
@@ -70,11 +71,6 @@
 #define MAX_KINK_FRACTION 0.02
 #define FWD_TOL 1e-4 /* float forward vs the double reference, relative, floor 1e-3 */
 #define BN_EPS 1e-3  /* Keras' BatchNormalization default, as model.c */
-
-static double rel_err(double a, double b, double floor_) {
-    double d = fmax(fmax(fabs(a), fabs(b)), floor_);
-    return fabs(a - b) / d;
-}
 
 /* ------------------------------------------------------------------------ */
 /* configurations                                                           */
@@ -97,7 +93,7 @@ typedef struct {
     const char *tower_units; /* per-task lists ("4/3,2"), else [4] for every task */
     const char *gate_units;  /* per-task gate lists, else gate_layers */
     const char *task_order;  /* aitm: --task-order */
-    int multi; /* two multi-valued fields: sum (vocab 4) and mean (vocab 5) pooling */
+    int multi;               /* two multi-valued fields: sum (vocab 4) and mean (vocab 5) pooling */
 } model_case;
 
 /* the configuration of the model under test (the calibrator's order and
@@ -1042,25 +1038,11 @@ static const model_case grad_cases[] = {
     {.label = "aitm T1", .kind = K_AITM, .T = 1, .B = 13},
     {.label = "aitm B1 sigmoid", .kind = K_AITM, .T = 2, .B = 1, .activation = MTL_ACT_SIGMOID},
     /* multi-valued fields (sum and mean pooling, empty lists, repeated ids) */
-    {.label = "shared_bottom T2 multi",
-     .kind = K_SHARED_BOTTOM,
-     .T = 2,
-     .B = 13,
-     .multi = 1},
+    {.label = "shared_bottom T2 multi", .kind = K_SHARED_BOTTOM, .T = 2, .B = 13, .multi = 1},
     {.label = "esmm multi w", .kind = K_ESMM, .T = 2, .B = 13, .weights = 1, .multi = 1},
-    {.label = "mmoe T2 multi nan",
-     .kind = K_MMOE,
-     .T = 2,
-     .B = 13,
-     .nan_labels = 1,
-     .multi = 1},
+    {.label = "mmoe T2 multi nan", .kind = K_MMOE, .T = 2, .B = 13, .nan_labels = 1, .multi = 1},
     {.label = "cgc T2 multi", .kind = K_CGC, .T = 2, .B = 13, .multi = 1},
-    {.label = "ple T2 multi bn",
-     .kind = K_PLE,
-     .T = 2,
-     .B = 13,
-     .batch_norm = 1,
-     .multi = 1},
+    {.label = "ple T2 multi bn", .kind = K_PLE, .T = 2, .B = 13, .batch_norm = 1, .multi = 1},
     {.label = "mmoe B1 multi", .kind = K_MMOE, .T = 2, .B = 1, .multi = 1},
 };
 #define N_GRAD_CASES (int)(sizeof grad_cases / sizeof grad_cases[0])

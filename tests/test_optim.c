@@ -11,16 +11,7 @@
 #include <cmocka.h>
 
 #include "mtl/optim.h"
-
-/* cmocka 1.1's assert_float_equal compares in float with a float epsilon;
- * this prints both values in full */
-#define assert_near(a, b, tol) assert_near_((a), (b), (tol), #a, __FILE__, __LINE__)
-static void assert_near_(double a, double b, double tol, const char *expr, const char *file,
-                         int line) {
-    if (fabs(a - b) <= tol) return;
-    print_error("%s = %.17g, expected %.17g (tolerance %g)\n", expr, a, b, tol);
-    _fail(file, line);
-}
+#include "test_util.h"
 
 static void test_defaults_and_names(void **state) {
     (void)state;

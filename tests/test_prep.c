@@ -18,6 +18,7 @@
 #include "mtl/data.h"
 #include "mtl/prep.h"
 #include "mtl/synth.h"
+#include "mtl/util.h"
 
 #define ADULT_TRAIN MTL_DATA_DIR "/adult.data"
 #define ADULT_TEST MTL_DATA_DIR "/adult.test"
@@ -159,7 +160,7 @@ static const char *toy_test = "green, 5, 5, no, 3\n"
 static int setup_toy(void **state) {
     (void)state;
     mtl_error err;
-    assert_int_equal(mtl_mkdir_p(TMP "/toy", &err), MTL_OK);
+    assert_int_equal(mtl_mkdir_p(TMP "/toy", "directory", &err), MTL_OK);
     write_text(TMP "/toy/toy.ini", toy_ini);
     write_text(TMP "/toy/train.csv", toy_train);
     write_text(TMP "/toy/test.csv", toy_test);
@@ -493,7 +494,7 @@ static const char *movies_test = "u2, Western|Drama, c, 1\n";
 static void test_multi_valued(void **state) {
     (void)state;
     mtl_error err;
-    assert_int_equal(mtl_mkdir_p(TMP "/movies", &err), MTL_OK);
+    assert_int_equal(mtl_mkdir_p(TMP "/movies", "directory", &err), MTL_OK);
     write_text(TMP "/movies/m.ini", movies_ini);
     write_text(TMP "/movies/train.csv", movies_train);
     write_text(TMP "/movies/test.csv", movies_test);
@@ -1168,7 +1169,7 @@ static void test_synth_ctr_vocab_list(void **state) {
 
 int main(void) {
     mtl_error err;
-    if (mtl_mkdir_p(TMP, &err)) {
+    if (mtl_mkdir_p(TMP, "directory", &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

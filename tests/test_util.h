@@ -2,6 +2,7 @@
 #ifndef MTL_TEST_UTIL_H
 #define MTL_TEST_UTIL_H
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +23,22 @@ static inline void assert_msg(const mtl_error *err, const char *want) {
         print_error("error message\n  \"%s\"\ndoes not contain\n  \"%s\"\n", err->msg, want);
         fail();
     }
+}
+
+/* |a - b| / max(|a|, |b|, floor): relative, except near 0, where floor
+ * (the scale of the values compared) makes it absolute. */
+static inline double rel_err(double a, double b, double floor_) {
+    return fabs(a - b) / fmax(fmax(fabs(a), fabs(b)), floor_);
+}
+
+/* cmocka 1.1's assert_float_equal compares in float with a float epsilon;
+ * this compares doubles and prints both values in full */
+#define assert_near(a, b, tol) assert_near_((a), (b), (tol), #a, __FILE__, __LINE__)
+static inline void assert_near_(double a, double b, double tol, const char *expr, const char *file,
+                                int line) {
+    if (fabs(a - b) <= tol) return;
+    print_error("%s = %.17g, expected %.17g (tolerance %g)\n", expr, a, b, tol);
+    _fail(file, line);
 }
 
 static inline int have_h5py(void) {

@@ -25,6 +25,10 @@
 
 #include "mtl/error.h"
 
+/* Categorical fields of a data set, single- and multi-valued together (each
+ * has its own embedding table). A bound so per-field arrays can be fixed. */
+#define MTL_MAX_FIELDS 256
+
 /* Rows [begin, begin+count) of N owned by `rank` of `world`: contiguous,
  * the first N % world ranks get one extra row. */
 void mtl_shard_range(int64_t n, int rank, int world, int64_t *begin, int64_t *count);

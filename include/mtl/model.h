@@ -33,15 +33,15 @@
 
 /* What a model needs to know about the data. */
 typedef struct {
-    int S;                    /* categorical fields */
-    int64_t vocab_sizes[256]; /* [S] */
-    int D;                    /* dense features */
-    int T;                    /* tasks (label columns) */
+    int S;                               /* categorical fields */
+    int64_t vocab_sizes[MTL_MAX_FIELDS]; /* [S] */
+    int D;                               /* dense features */
+    int T;                               /* tasks (label columns) */
     /* multi-valued fields (data.h's /multi): field j's table is the model's
      * embedding field S + j, pooled into input columns after the S fields' */
     int M;
-    int64_t multi_vocab_sizes[256]; /* [M] */
-    int multi_mean[256];            /* [M] 1: mean pooling, 0: sum */
+    int64_t multi_vocab_sizes[MTL_MAX_FIELDS]; /* [M] */
+    int multi_mean[MTL_MAX_FIELDS];            /* [M] 1: mean pooling, 0: sum */
     char task_names[MTL_MAX_TASKS][64];
     int task_regression[MTL_MAX_TASKS];
 } mtl_data_shape;
@@ -143,19 +143,22 @@ typedef struct mtl_model {
     int loss_uncertainty;
     float loss_weights[MTL_MAX_TASKS];
 
-    mtl_params params;  /* trained, allreduced, checkpointed */
-    mtl_params buffers; /* batch-norm running statistics: checkpointed, not trained */
-    int emb[256];       /* embedding table tensor per field (S single-valued, then M multi) */
-    int dims[256];
-    float *tables[256], *dtables[256];
+    mtl_params params;       /* trained, allreduced, checkpointed */
+    mtl_params buffers;      /* batch-norm running statistics: checkpointed, not trained */
+    int emb[MTL_MAX_FIELDS]; /* embedding table tensor per field (S single-valued, then M multi) */
+    int dims[MTL_MAX_FIELDS];
+    float *tables[MTL_MAX_FIELDS], *dtables[MTL_MAX_FIELDS];
     int log_var; /* uncertainty weighting: [T] log-variances, or -1 */
 
     mtl_stack *stacks;
-    int n_stacks, cap_stacks;
+    int n_stacks;
+    int64_t cap_stacks;
     mtl_group *groups;
-    int n_groups, cap_groups;
+    int n_groups;
+    int64_t cap_groups;
     mtl_gate *gates;
-    int n_gates, cap_gates;
+    int n_gates;
+    int64_t cap_gates;
     int tower[MTL_MAX_TASKS];  /* the stack whose head writes logits column t */
     int towers[MTL_MAX_TASKS]; /* the towers of mtl_towers_add (with a head: = tower) */
     int towers_group;          /* their fused first layers, or -1 */

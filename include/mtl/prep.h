@@ -120,8 +120,6 @@ void mtl_split_counts(int64_t n, const double *frac, int n_parts, int64_t *count
 /* The output file name of part i of n_parts: "train.h5", "valid.h5" (only
  * with 3 parts), "test.h5". */
 const char *mtl_split_file(int part, int n_parts);
-/* mkdir -p */
-int mtl_mkdir_p(const char *dir, mtl_error *err);
 
 /* ---- the CSV reader ---- */
 
