@@ -7,6 +7,7 @@
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,123 @@ static hid_t create_tmp(const char *path, char *tmp, size_t cap, mtl_error *err)
     return f;
 }
 
+/* ---- the numeric root attributes, described once for save and load ---- */
+
+/* Where their values live while a checkpoint is written or read: in the
+ * state itself, or staged as the int64 the file holds. */
+typedef struct {
+    mtl_ckpt_state *st;
+    int64_t world, S, D, T, M;
+    int64_t regression[MTL_MAX_TASKS], mean[MTL_MAX_FIELDS];
+} attr_values;
+
+typedef enum { ATTR_I64, ATTR_U64, ATTR_F64 } attr_type;
+/* how many values: one (a scalar), a fixed 4, one per task, per
+ * single-valued field, per multi-valued field */
+typedef enum { ONE, FOUR, PER_TASK, PER_FIELD, PER_MULTI } attr_count;
+
+typedef struct {
+    const char *name;
+    attr_type type;
+    attr_count count;
+    int in_state; /* the offset is into mtl_ckpt_state, else into attr_values */
+    size_t offset;
+    int multi; /* only in checkpoints of models with multi-valued fields */
+} ckpt_attr;
+
+#define IN_STATE(field) 1, offsetof(mtl_ckpt_state, field)
+#define STAGED(field) 0, offsetof(attr_values, field)
+
+/* Read in this order: the counts (S, D, and T from task_names) come first. */
+static const ckpt_attr CKPT_ATTRS[] = {
+    {"step", ATTR_I64, ONE, IN_STATE(step), 0},
+    {"epoch", ATTR_I64, ONE, IN_STATE(epoch), 0},
+    {"batch_in_epoch", ATTR_I64, ONE, IN_STATE(batch_in_epoch), 0},
+    {"world_size", ATTR_I64, ONE, STAGED(world), 0},
+    {"seed", ATTR_U64, ONE, IN_STATE(seed), 0},
+    {"dropout_rng", ATTR_U64, FOUR, IN_STATE(dropout_rng), 0},
+    {"best_metric", ATTR_F64, ONE, IN_STATE(best_metric), 0},
+    {"best_epoch", ATTR_I64, ONE, IN_STATE(best_epoch), 0},
+    {"bad_epochs", ATTR_I64, ONE, IN_STATE(bad_epochs), 0},
+    {"S", ATTR_I64, ONE, STAGED(S), 0},
+    {"D", ATTR_I64, ONE, STAGED(D), 0},
+    {"train_loss_sum", ATTR_F64, PER_TASK, IN_STATE(train_loss_sum), 0},
+    {"train_count", ATTR_F64, PER_TASK, IN_STATE(train_count), 0},
+    {"task_regression", ATTR_I64, PER_TASK, STAGED(regression), 0},
+    {"vocab_sizes", ATTR_I64, PER_FIELD, IN_STATE(shape.vocab_sizes), 0},
+    {"M", ATTR_I64, ONE, STAGED(M), 1},
+    {"multi_vocab_sizes", ATTR_I64, PER_MULTI, IN_STATE(shape.multi_vocab_sizes), 1},
+    {"multi_mean", ATTR_I64, PER_MULTI, STAGED(mean), 1},
+};
+#define N_CKPT_ATTRS ((int)(sizeof CKPT_ATTRS / sizeof CKPT_ATTRS[0]))
+
+static void *attr_where(const ckpt_attr *a, attr_values *v) {
+    return (char *)(a->in_state ? (void *)v->st : (void *)v) + a->offset;
+}
+
+/* -1: not written (an empty per-field list) */
+static hsize_t attr_n(const ckpt_attr *a, const attr_values *v) {
+    switch (a->count) {
+    case ONE:
+        return 0;
+    case FOUR:
+        return 4;
+    case PER_TASK:
+        return (hsize_t)v->T;
+    case PER_FIELD:
+        return v->S > 0 ? (hsize_t)v->S : (hsize_t)-1;
+    case PER_MULTI:
+        return (hsize_t)v->M;
+    }
+    return 0;
+}
+
+static hid_t attr_mem_type(attr_type t) {
+    return t == ATTR_I64 ? H5T_NATIVE_INT64 : t == ATTR_U64 ? H5T_NATIVE_UINT64 : H5T_NATIVE_DOUBLE;
+}
+
+static hid_t attr_file_type(attr_type t) {
+    return t == ATTR_I64 ? H5T_STD_I64LE : t == ATTR_U64 ? H5T_STD_U64LE : H5T_IEEE_F64LE;
+}
+
+static void stage_values(attr_values *v, mtl_ckpt_state *st) {
+    memset(v, 0, sizeof *v);
+    v->st = st;
+    const mtl_data_shape *sh = &st->shape;
+    v->world = st->world_size;
+    v->S = sh->S, v->D = sh->D, v->T = sh->T, v->M = sh->M;
+    for (int t = 0; t < sh->T; t++) v->regression[t] = sh->task_regression[t];
+    for (int j = 0; j < sh->M; j++) v->mean[j] = sh->multi_mean[j];
+}
+
+static int write_numeric_attrs(hid_t f, const mtl_ckpt_state *st, const char *path,
+                               mtl_error *err) {
+    attr_values v;
+    stage_values(&v, (mtl_ckpt_state *)st); /* only read from */
+    for (int i = 0; i < N_CKPT_ATTRS; i++) {
+        const ckpt_attr *a = &CKPT_ATTRS[i];
+        hsize_t n = attr_n(a, &v);
+        if ((a->multi && v.M == 0) || n == (hsize_t)-1) continue;
+        if (attr_write(f, a->name, attr_mem_type(a->type), attr_file_type(a->type), n,
+                       attr_where(a, &v), path, err))
+            return MTL_ERR;
+    }
+    return MTL_OK;
+}
+
+/* The attributes of CKPT_ATTRS[first..last) into v. */
+static int read_numeric_attrs(hid_t f, attr_values *v, int first, int last, const char *path,
+                              mtl_error *err) {
+    for (int i = first; i < last; i++) {
+        const ckpt_attr *a = &CKPT_ATTRS[i];
+        hsize_t n = attr_n(a, v);
+        if (n == (hsize_t)-1) continue;
+        if (attr_read(f, a->name, attr_mem_type(a->type), n, attr_where(a, v), path, err))
+            return MTL_ERR;
+    }
+    return MTL_OK;
+}
+
 int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
                         const mtl_ckpt_state *st, mtl_error *err) {
     char tmp[MTL_CKPT_TMP_MAX];
@@ -278,62 +396,11 @@ int mtl_checkpoint_begin(const char *path, const mtl_model *m, const float *best
     int rc = MTL_OK;
     const mtl_data_shape *sh = &st->shape;
     const char *names[MTL_MAX_TASKS];
-    int64_t regression[MTL_MAX_TASKS];
-    for (int t = 0; t < sh->T; t++) {
-        names[t] = sh->task_names[t];
-        regression[t] = sh->task_regression[t];
-    }
-    int64_t S = sh->S, D = sh->D, world = st->world_size;
+    for (int t = 0; t < sh->T; t++) names[t] = sh->task_names[t];
     rc = rc ? rc : attr_write_string(f, "format", FORMAT, path, err);
-    rc = rc ? rc : attr_write(f, "step", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->step, path, err);
-    rc =
-        rc ? rc : attr_write(f, "epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->epoch, path, err);
-    rc = rc ? rc
-            : attr_write(f, "batch_in_epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0,
-                         &st->batch_in_epoch, path, err);
-    rc = rc ? rc
-            : attr_write(f, "world_size", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &world, path, err);
-    rc = rc ? rc : attr_write(f, "seed", H5T_NATIVE_UINT64, H5T_STD_U64LE, 0, &st->seed, path, err);
-    rc = rc ? rc
-            : attr_write(f, "dropout_rng", H5T_NATIVE_UINT64, H5T_STD_U64LE, 4, st->dropout_rng,
-                         path, err);
-    rc = rc ? rc
-            : attr_write(f, "best_metric", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 0, &st->best_metric,
-                         path, err);
-    rc = rc ? rc
-            : attr_write(f, "best_epoch", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->best_epoch, path,
-                         err);
-    rc = rc ? rc
-            : attr_write(f, "bad_epochs", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &st->bad_epochs, path,
-                         err);
-    rc = rc ? rc
-            : attr_write(f, "train_loss_sum", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, (hsize_t)sh->T,
-                         st->train_loss_sum, path, err);
-    rc = rc ? rc
-            : attr_write(f, "train_count", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, (hsize_t)sh->T,
-                         st->train_count, path, err);
+    rc = rc ? rc : write_numeric_attrs(f, st, path, err);
     rc = rc ? rc : attr_write_string(f, "config", st->config, path, err);
     rc = rc ? rc : attr_write_strings(f, "task_names", names, sh->T, path, err);
-    rc = rc ? rc
-            : attr_write(f, "task_regression", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->T,
-                         regression, path, err);
-    rc = rc ? rc : attr_write(f, "S", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &S, path, err);
-    rc = rc ? rc : attr_write(f, "D", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &D, path, err);
-    if (sh->S > 0)
-        rc = rc ? rc
-                : attr_write(f, "vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->S,
-                             sh->vocab_sizes, path, err);
-    if (sh->M > 0) { /* multi-valued fields: absent in checkpoints of models without them */
-        int64_t M = sh->M, mean[MTL_MAX_FIELDS];
-        for (int j = 0; j < sh->M; j++) mean[j] = sh->multi_mean[j];
-        rc = rc ? rc : attr_write(f, "M", H5T_NATIVE_INT64, H5T_STD_I64LE, 0, &M, path, err);
-        rc = rc ? rc
-                : attr_write(f, "multi_vocab_sizes", H5T_NATIVE_INT64, H5T_STD_I64LE,
-                             (hsize_t)sh->M, sh->multi_vocab_sizes, path, err);
-        rc = rc ? rc
-                : attr_write(f, "multi_mean", H5T_NATIVE_INT64, H5T_STD_I64LE, (hsize_t)sh->M, mean,
-                             path, err);
-    }
     if (sh->S > 0 && st->sparse_names)
         rc = rc ? rc
                 : attr_write_strings(f, "sparse_names", (const char *const *)st->sparse_names,
@@ -383,21 +450,20 @@ static hid_t open_checkpoint(const char *path, mtl_error *err) {
     return f;
 }
 
-/* The multi-valued fields' shape (M = 0 when the attributes are absent). */
-static int read_multi_shape(hid_t f, mtl_data_shape *sh, const char *path, mtl_error *err) {
-    sh->M = 0;
-    if (H5Aexists(f, "M") <= 0) return MTL_OK;
-    int64_t M, mean[MTL_MAX_FIELDS];
-    int rc = attr_read(f, "M", H5T_NATIVE_INT64, 0, &M, path, err);
-    if (rc == MTL_OK && (M < 0 || M + sh->S > MTL_MAX_FIELDS))
-        rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
-    rc = rc ? rc
-            : attr_read(f, "multi_vocab_sizes", H5T_NATIVE_INT64, (hsize_t)M, sh->multi_vocab_sizes,
-                        path, err);
-    rc = rc ? rc : attr_read(f, "multi_mean", H5T_NATIVE_INT64, (hsize_t)M, mean, path, err);
-    for (int j = 0; rc == MTL_OK && j < M; j++) sh->multi_mean[j] = mean[j] != 0;
-    if (rc == MTL_OK) sh->M = (int)M;
-    return rc;
+/* The number of tasks: the length of task_names. */
+static int64_t count_tasks(hid_t f) {
+    hid_t a = H5Aopen(f, "task_names", H5P_DEFAULT);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    int64_t T = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    if (sp >= 0) H5Sclose(sp);
+    if (a >= 0) H5Aclose(a);
+    return T;
+}
+
+static int attr_index(const char *name) {
+    for (int i = 0; i < N_CKPT_ATTRS; i++)
+        if (strcmp(CKPT_ATTRS[i].name, name) == 0) return i;
+    return N_CKPT_ATTRS;
 }
 
 int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *err) {
@@ -408,52 +474,36 @@ int mtl_checkpoint_load_state(const char *path, mtl_ckpt_state *st, mtl_error *e
     int rc = attr_read_strings(f, "format", 0, format, sizeof format, path, err);
     if (rc == MTL_OK && strcmp(format, FORMAT) != 0)
         rc = mtl_fail(err, path, "not an mtl_dist checkpoint (format '%s')", format);
-    int64_t S = 0, D = 0, world = 0, T = 0;
-    rc = rc ? rc : attr_read(f, "step", H5T_NATIVE_INT64, 0, &st->step, path, err);
-    rc = rc ? rc : attr_read(f, "epoch", H5T_NATIVE_INT64, 0, &st->epoch, path, err);
-    rc = rc ? rc
-            : attr_read(f, "batch_in_epoch", H5T_NATIVE_INT64, 0, &st->batch_in_epoch, path, err);
-    rc = rc ? rc : attr_read(f, "world_size", H5T_NATIVE_INT64, 0, &world, path, err);
-    rc = rc ? rc : attr_read(f, "seed", H5T_NATIVE_UINT64, 0, &st->seed, path, err);
-    rc = rc ? rc : attr_read(f, "dropout_rng", H5T_NATIVE_UINT64, 4, st->dropout_rng, path, err);
-    rc = rc ? rc : attr_read(f, "best_metric", H5T_NATIVE_DOUBLE, 0, &st->best_metric, path, err);
-    rc = rc ? rc : attr_read(f, "best_epoch", H5T_NATIVE_INT64, 0, &st->best_epoch, path, err);
-    rc = rc ? rc : attr_read(f, "bad_epochs", H5T_NATIVE_INT64, 0, &st->bad_epochs, path, err);
-    rc = rc ? rc : attr_read(f, "S", H5T_NATIVE_INT64, 0, &S, path, err);
-    rc = rc ? rc : attr_read(f, "D", H5T_NATIVE_INT64, 0, &D, path, err);
+    attr_values v;
+    stage_values(&v, st);
+    /* the scalars, then the counts they give, then what is counted */
+    int counted = attr_index("train_loss_sum"), multi = attr_index("M");
+    rc = rc ? rc : read_numeric_attrs(f, &v, 0, counted, path, err);
     if (rc == MTL_OK) {
-        hid_t a = H5Aopen(f, "task_names", H5P_DEFAULT);
-        hid_t sp = a < 0 ? -1 : H5Aget_space(a);
-        T = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
-        if (sp >= 0) H5Sclose(sp);
-        if (a >= 0) H5Aclose(a);
+        v.T = count_tasks(f);
         /* D and world_size are stored as int64 and held as int */
-        if (T < 1 || T > MTL_MAX_TASKS || S < 0 || S > MTL_MAX_FIELDS || D < 0 || D > INT_MAX ||
-            world < 0 || world > INT_MAX)
+        if (v.T < 1 || v.T > MTL_MAX_TASKS || v.S < 0 || v.S > MTL_MAX_FIELDS || v.D < 0 ||
+            v.D > INT_MAX || v.world < 0 || v.world > INT_MAX)
             rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
     }
-    st->world_size = (int)world;
-    st->shape.S = (int)S;
-    st->shape.D = (int)D;
-    st->shape.T = (int)T;
+    rc = rc ? rc : read_numeric_attrs(f, &v, counted, multi, path, err);
+    /* multi-valued fields: absent in checkpoints of models without them */
+    if (rc == MTL_OK && H5Aexists(f, "M") > 0) {
+        rc = read_numeric_attrs(f, &v, multi, multi + 1, path, err);
+        if (rc == MTL_OK && (v.M < 0 || v.M + v.S > MTL_MAX_FIELDS))
+            rc = mtl_fail(err, path, "corrupt checkpoint: bad shape attributes");
+        rc = rc ? rc : read_numeric_attrs(f, &v, multi + 1, N_CKPT_ATTRS, path, err);
+    }
+    mtl_data_shape *sh = &st->shape;
+    if (rc == MTL_OK) {
+        st->world_size = (int)v.world;
+        sh->S = (int)v.S, sh->D = (int)v.D, sh->T = (int)v.T, sh->M = (int)v.M;
+        for (int t = 0; t < sh->T; t++) sh->task_regression[t] = (int)v.regression[t];
+        for (int j = 0; j < sh->M; j++) sh->multi_mean[j] = v.mean[j] != 0;
+    }
     rc = rc ? rc
-            : attr_read_strings(f, "task_names", (int)T, &st->shape.task_names[0][0],
-                                sizeof st->shape.task_names[0], path, err);
-    int64_t regression[MTL_MAX_TASKS];
-    rc = rc ? rc
-            : attr_read(f, "task_regression", H5T_NATIVE_INT64, (hsize_t)T, regression, path, err);
-    for (int t = 0; rc == MTL_OK && t < T; t++) st->shape.task_regression[t] = (int)regression[t];
-    rc = rc ? rc
-            : attr_read(f, "train_loss_sum", H5T_NATIVE_DOUBLE, (hsize_t)T, st->train_loss_sum,
-                        path, err);
-    rc =
-        rc ? rc
-           : attr_read(f, "train_count", H5T_NATIVE_DOUBLE, (hsize_t)T, st->train_count, path, err);
-    if (S > 0)
-        rc = rc ? rc
-                : attr_read(f, "vocab_sizes", H5T_NATIVE_INT64, (hsize_t)S, st->shape.vocab_sizes,
-                            path, err);
-    rc = rc ? rc : read_multi_shape(f, &st->shape, path, err);
+            : attr_read_strings(f, "task_names", sh->T, &sh->task_names[0][0],
+                                sizeof sh->task_names[0], path, err);
     rc = rc ? rc : attr_read_strings(f, "config", 0, st->config, sizeof st->config, path, err);
     H5Fclose(f);
     return rc;
