@@ -8,13 +8,13 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mtl/ini.h"
 #include "mtl/model.h"
 #include "mtl/optim.h"
 
@@ -673,132 +673,60 @@ static int set_early_stop_metric(mtl_config *cfg, const char *value, const char 
 /* ------------------------------------------------------------------------ */
 /* INI files */
 
-/* One config file serves both tools: mtl_dist reads [train] and, for the
- * model being trained, [train.MODEL]; mtl_prep reads [columns] and
- * [task.NAME] (src/prep.c). Each tool skips the other's sections and refuses
- * any other section, and a key outside a section. The file is read twice:
- * pass 1 applies [train] and checks every [train.MODEL] section's keys (on a
- * scratch copy), pass 2 applies the [train.MODEL] section of the model that
- * [train] or the command line chose. */
+/* One config file serves both tools (include/mtl/ini.h): mtl_dist reads
+ * [train] and, for the model being trained, [train.MODEL]; mtl_prep reads
+ * [columns] and [task.NAME] (src/prep.c). Each tool skips the other's
+ * sections and refuses any other section, and a key outside a section. The
+ * file is read twice: pass 1 applies [train] and checks every [train.MODEL]
+ * section's keys (on a scratch copy), pass 2 applies the [train.MODEL]
+ * section of the model that [train] or the command line chose. */
 typedef struct {
-    FILE *f;
-    const char *path;
     mtl_config *cfg;
     mtl_config *scratch;         /* pass 1: where [train.MODEL] keys are checked */
     const mtl_model_desc *model; /* pass 2: the model whose section applies; NULL in pass 1 */
-    int foreign;                 /* the reader is in one of mtl_prep's sections */
-    mtl_error *err;
-    int lineno;   /* lines handed to inih so far = the line being parsed */
-    int failed;   /* err holds our first error (reader or handler) */
-    int err_line; /* its line */
-} ini_ctx;
+} ini_pass;
 
-/* [columns] and [task.NAME]: mtl_prep's sections (name: len characters) */
-static int prep_section(const char *name, size_t len) {
-    return (len == 7 && strncmp(name, "columns", 7) == 0) ||
-           (len > 5 && strncmp(name, "task.", 5) == 0);
+/* [columns] and [task.NAME]: mtl_prep's sections */
+static int prep_section(const char *name) {
+    return strcmp(name, "columns") == 0 || (strncmp(name, "task.", 5) == 0 && name[5] != '\0');
 }
 
-/* fgets for inih that also counts lines, refuses lines inih would silently
- * split (its buffer is `num` bytes), strips leading whitespace -- so an
- * indented key is a key, not inih's "continuation of the previous value" --
- * and strips '#' inline comments (inih itself only knows ';'). */
-static char *ini_read_line(char *str, int num, void *stream) {
-    ini_ctx *ctx = stream;
-    if (ctx->failed) return NULL; // stop at our first error
-    int len = 0, c = EOF;
-    while ((c = getc(ctx->f)) != EOF) {
-        if (c == '\n') break;
-        if (len >= num - 3) { // room for "\n\0" and inih's own margin
-            ctx->lineno++;
-            ctx->failed = 1;
-            ctx->err_line = ctx->lineno;
-            mtl_fail(ctx->err, NULL, "%s:%d: line is too long (at most %d characters)", ctx->path,
-                     ctx->lineno, num - 3);
-            return NULL;
-        }
-        str[len++] = (char)c;
-    }
-    if (len == 0 && c == EOF) return NULL;
-    ctx->lineno++;
-    str[len] = '\0';
-
-    int start = 0;
-    while (start < len && isspace((unsigned char)str[start])) start++;
-    if (str[start] == '[') {
-        const char *close = strchr(str + start, ']');
-        ctx->foreign = close && prep_section(str + start + 1, (size_t)(close - str - start - 1));
-    } else if (ctx->foreign) {
-        start = 0; /* mtl_prep's lists continue on indented lines: keep them so */
-    }
-    memmove(str, str + start, (size_t)(len - start) + 1);
-    len -= start;
-    for (int i = 1; i < len; i++)
-        if (str[i] == '#' && isspace((unsigned char)str[i - 1])) {
-            str[i] = '\0';
-            len = i;
-            break;
-        }
-    str[len] = '\n';
-    str[len + 1] = '\0';
-    return str;
-}
-
-static int ini_on_key(void *user, const char *section, const char *name, const char *value) {
-    ini_ctx *ctx = user;
-    if (ctx->failed) return 0;
-    if (prep_section(section, strlen(section))) return 1;
+static int ini_on_key(void *user, const mtl_ini_entry *e, mtl_error *err) {
+    ini_pass *ctx = user;
+    const char *section = e->section;
+    if (prep_section(section)) return MTL_OK;
+    if (e->continued)
+        return mtl_ini_fail(e, err,
+                            "an indented line without '=' continues the value above, but an "
+                            "option's value is one line");
     char where[MTL_PATH_MAX + 128];
-    snprintf(where, sizeof where, "%s:%d: %s", ctx->path, ctx->lineno, name);
+    snprintf(where, sizeof where, "%s:%d: %s", e->path, e->line, e->key);
     int model_section = strncmp(section, "train.", 6) == 0;
     const mtl_model_desc *section_model = model_section ? model_named(section + 6) : NULL;
-    const key_def *k = find_key(name, strlen(name));
-    int rc;
+    const key_def *k = find_key(e->key, strlen(e->key));
     if (ctx->model) { /* pass 2: the chosen model's section (checked in pass 1) */
-        if (!k || section_model != ctx->model) return 1;
-        rc = apply_key(ctx->cfg, k, value, where, ctx->err);
-    } else if (section[0] == '\0') {
-        rc = mtl_fail(ctx->err, where,
-                      "outside a section (mtl_dist reads [train] and [train.MODEL])");
-    } else if (strcmp(section, "train") != 0 && !section_model) {
+        if (!k || section_model != ctx->model) return MTL_OK;
+        return apply_key(ctx->cfg, k, e->value, where, err);
+    }
+    if (section[0] == '\0')
+        return mtl_fail(err, where, "outside a section (mtl_dist reads [train] and [train.MODEL])");
+    if (strcmp(section, "train") != 0 && !section_model) {
         char list[256];
         model_list(list, sizeof list);
-        rc = mtl_fail(ctx->err, NULL,
-                      "%s:%d: [%s]: unknown section (mtl_dist reads [train] and [train.MODEL], "
-                      "MODEL one of %s; mtl_prep reads [columns] and [task.NAME])",
-                      ctx->path, ctx->lineno, section, list);
-    } else if (!k) {
-        rc = mtl_fail(ctx->err, where, "unknown key");
-    } else if (k->type == KT_FN && k->set == set_config) {
-        rc = mtl_fail(ctx->err, where, "not allowed in a config file (use --config)");
-    } else if (model_section && k->set == set_model) {
-        rc = mtl_fail(ctx->err, where,
-                      "not allowed in [%s] (choose the model in [train] or with --model)", section);
-    } else { /* pass 1: [train] applies now, [train.MODEL] is only checked */
-        rc = apply_key(model_section ? ctx->scratch : ctx->cfg, k, value, where, ctx->err);
+        return mtl_fail(err, NULL,
+                        "%s:%d: [%s]: unknown section (mtl_dist reads [train] and [train.MODEL], "
+                        "MODEL one of %s; mtl_prep reads [columns] and [task.NAME])",
+                        e->path, e->line, section, list);
     }
-    if (rc != MTL_OK) {
-        ctx->failed = 1;
-        ctx->err_line = ctx->lineno;
-        return 0;
-    }
-    return 1;
-}
-
-/* One pass over the file (see ini_ctx). */
-static int ini_pass(ini_ctx *ctx) {
-    rewind(ctx->f);
-    ctx->lineno = 0;
-    ctx->foreign = 0;
-    int rc = ini_parse_stream(ini_read_line, ctx, ini_on_key, ctx);
-    if (ferror(ctx->f)) return mtl_fail(ctx->err, ctx->path, "cannot read: %s", strerror(errno));
-    if (rc > 0 && (!ctx->failed || rc < ctx->err_line))
-        return mtl_fail(ctx->err, NULL,
-                        "%s:%d: syntax error (expected 'key = value', '[section]' or a comment)",
-                        ctx->path, rc);
-    if (ctx->failed) return MTL_ERR;
-    if (rc != 0) return mtl_fail(ctx->err, ctx->path, "cannot parse (inih error %d)", rc);
-    return MTL_OK;
+    if (!k) return mtl_fail(err, where, "unknown key");
+    if (k->type == KT_FN && k->set == set_config)
+        return mtl_fail(err, where, "not allowed in a config file (use --config)");
+    if (model_section && k->set == set_model)
+        return mtl_fail(err, where,
+                        "not allowed in [%s] (choose the model in [train] or with --model)",
+                        section);
+    /* pass 1: [train] applies now, [train.MODEL] is only checked */
+    return apply_key(model_section ? ctx->scratch : ctx->cfg, k, e->value, where, err);
 }
 
 /* model: the command line's --model (or NULL), which picks the [train.MODEL]
@@ -809,23 +737,17 @@ static int load_ini(mtl_config *cfg, const char *path, const mtl_model_desc *mod
     if (len >= sizeof cfg->config_path)
         return mtl_fail(err, "--config", "path is too long (%zu characters, at most %zu)", len,
                         sizeof cfg->config_path - 1);
-    FILE *f = fopen(path, "r");
-    if (!f) return mtl_fail(err, path, "cannot open: %s", strerror(errno));
     memcpy(cfg->config_path, path, len + 1);
     mtl_config *scratch = malloc(sizeof *scratch);
-    if (!scratch) {
-        fclose(f);
-        return mtl_fail(err, path, "out of memory");
-    }
+    if (!scratch) return mtl_fail(err, path, "out of memory");
     *scratch = *cfg;
-    ini_ctx ctx = {.f = f, .path = path, .cfg = cfg, .scratch = scratch, .model = NULL, .err = err};
-    int rc = ini_pass(&ctx);
+    ini_pass ctx = {.cfg = cfg, .scratch = scratch, .model = NULL};
+    int rc = mtl_ini_read(path, ini_on_key, &ctx, err);
     if (rc == MTL_OK) {
         ctx.model = model ? model : cfg->model;
-        rc = ini_pass(&ctx);
+        rc = mtl_ini_read(path, ini_on_key, &ctx, err);
     }
     free(scratch);
-    fclose(f);
     return rc;
 }
 

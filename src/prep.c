@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <float.h>
-#include <ini.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <zlib.h>
 
 #include "mtl/data.h"
+#include "mtl/ini.h"
 #include "mtl/layers.h"
 #include "mtl/util.h"
 
@@ -194,11 +194,6 @@ typedef struct {
 
 typedef struct {
     const char *path;
-    FILE *f;
-    int line;      /* line the reader returned last */
-    int max_line;  /* inih's line buffer size */
-    int long_line; /* the reader stopped on a too-long line */
-    int fail_line; /* first handler error's line (0: none) */
     mtl_error *err;
     strlist names, categorical, numeric, ignore, hash_buckets, multi_valued;
     int n_tasks;
@@ -206,100 +201,68 @@ typedef struct {
     task_draft *tasks;
 } ini_state;
 
-/* inih's reader callback: fgets that counts lines (inih's handler does not
- * get line numbers unless the library is built with INI_HANDLER_LINENO) and
- * refuses a line longer than inih's buffer instead of letting inih split it
- * into two bogus lines. */
-static char *ini_read_line(char *str, int num, void *stream) {
-    ini_state *st = stream;
-    char buf[4096];
-    if (!fgets(buf, sizeof buf, st->f)) return NULL;
-    st->line++;
-    size_t len = strlen(buf);
-    st->max_line = num;
-    if (len >= (size_t)num) {
-        st->long_line = 1;
+/* The [columns] list a key names, or NULL */
+static strlist *columns_list(ini_state *st, const char *name) {
+    return strcmp(name, "names") == 0          ? &st->names
+           : strcmp(name, "categorical") == 0  ? &st->categorical
+           : strcmp(name, "numeric") == 0      ? &st->numeric
+           : strcmp(name, "ignore") == 0       ? &st->ignore
+           : strcmp(name, "hash_buckets") == 0 ? &st->hash_buckets
+           : strcmp(name, "multi_valued") == 0 ? &st->multi_valued
+                                               : NULL;
+}
+
+/* [task.NAME]'s draft, created at its first key */
+static task_draft *task_named(ini_state *st, const char *tname, int line, mtl_error *err) {
+    for (int i = 0; i < st->n_tasks; i++)
+        if (strcmp(st->tasks[i].name, tname) == 0) return &st->tasks[i];
+    if (mtl_grow((void **)&st->tasks, &st->cap_tasks, st->n_tasks + 1, sizeof(task_draft),
+                 "config tasks", err))
         return NULL;
-    }
-    memcpy(str, buf, len + 1);
-    return str;
+    task_draft *t = &st->tasks[st->n_tasks++];
+    memset(t, 0, sizeof *t);
+    t->line = line;
+    t->name = mtl_strdup(tname, err);
+    return t->name ? t : NULL;
 }
 
-static int ini_fail(ini_state *st, const char *fmt, const char *a, const char *b) {
-    if (st->fail_line) return 0; /* keep the first error */
-    char where[1100];
-    snprintf(where, sizeof where, "%s:%d", st->path, st->line);
-    mtl_fail(st->err, where, fmt, a, b);
-    st->fail_line = st->line;
-    return 0;
-}
-
-static int ini_handler_fn(void *user, const char *section, const char *name, const char *value) {
+/* Every key (and continued line) of the file: lists grow piece by piece. */
+static int ini_on_key(void *user, const mtl_ini_entry *e, mtl_error *err) {
     ini_state *st = user;
-    if (st->fail_line) return 0;
+    const char *section = e->section, *name = e->key;
     if (strcmp(section, "columns") == 0) {
-        strlist *l = strcmp(name, "names") == 0          ? &st->names
-                     : strcmp(name, "categorical") == 0  ? &st->categorical
-                     : strcmp(name, "numeric") == 0      ? &st->numeric
-                     : strcmp(name, "ignore") == 0       ? &st->ignore
-                     : strcmp(name, "hash_buckets") == 0 ? &st->hash_buckets
-                     : strcmp(name, "multi_valued") == 0 ? &st->multi_valued
-                                                         : NULL;
+        strlist *l = columns_list(st, name);
         if (!l)
-            return ini_fail(st, "%s: unknown%s", name,
-                            " (in [columns]: names, categorical, numeric, ignore, hash_buckets, "
-                            "multi_valued)");
-        if (strlist_add_csv(l, value, st->line, 0, st->err)) {
-            st->fail_line = st->line;
-            return 0;
-        }
-        return 1;
+            return mtl_ini_fail(e, err,
+                                "unknown (in [columns]: names, categorical, numeric, "
+                                "ignore, hash_buckets, multi_valued)");
+        return strlist_add_csv(l, e->value, e->line, 0, err);
     }
     if (strncmp(section, "task.", 5) == 0 && section[5] != '\0') {
-        const char *tname = section + 5;
-        task_draft *t = NULL;
-        for (int i = 0; i < st->n_tasks; i++)
-            if (strcmp(st->tasks[i].name, tname) == 0) t = &st->tasks[i];
-        if (!t) {
-            if (mtl_grow((void **)&st->tasks, &st->cap_tasks, st->n_tasks + 1, sizeof(task_draft),
-                         "config tasks", st->err)) {
-                st->fail_line = st->line;
-                return 0;
-            }
-            t = &st->tasks[st->n_tasks++];
-            memset(t, 0, sizeof *t);
-            t->line = st->line;
-            t->name = mtl_strdup(tname, st->err);
-            if (!t->name) {
-                st->fail_line = st->line;
-                return 0;
-            }
-        }
+        task_draft *t = task_named(st, section + 5, e->line, err);
+        if (!t) return MTL_ERR;
         strlist *l = strcmp(name, "column") == 0     ? &t->column
                      : strcmp(name, "type") == 0     ? &t->type
                      : strcmp(name, "positive") == 0 ? &t->positive
                      : strcmp(name, "negative") == 0 ? &t->negative
                                                      : NULL;
         if (!l)
-            return ini_fail(st, "%s: unknown%s", name,
-                            " (in [task.NAME]: column, type, positive, negative)");
+            return mtl_ini_fail(e, err,
+                                "unknown (in [task.NAME]: column, type, positive, "
+                                "negative)");
         int is_label = l == &t->positive || l == &t->negative;
         int before = l->n;
-        if (strlist_add_csv(l, value, st->line, is_label, st->err)) {
-            st->fail_line = st->line;
-            return 0;
-        }
+        if (strlist_add_csv(l, e->value, e->line, is_label, err)) return MTL_ERR;
         if ((l == &t->column || l == &t->type) && (before > 0 || l->n != 1))
-            return ini_fail(st, "%s: expected one value, got '%s'", name, value);
-        return 1;
+            return mtl_ini_fail(e, err, "expected one value, got '%s'", e->value);
+        return MTL_OK;
     }
     /* one config serves both tools: mtl_dist reads [train] and [train.MODEL] */
-    if (strcmp(section, "train") == 0 || strncmp(section, "train.", 6) == 0) return 1;
-    char what[300];
-    snprintf(what, sizeof what, "[%s]", section);
-    return ini_fail(st, "%s: unknown section%s", what,
-                    " (expected [columns] or [task.NAME]; [train] and [train.MODEL] are "
-                    "mtl_dist's)");
+    if (strcmp(section, "train") == 0 || strncmp(section, "train.", 6) == 0) return MTL_OK;
+    return mtl_fail(err, NULL,
+                    "%s:%d: [%s]: unknown section (expected [columns] or [task.NAME]; [train] "
+                    "and [train.MODEL] are mtl_dist's)",
+                    e->path, e->line, section);
 }
 
 static void ini_state_free(ini_state *st) {
@@ -467,29 +430,7 @@ int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err)
     memset(&st, 0, sizeof st);
     st.path = path;
     st.err = err;
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return mtl_fail(err, path, "cannot read: is a directory");
-    st.f = fopen(path, "r");
-    if (!st.f) return mtl_fail(err, path, "cannot open: %s", strerror(errno));
-    int rc = ini_parse_stream(ini_read_line, &st, ini_handler_fn, &st);
-    fclose(st.f);
-    if (st.long_line && !st.fail_line) {
-        mtl_fail(err, NULL,
-                 "%s:%d: line longer than %d characters (continue a list on indented "
-                 "lines)",
-                 path, st.line, st.max_line - 3);
-        goto fail;
-    }
-    if (rc != 0 && (!st.fail_line || (rc > 0 && rc < st.fail_line))) {
-        if (rc > 0)
-            mtl_fail(err, NULL, "%s:%d: syntax error (expected 'key = value' or '[section]')", path,
-                     rc);
-        else
-            mtl_fail(err, path, "cannot read the config (%d)", rc);
-        goto fail;
-    }
-    if (st.fail_line) goto fail;
+    if (mtl_ini_read(path, ini_on_key, &st, err)) goto fail;
 
     /* columns */
     if (st.names.n == 0) {

@@ -195,7 +195,7 @@ expect config "mtl_prep: unknown column" 1 2 "unknown_column.ini:3: categorical:
 expect config "mtl_prep: unknown key" 1 2 "unknown_key.ini:5: bogus: unknown" prep --config "$CSV/unknown_key.ini" --input "$CSV/good.csv" --output-dir "@O@/prep"
 expect config "mtl_prep: unknown section" 1 2 "unknown_section.ini:11: [model]: unknown section" prep --config "$CSV/unknown_section.ini" --input "$CSV/good.csv" --output-dir "@O@/prep"
 expect config "mtl_prep: missing config" 1 2 "missing.ini: cannot open" prep --config "$CSV/missing.ini" --input "$CSV/good.csv" --output-dir "@O@/prep"
-expect config "mtl_prep: a directory as config" 1 2 "cannot read: is a directory" prep --config "$CSV/a_directory.csv" --input "$CSV/good.csv" --output-dir "@O@/prep"
+expect config "mtl_prep: a directory as config" 1 2 "a_directory.csv: cannot read: Is a directory" prep --config "$CSV/a_directory.csv" --input "$CSV/good.csv" --output-dir "@O@/prep"
 
 section_end
 echo

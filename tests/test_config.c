@@ -617,6 +617,8 @@ static void test_ini_rejections(void **state) {
          "othermodel.ini:5: num_expert: unknown key"},
         {"othervalue.ini", "[train.ple]\nnum_levels = 0\n",
          "othervalue.ini:2: num_levels: 0 is out of range"},
+        {"continued.ini", "[train]\nbottom_units = 64\n    32\n",
+         "continued.ini:3: bottom_units: an indented line without '=' continues the value above"},
     };
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         mtl_config_defaults(&c);

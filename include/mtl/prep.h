@@ -17,8 +17,9 @@
  *   positive = >50K                     ; binary: values meaning 1 ...
  *   negative = <=50K                    ; ... and values meaning 0
  *
- * Lists are comma-separated; a long list continues on indented lines (inih's
- * multi-line values) or on repeated keys, which append. A task's source column
+ * Lists are comma-separated; a long list continues on indented lines without
+ * '=' (the INI dialect of include/mtl/ini.h) or on repeated keys, which
+ * append. A task's source column
  * is listed in no other role (a label is never also a feature). Label values
  * are compared after trimming spaces and one trailing '.' (UCI's adult.test
  * writes ">50K."); any other value is an error, so a typo in the config cannot
