@@ -17,6 +17,7 @@
 #include "mtl/ini.h"
 #include "mtl/model.h"
 #include "mtl/optim.h"
+#include "mtl/util.h"
 
 /* ------------------------------------------------------------------------ */
 /* defaults and names */
@@ -112,70 +113,6 @@ static const mtl_model_desc *model_named(const char *name) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* strict scalar parsing; `where` prefixes every message */
-
-static const char *skip_space(const char *s) {
-    while (*s && isspace((unsigned char)*s)) s++;
-    return s;
-}
-
-/* true when [s, end) is followed only by whitespace */
-static int only_space(const char *end) {
-    return *skip_space(end) == '\0';
-}
-
-static int parse_double(const char *text, double *out, const char *where, mtl_error *err) {
-    const char *s = skip_space(text);
-    char *end = NULL;
-    errno = 0;
-    double d = strtod(s, &end);
-    if (end == s || !only_space(end)) return mtl_fail(err, where, "'%s' is not a number", text);
-    // strtod accepts "nan" and "inf" and overflows to HUGE_VAL: none is a
-    // usable setting (an underflow, also ERANGE, is a usable tiny number)
-    if (!isfinite(d)) return mtl_fail(err, where, "'%s' is not a finite number", text);
-    *out = d;
-    return MTL_OK;
-}
-
-static int parse_i64(const char *text, int64_t lo, int64_t hi, int64_t *out, const char *where,
-                     mtl_error *err) {
-    const char *s = skip_space(text);
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || !only_space(end)) {
-        double d;
-        mtl_error ignore;
-        if (parse_double(text, &d, NULL, &ignore) == MTL_OK) // "1.5", "1e3"
-            return mtl_fail(err, where, "'%s' is not an integer", text);
-        return mtl_fail(err, where, "'%s' is not a number", text);
-    }
-    if (errno == ERANGE || v < lo || v > hi)
-        return mtl_fail(err, where, "%s is out of range (%lld..%lld)", s, (long long)lo,
-                        (long long)hi);
-    *out = (int64_t)v;
-    return MTL_OK;
-}
-
-static int parse_u64(const char *text, uint64_t *out, const char *where, mtl_error *err) {
-    const char *s = skip_space(text);
-    char *end = NULL;
-    errno = 0;
-    // strtoull silently negates "-1" to 2^64-1, so a sign is rejected up front
-    unsigned long long v = (*s == '-') ? 0 : strtoull(s, &end, 10);
-    if (*s == '-' || end == s || !only_space(end)) {
-        if (*s == '-' && isdigit((unsigned char)s[1]))
-            return mtl_fail(err, where, "%s is out of range (0..%llu)", s,
-                            (unsigned long long)UINT64_MAX);
-        return mtl_fail(err, where, "'%s' is not a number", text);
-    }
-    if (errno == ERANGE)
-        return mtl_fail(err, where, "%s is out of range (0..%llu)", s,
-                        (unsigned long long)UINT64_MAX);
-    *out = (uint64_t)v;
-    return MTL_OK;
-}
-
 /* case-insensitive equality (strcasecmp is POSIX, not C11) */
 static int eq_nocase(const char *a, const char *b) {
     for (; *a && *b; a++, b++)
@@ -377,7 +314,7 @@ static int apply_key(mtl_config *cfg, const key_def *k, const char *value, const
     case KT_INT:
     case KT_I64: {
         int64_t v;
-        if (parse_i64(value, k->ilo, k->ihi, &v, where, err) != MTL_OK) return MTL_ERR;
+        if (mtl_parse_i64(value, k->ilo, k->ihi, &v, where, err) != MTL_OK) return MTL_ERR;
         if (k->type == KT_INT)
             *(int *)field = (int)v; // the range is within int
         else
@@ -385,11 +322,11 @@ static int apply_key(mtl_config *cfg, const key_def *k, const char *value, const
         return MTL_OK;
     }
     case KT_U64:
-        return parse_u64(value, (uint64_t *)field, where, err);
+        return mtl_parse_u64(value, (uint64_t *)field, where, err);
     case KT_FLOAT:
     case KT_DOUBLE: {
         double d;
-        if (parse_double(value, &d, where, err) != MTL_OK) return MTL_ERR;
+        if (mtl_parse_double(value, &d, where, err) != MTL_OK) return MTL_ERR;
         if (k->type == KT_FLOAT) {
             // check the value actually stored: 1e-50 is > 0 but rounds to 0.0f
             float f = (float)d;
@@ -404,7 +341,7 @@ static int apply_key(mtl_config *cfg, const key_def *k, const char *value, const
     }
     case KT_BOOL: {
         char buf[16];
-        const char *s = skip_space(value);
+        const char *s = mtl_skip_space(value);
         size_t len = strlen(s);
         while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
         int b = -1;
@@ -448,7 +385,7 @@ static int set_config(mtl_config *cfg, const char *value, const char *where, mtl
 /* copy value into a small buffer with surrounding whitespace removed (names
  * and enum words; too long = cannot be a valid word) */
 static void trimmed(char *buf, size_t size, const char *value) {
-    const char *s = skip_space(value);
+    const char *s = mtl_skip_space(value);
     size_t len = strlen(s);
     while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
     if (len >= size) len = size - 1;
@@ -537,8 +474,8 @@ static int set_loss_weighting(mtl_config *cfg, const char *value, const char *wh
 typedef int (*item_fn)(void *out, int i, const char *item, const char *where, mtl_error *err);
 static int parse_list(const char *value, int max_items, const char *noun, item_fn item, void *out,
                       const char *where, mtl_error *err) {
-    const char *s = skip_space(value);
-    if (*s == '\0' || (eq_nocase(s, "none") && only_space(s + 4))) return 0;
+    const char *s = mtl_skip_space(value);
+    if (*s == '\0' || (eq_nocase(s, "none") && *mtl_skip_space(s + 4) == '\0')) return 0;
     char item_where[256]; // "--bottom-units: '16,x'": the bad item is shown in its list
     snprintf(item_where, sizeof item_where, "%s: '%s'", where ? where : "", value);
     int n = 0;
@@ -564,7 +501,7 @@ static int parse_list(const char *value, int max_items, const char *noun, item_f
 
 static int units_item(void *out, int i, const char *item, const char *where, mtl_error *err) {
     int64_t w;
-    if (parse_i64(item, 1, MAX_UNITS, &w, where, err) != MTL_OK) return MTL_ERR;
+    if (mtl_parse_i64(item, 1, MAX_UNITS, &w, where, err) != MTL_OK) return MTL_ERR;
     ((int *)out)[i] = (int)w;
     return MTL_OK;
 }
@@ -630,7 +567,7 @@ static int set_task_types(mtl_config *cfg, const char *value, const char *where,
 static int loss_weight_item(void *out, int i, const char *item, const char *where, mtl_error *err) {
     float *w = out;
     double d;
-    if (parse_double(item, &d, where, err) != MTL_OK) return MTL_ERR;
+    if (mtl_parse_double(item, &d, where, err) != MTL_OK) return MTL_ERR;
     if (!(d >= 0.0)) return mtl_fail(err, where, "'%s' must be >= 0", item);
     if (!isfinite((float)d)) return mtl_fail(err, where, "'%s' is too large", item);
     w[i] = (float)d;

@@ -144,7 +144,7 @@ expect options "stray argument" 1 2 "'oops': unknown command" dist oops "${TR[@]
 expect options "options, 2 ranks: --lr abc" 2 2 "--lr: 'abc' is not a number" dist "${TR[@]}" --lr abc "${OUTS[@]}"
 expect options "mtl_prep: unknown option" 1 2 "--bogus: unknown option" prep --bogus 1 --output-dir "@O@/prep"
 expect options "mtl_prep: missing value" 1 2 "--output-dir: missing value" prep synth --kind ctr --output-dir
-expect options "mtl_prep: --rows abc" 1 2 "--rows: 'abc' is not an integer" prep synth --kind ctr --rows abc --output-dir "@O@/prep"
+expect options "mtl_prep: --rows abc" 1 2 "--rows: 'abc' is not a number" prep synth --kind ctr --rows abc --output-dir "@O@/prep"
 expect options "mtl_prep: --split 0.5,abc" 1 2 "--split: '0.5,abc'" prep synth --kind ctr --rows 100 --split 0.5,abc --output-dir "@O@/prep"
 expect options "mtl_prep: --kind foo" 1 2 "--kind: 'foo' is not mmoe or ctr" prep synth --kind foo --output-dir "@O@/prep"
 

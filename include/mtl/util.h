@@ -17,4 +17,15 @@ int mtl_grow(void **arr, int64_t *cap, int64_t need, size_t elem, const char *wh
  * "checkpoint directory"). An existing non-directory fails. */
 int mtl_mkdir_p(const char *dir, const char *what, mtl_error *err);
 
+/* s after its leading whitespace */
+const char *mtl_skip_space(const char *s);
+/* Strict numbers: the whole text (spaces around it allowed) is one decimal
+ * number, finite, in range; `where` prefixes the message ("--rows",
+ * "file:line: key"): "'abc' is not a number", "'1.5' is not an integer",
+ * "0 is out of range (1..64)". */
+int mtl_parse_double(const char *text, double *out, const char *where, mtl_error *err);
+int mtl_parse_i64(const char *text, int64_t lo, int64_t hi, int64_t *out, const char *where,
+                  mtl_error *err);
+int mtl_parse_u64(const char *text, uint64_t *out, const char *where, mtl_error *err);
+
 #endif

@@ -2,15 +2,17 @@
  * only; the work is in src/prep.c and src/synth.c. Exit codes: 0 ok,
  * 1 error (bad input data, I/O), 2 usage error or bad --config file (as
  * mtl_dist). */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mtl/prep.h"
 #include "mtl/synth.h"
+#include "mtl/util.h"
 
 static const char *usage_text =
     "usage:\n"
@@ -71,125 +73,99 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     return 2;
 }
 
-static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || errno || v < lo) {
-        char bound[32];
-        snprintf(bound, sizeof bound, "%lld", (long long)lo);
-        return usage_error("%s: '%s' is not an integer >= %s", opt, s, bound);
-    }
-    *out = (int64_t)v;
-    return 0;
+/* ---- the option table ---- */
+
+typedef enum {
+    SET_TEXT,
+    SET_U64,
+    SET_I64,
+    SET_INT,
+    SET_SPLIT,
+    SET_VOCAB,
+    SET_CORRELATION
+} set_kind;
+enum { FOR_PREP = 1, FOR_SYNTH = 2 };
+#define NO_FLAG ((size_t)-1)
+
+typedef struct {
+    const char *name;
+    int modes; /* FOR_PREP, FOR_SYNTH: where the option is known */
+    set_kind kind;
+    size_t field; /* offset into args */
+    int64_t min;  /* SET_I64, SET_INT */
+    size_t flag;  /* offset of an int set to 1 when the option is given, or NO_FLAG */
+} prep_option;
+
+#define AT(member) offsetof(args, member)
+static const prep_option OPTIONS[] = {
+    {"--output-dir", FOR_PREP | FOR_SYNTH, SET_TEXT, AT(prep.output_dir), 0, NO_FLAG},
+    {"--split", FOR_PREP | FOR_SYNTH, SET_SPLIT, 0, 0, NO_FLAG},
+    {"--config", FOR_PREP, SET_TEXT, AT(prep.config_path), 0, NO_FLAG},
+    {"--input", FOR_PREP, SET_TEXT, AT(prep.input_path), 0, NO_FLAG},
+    {"--train", FOR_PREP, SET_TEXT, AT(prep.train_path), 0, NO_FLAG},
+    {"--test", FOR_PREP, SET_TEXT, AT(prep.test_path), 0, NO_FLAG},
+    {"--vocab-from", FOR_PREP, SET_TEXT, AT(prep.vocab_from), 0, NO_FLAG},
+    {"--shuffle-seed", FOR_PREP, SET_U64, AT(prep.shuffle_seed), 0, AT(prep.shuffle)},
+    {"--kind", FOR_SYNTH, SET_TEXT, AT(kind), 0, NO_FLAG},
+    {"--seed", FOR_SYNTH, SET_U64, AT(seed), 0, NO_FLAG},
+    {"--rows", FOR_SYNTH, SET_I64, AT(rows), 1, AT(have_rows)},
+    {"--correlation", FOR_SYNTH, SET_CORRELATION, AT(mmoe.correlation), 0, AT(have_correlation)},
+    {"--sparse-fields", FOR_SYNTH, SET_INT, AT(ctr.sparse_fields), 0, AT(have_ctr_shape)},
+    {"--vocab", FOR_SYNTH, SET_VOCAB, 0, 0, AT(have_ctr_shape)},
+    {"--dense-fields", FOR_SYNTH, SET_INT, AT(ctr.dense_fields), 0, AT(have_ctr_shape)},
+    {"--multi-fields", FOR_SYNTH, SET_INT, AT(ctr.multi_fields), 0, AT(have_ctr_shape)},
+    {"--multi-len", FOR_SYNTH, SET_INT, AT(ctr.multi_len), 1, AT(have_ctr_shape)},
+    {"--tasks", FOR_SYNTH, SET_INT, AT(ctr.tasks), 2, AT(have_ctr_shape)},
+};
+
+static const prep_option *find_option(const char *name, int mode) {
+    for (size_t i = 0; i < sizeof OPTIONS / sizeof OPTIONS[0]; i++)
+        if (strcmp(OPTIONS[i].name, name) == 0 && (OPTIONS[i].modes & mode)) return &OPTIONS[i];
+    return NULL;
 }
 
-static int parse_u64(const char *opt, const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (s[0] == '-') return usage_error("%s: '%s' is not a non-negative integer", opt, s);
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || *end != '\0' || errno)
-        return usage_error("%s: '%s' is not a non-negative integer", opt, s);
-    *out = (uint64_t)v;
-    return 0;
-}
-
-static int parse_int(const char *opt, const char *s, int lo, int *out) {
+/* Set o from its value (numbers through the same strict parsers as
+ * mtl_dist's options). Returns 0, or 2 after a usage error. */
+static int set_option(args *a, const prep_option *o, const char *val) {
+    void *field = (char *)a + o->field;
+    mtl_error err;
     int64_t v = 0;
-    if (parse_i64(opt, s, lo, &v)) return 2;
-    if (v > INT32_MAX) return usage_error("%s: '%s' is too large", opt, s);
-    *out = (int)v;
+    double d = 0;
+    int rc = MTL_OK;
+    switch (o->kind) {
+    case SET_TEXT:
+        *(const char **)field = val;
+        break;
+    case SET_U64:
+        rc = mtl_parse_u64(val, field, o->name, &err);
+        break;
+    case SET_I64:
+        rc = mtl_parse_i64(val, o->min, INT64_MAX, field, o->name, &err);
+        break;
+    case SET_INT:
+        rc = mtl_parse_i64(val, o->min, INT32_MAX, &v, o->name, &err);
+        if (rc == MTL_OK) *(int *)field = (int)v;
+        break;
+    case SET_SPLIT:
+        rc = mtl_split_parse(val, a->prep.split, &a->prep.n_split, &err);
+        break;
+    case SET_VOCAB:
+        rc = mtl_synth_vocab_parse(val, a->ctr.vocab, &a->ctr.n_vocab, &err);
+        break;
+    case SET_CORRELATION:
+        rc = mtl_parse_double(val, &d, o->name, &err);
+        if (rc == MTL_OK && !(d >= -1.0 && d <= 1.0))
+            rc = mtl_fail(&err, o->name, "'%s' is not a number in [-1, 1]", val);
+        if (rc == MTL_OK) *(double *)field = d;
+        break;
+    }
+    if (rc != MTL_OK) return usage_error("%s", err.msg);
+    if (o->flag != NO_FLAG) *(int *)((char *)a + o->flag) = 1;
     return 0;
 }
 
-/* Returns 0 to go on, 1 after --help, 2 on a usage error. */
-static int parse_args(args *a, int argc, char **argv) {
-    int i = 1;
-    if (argc > 1 && strcmp(argv[1], "synth") == 0) {
-        a->synth = 1;
-        i = 2;
-    }
-    for (; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            fputs(usage_text, stdout);
-            return 1;
-        }
-        if (strncmp(arg, "--", 2) != 0) return usage_error("'%s': unexpected argument", arg);
-        char name[64];
-        const char *eq = strchr(arg, '=');
-        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (len >= sizeof name) return usage_error("%s: unknown option", arg);
-        memcpy(name, arg, len);
-        name[len] = '\0';
-        const char *val = eq ? eq + 1 : NULL;
-        if (!val) {
-            if (i + 1 >= argc) return usage_error("%s: missing value", name);
-            val = argv[++i];
-        }
-        if (*val == '\0') return usage_error("%s: empty value", name);
-        mtl_error err;
-        int rc = 0;
-        if (strcmp(name, "--output-dir") == 0)
-            a->prep.output_dir = val;
-        else if (strcmp(name, "--split") == 0) {
-            if (mtl_split_parse(val, a->prep.split, &a->prep.n_split, &err)) {
-                fprintf(stderr, "mtl_prep: %s\n", err.msg);
-                return 2;
-            }
-        } else if (strcmp(name, "--seed") == 0 && a->synth)
-            rc = parse_u64(name, val, &a->seed);
-        else if (strcmp(name, "--rows") == 0 && a->synth) {
-            rc = parse_i64(name, val, 1, &a->rows);
-            a->have_rows = 1;
-        } else if (strcmp(name, "--kind") == 0 && a->synth)
-            a->kind = val;
-        else if (strcmp(name, "--correlation") == 0 && a->synth) {
-            char *end;
-            errno = 0;
-            a->mmoe.correlation = strtod(val, &end);
-            if (end == val || *end != '\0' || errno || !(a->mmoe.correlation >= -1.0) ||
-                !(a->mmoe.correlation <= 1.0))
-                return usage_error("%s: '%s' is not a number in [-1, 1]", name, val);
-            a->have_correlation = 1;
-        } else if (strcmp(name, "--sparse-fields") == 0 && a->synth) {
-            rc = parse_int(name, val, 0, &a->ctr.sparse_fields);
-            a->have_ctr_shape = 1;
-        } else if (strcmp(name, "--vocab") == 0 && a->synth) {
-            if (mtl_synth_vocab_parse(val, a->ctr.vocab, &a->ctr.n_vocab, &err))
-                return usage_error("%s", err.msg);
-            a->have_ctr_shape = 1;
-        } else if (strcmp(name, "--dense-fields") == 0 && a->synth) {
-            rc = parse_int(name, val, 0, &a->ctr.dense_fields);
-            a->have_ctr_shape = 1;
-        } else if (strcmp(name, "--multi-fields") == 0 && a->synth) {
-            rc = parse_int(name, val, 0, &a->ctr.multi_fields);
-            a->have_ctr_shape = 1;
-        } else if (strcmp(name, "--multi-len") == 0 && a->synth) {
-            rc = parse_int(name, val, 1, &a->ctr.multi_len);
-            a->have_ctr_shape = 1;
-        } else if (strcmp(name, "--tasks") == 0 && a->synth) {
-            rc = parse_int(name, val, 2, &a->ctr.tasks);
-            a->have_ctr_shape = 1;
-        } else if (strcmp(name, "--config") == 0 && !a->synth)
-            a->prep.config_path = val;
-        else if (strcmp(name, "--input") == 0 && !a->synth)
-            a->prep.input_path = val;
-        else if (strcmp(name, "--train") == 0 && !a->synth)
-            a->prep.train_path = val;
-        else if (strcmp(name, "--test") == 0 && !a->synth)
-            a->prep.test_path = val;
-        else if (strcmp(name, "--vocab-from") == 0 && !a->synth)
-            a->prep.vocab_from = val;
-        else if (strcmp(name, "--shuffle-seed") == 0 && !a->synth) {
-            rc = parse_u64(name, val, &a->prep.shuffle_seed);
-            a->prep.shuffle = 1;
-        } else
-            return usage_error("%s: unknown option%s", name, a->synth ? " for synth" : "");
-        if (rc) return 2;
-    }
-
+/* The options given together make sense. Returns 0 or 2. */
+static int check_args(const args *a) {
     if (!a->prep.output_dir) return usage_error("--output-dir: required");
     if (a->synth) {
         if (!a->kind) return usage_error("--kind: required (mmoe or ctr)");
@@ -219,6 +195,39 @@ static int parse_args(args *a, int argc, char **argv) {
         return usage_error("--split: only with --input (--train/--test are the split)");
     if (has_pair && a->prep.shuffle) return usage_error("--shuffle-seed: only with --input");
     return 0;
+}
+
+/* Returns 0 to go on, 1 after --help, 2 on a usage error. */
+static int parse_args(args *a, int argc, char **argv) {
+    int i = 1;
+    if (argc > 1 && strcmp(argv[1], "synth") == 0) {
+        a->synth = 1;
+        i = 2;
+    }
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 1;
+        }
+        if (strncmp(arg, "--", 2) != 0) return usage_error("'%s': unexpected argument", arg);
+        char name[64];
+        const char *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (len >= sizeof name) return usage_error("%s: unknown option", arg);
+        memcpy(name, arg, len);
+        name[len] = '\0';
+        const prep_option *o = find_option(name, a->synth ? FOR_SYNTH : FOR_PREP);
+        if (!o) return usage_error("%s: unknown option%s", name, a->synth ? " for synth" : "");
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc) return usage_error("%s: missing value", name);
+            val = argv[++i];
+        }
+        if (*val == '\0') return usage_error("%s: empty value", name);
+        if (set_option(a, o, val)) return 2;
+    }
+    return check_args(a);
 }
 
 int main(int argc, char **argv) {
