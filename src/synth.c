@@ -26,17 +26,19 @@ static char **make_names(const char *prefix, int n, mtl_error *err) {
     return names;
 }
 
-static int resolve_split(int n_split, const double *split, int64_t rows, double *frac, int *n_parts,
-                         int64_t *count, mtl_error *err) {
+/* The parts' row counts (default split train/valid/test 0.8/0.1/0.1; no
+ * part may be empty), and the output directory, created. */
+static int plan_parts(int n_split, const double *split, int64_t rows, const char *dir, int *n_parts,
+                      int64_t *count, mtl_error *err) {
+    double frac[MTL_SPLIT_MAX] = {0.8, 0.1, 0.1};
     *n_parts = n_split ? n_split : 3;
-    frac[0] = 0.8, frac[1] = 0.1, frac[2] = 0.1; /* default train/valid/test */
     if (n_split) memcpy(frac, split, (size_t)n_split * sizeof *frac);
     mtl_split_counts(rows, frac, *n_parts, count);
     for (int p = 0; p < *n_parts; p++)
         if (count[p] == 0)
             return mtl_fail(err, "--rows", "%lld rows leave %s empty", (long long)rows,
                             mtl_split_file(p, *n_parts));
-    return MTL_OK;
+    return mtl_mkdir_p(dir, "directory", err);
 }
 
 static int part_path(char *path, size_t cap, const char *dir, int part, int n_parts,
@@ -114,12 +116,10 @@ int mtl_synth_mmoe(const mtl_synth_mmoe_options *opt, mtl_error *err) {
     if (!(opt->correlation >= -1.0 && opt->correlation <= 1.0))
         return mtl_fail(err, "--correlation", "%g is not in [-1, 1]", opt->correlation);
     if (opt->rows <= 0) return mtl_fail(err, "--rows", "must be positive");
-    double frac[MTL_SPLIT_MAX];
     int64_t count[MTL_SPLIT_MAX];
     int n_parts;
-    if (resolve_split(opt->n_split, opt->split, opt->rows, frac, &n_parts, count, err))
+    if (plan_parts(opt->n_split, opt->split, opt->rows, opt->output_dir, &n_parts, count, err))
         return MTL_ERR;
-    if (mtl_mkdir_p(opt->output_dir, "directory", err)) return MTL_ERR;
 
     mtl_rng rng;
     mtl_rng_seed(&rng, opt->seed);
@@ -489,12 +489,10 @@ fail:
 
 int mtl_synth_ctr(const mtl_synth_ctr_options *opt, mtl_error *err) {
     if (check_ctr_options(opt, err)) return MTL_ERR;
-    double frac[MTL_SPLIT_MAX];
     int64_t count[MTL_SPLIT_MAX];
     int n_parts;
-    if (resolve_split(opt->n_split, opt->split, opt->rows, frac, &n_parts, count, err))
+    if (plan_parts(opt->n_split, opt->split, opt->rows, opt->output_dir, &n_parts, count, err))
         return MTL_ERR;
-    if (mtl_mkdir_p(opt->output_dir, "directory", err)) return MTL_ERR;
     char written[MTL_SPLIT_MAX][4200];
     int n_written = 0;
     mtl_rng rng;

@@ -174,17 +174,8 @@ expect config "unknown key, 2 ranks" 2 2 "unknown_key.ini:3: bogus_key: unknown 
 # mtl_prep: its column/task config
 CSV=$WORK/csv
 mkdir -p "$CSV/a_directory.csv"
-cat >"$CSV/p.ini" <<'EOF'
-[columns]
-names = age, color, amount, label
-categorical = color
-numeric = age, amount
-
-[task.buy]
-column = label
-positive = yes
-negative = no
-EOF
+# the toy CSV's config, shared with e2e_valgrind.sh (line numbers below count its lines)
+cp "$MTL_SRC/tests/toy_prep.ini" "$CSV/p.ini"
 sed 's/^categorical = color$/categorical = color, colour/' "$CSV/p.ini" >"$CSV/unknown_column.ini"
 sed 's/^numeric = age, amount$/numeric = age, amount\nbogus = 1/' "$CSV/p.ini" >"$CSV/unknown_key.ini"
 printf '[model]\nepochs = 2\n' | cat "$CSV/p.ini" - >"$CSV/unknown_section.ini"

@@ -94,17 +94,8 @@ vg bad_checkpoint 1 "$DIST" "${ARGS[@]}" --resume "$WORK/not.h5"
 
 echo
 echo "== mtl_prep =="
-cat >"$WORK/p.ini" <<'EOF'
-[columns]
-names = age, color, amount, label
-categorical = color
-numeric = age, amount
-
-[task.buy]
-column = label
-positive = yes
-negative = no
-EOF
+# the toy CSV's config, shared with e2e_bad_input.sh
+cp "$MTL_SRC/tests/toy_prep.ini" "$WORK/p.ini"
 for i in $(seq 1 60); do
     echo "$((20 + i % 50)),c$((i % 4)),$((i * 7)).5,$([ $((i % 3)) = 0 ] && echo yes || echo no)"
 done >"$WORK/good.csv"
