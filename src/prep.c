@@ -424,123 +424,129 @@ static int parse_multi_valued(mtl_prep_config *cfg, const ini_state *st, mtl_err
     return MTL_OK;
 }
 
-int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err) {
-    memset(cfg, 0, sizeof *cfg);
-    ini_state st;
-    memset(&st, 0, sizeof st);
-    st.path = path;
-    st.err = err;
-    if (mtl_ini_read(path, ini_on_key, &st, err)) goto fail;
-
-    /* columns */
-    if (st.names.n == 0) {
+/* [columns]: the names, and each column's role. */
+static int config_columns(mtl_prep_config *cfg, ini_state *st, const char *path, mtl_error *err) {
+    if (st->names.n == 0) {
         mtl_fail(err, path, "[columns] names: missing (list the CSV's columns in order)");
-        goto fail;
+        return MTL_ERR;
     }
-    for (int i = 0; i < st.names.n; i++) {
-        if (strlist_find(&st.names, st.names.item[i]) != i) {
-            mtl_fail(err, NULL, "%s:%d: names: column '%s' listed twice", path, st.names.line[i],
-                     st.names.item[i]);
-            goto fail;
+    for (int i = 0; i < st->names.n; i++) {
+        if (strlist_find(&st->names, st->names.item[i]) != i) {
+            mtl_fail(err, NULL, "%s:%d: names: column '%s' listed twice", path, st->names.line[i],
+                     st->names.item[i]);
+            return MTL_ERR;
         }
     }
-    int nc = st.names.n;
+    int nc = st->names.n;
     cfg->n_cols = nc;
     cfg->col_role = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->col_slot = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->sparse_col = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->dense_col = mtl_alloc((size_t)nc, sizeof(int), "config", err);
-    cfg->tasks = mtl_alloc((size_t)st.n_tasks, sizeof(mtl_prep_task), "config", err);
+    cfg->tasks = mtl_alloc((size_t)st->n_tasks, sizeof(mtl_prep_task), "config", err);
     cfg->hash_buckets = mtl_alloc((size_t)nc, sizeof(int64_t), "config", err);
     cfg->multi_sep = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->multi_mean = mtl_alloc((size_t)nc, sizeof(int), "config", err);
     cfg->path = mtl_strdup(path, err);
     if (!cfg->col_role || !cfg->col_slot || !cfg->sparse_col || !cfg->dense_col || !cfg->tasks ||
         !cfg->hash_buckets || !cfg->multi_sep || !cfg->multi_mean || !cfg->path)
-        goto fail;
+        return MTL_ERR;
     for (int c = 0; c < nc; c++) cfg->col_slot[c] = -1;
-    if (assign_role(cfg, &st, &st.categorical, "categorical", MTL_COL_CATEGORICAL, &cfg->S,
+    if (assign_role(cfg, st, &st->categorical, "categorical", MTL_COL_CATEGORICAL, &cfg->S,
                     cfg->sparse_col, err) ||
-        assign_role(cfg, &st, &st.numeric, "numeric", MTL_COL_NUMERIC, &cfg->D, cfg->dense_col,
+        assign_role(cfg, st, &st->numeric, "numeric", MTL_COL_NUMERIC, &cfg->D, cfg->dense_col,
                     err) ||
-        assign_role(cfg, &st, &st.ignore, "ignore", MTL_COL_IGNORE, NULL, NULL, err) ||
-        parse_hash_buckets(cfg, &st, err) || parse_multi_valued(cfg, &st, err))
-        goto fail;
+        assign_role(cfg, st, &st->ignore, "ignore", MTL_COL_IGNORE, NULL, NULL, err) ||
+        parse_hash_buckets(cfg, st, err) || parse_multi_valued(cfg, st, err))
+        return MTL_ERR;
+    return MTL_OK;
+}
 
-    /* tasks */
+/* [task.NAME] number t: its label column, type and label values. */
+static int config_task(mtl_prep_config *cfg, ini_state *st, int t, const char *path,
+                       mtl_error *err) {
+    task_draft *d = &st->tasks[t];
+    mtl_prep_task *k = &cfg->tasks[t];
+    k->line = d->line;
+    if (d->column.n == 0) {
+        mtl_fail(err, NULL, "%s:%d: [task.%s]: column: missing", path, d->line, d->name);
+        return MTL_ERR;
+    }
+    int c = strlist_find(&st->names, d->column.item[0]);
+    if (c < 0) {
+        mtl_fail(err, NULL, "%s:%d: column: unknown column '%s' (not in names)", path,
+                 d->column.line[0], d->column.item[0]);
+        return MTL_ERR;
+    }
+    if (cfg->col_role[c] != MTL_COL_NONE && cfg->col_role[c] != MTL_COL_LABEL) {
+        mtl_fail(err, NULL,
+                 "%s:%d: column: '%s' is task %s's label and cannot also be a feature or "
+                 "ignored",
+                 path, d->column.line[0], d->column.item[0], d->name);
+        return MTL_ERR;
+    }
+    cfg->col_role[c] = MTL_COL_LABEL;
+    k->col = c;
+    if (d->type.n > 0) {
+        if (strcmp(d->type.item[0], "regression") == 0)
+            k->regression = 1;
+        else if (strcmp(d->type.item[0], "binary") != 0) {
+            mtl_fail(err, NULL, "%s:%d: type: '%s' is not binary or regression", path,
+                     d->type.line[0], d->type.item[0]);
+            return MTL_ERR;
+        }
+    }
+    if (k->regression && (d->positive.n || d->negative.n)) {
+        mtl_fail(err, NULL, "%s:%d: [task.%s]: positive/negative: not for a regression task", path,
+                 d->positive.n ? d->positive.line[0] : d->negative.line[0], d->name);
+        return MTL_ERR;
+    }
+    if (!k->regression && (d->positive.n == 0 || d->negative.n == 0)) {
+        mtl_fail(err, NULL,
+                 "%s:%d: [task.%s]: a binary task needs both positive and negative values", path,
+                 d->line, d->name);
+        return MTL_ERR;
+    }
+    for (int i = 0; i < d->positive.n; i++) {
+        int j = strlist_find(&d->negative, d->positive.item[i]);
+        if (j >= 0) {
+            mtl_fail(err, NULL, "%s:%d: negative: '%s' is also positive", path, d->negative.line[j],
+                     d->positive.item[i]);
+            return MTL_ERR;
+        }
+    }
+    k->n_positive = d->positive.n;
+    k->n_negative = d->negative.n;
+    k->positive = take_items(&d->positive);
+    k->negative = take_items(&d->negative);
+    k->column = mtl_strdup(d->column.item[0], err);
+    k->name = d->name;
+    d->name = NULL;
+    cfg->T = t + 1;
+    if (!k->column) return MTL_ERR;
+    for (int u = 0; u < t; u++)
+        if (strcmp(cfg->tasks[u].name, k->name) == 0) {
+            mtl_fail(err, NULL, "%s:%d: [task.%s]: task defined twice", path, d->line, k->name);
+            return MTL_ERR;
+        }
+    return MTL_OK;
+}
+
+int mtl_prep_config_load(mtl_prep_config *cfg, const char *path, mtl_error *err) {
+    memset(cfg, 0, sizeof *cfg);
+    ini_state st;
+    memset(&st, 0, sizeof st);
+    st.path = path;
+    st.err = err;
+    if (mtl_ini_read(path, ini_on_key, &st, err) || config_columns(cfg, &st, path, err)) goto fail;
     if (st.n_tasks == 0) {
         mtl_fail(err, path, "no tasks (add a [task.NAME] section)");
         goto fail;
     }
-    for (int t = 0; t < st.n_tasks; t++) {
-        task_draft *d = &st.tasks[t];
-        mtl_prep_task *k = &cfg->tasks[t];
-        k->line = d->line;
-        if (d->column.n == 0) {
-            mtl_fail(err, NULL, "%s:%d: [task.%s]: column: missing", path, d->line, d->name);
-            goto fail;
-        }
-        int c = strlist_find(&st.names, d->column.item[0]);
-        if (c < 0) {
-            mtl_fail(err, NULL, "%s:%d: column: unknown column '%s' (not in names)", path,
-                     d->column.line[0], d->column.item[0]);
-            goto fail;
-        }
-        if (cfg->col_role[c] != MTL_COL_NONE && cfg->col_role[c] != MTL_COL_LABEL) {
-            mtl_fail(err, NULL,
-                     "%s:%d: column: '%s' is task %s's label and cannot also be a feature or "
-                     "ignored",
-                     path, d->column.line[0], d->column.item[0], d->name);
-            goto fail;
-        }
-        cfg->col_role[c] = MTL_COL_LABEL;
-        k->col = c;
-        if (d->type.n > 0) {
-            if (strcmp(d->type.item[0], "regression") == 0)
-                k->regression = 1;
-            else if (strcmp(d->type.item[0], "binary") != 0) {
-                mtl_fail(err, NULL, "%s:%d: type: '%s' is not binary or regression", path,
-                         d->type.line[0], d->type.item[0]);
-                goto fail;
-            }
-        }
-        if (k->regression && (d->positive.n || d->negative.n)) {
-            mtl_fail(err, NULL, "%s:%d: [task.%s]: positive/negative: not for a regression task",
-                     path, d->positive.n ? d->positive.line[0] : d->negative.line[0], d->name);
-            goto fail;
-        }
-        if (!k->regression && (d->positive.n == 0 || d->negative.n == 0)) {
-            mtl_fail(err, NULL,
-                     "%s:%d: [task.%s]: a binary task needs both positive and negative values",
-                     path, d->line, d->name);
-            goto fail;
-        }
-        for (int i = 0; i < d->positive.n; i++) {
-            int j = strlist_find(&d->negative, d->positive.item[i]);
-            if (j >= 0) {
-                mtl_fail(err, NULL, "%s:%d: negative: '%s' is also positive", path,
-                         d->negative.line[j], d->positive.item[i]);
-                goto fail;
-            }
-        }
-        k->n_positive = d->positive.n;
-        k->n_negative = d->negative.n;
-        k->positive = take_items(&d->positive);
-        k->negative = take_items(&d->negative);
-        k->column = mtl_strdup(d->column.item[0], err);
-        k->name = d->name;
-        d->name = NULL;
-        cfg->T = t + 1;
-        if (!k->column) goto fail;
-        for (int u = 0; u < t; u++)
-            if (strcmp(cfg->tasks[u].name, k->name) == 0) {
-                mtl_fail(err, NULL, "%s:%d: [task.%s]: task defined twice", path, d->line, k->name);
-                goto fail;
-            }
-    }
-
+    for (int t = 0; t < st.n_tasks; t++)
+        if (config_task(cfg, &st, t, path, err)) goto fail;
     /* every column accounted for */
-    for (int c = 0; c < nc; c++) {
+    for (int c = 0; c < cfg->n_cols; c++) {
         if (cfg->col_role[c] == MTL_COL_NONE) {
             mtl_fail(err, path,
                      "column %s: no role (list it under categorical, numeric or ignore, or use "
