@@ -803,6 +803,100 @@ static int read_list(rowstore *r, const mtl_prep_config *cfg, int s, char *value
     return MTL_OK;
 }
 
+/* The row's fields: exactly the config's columns, or an error naming the
+ * first column that is missing, extra or malformed. */
+static int split_row(char *line, char **field, const mtl_prep_config *cfg, const char *where,
+                     mtl_error *err) {
+    int nc = cfg->n_cols;
+    const char *why = NULL;
+    int n = mtl_csv_split(line, field, nc, &why); /* every field is counted: a long row shows */
+    if (n < 0) {
+        int bad = -1 - n;
+        if (bad < nc) return mtl_fail(err, where, "column %s: %s", cfg->col_names[bad], why);
+        return mtl_fail(err, where, "column %s: field %d after it: %s", cfg->col_names[nc - 1],
+                        bad - nc + 1, why);
+    }
+    if (n < nc)
+        return mtl_fail(err, where, "column %s: missing (row has %d fields, config names %d)",
+                        cfg->col_names[n], n, nc);
+    if (n > nc)
+        return mtl_fail(err, where,
+                        "column %s: extra fields after the last column (row has %d fields, "
+                        "config names %d)",
+                        cfg->col_names[nc - 1], n, nc);
+    return MTL_OK;
+}
+
+/* Row r->n's categorical ids: train-fitted codes, hashed ids, or lists. */
+static int encode_categorical(rowstore *r, const mtl_prep_config *cfg, char **field,
+                              mtl_error *err) {
+    int32_t *sp = r->sparse + r->n * r->S;
+    for (int s = 0; s < cfg->S; s++) {
+        char *value = field[cfg->sparse_col[s]];
+        if (cfg->multi_sep[s]) {
+            sp[s] = 0;
+            if (read_list(r, cfg, s, value, err)) return MTL_ERR;
+        } else if (cfg->hash_buckets[s]) {
+            sp[s] = (int32_t)mtl_hash_id(cfg->col_names[cfg->sparse_col[s]], value,
+                                         cfg->hash_buckets[s]);
+        } else {
+            int32_t id = strtab_intern(&r->cat[s], value, err);
+            if (id < 0) return MTL_ERR;
+            sp[s] = id;
+        }
+    }
+    return MTL_OK;
+}
+
+static int encode_numeric(rowstore *r, const mtl_prep_config *cfg, char **field, const char *where,
+                          mtl_error *err) {
+    double *de = r->dense + r->n * r->D;
+    for (int d = 0; d < cfg->D; d++) {
+        int c = cfg->dense_col[d];
+        if (!parse_number(field[c], &de[d]))
+            return mtl_fail(
+                err, where, "column %s: '%s' is not a number%s", cfg->col_names[c], field[c],
+                strcmp(field[c], "?") == 0 ? " (unknown values are not allowed in a numeric column)"
+                                           : "");
+    }
+    return MTL_OK;
+}
+
+/* Row r->n's labels: a number (regression), or 1/0 from the task's
+ * positive and negative values (binary). */
+static int encode_labels(rowstore *r, const mtl_prep_config *cfg, char **field, const char *where,
+                         mtl_error *err) {
+    float *la = r->labels + r->n * r->T;
+    for (int t = 0; t < cfg->T; t++) {
+        const mtl_prep_task *k = &cfg->tasks[t];
+        int c = k->col;
+        if (k->regression) {
+            double v;
+            if (!parse_number(field[c], &v))
+                return mtl_fail(err, where, "column %s: '%s' is not a number (task %s)",
+                                cfg->col_names[c], field[c], k->name);
+            if (fabs(v) > FLT_MAX) /* labels are float32: it would become Inf */
+                return mtl_fail(err, where, "column %s: '%s' is out of the float32 range (task %s)",
+                                cfg->col_names[c], field[c], k->name);
+            la[t] = (float)v;
+            continue;
+        }
+        char *key = label_key(field[c]);
+        int found = -1;
+        for (int i = 0; i < k->n_positive && found < 0; i++)
+            if (strcmp(key, k->positive[i]) == 0) found = 1;
+        for (int i = 0; i < k->n_negative && found < 0; i++)
+            if (strcmp(key, k->negative[i]) == 0) found = 0;
+        if (found < 0)
+            return mtl_fail(err, where,
+                            "column %s: label value '%s' is neither positive nor negative for "
+                            "task %s (see %s)",
+                            cfg->col_names[c], key, k->name, cfg->path);
+        la[t] = (float)found;
+    }
+    return MTL_OK;
+}
+
 /* Append every data row of the file at `path` to r. */
 static int read_csv(rowstore *r, const mtl_prep_config *cfg, const char *path, mtl_error *err) {
     line_reader lr = {0};
@@ -814,128 +908,26 @@ static int read_csv(rowstore *r, const mtl_prep_config *cfg, const char *path, m
     if (!lr.gz)
         return mtl_fail(err, path, "cannot open: %s", errno ? strerror(errno) : "gzopen failed");
     gzbuffer(lr.gz, 1 << 20);
-    int nc = cfg->n_cols;
-    char **field = mtl_alloc((size_t)nc + 1, sizeof(char *), "csv fields", err);
-    if (!field) {
-        gzclose(lr.gz);
-        return MTL_ERR;
-    }
+    char **field = mtl_alloc((size_t)cfg->n_cols + 1, sizeof(char *), "csv fields", err);
     int64_t rows_before = r->n;
-    int rc = MTL_OK;
+    int rc = field ? MTL_OK : MTL_ERR;
     char where[4200];
-    for (;;) {
+    while (rc == MTL_OK) {
         int got = read_line(&lr, path, err);
-        if (got < 0) {
-            rc = MTL_ERR;
+        if (got <= 0) {
+            rc = got < 0 ? MTL_ERR : MTL_OK;
             break;
         }
-        if (got == 0) break;
         char *line = lr.buf;
         if (lr.line == 1 && line[0] == '|') continue; /* adult.test's "|1x3 Cross validator" */
         if (*trim(line) == '\0') continue;            /* blank (UCI files end with one) */
         snprintf(where, sizeof where, "%s:%lld", path, (long long)lr.line);
-        /* every field is counted, so a long row is reported */
-        const char *why = NULL;
-        int n = mtl_csv_split(line, field, nc, &why);
-        if (n < 0) {
-            int bad = -1 - n;
-            if (bad < nc)
-                rc = mtl_fail(err, where, "column %s: %s", cfg->col_names[bad], why);
-            else
-                rc = mtl_fail(err, where, "column %s: field %d after it: %s",
-                              cfg->col_names[nc - 1], bad - nc + 1, why);
-            break;
-        }
-        if (n < nc) {
-            rc = mtl_fail(err, where, "column %s: missing (row has %d fields, config names %d)",
-                          cfg->col_names[n], n, nc);
-            break;
-        }
-        if (n > nc) {
-            rc = mtl_fail(err, where,
-                          "column %s: extra fields after the last column (row has %d fields, "
-                          "config names %d)",
-                          cfg->col_names[nc - 1], n, nc);
-            break;
-        }
-        if (rowstore_reserve(r, r->n + 1, err)) {
-            rc = MTL_ERR;
-            break;
-        }
-        int32_t *sp = r->sparse + r->n * r->S;
-        double *de = r->dense + r->n * r->D;
-        float *la = r->labels + r->n * r->T;
-        for (int s = 0; s < cfg->S; s++) {
-            char *value = field[cfg->sparse_col[s]];
-            if (cfg->multi_sep[s]) {
-                sp[s] = 0;
-                if (read_list(r, cfg, s, value, err)) {
-                    rc = MTL_ERR;
-                    break;
-                }
-                continue;
-            }
-            if (cfg->hash_buckets[s]) {
-                sp[s] = (int32_t)mtl_hash_id(cfg->col_names[cfg->sparse_col[s]], value,
-                                             cfg->hash_buckets[s]);
-                continue;
-            }
-            int32_t id = strtab_intern(&r->cat[s], value, err);
-            if (id < 0) {
-                rc = MTL_ERR;
-                break;
-            }
-            sp[s] = id;
-        }
-        if (rc) break;
-        for (int d = 0; d < cfg->D; d++) {
-            int c = cfg->dense_col[d];
-            if (!parse_number(field[c], &de[d])) {
-                rc = mtl_fail(err, where, "column %s: '%s' is not a number%s", cfg->col_names[c],
-                              field[c],
-                              strcmp(field[c], "?") == 0
-                                  ? " (unknown values are not allowed in a numeric column)"
-                                  : "");
-                break;
-            }
-        }
-        if (rc) break;
-        for (int t = 0; t < cfg->T; t++) {
-            const mtl_prep_task *k = &cfg->tasks[t];
-            int c = k->col;
-            if (k->regression) {
-                double v;
-                if (!parse_number(field[c], &v)) {
-                    rc = mtl_fail(err, where, "column %s: '%s' is not a number (task %s)",
-                                  cfg->col_names[c], field[c], k->name);
-                    break;
-                }
-                if (fabs(v) > FLT_MAX) { /* labels are float32: it would become Inf */
-                    rc = mtl_fail(err, where,
-                                  "column %s: '%s' is out of the float32 range (task %s)",
-                                  cfg->col_names[c], field[c], k->name);
-                    break;
-                }
-                la[t] = (float)v;
-                continue;
-            }
-            char *key = label_key(field[c]);
-            int found = -1;
-            for (int i = 0; i < k->n_positive && found < 0; i++)
-                if (strcmp(key, k->positive[i]) == 0) found = 1;
-            for (int i = 0; i < k->n_negative && found < 0; i++)
-                if (strcmp(key, k->negative[i]) == 0) found = 0;
-            if (found < 0) {
-                rc = mtl_fail(err, where,
-                              "column %s: label value '%s' is neither positive nor negative for "
-                              "task %s (see %s)",
-                              cfg->col_names[c], key, k->name, cfg->path);
-                break;
-            }
-            la[t] = (float)found;
-        }
-        if (rc) break;
-        r->n++;
+        rc = split_row(line, field, cfg, where, err);
+        if (rc == MTL_OK) rc = rowstore_reserve(r, r->n + 1, err);
+        if (rc == MTL_OK) rc = encode_categorical(r, cfg, field, err);
+        if (rc == MTL_OK) rc = encode_numeric(r, cfg, field, where, err);
+        if (rc == MTL_OK) rc = encode_labels(r, cfg, field, where, err);
+        if (rc == MTL_OK) r->n++;
     }
     if (rc == MTL_OK && r->n == rows_before) rc = mtl_fail(err, path, "no data rows");
     free(field);
