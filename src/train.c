@@ -236,10 +236,13 @@ static int stream_gather(stream_state *st, int64_t first, int n, mtl_batch *b, m
 }
 
 typedef struct {
-    double loss[MTL_MAX_TASKS]; /* logloss (binary) or MSE (regression) */
-    double auc[MTL_MAX_TASKS];  /* binary */
-    double mae[MTL_MAX_TASKS];  /* regression */
-    double total;               /* sum of loss-weighted per-task losses */
+    double loss[MTL_MAX_TASKS];         /* logloss (binary) or MSE (regression) */
+    double auc[MTL_MAX_TASKS];          /* binary */
+    double mae[MTL_MAX_TASKS];          /* regression */
+    double gauc[MTL_MAX_TASKS];         /* binary, when the split has /groups (has_gauc) */
+    int64_t gauc_groups[MTL_MAX_TASKS]; /* groups counted in gauc (metrics.h) */
+    int has_gauc;
+    double total; /* sum of loss-weighted per-task losses */
 } eval_result;
 
 typedef struct {
@@ -258,8 +261,9 @@ typedef struct {
     int64_t steps_per_epoch;
     float *best;
     /* evaluation buffers */
-    float *eval_pred, *eval_labels; /* local [n x P], [n x T] */
-    float *all_pred, *all_labels;   /* rank 0: [N x P], [N x T] */
+    float *eval_pred, *eval_labels;    /* local [n x P], [n x T] */
+    float *all_pred, *all_labels;      /* rank 0: [N x P], [N x T] */
+    int64_t *eval_groups, *all_groups; /* local [n], rank 0: [N] /groups for GAUC */
     int64_t eval_capacity, all_capacity;
     FILE *metrics;
     int streaming;
@@ -312,6 +316,8 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
                    (size_t)n * (size_t)P * sizeof(float));
             memcpy(tr->eval_labels + (done + c) * T, tr->batch.labels,
                    (size_t)n * (size_t)T * sizeof(float));
+            if (chunk.groups)
+                memcpy(tr->eval_groups + done + c, chunk.groups + c, (size_t)n * sizeof(int64_t));
             c += n;
         }
         done += chunk.n_rows;
@@ -321,7 +327,10 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     int64_t total = ds->n_total;
     mtl_dist_gather_floats(tr->d, tr->eval_pred, count * P, tr->all_pred, total * P);
     mtl_dist_gather_floats(tr->d, tr->eval_labels, count * T, tr->all_labels, total * T);
+    if (ds->has_groups) /* a group's rows may be on several ranks: GAUC on all of them */
+        mtl_dist_gather_int64s(tr->d, tr->eval_groups, count, tr->all_groups, total);
     memset(res, 0, sizeof *res);
+    res->has_gauc = ds->has_groups;
     if (tr->d->rank == 0) {
         for (int t = 0; t < T; t++) {
             const float *p = tr->all_pred + mtl_model_prediction_of_task(m, t);
@@ -333,6 +342,9 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
             } else {
                 res->loss[t] = mtl_logloss(p, (size_t)P, y, (size_t)T, (size_t)total);
                 res->auc[t] = mtl_auc(p, (size_t)P, y, (size_t)T, (size_t)total);
+                if (res->has_gauc)
+                    res->gauc[t] = mtl_gauc(p, (size_t)P, y, (size_t)T, tr->all_groups,
+                                            (size_t)total, &res->gauc_groups[t]);
             }
             if (isfinite(res->loss[t])) res->total += m->loss_weights[t] * res->loss[t];
         }
@@ -377,6 +389,18 @@ static int any_task(const mtl_model *m, int regression) {
     return 0;
 }
 
+/* PREFIX_gauc and PREFIX_gauc_groups per binary task */
+static void json_gauc(cJSON *f, const mtl_model *m, const char *prefix, const eval_result *r) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_gauc", prefix);
+    json_task_map(f, m, key, r->gauc, 0);
+    snprintf(key, sizeof key, "%s_gauc_groups", prefix);
+    cJSON *map = cJSON_AddObjectToObject(f, key);
+    for (int t = 0; t < m->T; t++)
+        if (!m->shape.task_regression[t])
+            cJSON_AddNumberToObject(map, m->shape.task_names[t], (double)r->gauc_groups[t]);
+}
+
 static void json_eval(cJSON *f, const mtl_model *m, const char *prefix, const eval_result *r) {
     char key[64];
     snprintf(key, sizeof key, "%s_loss", prefix);
@@ -385,6 +409,7 @@ static void json_eval(cJSON *f, const mtl_model *m, const char *prefix, const ev
         snprintf(key, sizeof key, "%s_auc", prefix);
         json_task_map(f, m, key, r->auc, 0);
         if (strcmp(prefix, "test") == 0) json_task_map(f, m, "test_logloss", r->loss, 0);
+        if (r->has_gauc) json_gauc(f, m, prefix, r);
     }
     if (any_task(m, 1)) {
         snprintf(key, sizeof key, "%s_mse", prefix);
@@ -401,6 +426,7 @@ static void print_eval(const mtl_model *m, const char *label, const eval_result 
             printf(" %s mse %.4f mae %.4f", m->shape.task_names[t], r->loss[t], r->mae[t]);
         else
             printf(" %s loss %.4f auc %.4f", m->shape.task_names[t], r->loss[t], r->auc[t]);
+        if (r->has_gauc && !m->shape.task_regression[t]) printf(" gauc %.4f", r->gauc[t]);
     }
 }
 
@@ -695,7 +721,9 @@ static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_e
         tr->eval_pred =
             mtl_alloc((size_t)local_rows * (size_t)P, sizeof(float), "predictions", err);
         tr->eval_labels = mtl_alloc((size_t)local_rows * (size_t)T, sizeof(float), "labels", err);
-        if (!tr->eval_pred || !tr->eval_labels) return MTL_ERR;
+        free(tr->eval_groups);
+        tr->eval_groups = mtl_alloc((size_t)local_rows, sizeof(int64_t), "groups", err);
+        if (!tr->eval_pred || !tr->eval_labels || !tr->eval_groups) return MTL_ERR;
         tr->eval_capacity = local_rows;
     }
     if (tr->d->rank == 0 && total_rows > tr->all_capacity) {
@@ -703,7 +731,9 @@ static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_e
         free(tr->all_labels);
         tr->all_pred = mtl_alloc((size_t)total_rows * (size_t)P, sizeof(float), "predictions", err);
         tr->all_labels = mtl_alloc((size_t)total_rows * (size_t)T, sizeof(float), "labels", err);
-        if (!tr->all_pred || !tr->all_labels) return MTL_ERR;
+        free(tr->all_groups);
+        tr->all_groups = mtl_alloc((size_t)total_rows, sizeof(int64_t), "groups", err);
+        if (!tr->all_pred || !tr->all_labels || !tr->all_groups) return MTL_ERR;
         tr->all_capacity = total_rows;
     }
     return MTL_OK;
@@ -723,6 +753,8 @@ static void trainer_free(trainer *tr) {
     free(tr->eval_labels);
     free(tr->all_pred);
     free(tr->all_labels);
+    free(tr->eval_groups);
+    free(tr->all_groups);
     if (tr->metrics) fclose(tr->metrics);
     if (tr->streaming) stream_free(&tr->st);
 }
@@ -830,20 +862,29 @@ static void start_epoch(trainer *tr, int64_t epoch) {
                 tr->cfg->data_order_global ? 0 : tr->d->rank);
 }
 
-static int early_metric_task(const trainer *tr, mtl_error *err) {
+/* The task of --early-stop-metric auc:TASK or gauc:TASK (*gauc set for the
+ * latter), -1 for valid_loss, below -1 on an error (err filled). */
+static int early_metric_task(const trainer *tr, int *gauc, mtl_error *err) {
     const char *metric = tr->cfg->early_stop_metric;
-    if (strncmp(metric, "auc:", 4) != 0) return -1;
+    *gauc = strncmp(metric, "gauc:", 5) == 0;
+    if (!*gauc && strncmp(metric, "auc:", 4) != 0) return -1;
+    const char *task = metric + (*gauc ? 5 : 4);
+    if (*gauc && tr->has_valid && !tr->valid.has_groups)
+        return mtl_fail(err, tr->valid.path,
+                        "--early-stop-metric %s: the validation data has no /groups "
+                        "(GAUC needs a group id per row)",
+                        metric) -
+               1;
     for (int t = 0; t < tr->m->T; t++)
-        if (strcmp(tr->m->shape.task_names[t], metric + 4) == 0) {
+        if (strcmp(tr->m->shape.task_names[t], task) == 0) {
             if (tr->m->shape.task_regression[t])
                 return mtl_fail(err, NULL,
                                 "--early-stop-metric: task %s is a regression task (no AUC)",
-                                metric + 4) -
+                                task) -
                        1;
             return t;
         }
-    return mtl_fail(err, NULL, "--early-stop-metric: '%s' is not a task of the data", metric + 4) -
-           1;
+    return mtl_fail(err, NULL, "--early-stop-metric: '%s' is not a task of the data", task) - 1;
 }
 
 /* --valid-split F: the tail of the training file, F of its rows (rounded as
@@ -960,7 +1001,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
         return MTL_EXIT_USAGE; /* same on every rank: a configuration problem */
     }
     mtl_model *m = tr->m;
-    int et = early_metric_task(tr, err);
+    int et_gauc = 0, et = early_metric_task(tr, &et_gauc, err);
     if (et < -1) {
         trainer_free(tr);
         return MTL_EXIT_USAGE;
@@ -1346,7 +1387,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             json_line(tr->metrics, j);
         }
         if (use_early) {
-            double metric = et >= 0 ? -valid.auc[et] : valid.total;
+            double metric = et >= 0 ? -(et_gauc ? valid.gauc[et] : valid.auc[et]) : valid.total;
             if (metric < pg.best_metric) {
                 pg.best_metric = metric;
                 pg.best_epoch = pg.epoch;
@@ -1433,6 +1474,7 @@ int mtl_train_run(const mtl_config *cfg, const mtl_dist *d, mtl_error *err) {
             if (any_task(m, 0)) {
                 json_task_map(j, m, "test_auc", test.auc, 0);
                 json_task_map(j, m, "test_logloss", test.loss, 0);
+                if (test.has_gauc) json_gauc(j, m, "test", &test);
             }
             if (any_task(m, 1)) {
                 json_task_map(j, m, "test_mse", test.loss, 1);
