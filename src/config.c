@@ -583,16 +583,17 @@ static int set_loss_weights(mtl_config *cfg, const char *value, const char *wher
     return MTL_OK;
 }
 
-/* "valid_loss" or "auc:TASK" */
+/* "valid_loss", "auc:TASK" or "gauc:TASK" */
 static int check_early_stop_metric(const char *m, const char *where, mtl_error *err) {
     if (strcmp(m, "valid_loss") == 0) return MTL_OK;
-    if (strncmp(m, "auc:", 4) == 0 && m[4] != '\0') {
-        for (const char *c = m + 4; *c; c++)
+    size_t k = strncmp(m, "auc:", 4) == 0 ? 4 : strncmp(m, "gauc:", 5) == 0 ? 5 : 0;
+    if (k > 0 && m[k] != '\0') {
+        for (const char *c = m + k; *c; c++)
             if (isspace((unsigned char)*c))
                 return mtl_fail(err, where, "'%s': a task name has no spaces", m);
         return MTL_OK;
     }
-    return mtl_fail(err, where, "'%s' is not valid_loss or auc:TASK", m);
+    return mtl_fail(err, where, "'%s' is not valid_loss, auc:TASK or gauc:TASK", m);
 }
 
 static int set_early_stop_metric(mtl_config *cfg, const char *value, const char *where,
@@ -1082,7 +1083,8 @@ static const char usage_text[] =
     "                                0 = off (default 0; needs --valid or\n"
     "                                --valid-split)\n"
     "  --patience N                  the same: --early-stop-patience's short name\n"
-    "  --early-stop-metric M         valid_loss or auc:TASK (default valid_loss)\n"
+    "  --early-stop-metric M         valid_loss, auc:TASK or gauc:TASK\n"
+    "                                (default valid_loss)\n"
     "  --skip-nonfinite-steps[=BOOL] skip an update whose loss or gradient is NaN/Inf\n"
     "                                instead of failing (default off)\n"
     "\n"

@@ -936,6 +936,7 @@ void mtl_dataset_free(mtl_dataset *ds) {
     free(ds->dense);
     free(ds->labels);
     free(ds->weights);
+    free(ds->groups);
     free(ds->vocab_sizes);
     free_strs(ds->sparse_names, ds->S);
     free_strs(ds->dense_names, ds->D);
@@ -963,14 +964,15 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
     if (world < 1 || rank < 0 || rank >= world)
         return mtl_fail(err, path, "bad shard: rank %d of world %d", rank, world);
     hid_t file, d_sp = H5I_INVALID_HID, d_de = H5I_INVALID_HID, d_la = H5I_INVALID_HID,
-                d_we = H5I_INVALID_HID;
+                d_we = H5I_INVALID_HID, d_gr = H5I_INVALID_HID;
     if (open_h5(&file, path, err) != MTL_OK) return MTL_ERR;
     int rc = MTL_ERR;
-    hsize_t dsp[2], dde[2], dla[2], dwe[2];
+    hsize_t dsp[2], dde[2], dla[2], dwe[2], dgr[2];
     if (open_checked(file, "labels", 1, 2, WANT_FLOAT32, &d_la, dla, path, err) ||
         open_checked(file, "sparse", 0, 2, WANT_INT32, &d_sp, dsp, path, err) ||
         open_checked(file, "dense", 0, 2, WANT_FLOAT32, &d_de, dde, path, err) ||
-        open_checked(file, "weights", 0, 1, WANT_FLOAT32, &d_we, dwe, path, err))
+        open_checked(file, "weights", 0, 1, WANT_FLOAT32, &d_we, dwe, path, err) ||
+        open_checked(file, "groups", 0, 1, WANT_INT32, &d_gr, dgr, path, err))
         goto done;
     hsize_t N = dla[0];
     /* /labels defines N; every other dataset must agree row for row. */
@@ -978,8 +980,11 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         hid_t d;
         const char *name;
         hsize_t rows;
-    } others[3] = {{d_sp, "sparse", dsp[0]}, {d_de, "dense", dde[0]}, {d_we, "weights", dwe[0]}};
-    for (int k = 0; k < 3; k++)
+    } others[4] = {{d_sp, "sparse", dsp[0]},
+                   {d_de, "dense", dde[0]},
+                   {d_we, "weights", dwe[0]},
+                   {d_gr, "groups", dgr[0]}};
+    for (int k = 0; k < 4; k++)
         if (others[k].d >= 0 && others[k].rows != N) {
             mtl_fail(err, path, "/labels has %llu rows but /%s has %llu", (unsigned long long)N,
                      others[k].name, (unsigned long long)others[k].rows);
@@ -998,6 +1003,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
     ds->S = d_sp >= 0 ? (int)dsp[1] : 0;
     ds->D = d_de >= 0 ? (int)dde[1] : 0;
     ds->T = (int)dla[1];
+    ds->has_groups = d_gr >= 0;
     ds->path = mtl_strdup(path, err);
     if (!ds->path) goto done;
     if (d_sp >= 0 && (read_names(d_sp, "sparse", ds->S, &ds->sparse_names, path, err) ||
@@ -1051,6 +1057,10 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         ds->weights = mtl_alloc(n, sizeof(float), "weight rows", err);
         if (!ds->weights) goto done;
     }
+    if (d_gr >= 0) { /* group ids are only compared for equality: any int64 works */
+        ds->groups = mtl_alloc(n + 1, sizeof(int64_t), "group rows", err);
+        if (!ds->groups || read_i64(d_gr, begin, count, ds->groups, "groups", path, err)) goto done;
+    }
     if (width < 4) { /* compact ids: read and check int32 rows a chunk at a time */
         const int64_t chunk = 8192;
         int32_t *tmp =
@@ -1090,6 +1100,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         goto done;
     rc = load_multi(ds, file, N_file, 1, begin, count, path, err);
 done:
+    close_id(&d_gr, H5Dclose);
     close_id(&d_we, H5Dclose);
     close_id(&d_la, H5Dclose);
     close_id(&d_de, H5Dclose);

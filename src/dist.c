@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void check(const mtl_dist *d, int rc, const char *what) {
     if (rc == MPI_SUCCESS) return;
@@ -106,10 +107,12 @@ void mtl_dist_bcast_bytes(const mtl_dist *d, void *buf, size_t n, int root) {
     check(d, MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
-void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, float *recv,
-                            int64_t recv_capacity) {
+/* Variable-length gather to rank 0 of n items of type t (size elem bytes). */
+static void gather_to_root(const mtl_dist *d, const void *send, int64_t n, void *recv,
+                           int64_t recv_capacity, MPI_Datatype t, size_t elem) {
     if (d->world == 1) {
-        for (int64_t i = 0; i < n && i < recv_capacity; i++) recv[i] = send[i];
+        int64_t k = n < recv_capacity ? n : recv_capacity;
+        if (k > 0) memcpy(recv, send, (size_t)k * elem);
         return;
     }
     check_count(d, (size_t)n, "gather");
@@ -119,7 +122,7 @@ void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, flo
     if (d->rank == 0) {
         counts = malloc((size_t)d->world * sizeof *counts);
         displs = malloc((size_t)d->world * sizeof *displs);
-        if (!counts || !displs) mtl_dist_abort(d, 3, "out of memory gathering predictions");
+        if (!counts || !displs) mtl_dist_abort(d, 3, "out of memory gathering evaluation rows");
     }
     check(d, MPI_Gather(&count, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Gather");
     if (d->rank == 0) {
@@ -128,13 +131,23 @@ void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, flo
             displs[r] = (int)off;
             off += counts[r];
         }
-        if (off > recv_capacity) mtl_dist_abort(d, 3, "gathered more predictions than expected");
+        if (off > recv_capacity)
+            mtl_dist_abort(d, 3, "gathered more evaluation rows than expected");
     }
-    check(d,
-          MPI_Gatherv(send, count, MPI_FLOAT, recv, counts, displs, MPI_FLOAT, 0, MPI_COMM_WORLD),
+    check(d, MPI_Gatherv(send, count, t, recv, counts, displs, t, 0, MPI_COMM_WORLD),
           "MPI_Gatherv");
     free(counts);
     free(displs);
+}
+
+void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, float *recv,
+                            int64_t recv_capacity) {
+    gather_to_root(d, send, n, recv, recv_capacity, MPI_FLOAT, sizeof(float));
+}
+
+void mtl_dist_gather_int64s(const mtl_dist *d, const int64_t *send, int64_t n, int64_t *recv,
+                            int64_t recv_capacity) {
+    gather_to_root(d, send, n, recv, recv_capacity, MPI_INT64_T, sizeof(int64_t));
 }
 
 void mtl_dist_barrier(const mtl_dist *d) {

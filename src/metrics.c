@@ -4,59 +4,53 @@
 #include "mtl/metrics.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-/* one labelled item for AUC: its score and whether it is a positive */
+/* one labelled item for AUC: its group (0 for a plain AUC), score and class */
 typedef struct {
+    int64_t group;
     float score;
     float pos; /* 1 or 0 */
 } mtl_scored;
 
-static int cmp_score(const void *a, const void *b) {
-    float x = ((const mtl_scored *)a)->score;
-    float y = ((const mtl_scored *)b)->score;
-    return (x > y) - (x < y); /* no NaN here: they are rejected before sorting */
+/* by group, then score: a plain AUC is one group, GAUC walks the groups in turn */
+static int cmp_scored(const void *a, const void *b) {
+    const mtl_scored *x = a, *y = b;
+    if (x->group != y->group) return (x->group > y->group) - (x->group < y->group);
+    return (x->score > y->score) - (x->score < y->score); /* NaN rejected before sorting */
 }
 
-double mtl_auc(const float *score, size_t score_stride, const float *label, size_t label_stride,
-               size_t n) {
-    if (n == 0 || n > SIZE_MAX / sizeof(mtl_scored)) return NAN;
-    mtl_scored *items = malloc(n * sizeof(mtl_scored));
-    if (!items) return NAN;
-
-    // keep the labelled items; labels are 0/1 floats, >= 0.5 counts as positive
+/* Collects the labelled items (label not NaN) with their group; returns how
+ * many, or -1 when a labelled item has a NaN score (the AUC is undefined: a
+ * diverged model). Labels >= 0.5 count as positive. */
+static ptrdiff_t collect(mtl_scored *items, const float *score, size_t score_stride,
+                         const float *label, size_t label_stride, const int64_t *group, size_t n) {
     size_t m = 0;
-    double n_pos = 0.0, n_neg = 0.0;
     for (size_t i = 0; i < n; i++) {
         float y = label[i * label_stride];
         if (isnan(y)) continue;
         float s = score[i * score_stride];
-        if (isnan(s)) { // a NaN score has no rank: the AUC is undefined (a diverged model)
-            free(items);
-            return NAN;
-        }
-        float pos = y >= 0.5f ? 1.0f : 0.0f;
+        if (isnan(s)) return -1;
+        items[m].group = group ? group[i] : 0;
         items[m].score = s;
-        items[m].pos = pos;
+        items[m].pos = y >= 0.5f ? 1.0f : 0.0f;
         m++;
-        n_pos += pos;
-        n_neg += 1.0 - pos;
     }
-    if (n_pos == 0.0 || n_neg == 0.0) { // one class only: sklearn raises, we report NaN
-        free(items);
-        return NAN;
-    }
+    return (ptrdiff_t)m;
+}
 
-    // AUC = P(score of a random positive > score of a random negative), ties
-    // counting 1/2 -- the Mann-Whitney U statistic with average ranks for ties,
-    // which is what sklearn's roc_auc_score computes (trapezoids over tied
-    // thresholds). Sort ascending, then walk groups of equal score: every
-    // positive in a group beats the negatives of all lower groups and ties
-    // with the negatives of its own group. The counts are integers, summed
-    // exactly in double while the pair count stays below 2^53 (~1.9e8 items).
-    qsort(items, m, sizeof(mtl_scored), cmp_score);
-    double pairs = 0.0, neg_below = 0.0;
+/* AUC of one run of sorted items of one group, NaN when one class only.
+ * AUC = P(score of a random positive > score of a random negative), ties
+ * counting 1/2 -- the Mann-Whitney U statistic with average ranks for ties,
+ * which is what sklearn's roc_auc_score computes (trapezoids over tied
+ * thresholds). Walk groups of equal score in ascending order: every positive
+ * in a group beats the negatives of all lower groups and ties with the
+ * negatives of its own group. The counts are integers, summed exactly in
+ * double while the pair count stays below 2^53 (~1.9e8 items). */
+static double sorted_auc(const mtl_scored *items, size_t m) {
+    double pairs = 0.0, neg_below = 0.0, n_pos = 0.0;
     size_t i = 0;
     while (i < m) {
         size_t j = i;
@@ -68,10 +62,69 @@ double mtl_auc(const float *score, size_t score_stride, const float *label, size
         }
         pairs += pos_g * neg_below + 0.5 * pos_g * neg_g;
         neg_below += neg_g;
+        n_pos += pos_g;
+        i = j;
+    }
+    if (n_pos == 0.0 || neg_below == 0.0) return NAN; // sklearn raises, we report NaN
+    return pairs / (n_pos * neg_below);
+}
+
+/* Sorted labelled items of score/label (and group when not NULL); NULL with
+ * *m = 0 when there are none, NULL with *m = 1 on a NaN score or no memory. */
+static mtl_scored *sorted_items(const float *score, size_t score_stride, const float *label,
+                                size_t label_stride, const int64_t *group, size_t n, size_t *m) {
+    *m = 1;
+    if (n == 0 || n > SIZE_MAX / sizeof(mtl_scored)) {
+        *m = 0;
+        return NULL;
+    }
+    mtl_scored *items = malloc(n * sizeof(mtl_scored));
+    if (!items) return NULL;
+    ptrdiff_t k = collect(items, score, score_stride, label, label_stride, group, n);
+    if (k <= 0) {
+        free(items);
+        *m = k == 0 ? 0 : 1;
+        return NULL;
+    }
+    qsort(items, (size_t)k, sizeof(mtl_scored), cmp_scored);
+    *m = (size_t)k;
+    return items;
+}
+
+double mtl_auc(const float *score, size_t score_stride, const float *label, size_t label_stride,
+               size_t n) {
+    size_t m;
+    mtl_scored *items = sorted_items(score, score_stride, label, label_stride, NULL, n, &m);
+    if (!items) return NAN;
+    double auc = sorted_auc(items, m);
+    free(items);
+    return auc;
+}
+
+double mtl_gauc(const float *score, size_t score_stride, const float *label, size_t label_stride,
+                const int64_t *group, size_t n, int64_t *n_groups) {
+    *n_groups = 0;
+    size_t m;
+    mtl_scored *items = sorted_items(score, score_stride, label, label_stride, group, n, &m);
+    if (!items) return NAN;
+    // Zhou et al., "Deep Interest Network" (KDD 2018) section 5.2: the AUC of
+    // each group weighted by its number of labelled rows; one-class groups
+    // have no AUC and count for nothing (neither numerator nor weight)
+    double sum = 0.0, weight = 0.0;
+    size_t i = 0;
+    while (i < m) {
+        size_t j = i;
+        while (j < m && items[j].group == items[i].group) j++;
+        double auc = sorted_auc(items + i, j - i);
+        if (!isnan(auc)) {
+            sum += (double)(j - i) * auc;
+            weight += (double)(j - i);
+            (*n_groups)++;
+        }
         i = j;
     }
     free(items);
-    return pairs / (n_pos * n_neg);
+    return weight > 0.0 ? sum / weight : NAN;
 }
 
 double mtl_logloss(const float *p, size_t p_stride, const float *label, size_t label_stride,

@@ -44,6 +44,18 @@ static int any_task(const mtl_model *m, int regression) {
     return 0;
 }
 
+/* PREFIX_gauc and PREFIX_gauc_groups per binary task */
+static void json_gauc(cJSON *f, const mtl_model *m, const char *prefix, const mtl_eval_result *r) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_gauc", prefix);
+    json_task_map(f, m, key, r->gauc, 0);
+    snprintf(key, sizeof key, "%s_gauc_groups", prefix);
+    cJSON *map = cJSON_AddObjectToObject(f, key);
+    for (int t = 0; t < m->T; t++)
+        if (!m->shape.task_regression[t])
+            cJSON_AddNumberToObject(map, m->shape.task_names[t], (double)r->gauc_groups[t]);
+}
+
 /* <prefix>_loss, and <prefix>_auc (binary) or <prefix>_mse/_mae (regression);
  * the test split also says test_logloss. */
 static void json_eval(cJSON *f, const mtl_model *m, const char *prefix, const mtl_eval_result *r) {
@@ -54,6 +66,7 @@ static void json_eval(cJSON *f, const mtl_model *m, const char *prefix, const mt
         snprintf(key, sizeof key, "%s_auc", prefix);
         json_task_map(f, m, key, r->auc, 0);
         if (strcmp(prefix, "test") == 0) json_task_map(f, m, "test_logloss", r->loss, 0);
+        if (r->has_gauc) json_gauc(f, m, prefix, r);
     }
     if (any_task(m, 1)) {
         snprintf(key, sizeof key, "%s_mse", prefix);
@@ -87,6 +100,7 @@ void mtl_report_print_eval(const mtl_model *m, const char *label, const mtl_eval
             printf(" %s mse %.4f mae %.4f", m->shape.task_names[t], r->loss[t], r->mae[t]);
         else
             printf(" %s loss %.4f auc %.4f", m->shape.task_names[t], r->loss[t], r->auc[t]);
+        if (r->has_gauc && !m->shape.task_regression[t]) printf(" gauc %.4f", r->gauc[t]);
     }
 }
 
@@ -131,6 +145,7 @@ void mtl_report_final(FILE *metrics, int quiet, const mtl_model *m, const mtl_fi
             if (any_task(m, 0)) {
                 json_task_map(j, m, "test_auc", f->test->auc, 0);
                 json_task_map(j, m, "test_logloss", f->test->loss, 0);
+                if (f->test->has_gauc) json_gauc(j, m, "test", f->test);
             }
             if (any_task(m, 1)) {
                 json_task_map(j, m, "test_mse", f->test->loss, 1);

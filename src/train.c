@@ -116,11 +116,13 @@ typedef struct {
     int64_t *rows; /* [capacity] rows of the current batch */
     int local_batch;
     int64_t steps_per_epoch;
-    int early_task; /* --early-stop-metric auc:TASK: the task; -1: the valid loss */
+    int early_task; /* --early-stop-metric auc:TASK or gauc:TASK: the task; -1: the valid loss */
+    int early_gauc; /* ... and it is gauc:TASK */
     float *best;    /* early stopping's best parameters */
     /* evaluation buffers */
-    float *eval_pred, *eval_labels; /* local [n x P], [n x T] */
-    float *all_pred, *all_labels;   /* rank 0: [N x P], [N x T] */
+    float *eval_pred, *eval_labels;    /* local [n x P], [n x T] */
+    float *all_pred, *all_labels;      /* rank 0: [N x P], [N x T] */
+    int64_t *eval_groups, *all_groups; /* local [n], rank 0: [N] /groups for GAUC */
     int64_t eval_capacity, all_capacity;
     FILE *metrics;
     int streaming;
@@ -175,6 +177,8 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
                    (size_t)n * (size_t)P * sizeof(float));
             memcpy(tr->eval_labels + (done + c) * T, tr->batch.labels,
                    (size_t)n * (size_t)T * sizeof(float));
+            if (chunk.groups)
+                memcpy(tr->eval_groups + done + c, chunk.groups + c, (size_t)n * sizeof(int64_t));
             c += n;
         }
         done += chunk.n_rows;
@@ -184,7 +188,10 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     int64_t total = ds->n_total;
     mtl_dist_gather_floats(tr->d, tr->eval_pred, count * P, tr->all_pred, total * P);
     mtl_dist_gather_floats(tr->d, tr->eval_labels, count * T, tr->all_labels, total * T);
+    if (ds->has_groups) /* a group's rows may be on several ranks: GAUC on all of them */
+        mtl_dist_gather_int64s(tr->d, tr->eval_groups, count, tr->all_groups, total);
     memset(res, 0, sizeof *res);
+    res->has_gauc = ds->has_groups;
     if (tr->root) {
         for (int t = 0; t < T; t++) {
             const float *p = tr->all_pred + mtl_model_prediction_of_task(m, t);
@@ -196,6 +203,9 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
             } else {
                 res->loss[t] = mtl_logloss(p, (size_t)P, y, (size_t)T, (size_t)total);
                 res->auc[t] = mtl_auc(p, (size_t)P, y, (size_t)T, (size_t)total);
+                if (res->has_gauc)
+                    res->gauc[t] = mtl_gauc(p, (size_t)P, y, (size_t)T, tr->all_groups,
+                                            (size_t)total, &res->gauc_groups[t]);
             }
             if (isfinite(res->loss[t])) res->total += m->loss_weights[t] * res->loss[t];
         }
@@ -412,7 +422,9 @@ static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_e
         tr->eval_pred =
             mtl_alloc((size_t)local_rows * (size_t)P, sizeof(float), "predictions", err);
         tr->eval_labels = mtl_alloc((size_t)local_rows * (size_t)T, sizeof(float), "labels", err);
-        if (!tr->eval_pred || !tr->eval_labels) return MTL_ERR;
+        free(tr->eval_groups);
+        tr->eval_groups = mtl_alloc((size_t)local_rows, sizeof(int64_t), "groups", err);
+        if (!tr->eval_pred || !tr->eval_labels || !tr->eval_groups) return MTL_ERR;
         tr->eval_capacity = local_rows;
     }
     if (tr->d->rank == 0 && total_rows > tr->all_capacity) {
@@ -420,7 +432,9 @@ static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_e
         free(tr->all_labels);
         tr->all_pred = mtl_alloc((size_t)total_rows * (size_t)P, sizeof(float), "predictions", err);
         tr->all_labels = mtl_alloc((size_t)total_rows * (size_t)T, sizeof(float), "labels", err);
-        if (!tr->all_pred || !tr->all_labels) return MTL_ERR;
+        free(tr->all_groups);
+        tr->all_groups = mtl_alloc((size_t)total_rows, sizeof(int64_t), "groups", err);
+        if (!tr->all_pred || !tr->all_labels || !tr->all_groups) return MTL_ERR;
         tr->all_capacity = total_rows;
     }
     return MTL_OK;
@@ -440,6 +454,8 @@ static void trainer_free(trainer *tr) {
     free(tr->eval_labels);
     free(tr->all_pred);
     free(tr->all_labels);
+    free(tr->eval_groups);
+    free(tr->all_groups);
     if (tr->metrics) fclose(tr->metrics);
     if (tr->streaming) mtl_stream_free(&tr->st);
 }
@@ -526,20 +542,29 @@ static void start_epoch(trainer *tr, int64_t epoch) {
                 tr->cfg->data_order_global ? 0 : tr->d->rank);
 }
 
-static int early_metric_task(const trainer *tr, mtl_error *err) {
+/* The task of --early-stop-metric auc:TASK or gauc:TASK (*gauc set for the
+ * latter), -1 for valid_loss, below -1 on an error (err filled). */
+static int early_metric_task(const trainer *tr, int *gauc, mtl_error *err) {
     const char *metric = tr->cfg->early_stop_metric;
-    if (strncmp(metric, "auc:", 4) != 0) return -1;
+    *gauc = strncmp(metric, "gauc:", 5) == 0;
+    if (!*gauc && strncmp(metric, "auc:", 4) != 0) return -1;
+    const char *task = metric + (*gauc ? 5 : 4);
+    if (*gauc && tr->has_valid && !tr->valid.has_groups)
+        return mtl_fail(err, tr->valid.path,
+                        "--early-stop-metric %s: the validation data has no /groups "
+                        "(GAUC needs a group id per row)",
+                        metric) -
+               1;
     for (int t = 0; t < tr->m->T; t++)
-        if (strcmp(tr->m->shape.task_names[t], metric + 4) == 0) {
+        if (strcmp(tr->m->shape.task_names[t], task) == 0) {
             if (tr->m->shape.task_regression[t])
                 return mtl_fail(err, NULL,
                                 "--early-stop-metric: task %s is a regression task (no AUC)",
-                                metric + 4) -
+                                task) -
                        1;
             return t;
         }
-    return mtl_fail(err, NULL, "--early-stop-metric: '%s' is not a task of the data", metric + 4) -
-           1;
+    return mtl_fail(err, NULL, "--early-stop-metric: '%s' is not a task of the data", task) - 1;
 }
 
 /* --valid-split F: the tail of the training file, F of its rows (rounded as
@@ -662,7 +687,7 @@ static int build(trainer *tr, mtl_error *err) {
     if (mtl_model_create(&tr->m, &job, &tr->shape, micro, err) != MTL_OK)
         return MTL_EXIT_USAGE; /* same on every rank: a configuration problem */
     mtl_model *m = tr->m;
-    tr->early_task = early_metric_task(tr, err);
+    tr->early_task = early_metric_task(tr, &tr->early_gauc, err);
     if (tr->early_task < -1) return MTL_EXIT_USAGE;
     mtl_optim_defaults(&tr->opt, (mtl_optim_kind)cfg->optimizer);
     tr->opt.lr = cfg->lr;
@@ -1039,7 +1064,8 @@ static epoch_end run_epoch_steps(trainer *tr, double *seconds, double *samples, 
  * --early-stop-patience epochs without improvement. */
 static void early_stopping(trainer *tr, const mtl_eval_result *valid) {
     progress *pg = &tr->pg;
-    double metric = tr->early_task >= 0 ? -valid->auc[tr->early_task] : valid->total;
+    int t = tr->early_task;
+    double metric = t < 0 ? valid->total : tr->early_gauc ? -valid->gauc[t] : -valid->auc[t];
     if (metric < pg->best_metric) {
         pg->best_metric = metric;
         pg->best_epoch = pg->epoch;

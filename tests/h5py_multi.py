@@ -3,7 +3,7 @@
 with h5py, as a user's script would.
 
 Usage: h5py_multi.py OUT.h5 [--rows N] [--seed S] [--layout multi|sparse|single]
-                            [--bad KIND]
+                            [--bad KIND] [--groups G]
 
 --layout multi (default): /sparse with one field "user" (vocab 30), /dense
   with 2 columns, 2 tasks, and two multi-valued fields:
@@ -17,6 +17,8 @@ Usage: h5py_multi.py OUT.h5 [--rows N] [--seed S] [--layout multi|sparse|single]
 Labels follow the features (a click task and a purchase task), so a model
 learns something.
 
+--groups G adds /groups int64 [N]: G user ids (for GAUC), drawn from their own
+  generator so the rest of the file is the same with or without them.
 --bad KIND writes a file the reader must reject (--layout multi):
   nonmonotone   /multi/genres/offsets: row 7's end below its start
   last          /multi/genres/offsets[N] != len(ids)
@@ -38,6 +40,7 @@ ap.add_argument("--rows", type=int, default=600)
 ap.add_argument("--seed", type=int, default=1)
 ap.add_argument("--layout", default="multi", choices=["multi", "sparse", "single"])
 ap.add_argument("--bad", default="")
+ap.add_argument("--groups", type=int, default=0)
 a = ap.parse_args()
 rng = np.random.default_rng(a.seed)
 N = a.rows
@@ -113,3 +116,6 @@ with h5py.File(a.out, "w") as f:
     buy = (click * (rng.random(N) < p)).astype(np.float32)
     d = f.create_dataset("labels", data=np.stack([click, buy], axis=1))
     d.attrs["names"] = ["click", "buy"]
+    if a.groups > 0:
+        f.create_dataset("groups", data=np.random.default_rng(a.seed + 1000).integers(
+            0, a.groups, size=N, dtype=np.int64))

@@ -56,6 +56,9 @@ Values follow closed formulas so a C test can recompute them (row i, col j):
   names-missing  /labels has no names attribute
   names-int      /dense names are integers
   labels-group   /labels is a group, not a dataset
+  groups-rows    /groups has N - 1 rows
+  groups-float   /groups stored as float64 (group ids are integers)
+--groups writes /groups int64 [N]: groups[i] = (i % 7) * 2**40 (beyond int32).
 """
 import argparse
 import sys
@@ -72,7 +75,7 @@ BAD = [
     "sparse-range", "sparse-neg", "label-rows", "sparse-float", "sparse-huge", "dense-overflow",
     "sparse-rank1", "weights-rank2", "labels-missing", "no-rows", "dense-nan", "dense-inf",
     "label-inf", "weights-nan", "weights-neg", "vocab-zero", "vocab-missing", "vocab-float",
-    "names-len", "names-missing", "names-int", "labels-group",
+    "names-len", "names-missing", "names-int", "labels-group", "groups-rows", "groups-float",
 ]
 
 
@@ -128,6 +131,7 @@ def main():
     p.add_argument("--dense-cols", type=int, default=2)
     p.add_argument("--tasks", type=int, default=2)
     p.add_argument("--no-weights", action="store_true")
+    p.add_argument("--groups", action="store_true")
     p.add_argument("--keep-empty", action="store_true")
     p.add_argument("--names", choices=["vlen-utf8", "vlen-ascii", "fixed"], default="vlen-utf8")
     p.add_argument("--bad", choices=BAD)
@@ -226,6 +230,11 @@ def main():
                 ds.attrs["names"] = make_names(a.names, "task", T, False)
         if not a.no_weights:
             create(f, "weights", weights)
+        if a.groups or bad in ("groups-rows", "groups-float"):
+            groups = (np.arange(N) % 7) * 2**40
+            if bad == "groups-rows":
+                groups = groups[:-1]
+            create(f, "groups", groups.astype(np.float64 if bad == "groups-float" else np.int64))
     return 0
 
 

@@ -426,10 +426,10 @@ static void test_rejections(void **state) {
     EXPECT_FAIL("--loss-weighting: 'gradnorm' is not a loss weighting (fixed, uncertainty)",
                 "--loss-weighting", "gradnorm");
     EXPECT_FAIL("--quiet: 'maybe' is not a boolean", "--quiet=maybe");
-    EXPECT_FAIL("--early-stop-metric: 'auc' is not valid_loss or auc:TASK", "--early-stop-metric",
-                "auc");
-    EXPECT_FAIL("--early-stop-metric: 'auc:' is not valid_loss or auc:TASK", "--early-stop-metric",
-                "auc:");
+    EXPECT_FAIL("--early-stop-metric: 'auc' is not valid_loss, auc:TASK or gauc:TASK",
+                "--early-stop-metric", "auc");
+    EXPECT_FAIL("--early-stop-metric: 'auc:' is not valid_loss, auc:TASK or gauc:TASK",
+                "--early-stop-metric", "auc:");
     // options
     EXPECT_FAIL("--frobnicate: unknown option (see --help)", "--frobnicate", "3");
     EXPECT_FAIL("--frobnicate: unknown option (see --help)", "--frobnicate=3");
@@ -709,7 +709,8 @@ static void test_validate(void **state) {
     b = c;
     strcpy(b.early_stop_metric, "accuracy");
     expect_msg(mtl_config_validate(&b, &e), &e,
-               "early_stop_metric: 'accuracy' is not valid_loss or auc:TASK", __FILE__, __LINE__);
+               "early_stop_metric: 'accuracy' is not valid_loss, auc:TASK or gauc:TASK", __FILE__,
+               __LINE__);
     strcpy(b.early_stop_metric, "auc:income");
     EXPECT_OK(mtl_config_validate(&b, &e), &e);
     b.early_stop_patience = 2;

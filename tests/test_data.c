@@ -406,7 +406,31 @@ static const struct {
     {"names-len", "/dense: attribute names has 1 entries but /dense has 2 columns"},
     {"names-missing", "/labels: attribute names missing"},
     {"names-int", "/dense: attribute names: must be strings (got int64)"},
+    {"groups-rows", "/labels has 30 rows but /groups has 29"},
+    {"groups-float", "/groups: dtype must be an integer type (got float64)"},
 };
+
+/* /groups: int64 ids beyond int32 read exactly, rank 1 of 3 gets its rows */
+static void test_groups_h5py(void **state) {
+    (void)state;
+    if (!have_h5py()) skip();
+    char path[512];
+    tmp_path(path, sizeof path, "groups.h5");
+    h5py_write(path, "--rows 40 --groups");
+    mtl_dataset ds;
+    mtl_error err;
+    assert_int_equal(mtl_dataset_load(&ds, path, 1, 3, &err), MTL_OK);
+    assert_true(ds.has_groups);
+    assert_non_null(ds.groups);
+    for (int64_t i = 0; i < ds.n_rows; i++)
+        assert_true(ds.groups[i] == ((ds.row_begin + i) % 7) * ((int64_t)1 << 40));
+    mtl_dataset_free(&ds);
+    h5py_write(path, "--rows 40");
+    assert_int_equal(mtl_dataset_load(&ds, path, 0, 1, &err), MTL_OK);
+    assert_false(ds.has_groups);
+    assert_null(ds.groups);
+    mtl_dataset_free(&ds);
+}
 
 static void test_reject_h5py(void **state) {
     (void)state;
@@ -967,11 +991,12 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_s0),      cmocka_unit_test(test_roundtrip_d0),
         cmocka_unit_test(test_roundtrip_s0_d0),   cmocka_unit_test(test_meta_roundtrip),
         cmocka_unit_test(test_reject_filesystem), cmocka_unit_test(test_reject_h5py),
-        cmocka_unit_test(test_reject_global_row), cmocka_unit_test(test_writer_abort),
-        cmocka_unit_test(test_h5py_file),         cmocka_unit_test(test_h5py_reads_writer),
-        cmocka_unit_test(test_shuffle),           cmocka_unit_test(test_batch_gather),
-        cmocka_unit_test(test_compact_load),      cmocka_unit_test(test_h5py_dtypes),
-        cmocka_unit_test(test_h5py_compression),  cmocka_unit_test(test_multi_fields),
+        cmocka_unit_test(test_groups_h5py),       cmocka_unit_test(test_reject_global_row),
+        cmocka_unit_test(test_writer_abort),      cmocka_unit_test(test_h5py_file),
+        cmocka_unit_test(test_h5py_reads_writer), cmocka_unit_test(test_shuffle),
+        cmocka_unit_test(test_batch_gather),      cmocka_unit_test(test_compact_load),
+        cmocka_unit_test(test_h5py_dtypes),       cmocka_unit_test(test_h5py_compression),
+        cmocka_unit_test(test_multi_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,6 +167,30 @@ static void test_mse_mae(void **state) {
     assert_true(isnan(mtl_mae_metric(pred, 1, ynan, 1, 1)));
 }
 
+static void test_gauc_hand(void **state) {
+    (void)state;
+    // group 7: scores/labels of the first AUC hand case, AUC 3/4 over 4 rows;
+    // group 3: positive 0.5 ties negative 0.5 (1/2) and loses to 0.9 (0): 1/4 over 3 rows;
+    // group 5: positives only, not counted; group 9: 1 over 2 labelled rows (NaN label skipped).
+    // Rows interleaved so sorting by group is exercised.
+    const float nan = NAN;
+    const int64_t g[] = {7, 3, 5, 9, 7, 3, 9, 7, 5, 3, 9, 7};
+    const float s[] = {0.1f, 0.5f, 0.3f, 0.9f, 0.4f, 0.5f, 0.2f, 0.35f, 0.6f, 0.9f, 0.1f, 0.8f};
+    const float y[] = {0, 1, 1, 1, 0, 0, nan, 1, 1, 0, 0, 1};
+    int64_t groups = -1;
+    double want = (4 * 0.75 + 3 * 0.25 + 2 * 1.0) / 9.0;
+    assert_near(mtl_gauc(s, 1, y, 1, g, N_OF(s), &groups), want, 1e-12);
+    assert_int_equal(groups, 3);
+    // a single group is the plain AUC
+    const int64_t one[N_OF(s)] = {0};
+    assert_near(mtl_gauc(s, 1, y, 1, one, N_OF(s), &groups), mtl_auc(s, 1, y, 1, N_OF(s)), 1e-12);
+    assert_int_equal(groups, 1);
+    // no group with both classes: NaN and 0 groups
+    const float pos[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    assert_true(isnan(mtl_gauc(s, 1, pos, 1, g, N_OF(s), &groups)));
+    assert_int_equal(groups, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auc_hand_cases),
@@ -174,6 +198,7 @@ int main(void) {
         cmocka_unit_test(test_auc_skips_nan_labels),
         cmocka_unit_test(test_auc_strides),
         cmocka_unit_test(test_auc_random_vs_pairs),
+        cmocka_unit_test(test_gauc_hand),
         cmocka_unit_test(test_logloss),
         cmocka_unit_test(test_mse_mae),
     };

@@ -97,7 +97,7 @@ typedef struct {
     int epochs;
     uint64_t seed;
     int early_stop_patience;    /* 0 = off */
-    char early_stop_metric[80]; /* "valid_loss" or "auc:TASK" */
+    char early_stop_metric[80]; /* "valid_loss", "auc:TASK" or "gauc:TASK" */
     int skip_nonfinite_steps;
 
     /* outputs and checkpoints */

@@ -9,6 +9,7 @@
  *   /dense   float32 [N, D]  attrs: names
  *   /labels  float32 [N, T]  attrs: names (task names); NaN = missing label
  *   /weights float32 [N]     optional sample weights (default 1)
+ *   /groups int64 [N]        optional group (user, session) of each row, for GAUC
  *   /multi/<field>           optional multi-valued categorical fields (tags,
  *            genres, a user's recent items), one group each: ids int32 [nnz]
  *            and offsets int64 [N+1] (row i's ids are
@@ -60,6 +61,8 @@ typedef struct {
     float *dense;         /* [n_rows x D] */
     float *labels;        /* [n_rows x T] */
     float *weights;       /* [n_rows] or NULL when the file has none */
+    int64_t *groups;      /* [n_rows] /groups (user or session ids for GAUC) or NULL */
+    int has_groups;       /* the file has /groups (also set by header-only loads) */
     int64_t *vocab_sizes; /* [S] */
     char **sparse_names;  /* [S] */
     char **dense_names;   /* [D] */

@@ -40,6 +40,9 @@ void mtl_dist_bcast_bytes(const mtl_dist *d, void *buf, size_t n, int root);
  * ranks' arrays one after another; counts are in floats. */
 void mtl_dist_gather_floats(const mtl_dist *d, const float *send, int64_t n, float *recv,
                             int64_t recv_capacity);
+/* The same for int64 items (group ids of evaluated rows, for GAUC). */
+void mtl_dist_gather_int64s(const mtl_dist *d, const int64_t *send, int64_t n, int64_t *recv,
+                            int64_t recv_capacity);
 void mtl_dist_barrier(const mtl_dist *d);
 /* Every rank's n ints, rank after rank, into recv [world x n]. */
 void mtl_dist_allgather_ints(const mtl_dist *d, const int *send, int n, int *recv);

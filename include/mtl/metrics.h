@@ -3,6 +3,7 @@
 #define MTL_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mtl/error.h"
 
@@ -14,6 +15,15 @@
  * when the allocation fails. */
 double mtl_auc(const float *score, size_t score_stride, const float *label, size_t label_stride,
                size_t n);
+
+/* Group AUC (Zhou et al., "Deep Interest Network", KDD 2018, section 5.2):
+ * the mean over groups of each group's exact AUC (as mtl_auc, ties count 1/2),
+ * weighted by the group's number of labelled rows, counting only groups whose
+ * labels contain both classes. group[i] is row i's group (user or session id).
+ * *n_groups receives the number of groups counted. NaN when no group counts,
+ * a labelled row has a NaN score, or the allocation fails. */
+double mtl_gauc(const float *score, size_t score_stride, const float *label, size_t label_stride,
+                const int64_t *group, size_t n, int64_t *n_groups);
 
 /* Mean binary cross-entropy of probabilities p (clamped to [1e-7, 1-1e-7]). */
 double mtl_logloss(const float *p, size_t p_stride, const float *label, size_t label_stride,

@@ -11,10 +11,13 @@
 
 /* The metrics of one evaluated split. */
 typedef struct {
-    double loss[MTL_MAX_TASKS]; /* logloss (binary) or MSE (regression) */
-    double auc[MTL_MAX_TASKS];  /* binary */
-    double mae[MTL_MAX_TASKS];  /* regression */
-    double total;               /* sum of loss-weighted per-task losses */
+    double loss[MTL_MAX_TASKS];         /* logloss (binary) or MSE (regression) */
+    double auc[MTL_MAX_TASKS];          /* binary */
+    double mae[MTL_MAX_TASKS];          /* regression */
+    double gauc[MTL_MAX_TASKS];         /* binary, when the split has /groups (has_gauc) */
+    int64_t gauc_groups[MTL_MAX_TASKS]; /* groups counted in gauc (metrics.h) */
+    int has_gauc;
+    double total; /* sum of loss-weighted per-task losses */
 } mtl_eval_result;
 
 /* Time and work of the training steps. Steady state: the steps after the
