@@ -954,9 +954,88 @@ void mtl_dataset_free(mtl_dataset *ds) {
     memset(ds, 0, sizeof *ds);
 }
 
-/* Rows read: rank's shard of `world`, or, with range_begin >= 0, the rows
- * [range_begin, range_begin + range_count) (cut at the end of the file); with
- * part set, those rows are the dataset and rank reads its shard of them. */
+/* The rows this call reads, [*begin, *begin + *count): rank's shard of
+ * `world`, or, with range_begin >= 0, the rows [range_begin, range_begin +
+ * range_count) (cut at the end of the file); with part set, those rows are the
+ * dataset (ds->first, ds->n_total) and rank reads its shard of them. */
+static int rows_to_read(mtl_dataset *ds, int rank, int world, int64_t range_begin,
+                        int64_t range_count, int part, int64_t *begin_out, int64_t *count_out,
+                        const char *path, mtl_error *err) {
+    int64_t begin, count;
+    if (range_begin >= 0) {
+        if (range_begin > ds->n_total || range_count < 0 ||
+            (part && range_count > ds->n_total - range_begin)) {
+            return mtl_fail(err, path, "rows %lld..%lld requested, the file has %lld",
+                            (long long)range_begin, (long long)(range_begin + range_count),
+                            (long long)ds->n_total);
+        }
+        begin = range_begin;
+        count = range_count < ds->n_total - begin ? range_count : ds->n_total - begin;
+        if (part) {
+            ds->first = begin;
+            ds->n_total = count;
+            int64_t b;
+            mtl_shard_range(count, rank, world, &b, &count);
+            begin += b;
+        }
+    } else {
+        mtl_shard_range(ds->n_total, rank, world, &begin, &count);
+    }
+    *begin_out = begin;
+    *count_out = count;
+    return MTL_OK;
+}
+
+/* /sparse rows [begin, begin + count), checked against the vocabularies; with
+ * compact, held in 1 or 2 bytes per id when the vocabularies allow (read and
+ * checked as int32 a chunk at a time). */
+static int read_sparse_rows(mtl_dataset *ds, hid_t d_sp, int64_t begin, int64_t count, int compact,
+                            const char *path, mtl_error *err) {
+    size_t n = (size_t)count;
+    int64_t max_vocab = 0;
+    for (int s = 0; s < ds->S; s++)
+        if (ds->vocab_sizes[s] > max_vocab) max_vocab = ds->vocab_sizes[s];
+    int width = !compact || ds->S == 0 ? 4 : max_vocab <= 256 ? 1 : max_vocab <= 65536 ? 2 : 4;
+    if (width == 1)
+        ds->sparse_u8 = mtl_alloc(n * (size_t)ds->S, 1, "sparse rows", err);
+    else if (width == 2)
+        ds->sparse_u16 = mtl_alloc(n * (size_t)ds->S, 2, "sparse rows", err);
+    else
+        ds->sparse = mtl_alloc(n * (size_t)ds->S, sizeof(int32_t), "sparse rows", err);
+    if (!ds->sparse && !ds->sparse_u8 && !ds->sparse_u16) return MTL_ERR;
+    if (width < 4) { /* compact ids: read and check int32 rows a chunk at a time */
+        const int64_t chunk = 8192;
+        int32_t *tmp =
+            mtl_alloc((size_t)chunk * (size_t)ds->S, sizeof(int32_t), "sparse rows", err);
+        if (!tmp) return MTL_ERR;
+        for (int64_t r = 0; r < count; r += chunk) {
+            int64_t k = count - r < chunk ? count - r : chunk;
+            if (read_values(d_sp, 2, begin + r, k, ds->S, WANT_INT32, tmp, ds->sparse_names,
+                            "sparse", path, err) ||
+                check_sparse(tmp, k, ds->S, ds->vocab_sizes, ds->sparse_names, begin + r, path,
+                             err)) {
+                free(tmp);
+                return MTL_ERR;
+            }
+            size_t off = (size_t)r * (size_t)ds->S, m = (size_t)k * (size_t)ds->S;
+            if (width == 1)
+                for (size_t i = 0; i < m; i++) ds->sparse_u8[off + i] = (uint8_t)tmp[i];
+            else
+                for (size_t i = 0; i < m; i++) ds->sparse_u16[off + i] = (uint16_t)tmp[i];
+        }
+        free(tmp);
+        return MTL_OK;
+    }
+    return read_values(d_sp, 2, begin, count, ds->S, WANT_INT32, ds->sparse, ds->sparse_names,
+                       "sparse", path, err) ||
+                   check_sparse(ds->sparse, count, ds->S, ds->vocab_sizes, ds->sparse_names, begin,
+                                path, err)
+               ? MTL_ERR
+               : MTL_OK;
+}
+
+/* The header, and with with_rows the rows that rows_to_read names, each
+ * dataset validated. */
 static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int with_rows,
                      int64_t range_begin, int64_t range_count, int part, int compact,
                      mtl_error *err) {
@@ -1016,43 +1095,16 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         goto done;
     }
 
-    int64_t begin, count;
-    if (range_begin >= 0) {
-        if (range_begin > ds->n_total || range_count < 0 ||
-            (part && range_count > ds->n_total - range_begin)) {
-            mtl_fail(err, path, "rows %lld..%lld requested, the file has %lld",
-                     (long long)range_begin, (long long)(range_begin + range_count),
-                     (long long)ds->n_total);
-            goto done;
-        }
-        begin = range_begin;
-        count = range_count < ds->n_total - begin ? range_count : ds->n_total - begin;
-        if (part) {
-            ds->first = begin;
-            ds->n_total = count;
-            int64_t b;
-            mtl_shard_range(count, rank, world, &b, &count);
-            begin += b;
-        }
-    } else {
-        mtl_shard_range(ds->n_total, rank, world, &begin, &count);
-    }
+    int64_t begin = 0, count = 0;
+    if (rows_to_read(ds, rank, world, range_begin, range_count, part, &begin, &count, path, err))
+        goto done;
     ds->row_begin = begin;
     ds->n_rows = count;
     size_t n = (size_t)count;
-    int64_t max_vocab = 0;
-    for (int s = 0; s < ds->S; s++)
-        if (ds->vocab_sizes[s] > max_vocab) max_vocab = ds->vocab_sizes[s];
-    int width = !compact || ds->S == 0 ? 4 : max_vocab <= 256 ? 1 : max_vocab <= 65536 ? 2 : 4;
-    if (width == 1)
-        ds->sparse_u8 = mtl_alloc(n * (size_t)ds->S, 1, "sparse rows", err);
-    else if (width == 2)
-        ds->sparse_u16 = mtl_alloc(n * (size_t)ds->S, 2, "sparse rows", err);
-    else
-        ds->sparse = mtl_alloc(n * (size_t)ds->S, sizeof(int32_t), "sparse rows", err);
+    if (read_sparse_rows(ds, d_sp, begin, count, compact, path, err)) goto done;
     ds->dense = mtl_alloc(n * (size_t)ds->D, sizeof(float), "dense rows", err);
     ds->labels = mtl_alloc(n * (size_t)ds->T, sizeof(float), "label rows", err);
-    if ((!ds->sparse && !ds->sparse_u8 && !ds->sparse_u16) || !ds->dense || !ds->labels) goto done;
+    if (!ds->dense || !ds->labels) goto done;
     if (d_we >= 0) {
         ds->weights = mtl_alloc(n, sizeof(float), "weight rows", err);
         if (!ds->weights) goto done;
@@ -1061,32 +1113,6 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
         ds->groups = mtl_alloc(n + 1, sizeof(int64_t), "group rows", err);
         if (!ds->groups || read_i64(d_gr, begin, count, ds->groups, "groups", path, err)) goto done;
     }
-    if (width < 4) { /* compact ids: read and check int32 rows a chunk at a time */
-        const int64_t chunk = 8192;
-        int32_t *tmp =
-            mtl_alloc((size_t)chunk * (size_t)ds->S, sizeof(int32_t), "sparse rows", err);
-        if (!tmp) goto done;
-        for (int64_t r = 0; r < count; r += chunk) {
-            int64_t k = count - r < chunk ? count - r : chunk;
-            if (read_values(d_sp, 2, begin + r, k, ds->S, WANT_INT32, tmp, ds->sparse_names,
-                            "sparse", path, err) ||
-                check_sparse(tmp, k, ds->S, ds->vocab_sizes, ds->sparse_names, begin + r, path,
-                             err)) {
-                free(tmp);
-                goto done;
-            }
-            size_t off = (size_t)r * (size_t)ds->S, m = (size_t)k * (size_t)ds->S;
-            if (width == 1)
-                for (size_t i = 0; i < m; i++) ds->sparse_u8[off + i] = (uint8_t)tmp[i];
-            else
-                for (size_t i = 0; i < m; i++) ds->sparse_u16[off + i] = (uint16_t)tmp[i];
-        }
-        free(tmp);
-    } else if (read_values(d_sp, 2, begin, count, ds->S, WANT_INT32, ds->sparse, ds->sparse_names,
-                           "sparse", path, err) ||
-               check_sparse(ds->sparse, count, ds->S, ds->vocab_sizes, ds->sparse_names, begin,
-                            path, err))
-        goto done;
     if (read_values(d_de, 2, begin, count, ds->D, WANT_FLOAT32, ds->dense, ds->dense_names, "dense",
                     path, err) ||
         read_values(d_la, 2, begin, count, ds->T, WANT_FLOAT32, ds->labels, ds->task_names,
