@@ -230,13 +230,41 @@ MTL_HOT static void dsigmoid_rows(float *d, int d_ld, const float *y, int y_ld, 
     }
 }
 
-void mtl_activation_backward(int act, float *d, int d_ld, const float *y, int y_ld, int B, int D) {
+/* ReLU's backward and the bias gradient in one pass: db needs exactly the
+ * masked rows ReLU's backward writes, so it is summed while each row is in
+ * registers instead of by a second pass over dz (mtl_bias_backward). The
+ * rows are added in the same order as there: the sums are bit-identical. */
+MTL_HOT static void drelu_bias_rows(float *d, int d_ld, const float *y, int y_ld, float *db, int B,
+                                    int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict dr = d + (size_t)i * d_ld;
+        const float *restrict yr = y + (size_t)i * y_ld;
+        float *restrict acc = db;
+        for (int j = 0; j < D; j++) {
+            float v = yr[j] > 0.0f ? dr[j] : 0.0f;
+            dr[j] = v;
+            acc[j] += v;
+        }
+    }
+}
+
+void mtl_activation_bias_backward(int act, float *d, int d_ld, const float *y, int y_ld, float *db,
+                                  int B, int D) {
+    if (db && act != MTL_ACT_TANH && act != MTL_ACT_SIGMOID) {
+        drelu_bias_rows(d, d_ld, y, y_ld, db, B, D);
+        return;
+    }
     if (act == MTL_ACT_TANH)
         dtanh_rows(d, d_ld, y, y_ld, B, D);
     else if (act == MTL_ACT_SIGMOID)
         dsigmoid_rows(d, d_ld, y, y_ld, B, D);
     else
         mtl_relu_backward(d, d_ld, y, y_ld, B, D);
+    if (db) mtl_bias_backward(db, d, d_ld, B, D);
+}
+
+void mtl_activation_backward(int act, float *d, int d_ld, const float *y, int y_ld, int B, int D) {
+    mtl_activation_bias_backward(act, d, d_ld, y, y_ld, NULL, B, D);
 }
 
 /* Attention over U candidates, each of width k (AITM, Xi et al., KDD 2021,

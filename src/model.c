@@ -507,9 +507,15 @@ void mtl_stack_backward(mtl_model *m, mtl_stack *s, int B) {
     for (int i = s->n - 1; i >= 0; i--) {
         mtl_layer *L = &s->layer[i];
         float *dz = m->grad + L->z;
+        float *db = L->dbias;
         if (L->hidden) {
             if (m->dropout > 0) mtl_dropout_backward(dz, L->ld, m->act + L->mask, B, L->out_dim);
-            mtl_activation_backward(m->activation, dz, L->ld, m->act + L->z, L->ld, B, L->out_dim);
+            /* the bias gradient with the activation's backward (one pass over dz),
+             * unless batch norm changes dz afterwards or the group owns the bias */
+            int own_bias = !m->batch_norm && !(i == 0 && s->fused);
+            mtl_activation_bias_backward(m->activation, dz, L->ld, m->act + L->z, L->ld,
+                                         own_bias ? L->dbias : NULL, B, L->out_dim);
+            if (own_bias) db = NULL;
             if (m->batch_norm) {
                 float *dx = m->grad + L->bn_dx;
                 memset(dx, 0, (size_t)B * (size_t)L->out_dim * sizeof *dx);
@@ -523,7 +529,7 @@ void mtl_stack_backward(mtl_model *m, mtl_stack *s, int B) {
         if (i == 0 && s->fused) continue; /* the group does this product */
         const float *in = i == 0 ? m->act + s->in : m->act + s->layer[i - 1].z;
         float *din = i == 0 ? m->grad + s->in : m->grad + s->layer[i - 1].z;
-        mtl_dense_backward_plan(&L->gemm, din, L->dW, L->dbias, dz, in, L->W, B);
+        mtl_dense_backward_plan(&L->gemm, din, L->dW, db, dz, in, L->W, B);
     }
 }
 

@@ -648,6 +648,32 @@ static void test_bias(void **state) {
     }
 }
 
+/* The activation's backward with the bias gradient in one pass: the same
+ * floats as the two passes it replaces (the same additions in the same row
+ * order), so compared bit for bit. */
+static void test_activation_bias_backward(void **state) {
+    (void)state;
+    uint64_t st = 21;
+    const int acts[] = {MTL_ACT_RELU, MTL_ACT_TANH, MTL_ACT_SIGMOID};
+    for (int a = 0; a < 3; a++)
+        for (int bi = 0; bi < N_BATCH_SIZES; bi++) {
+            int B = batch_sizes[bi], D = 21, ld = 24;
+            float *y = alloc_fill((size_t)B * ld, 0), *d = alloc_fill((size_t)B * ld, 0);
+            float *d2 = alloc_fill((size_t)B * ld, 0);
+            float *db = alloc_fill((size_t)D, 0.25f), *db2 = alloc_fill((size_t)D, 0.25f);
+            for (int k = 0; k < B * ld; k++) {
+                y[k] = acts[a] == MTL_ACT_RELU ? frand(&st, -1, 1) : frand(&st, 0.01f, 0.99f);
+                d[k] = d2[k] = frand(&st, -1, 1);
+            }
+            mtl_activation_bias_backward(acts[a], d, ld, y, ld, db, B, D);
+            mtl_activation_backward(acts[a], d2, ld, y, ld, B, D);
+            mtl_bias_backward(db2, d2, ld, B, D);
+            assert_memory_equal(d, d2, sizeof(float) * (size_t)B * ld);
+            assert_memory_equal(db, db2, sizeof(float) * (size_t)D);
+            free(y), free(d), free(d2), free(db), free(db2);
+        }
+}
+
 static void test_mixture(void **state) {
     (void)state;
     uint64_t st = 5;
@@ -1306,6 +1332,7 @@ int main(void) {
         cmocka_unit_test(test_sigmoid),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_bias),
+        cmocka_unit_test(test_activation_bias_backward),
         cmocka_unit_test(test_mixture),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_attention),

@@ -74,6 +74,10 @@ void mtl_relu_backward(float *d, int d_ld, const float *y, int y_ld, int B, int 
  * on a [B x D] slice; backward from the forward output y: d *= f'(y) ---- */
 void mtl_activation_forward(int act, float *x, int x_ld, int B, int D);
 void mtl_activation_backward(int act, float *d, int d_ld, const float *y, int y_ld, int B, int D);
+/* the same, and db[j] += sum over rows of the result (the layer's bias
+ * gradient) when db is not NULL: one pass for ReLU */
+void mtl_activation_bias_backward(int act, float *d, int d_ld, const float *y, int y_ld, float *db,
+                                  int B, int D);
 
 /* ---- attention over U <= 8 candidates of width k (AITM's information
  * transfer, Xi et al. 2021, sec. 3.2): proj[u] points at row 0 of candidate
