@@ -1195,7 +1195,9 @@ static int read_scalar_i64(hid_t obj, const char *name, int64_t *v, const char *
     return MTL_OK;
 }
 
-static int read_f64_vec(hid_t g, const char *name, int64_t n, double *out, const char *path,
+/* /meta/<name>, n float64 values, into a new array *out (allocated only once
+ * the file is known to hold n values, so a corrupt n_dense costs nothing). */
+static int read_f64_vec(hid_t g, const char *name, int64_t n, double **out, const char *path,
                         mtl_error *err) {
     htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
     if (ex <= 0) return mtl_fail(err, path, "/meta/%s missing", name);
@@ -1207,7 +1209,9 @@ static int read_f64_vec(hid_t g, const char *name, int64_t n, double *out, const
     if (np != n) {
         mtl_fail(err, path, "/meta/%s: has %lld values, expected %lld (n_dense)", name,
                  (long long)np, (long long)n);
-    } else if (n > 0 && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+    } else if (!(*out = mtl_alloc((size_t)n, sizeof(double), name, err))) {
+        /* message filled */
+    } else if (n > 0 && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
         mtl_fail(err, path, "/meta/%s: cannot read", name);
     } else {
         rc = MTL_OK;
@@ -1265,18 +1269,17 @@ int mtl_meta_load(mtl_meta *meta, const char *path, mtl_error *err) {
     if (read_scalar_i64(g, "n_sparse", &S, path, err) ||
         read_scalar_i64(g, "n_dense", &D, path, err))
         goto done;
-    if (S < 0 || S > INT_MAX || D < 0 || D > INT_MAX) {
-        mtl_fail(err, path, "/meta: bad n_sparse %lld / n_dense %lld", (long long)S, (long long)D);
+    /* n_sparse sizes arrays walked on cleanup: bounded like the dataset's
+     * fields, or a corrupt count costs gigabytes (a fuzz corpus file) */
+    if (S < 0 || S > MTL_MAX_FIELDS || D < 0 || D > INT_MAX) {
+        mtl_fail(err, path, "/meta: bad n_sparse %lld (0..%d) / n_dense %lld", (long long)S,
+                 MTL_MAX_FIELDS, (long long)D);
         goto done;
     }
     meta->vocab_len = mtl_alloc((size_t)S, sizeof(int64_t), "meta vocab_len", err);
     meta->vocab = mtl_alloc((size_t)S, sizeof(char **), "meta vocab", err);
     meta->hash_buckets = mtl_alloc((size_t)S, sizeof(int64_t), "meta hash_buckets", err);
-    meta->dense_min = mtl_alloc((size_t)D, sizeof(double), "meta dense_min", err);
-    meta->dense_max = mtl_alloc((size_t)D, sizeof(double), "meta dense_max", err);
-    if (!meta->vocab_len || !meta->vocab || !meta->hash_buckets || !meta->dense_min ||
-        !meta->dense_max)
-        goto done;
+    if (!meta->vocab_len || !meta->vocab || !meta->hash_buckets) goto done;
     meta->S = (int)S;
     meta->D = (int)D;
     if (read_hash_buckets(g, S, meta->hash_buckets, path, err)) goto done;
@@ -1304,8 +1307,8 @@ int mtl_meta_load(mtl_meta *meta, const char *path, mtl_error *err) {
             if (r != MTL_OK) goto done;
         }
     }
-    if (read_f64_vec(g, "dense_min", D, meta->dense_min, path, err) ||
-        read_f64_vec(g, "dense_max", D, meta->dense_max, path, err))
+    if (read_f64_vec(g, "dense_min", D, &meta->dense_min, path, err) ||
+        read_f64_vec(g, "dense_max", D, &meta->dense_max, path, err))
         goto done;
     rc = MTL_OK;
 done:

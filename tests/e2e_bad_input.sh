@@ -214,6 +214,13 @@ expect csv "missing file" 1 1 "missing.csv: cannot open: No such file or directo
 expect csv "a directory as input" 1 1 "a_directory.csv: cannot read: is a directory" prep "${P[@]}" --input "$CSV/a_directory.csv"
 expect csv "bad --test file after a good --train" 1 1 "not_numeric.csv:9: column age" prep "${P[@]}" --train "$CSV/good.csv" --test "$CSV/not_numeric.csv"
 expect csv "--vocab-from not HDF5" 1 1 "text.h5: not an HDF5 file" prep "${P[@]}" --train "$CSV/good.csv" --test "$CSV/good.csv" --vocab-from "$BAD/text.h5"
+# a /meta whose n_sparse is 2^31 - 1: refused before anything is sized by it
+"$PREP" --config "$CSV/p.ini" --input "$CSV/good.csv" --output-dir "$CSV/prepped" >/dev/null
+"$PYTHON3" -c '
+import sys, h5py, numpy
+with h5py.File(sys.argv[1], "r+") as f:
+    f["meta"].attrs["n_sparse"] = numpy.int64(2**31 - 1)' "$CSV/prepped/train.h5"
+expect csv "--vocab-from: /meta n_sparse 2^31-1" 1 1 "prepped/train.h5: /meta: bad n_sparse 2147483647 (0..256)" prep "${P[@]}" --train "$CSV/good.csv" --test "$CSV/good.csv" --vocab-from "$CSV/prepped/train.h5"
 
 section_end
 echo
