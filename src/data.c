@@ -494,6 +494,11 @@ static int open_checked(hid_t file, const char *name, int required, int rank, in
     hid_t sp = H5Dget_space(*d);
     if (sp < 0) return mtl_fail(err, path, "/%s: cannot read shape", name);
     int nd = H5Sget_simple_extent_ndims(sp);
+    if (rank == 0 && (nd == 1 || nd == 2)) rank = nd; /* /weights: [N] or [N, T] */
+    if (rank == 0) {
+        H5Sclose(sp);
+        return mtl_fail(err, path, "/%s: must be [N] or [N, T] (got rank %d)", name, nd);
+    }
     if (nd != rank) {
         H5Sclose(sp);
         if (rank == 2)
@@ -727,19 +732,35 @@ static int check_labels(const float *x, int64_t n, int T, char *const *names, in
     return MTL_OK;
 }
 
-static int check_weights(const float *w, int64_t n, int64_t row0, const char *path,
+/* /weights is [N] (one weight for every task) or [N, T] (one per task). */
+static int weight_columns(hid_t d, const hsize_t dims[2], int T, int *cols, const char *path,
+                          mtl_error *err) {
+    hid_t sp = H5Dget_space(d);
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    close_id(&sp, H5Sclose);
+    if (nd == 2 && dims[1] != (hsize_t)T)
+        return mtl_fail(err, path, "/weights: has %llu columns; must be [N] or [N, T] with T = %d",
+                        (unsigned long long)dims[1], T);
+    *cols = nd == 2 ? T : 1;
+    return MTL_OK;
+}
+
+/* n rows of cols weights each ([N] or [N, T]) */
+static int check_weights(const float *w, int64_t n, int cols, int64_t row0, const char *path,
                          mtl_error *err) {
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n * cols; i++) {
         float v = w[i];
+        if (isfinite(v) && v >= 0) continue;
+        char col[32] = "";
+        if (cols > 1) snprintf(col, sizeof col, ", column %d", (int)(i % cols));
         if (!isfinite(v))
-            return mtl_fail(err, path, "/weights: row %lld: value %s is not finite",
-                            (long long)(row0 + i),
+            return mtl_fail(err, path, "/weights: row %lld%s: value %s is not finite",
+                            (long long)(row0 + i / cols), col,
                             isnan(v) ? "NaN"
                             : v > 0  ? "Inf"
                                      : "-Inf");
-        if (v < 0)
-            return mtl_fail(err, path, "/weights: row %lld: value %g is negative",
-                            (long long)(row0 + i), (double)v);
+        return mtl_fail(err, path, "/weights: row %lld%s: value %g is negative",
+                        (long long)(row0 + i / cols), col, (double)v);
     }
     return MTL_OK;
 }
@@ -1050,7 +1071,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
     if (open_checked(file, "labels", 1, 2, WANT_FLOAT32, &d_la, dla, path, err) ||
         open_checked(file, "sparse", 0, 2, WANT_INT32, &d_sp, dsp, path, err) ||
         open_checked(file, "dense", 0, 2, WANT_FLOAT32, &d_de, dde, path, err) ||
-        open_checked(file, "weights", 0, 1, WANT_FLOAT32, &d_we, dwe, path, err) ||
+        open_checked(file, "weights", 0, 0, WANT_FLOAT32, &d_we, dwe, path, err) ||
         open_checked(file, "groups", 0, 1, WANT_INT32, &d_gr, dgr, path, err))
         goto done;
     hsize_t N = dla[0];
@@ -1083,6 +1104,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
     ds->D = d_de >= 0 ? (int)dde[1] : 0;
     ds->T = (int)dla[1];
     ds->has_groups = d_gr >= 0;
+    if (d_we >= 0 && weight_columns(d_we, dwe, ds->T, &ds->weight_cols, path, err)) goto done;
     ds->path = mtl_strdup(path, err);
     if (!ds->path) goto done;
     if (d_sp >= 0 && (read_names(d_sp, "sparse", ds->S, &ds->sparse_names, path, err) ||
@@ -1106,7 +1128,7 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
     ds->labels = mtl_alloc(n * (size_t)ds->T, sizeof(float), "label rows", err);
     if (!ds->dense || !ds->labels) goto done;
     if (d_we >= 0) {
-        ds->weights = mtl_alloc(n, sizeof(float), "weight rows", err);
+        ds->weights = mtl_alloc(n * (size_t)ds->weight_cols, sizeof(float), "weight rows", err);
         if (!ds->weights) goto done;
     }
     if (d_gr >= 0) { /* group ids are only compared for equality: any int64 works */
@@ -1117,12 +1139,12 @@ static int load_impl(mtl_dataset *ds, const char *path, int rank, int world, int
                     path, err) ||
         read_values(d_la, 2, begin, count, ds->T, WANT_FLOAT32, ds->labels, ds->task_names,
                     "labels", path, err) ||
-        (d_we >= 0 && read_values(d_we, 1, begin, count, 1, WANT_FLOAT32, ds->weights, NULL,
-                                  "weights", path, err)))
+        (d_we >= 0 && read_values(d_we, ds->weight_cols > 1 ? 2 : 1, begin, count, ds->weight_cols,
+                                  WANT_FLOAT32, ds->weights, NULL, "weights", path, err)))
         goto done;
     if (check_dense(ds->dense, count, ds->D, ds->dense_names, begin, path, err) ||
         check_labels(ds->labels, count, ds->T, ds->task_names, begin, path, err) ||
-        (ds->weights && check_weights(ds->weights, count, begin, path, err)))
+        (ds->weights && check_weights(ds->weights, count, ds->weight_cols, begin, path, err)))
         goto done;
     rc = load_multi(ds, file, N_file, 1, begin, count, path, err);
 done:
@@ -1327,7 +1349,8 @@ struct mtl_writer {
     hid_t file;
     hid_t d_sparse, d_dense, d_labels, d_weights; /* d_weights invalid when none */
     int S, D, T;
-    int64_t n; /* rows written so far */
+    int weight_cols; /* 0: no /weights, 1: [N], T: [N, T] */
+    int64_t n;       /* rows written so far */
     int64_t *vocab_sizes;
     char **sparse_names, **dense_names, **task_names; /* for error messages */
     /* multi-valued fields: field j's offsets and ids datasets, its rows and
@@ -1479,12 +1502,14 @@ static int copy_names(char ***dst, const char *const *src, int n, mtl_error *err
 
 int mtl_writer_open(mtl_writer **out, const char *path, int S, const char *const *sparse_names,
                     const int64_t *vocab_sizes, int D, const char *const *dense_names, int T,
-                    const char *const *task_names, int with_weights, mtl_error *err) {
+                    const char *const *task_names, int weight_cols, mtl_error *err) {
     *out = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (S < 0 || D < 0 || T < 1)
         return mtl_fail(err, path, "writer: bad shape S=%d D=%d T=%d (need S, D >= 0, T >= 1)", S,
                         D, T);
+    if (weight_cols != 0 && weight_cols != 1 && weight_cols != T)
+        return mtl_fail(err, path, "writer: %d weight columns (0, 1 or T = %d)", weight_cols, T);
     if (S > 0 && !vocab_sizes) return mtl_fail(err, path, "writer: vocab_sizes is NULL");
     for (int s = 0; s < S; s++)
         if (vocab_sizes[s] <= 0)
@@ -1528,9 +1553,11 @@ int mtl_writer_open(mtl_writer **out, const char *path, int S, const char *const
     w->d_sparse = create_rows_dataset(w->file, "sparse", H5T_STD_I32LE, 2, S);
     w->d_dense = create_rows_dataset(w->file, "dense", H5T_IEEE_F32LE, 2, D);
     w->d_labels = create_rows_dataset(w->file, "labels", H5T_IEEE_F32LE, 2, T);
-    if (with_weights) w->d_weights = create_rows_dataset(w->file, "weights", H5T_IEEE_F32LE, 1, 1);
-    if (w->d_sparse < 0 || w->d_dense < 0 || w->d_labels < 0 ||
-        (with_weights && w->d_weights < 0)) {
+    w->weight_cols = weight_cols;
+    if (weight_cols)
+        w->d_weights = create_rows_dataset(w->file, "weights", H5T_IEEE_F32LE,
+                                           weight_cols > 1 ? 2 : 1, weight_cols);
+    if (w->d_sparse < 0 || w->d_dense < 0 || w->d_labels < 0 || (weight_cols && w->d_weights < 0)) {
         mtl_fail(err, w->tmp_path, "cannot create datasets");
         goto fail;
     }
@@ -1585,7 +1612,7 @@ int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense, 
     if (check_sparse(sparse, n, w->S, w->vocab_sizes, w->sparse_names, w->n, w->path, err) ||
         check_dense(dense, n, w->D, w->dense_names, w->n, w->path, err) ||
         check_labels(labels, n, w->T, w->task_names, w->n, w->path, err) ||
-        (w->d_weights >= 0 && check_weights(weights, n, w->n, w->path, err)))
+        (w->d_weights >= 0 && check_weights(weights, n, w->weight_cols, w->n, w->path, err)))
         return MTL_ERR;
     hsize_t r0 = (hsize_t)w->n, k = (hsize_t)n;
     if (append_rows(w->d_sparse, 2, r0, k, (hsize_t)w->S, H5T_NATIVE_INT32, sparse, "sparse",
@@ -1594,8 +1621,9 @@ int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense, 
                     w->tmp_path, err) ||
         append_rows(w->d_labels, 2, r0, k, (hsize_t)w->T, H5T_NATIVE_FLOAT, labels, "labels",
                     w->tmp_path, err) ||
-        (w->d_weights >= 0 && append_rows(w->d_weights, 1, r0, k, 1, H5T_NATIVE_FLOAT, weights,
-                                          "weights", w->tmp_path, err)))
+        (w->d_weights >= 0 &&
+         append_rows(w->d_weights, w->weight_cols > 1 ? 2 : 1, r0, k, (hsize_t)w->weight_cols,
+                     H5T_NATIVE_FLOAT, weights, "weights", w->tmp_path, err)))
         return MTL_ERR;
     w->n += n;
     return MTL_OK;
@@ -1798,7 +1826,8 @@ int mtl_dataset_save(const mtl_dataset *ds, const char *path, const mtl_meta *me
     mtl_writer *w;
     if (mtl_writer_open(&w, path, ds->S, (const char *const *)ds->sparse_names, ds->vocab_sizes,
                         ds->D, (const char *const *)ds->dense_names, ds->T,
-                        (const char *const *)ds->task_names, ds->weights != NULL, err) != MTL_OK)
+                        (const char *const *)ds->task_names, ds->weights ? ds->weight_cols : 0,
+                        err) != MTL_OK)
         return MTL_ERR;
     int rc = mtl_writer_add_multi(w, ds->M, (const char *const *)ds->multi_names, ds->multi_vocab,
                                   ds->multi_mean, err);
@@ -1825,7 +1854,7 @@ int mtl_batch_alloc(mtl_batch *b, int capacity, int S, int D, int T, mtl_error *
     b->sparse = mtl_alloc(c * (size_t)S, sizeof(int32_t), "batch sparse", err);
     b->dense = mtl_alloc(c * (size_t)D, sizeof(float), "batch dense", err);
     b->labels = mtl_alloc(c * (size_t)T, sizeof(float), "batch labels", err);
-    b->weights = mtl_alloc(c, sizeof(float), "batch weights", err);
+    b->weights = mtl_alloc(c * (size_t)T, sizeof(float), "batch weights", err);
     if (!b->sparse || !b->dense || !b->labels || !b->weights) {
         mtl_batch_free(b);
         return MTL_ERR;
@@ -1907,7 +1936,13 @@ void mtl_batch_gather(mtl_batch *b, const mtl_dataset *ds, const int64_t *rows, 
             for (size_t j = 0; j < S; j++) b->sparse[bi * S + j] = ds->sparse_u16[ri * S + j];
         for (size_t j = 0; j < D; j++) b->dense[bi * D + j] = ds->dense[ri * D + j];
         for (size_t j = 0; j < T; j++) b->labels[bi * T + j] = ds->labels[ri * T + j];
-        b->weights[i] = ds->weights ? ds->weights[r] : 1.0f;
+        float *w = b->weights + bi * T; /* [N] weights: the row's for every task */
+        if (!ds->weights)
+            for (size_t j = 0; j < T; j++) w[j] = 1.0f;
+        else if (ds->weight_cols == 1)
+            for (size_t j = 0; j < T; j++) w[j] = ds->weights[ri];
+        else
+            for (size_t j = 0; j < T; j++) w[j] = ds->weights[ri * T + j];
     }
     /* lists after the batch's ids so far (o[0]: 0, or where a view starts) */
     for (int j = 0; j < ds->M; j++) {
@@ -1930,7 +1965,7 @@ mtl_batch mtl_batch_rows(const mtl_batch *b, int first, int n) {
     v.sparse += (size_t)first * (size_t)b->S;
     v.dense += (size_t)first * (size_t)b->D;
     v.labels += (size_t)first * (size_t)b->T;
-    v.weights += first;
+    v.weights += (size_t)first * (size_t)b->T;
     if (v.grad_rows) v.grad_rows += (size_t)first * (size_t)b->S;
     if (v.table_rows) v.table_rows += (size_t)first * (size_t)b->S;
     v.multi_off += first; /* the lists' offsets index the whole batch's ids */

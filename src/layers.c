@@ -842,7 +842,7 @@ MTL_HOT double mtl_bce_logits(float *dlogit, int dlogit_ld, const float *logit, 
             continue;
         }
         double y = yf, z = logit[(size_t)i * ld];
-        double w = weight ? weight[i] : 1.0;
+        double w = weight ? weight[(size_t)i * label_ld] : 1.0;
         /* -y log s(z) - (1-y) log(1-s(z)), rewritten so exp never overflows */
         double ez = exp(-fabs(z)); /* in (0, 1] */
         total += w * (fmax(z, 0.0) - z * y + log1p(ez));
@@ -873,7 +873,7 @@ MTL_HOT double mtl_bce_prob(float *dp, int dp_ld, const float *p, int ld, const 
         }
         double y = yf, pc = p[(size_t)i * ld];
         pc = pc < lo ? lo : (pc > hi ? hi : pc);
-        double w = weight ? weight[i] : 1.0;
+        double w = weight ? weight[(size_t)i * label_ld] : 1.0;
         total += -w * (y * log(pc) + (1.0 - y) * log1p(-pc));
         if (dp) dp[(size_t)i * dp_ld] = (float)(grad_scale * w * (pc - y) / (pc * (1.0 - pc)));
         n++;
@@ -893,7 +893,7 @@ MTL_HOT double mtl_mse(float *dpred, int dpred_ld, const float *pred, int ld, co
             continue;
         }
         double d = (double)pred[(size_t)i * ld] - yf;
-        double w = weight ? weight[i] : 1.0;
+        double w = weight ? weight[(size_t)i * label_ld] : 1.0;
         total += w * d * d;
         if (dpred) dpred[(size_t)i * dpred_ld] = (float)(grad_scale * w * 2.0 * d);
         n++;

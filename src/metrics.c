@@ -127,45 +127,46 @@ double mtl_gauc(const float *score, size_t score_stride, const float *label, siz
     return weight > 0.0 ? sum / weight : NAN;
 }
 
+/* Weighted means sum_i w_i e_i / sum_i w_i over the labelled rows (w NULL:
+ * every w_i 1); rows of weight 0 count in neither sum, and no weight at all
+ * gives NaN. */
 double mtl_logloss(const float *p, size_t p_stride, const float *label, size_t label_stride,
-                   size_t n) {
+                   const float *weight, size_t n) {
     const double lo = 1e-7, hi = 1.0 - 1e-7; // Keras' epsilon: log(0) never happens
-    double sum = 0.0;
-    size_t count = 0;
+    double sum = 0.0, wsum = 0.0;
     for (size_t i = 0; i < n; i++) {
-        double y = label[i * label_stride];
-        if (isnan(y)) continue;
+        double y = label[i * label_stride], w = weight ? weight[i * label_stride] : 1.0;
+        if (isnan(y) || w == 0.0) continue;
         double q = p[i * p_stride];
         // explicit compares (not fmin/fmax) so a NaN prediction stays NaN and shows
         if (q < lo) q = lo;
         if (q > hi) q = hi;
-        sum -= y * log(q) + (1.0 - y) * log(1.0 - q);
-        count++;
+        sum -= w * (y * log(q) + (1.0 - y) * log(1.0 - q));
+        wsum += w;
     }
-    return count ? sum / (double)count : NAN;
+    return wsum > 0.0 ? sum / wsum : NAN;
 }
 
-/* Mean of |pred - y|^power over the labelled rows (power 1 or 2). */
+/* Weighted mean of |pred - y|^power over the labelled rows (power 1 or 2). */
 static double mean_error(const float *pred, size_t pred_stride, const float *label,
-                         size_t label_stride, size_t n, int power) {
-    double sum = 0.0;
-    size_t count = 0;
+                         size_t label_stride, const float *weight, size_t n, int power) {
+    double sum = 0.0, wsum = 0.0;
     for (size_t i = 0; i < n; i++) {
-        double y = label[i * label_stride];
-        if (isnan(y)) continue;
+        double y = label[i * label_stride], w = weight ? weight[i * label_stride] : 1.0;
+        if (isnan(y) || w == 0.0) continue;
         double d = fabs((double)pred[i * pred_stride] - y);
-        sum += power == 2 ? d * d : d;
-        count++;
+        sum += w * (power == 2 ? d * d : d);
+        wsum += w;
     }
-    return count ? sum / (double)count : NAN;
+    return wsum > 0.0 ? sum / wsum : NAN;
 }
 
 double mtl_mse_metric(const float *pred, size_t pred_stride, const float *label,
-                      size_t label_stride, size_t n) {
-    return mean_error(pred, pred_stride, label, label_stride, n, 2);
+                      size_t label_stride, const float *weight, size_t n) {
+    return mean_error(pred, pred_stride, label, label_stride, weight, n, 2);
 }
 
 double mtl_mae_metric(const float *pred, size_t pred_stride, const float *label,
-                      size_t label_stride, size_t n) {
-    return mean_error(pred, pred_stride, label, label_stride, n, 1);
+                      size_t label_stride, const float *weight, size_t n) {
+    return mean_error(pred, pred_stride, label, label_stride, weight, n, 1);
 }

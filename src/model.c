@@ -684,7 +684,10 @@ void mtl_model_task_predict(mtl_model *m, int B) {
 void mtl_model_count_labels(const mtl_model *m, const mtl_batch *b, double *count) {
     for (int t = 0; t < m->T; t++) {
         double c = 0;
-        for (int i = 0; i < b->n; i++) c += !isnan(b->labels[(size_t)i * (size_t)b->T + (size_t)t]);
+        for (int i = 0; i < b->n; i++) {
+            size_t at = (size_t)i * (size_t)b->T + (size_t)t;
+            if (!isnan(b->labels[at])) c += b->weights ? b->weights[at] : 1.0f;
+        }
         count[t] = c;
     }
 }
@@ -724,11 +727,11 @@ void mtl_model_task_loss(mtl_model *m, const mtl_batch *b, const float *scale, d
     int64_t cnt = 0;
     for (int t = 0; t < T; t++) {
         if (m->shape.task_regression[t])
-            loss_sum[t] = mtl_mse(dlogits + t, T, logits + t, T, b->labels + t, b->T, b->weights, B,
-                                  scale[t], &cnt);
+            loss_sum[t] = mtl_mse(dlogits + t, T, logits + t, T, b->labels + t, b->T,
+                                  b->weights + t, B, scale[t], &cnt);
         else
             loss_sum[t] = mtl_bce_logits(dlogits + t, T, logits + t, T, b->labels + t, b->T,
-                                         b->weights, B, scale[t], &cnt);
+                                         b->weights + t, B, scale[t], &cnt);
     }
 }
 

@@ -122,6 +122,7 @@ typedef struct {
     /* evaluation buffers */
     float *eval_pred, *eval_labels;    /* local [n x P], [n x T] */
     float *all_pred, *all_labels;      /* rank 0: [N x P], [N x T] */
+    float *eval_weights, *all_weights; /* [n x T], [N x T]: /weights per task */
     int64_t *eval_groups, *all_groups; /* local [n], rank 0: [N] /groups for GAUC */
     int64_t eval_capacity, all_capacity;
     FILE *metrics;
@@ -177,6 +178,8 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
                    (size_t)n * (size_t)P * sizeof(float));
             memcpy(tr->eval_labels + (done + c) * T, tr->batch.labels,
                    (size_t)n * (size_t)T * sizeof(float));
+            memcpy(tr->eval_weights + (done + c) * T, tr->batch.weights,
+                   (size_t)n * (size_t)T * sizeof(float));
             if (chunk.groups)
                 memcpy(tr->eval_groups + done + c, chunk.groups + c, (size_t)n * sizeof(int64_t));
             c += n;
@@ -188,6 +191,8 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     int64_t total = ds->n_total;
     mtl_dist_gather_floats(tr->d, tr->eval_pred, count * P, tr->all_pred, total * P);
     mtl_dist_gather_floats(tr->d, tr->eval_labels, count * T, tr->all_labels, total * T);
+    if (ds->weight_cols) /* weighted losses; AUC and GAUC stay unweighted */
+        mtl_dist_gather_floats(tr->d, tr->eval_weights, count * T, tr->all_weights, total * T);
     if (ds->has_groups) /* a group's rows may be on several ranks: GAUC on all of them */
         mtl_dist_gather_int64s(tr->d, tr->eval_groups, count, tr->all_groups, total);
     memset(res, 0, sizeof *res);
@@ -196,12 +201,13 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
         for (int t = 0; t < T; t++) {
             const float *p = tr->all_pred + mtl_model_prediction_of_task(m, t);
             const float *y = tr->all_labels + t;
+            const float *w = ds->weight_cols ? tr->all_weights + t : NULL;
             if (m->shape.task_regression[t]) {
-                res->loss[t] = mtl_mse_metric(p, (size_t)P, y, (size_t)T, (size_t)total);
-                res->mae[t] = mtl_mae_metric(p, (size_t)P, y, (size_t)T, (size_t)total);
+                res->loss[t] = mtl_mse_metric(p, (size_t)P, y, (size_t)T, w, (size_t)total);
+                res->mae[t] = mtl_mae_metric(p, (size_t)P, y, (size_t)T, w, (size_t)total);
                 res->auc[t] = NAN;
             } else {
-                res->loss[t] = mtl_logloss(p, (size_t)P, y, (size_t)T, (size_t)total);
+                res->loss[t] = mtl_logloss(p, (size_t)P, y, (size_t)T, w, (size_t)total);
                 res->auc[t] = mtl_auc(p, (size_t)P, y, (size_t)T, (size_t)total);
                 if (res->has_gauc)
                     res->gauc[t] = mtl_gauc(p, (size_t)P, y, (size_t)T, tr->all_groups,
@@ -422,9 +428,12 @@ static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_e
         tr->eval_pred =
             mtl_alloc((size_t)local_rows * (size_t)P, sizeof(float), "predictions", err);
         tr->eval_labels = mtl_alloc((size_t)local_rows * (size_t)T, sizeof(float), "labels", err);
+        free(tr->eval_weights);
+        tr->eval_weights = mtl_alloc((size_t)local_rows * (size_t)T, sizeof(float), "weights", err);
         free(tr->eval_groups);
         tr->eval_groups = mtl_alloc((size_t)local_rows, sizeof(int64_t), "groups", err);
-        if (!tr->eval_pred || !tr->eval_labels || !tr->eval_groups) return MTL_ERR;
+        if (!tr->eval_pred || !tr->eval_labels || !tr->eval_weights || !tr->eval_groups)
+            return MTL_ERR;
         tr->eval_capacity = local_rows;
     }
     if (tr->d->rank == 0 && total_rows > tr->all_capacity) {
@@ -432,9 +441,11 @@ static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_e
         free(tr->all_labels);
         tr->all_pred = mtl_alloc((size_t)total_rows * (size_t)P, sizeof(float), "predictions", err);
         tr->all_labels = mtl_alloc((size_t)total_rows * (size_t)T, sizeof(float), "labels", err);
+        free(tr->all_weights);
+        tr->all_weights = mtl_alloc((size_t)total_rows * (size_t)T, sizeof(float), "weights", err);
         free(tr->all_groups);
         tr->all_groups = mtl_alloc((size_t)total_rows, sizeof(int64_t), "groups", err);
-        if (!tr->all_pred || !tr->all_labels || !tr->all_groups) return MTL_ERR;
+        if (!tr->all_pred || !tr->all_labels || !tr->all_weights || !tr->all_groups) return MTL_ERR;
         tr->all_capacity = total_rows;
     }
     return MTL_OK;
@@ -454,6 +465,8 @@ static void trainer_free(trainer *tr) {
     free(tr->eval_labels);
     free(tr->all_pred);
     free(tr->all_labels);
+    free(tr->eval_weights);
+    free(tr->all_weights);
     free(tr->eval_groups);
     free(tr->all_groups);
     if (tr->metrics) fclose(tr->metrics);

@@ -51,27 +51,29 @@ static float gen_dense(int64_t i, int j) {
 static float gen_label(int64_t i, int t) {
     return (i + t) % 7 == 3 ? NAN : (float)((i * 3 + t) % 2);
 }
-static float gen_weight(int64_t i) {
-    return (float)(i % 5) * 0.5f;
+/* column c of /weights ([N]: c = 0) */
+static float gen_weight(int64_t i, int c) {
+    return (float)((i + 2 * c) % 5) * 0.5f;
 }
 
 static const char *SPARSE_NAMES[4] = {"größe", "education", "", "one"};
 static const char *DENSE_NAMES[3] = {"age", "hours", "capital gain"};
 static const char *TASK_NAMES[2] = {"income", "marital"};
 
-/* Write n rows with the generators above, appending in pieces of `piece`. */
-static void write_generated(const char *path, int64_t n, int S, int D, int T, int with_weights,
+/* Write n rows with the generators above, appending in pieces of `piece`;
+ * weight_cols: no /weights (0), [N] (1) or [N, T] (T). */
+static void write_generated(const char *path, int64_t n, int S, int D, int T, int weight_cols,
                             int64_t piece, const mtl_meta *meta) {
     mtl_error err = {{0}};
     mtl_writer *w = NULL;
     int rc = mtl_writer_open(&w, path, S, SPARSE_NAMES, VOCAB, D, DENSE_NAMES, T, TASK_NAMES,
-                             with_weights, &err);
+                             weight_cols, &err);
     if (rc != MTL_OK) print_error("%s\n", err.msg);
     assert_int_equal(rc, MTL_OK);
     int32_t *sp = calloc((size_t)(piece * S + 1), sizeof *sp);
     float *de = calloc((size_t)(piece * D + 1), sizeof *de);
     float *la = calloc((size_t)(piece * T + 1), sizeof *la);
-    float *we = calloc((size_t)piece + 1, sizeof *we);
+    float *we = calloc((size_t)(piece * T + 1), sizeof *we);
     assert_non_null(sp);
     assert_non_null(de);
     assert_non_null(la);
@@ -82,9 +84,9 @@ static void write_generated(const char *path, int64_t n, int S, int D, int T, in
             for (int s = 0; s < S; s++) sp[i * S + s] = gen_sparse(r0 + i, s);
             for (int j = 0; j < D; j++) de[i * D + j] = gen_dense(r0 + i, j);
             for (int t = 0; t < T; t++) la[i * T + t] = gen_label(r0 + i, t);
-            we[i] = gen_weight(r0 + i);
+            for (int c = 0; c < weight_cols; c++) we[i * weight_cols + c] = gen_weight(r0 + i, c);
         }
-        rc = mtl_writer_append(w, S ? sp : NULL, D ? de : NULL, la, with_weights ? we : NULL, k,
+        rc = mtl_writer_append(w, S ? sp : NULL, D ? de : NULL, la, weight_cols ? we : NULL, k,
                                &err);
         if (rc != MTL_OK) print_error("%s\n", err.msg);
         assert_int_equal(rc, MTL_OK);
@@ -106,16 +108,18 @@ static void assert_label_eq(float want, float got) {
 }
 
 /* Every row of ds equals the generated global row row_begin + i. */
-static void check_generated(const mtl_dataset *ds, int with_weights) {
+static void check_generated(const mtl_dataset *ds, int weight_cols) {
+    assert_int_equal(ds->weight_cols, weight_cols);
     for (int64_t i = 0; i < ds->n_rows; i++) {
         int64_t g = ds->row_begin + i;
         for (int s = 0; s < ds->S; s++)
             assert_int_equal(ds->sparse[i * ds->S + s], gen_sparse(g, s));
         for (int j = 0; j < ds->D; j++) assert_true(ds->dense[i * ds->D + j] == gen_dense(g, j));
         for (int t = 0; t < ds->T; t++) assert_label_eq(gen_label(g, t), ds->labels[i * ds->T + t]);
-        if (with_weights) assert_true(ds->weights[i] == gen_weight(g));
+        for (int c = 0; c < weight_cols; c++)
+            assert_true(ds->weights[i * weight_cols + c] == gen_weight(g, c));
     }
-    if (!with_weights) assert_null(ds->weights);
+    if (!weight_cols) assert_null(ds->weights);
 }
 
 static void check_header(const mtl_dataset *ds, int64_t n, int S, int D, int T) {
@@ -391,7 +395,7 @@ static const struct {
     {"sparse-huge", "/sparse: row 5, column 1 (cat1): value 1099511627776 does not fit int32"},
     {"dense-overflow", "/dense: row 6, column 1 (num1): value 1e+39 overflows float32"},
     {"sparse-rank1", "/sparse: must be 2-D [N, S] (got rank 1)"},
-    {"weights-rank2", "/weights: must be 1-D [N] (got rank 2)"},
+    {"weights-rank2", "/weights: has 1 columns; must be [N] or [N, T] with T = 2"},
     {"labels-missing", "/labels missing"},
     {"labels-group", "/labels: is not a dataset"},
     {"no-rows", ": no rows"},
@@ -782,6 +786,48 @@ static void test_shuffle(void **state) {
     assert_int_equal(a[0], 0);
 }
 
+/* /weights [N, T]: one weight per task, through the writer, the reader (whole,
+ * sharded, header), a batch, and the writer's own validation */
+static void test_task_weights(void **state) {
+    (void)state;
+    roundtrip("taskweights.h5", 3000, 3, 2, 2, 2, 999);
+    char path[512];
+    tmp_path(path, sizeof path, "taskweights.h5");
+    mtl_dataset ds;
+    load_ok(&ds, path, 1, 2); /* rows 1500..2999 */
+    check_generated(&ds, 2);
+    mtl_batch b;
+    mtl_error err = {{0}};
+    assert_int_equal(mtl_batch_alloc(&b, 4, 3, 2, 2, &err), MTL_OK);
+    int64_t rows[3] = {7, 0, 1499};
+    mtl_batch_gather(&b, &ds, rows, 3);
+    for (int i = 0; i < 3; i++)
+        for (int t = 0; t < 2; t++)
+            assert_true(b.weights[i * 2 + t] == gen_weight(1500 + rows[i], t));
+    mtl_batch view = mtl_batch_rows(&b, 1, 2); /* a micro-batch's rows */
+    assert_true(view.weights[2 + 1] == gen_weight(1500 + 1499, 1));
+    mtl_batch_free(&b);
+    mtl_dataset_free(&ds);
+    assert_int_equal(mtl_dataset_load_header(&ds, path, &err), MTL_OK);
+    assert_int_equal(ds.weight_cols, 2);
+    mtl_dataset_free(&ds);
+
+    /* the writer checks each task's weight and names its column */
+    tmp_path(path, sizeof path, "taskweights_bad.h5");
+    mtl_writer *w = NULL;
+    assert_int_equal(mtl_writer_open(&w, path, 0, NULL, NULL, 0, NULL, 2, TASK_NAMES, 2, &err),
+                     MTL_OK);
+    const float labels[4] = {1, 0, 0, 1}, weights[4] = {1, 0, 2, -0.5f};
+    assert_int_equal(mtl_writer_append(w, NULL, NULL, labels, weights, 2, &err), MTL_ERR);
+    assert_msg(&err, "/weights: row 1, column 1: value -0.5 is negative");
+    mtl_writer_abort(w);
+    assert_false(file_exists(path));
+    /* 3 weight columns for 2 tasks: refused */
+    assert_int_equal(mtl_writer_open(&w, path, 0, NULL, NULL, 0, NULL, 2, TASK_NAMES, 3, &err),
+                     MTL_ERR);
+    assert_msg(&err, "3 weight columns (0, 1 or T = 2)");
+}
+
 static void test_batch_gather(void **state) {
     (void)state;
     char path[512];
@@ -800,7 +846,8 @@ static void test_batch_gather(void **state) {
         for (int s = 0; s < 3; s++) assert_int_equal(b.sparse[i * 3 + s], gen_sparse(g, s));
         for (int j = 0; j < 2; j++) assert_true(b.dense[i * 2 + j] == gen_dense(g, j));
         for (int t = 0; t < 2; t++) assert_label_eq(gen_label(g, t), b.labels[i * 2 + t]);
-        assert_true(b.weights[i] == gen_weight(g));
+        for (int t = 0; t < 2; t++) /* [N] weights: the row's for every task */
+            assert_true(b.weights[i * 2 + t] == gen_weight(g, 0));
     }
     mtl_batch_gather(&b, &ds, rows, 0);
     assert_int_equal(b.n, 0);
@@ -990,13 +1037,13 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_full),    cmocka_unit_test(test_roundtrip_no_weights),
         cmocka_unit_test(test_roundtrip_s0),      cmocka_unit_test(test_roundtrip_d0),
         cmocka_unit_test(test_roundtrip_s0_d0),   cmocka_unit_test(test_meta_roundtrip),
-        cmocka_unit_test(test_reject_filesystem), cmocka_unit_test(test_reject_h5py),
-        cmocka_unit_test(test_groups_h5py),       cmocka_unit_test(test_reject_global_row),
-        cmocka_unit_test(test_writer_abort),      cmocka_unit_test(test_h5py_file),
-        cmocka_unit_test(test_h5py_reads_writer), cmocka_unit_test(test_shuffle),
-        cmocka_unit_test(test_batch_gather),      cmocka_unit_test(test_compact_load),
-        cmocka_unit_test(test_h5py_dtypes),       cmocka_unit_test(test_h5py_compression),
-        cmocka_unit_test(test_multi_fields),
+        cmocka_unit_test(test_task_weights),      cmocka_unit_test(test_reject_filesystem),
+        cmocka_unit_test(test_reject_h5py),       cmocka_unit_test(test_groups_h5py),
+        cmocka_unit_test(test_reject_global_row), cmocka_unit_test(test_writer_abort),
+        cmocka_unit_test(test_h5py_file),         cmocka_unit_test(test_h5py_reads_writer),
+        cmocka_unit_test(test_shuffle),           cmocka_unit_test(test_batch_gather),
+        cmocka_unit_test(test_compact_load),      cmocka_unit_test(test_h5py_dtypes),
+        cmocka_unit_test(test_h5py_compression),  cmocka_unit_test(test_multi_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1113,7 +1113,7 @@ static void loss_case(const char *name, loss_fn fn, loss_ref_fn ref, int B, int 
     const float scale = 0.37f;
     float *z = alloc_fill((size_t)B * ld, SENTINEL);
     float *label = alloc_fill((size_t)B * label_ld, SENTINEL);
-    float *w = alloc_fill(B, 1.0f);
+    float *w = alloc_fill((size_t)B * label_ld, SENTINEL); /* a column, as label */
     float *d = alloc_fill((size_t)B * d_ld, SENTINEL);
     int64_t n_valid = 0;
     for (int i = 0; i < B; i++) {
@@ -1124,12 +1124,12 @@ static void loss_case(const char *name, loss_fn fn, loss_ref_fn ref, int B, int 
         else
             n_valid++;
         label[i * label_ld + l_off] = y;
-        if (weighted) w[i] = frand(st, 0.5, 2.0);
+        w[i * label_ld + l_off] = weighted ? frand(st, 0.5, 2.0) : 1.0f;
         d[i * d_ld + d_off] = 123.0f; /* must be overwritten, also where missing */
     }
     int64_t count = 5;
-    double loss = fn(d + d_off, d_ld, z + z_off, ld, label + l_off, label_ld, weighted ? w : NULL,
-                     B, scale, &count);
+    double loss = fn(d + d_off, d_ld, z + z_off, ld, label + l_off, label_ld,
+                     weighted ? w + l_off : NULL, B, scale, &count);
     assert_int_equal(count, 5 + n_valid);
     double want = 0;
     for (int i = 0; i < B; i++) {
@@ -1142,7 +1142,7 @@ static void loss_case(const char *name, loss_fn fn, loss_ref_fn ref, int B, int 
             }
             continue;
         }
-        loss_ref c = {ref, z[i * ld + z_off], y, w[i]};
+        loss_ref c = {ref, z[i * ld + z_off], y, w[i * label_ld + l_off]};
         want += loss_objective(&c);
         double g = fd(loss_objective, &c, &c.z);
         check_rel(what, B, "grad/grad_scale", i, 0, d[i * d_ld + d_off] / scale, g, GRAD_TOL);
@@ -1151,16 +1151,16 @@ static void loss_case(const char *name, loss_fn fn, loss_ref_fn ref, int B, int 
     check_padding(what, B, "grad", d, B, d_ld, d_off, 1);
 
     /* dlogit NULL: same loss, still counted */
-    double loss2 =
-        fn(NULL, 0, z + z_off, ld, label + l_off, label_ld, weighted ? w : NULL, B, scale, &count);
+    double loss2 = fn(NULL, 0, z + z_off, ld, label + l_off, label_ld, weighted ? w + l_off : NULL,
+                      B, scale, &count);
     assert_true(loss2 == loss);
     assert_int_equal(count, 5 + 2 * n_valid);
 
     /* every label missing: zero loss, nothing counted */
     for (int i = 0; i < B; i++) label[i * label_ld + l_off] = NAN;
     count = 0;
-    loss2 = fn(d + d_off, d_ld, z + z_off, ld, label + l_off, label_ld, weighted ? w : NULL, B,
-               scale, &count);
+    loss2 = fn(d + d_off, d_ld, z + z_off, ld, label + l_off, label_ld, weighted ? w + l_off : NULL,
+               B, scale, &count);
     assert_true(loss2 == 0.0);
     assert_int_equal(count, 0);
     for (int i = 0; i < B; i++) assert_true(d[i * d_ld + d_off] == 0.0f);

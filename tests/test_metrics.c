@@ -136,35 +136,46 @@ static void test_logloss(void **state) {
     (void)state;
     // -(ln 0.9 + ln 0.8) / 2; the NaN-labelled item does not count
     const float p[] = {0.9f, 0.2f, 0.6f}, y[] = {1, 0, NAN};
-    assert_near(mtl_logloss(p, 1, y, 1, 3), 0.164252033486018, 1e-7);
+    assert_near(mtl_logloss(p, 1, y, 1, NULL, 3), 0.164252033486018, 1e-7);
     // clamped to [1e-7, 1 - 1e-7]: a confident miss costs -ln(1e-7), not inf
     const float p0[] = {0.0f}, one[] = {1.0f}, zero[] = {0.0f};
-    assert_near(mtl_logloss(p0, 1, one, 1, 1), 16.11809565095832, 1e-9);
-    assert_near(mtl_logloss(p0, 1, zero, 1, 1), 1e-7, 1e-9);
+    assert_near(mtl_logloss(p0, 1, one, 1, NULL, 1), 16.11809565095832, 1e-9);
+    assert_near(mtl_logloss(p0, 1, zero, 1, NULL, 1), 1e-7, 1e-9);
     const float p1[] = {1.0f};
-    assert_near(mtl_logloss(p1, 1, zero, 1, 1), 16.11809565095832, 1e-6);
+    assert_near(mtl_logloss(p1, 1, zero, 1, NULL, 1), 16.11809565095832, 1e-6);
     // strided column, all-NaN labels, and a NaN prediction propagating
     const float m[] = {0.9f, 1.0f, 0.2f, 0.0f};
-    assert_near(mtl_logloss(m, 2, m + 1, 2, 2), 0.164252033486018, 1e-7);
+    assert_near(mtl_logloss(m, 2, m + 1, 2, NULL, 2), 0.164252033486018, 1e-7);
     const float ynan[] = {NAN, NAN};
-    assert_true(isnan(mtl_logloss(p, 1, ynan, 1, 2)));
+    assert_true(isnan(mtl_logloss(p, 1, ynan, 1, NULL, 2)));
     const float pnan[] = {NAN};
-    assert_true(isnan(mtl_logloss(pnan, 1, one, 1, 1)));
+    assert_true(isnan(mtl_logloss(pnan, 1, one, 1, NULL, 1)));
+    // weighted, weights in the labels' stride: (2 (-ln 0.9) + 0.5 (-ln 0.8)) / 2.5;
+    // the weight-0 row (a sure miss) and the unlabelled one count for nothing
+    const float wm[] = {0.9f, 1.0f, 2.0f, 0.2f, 0.0f, 0.5f, 0.0f, 1.0f, 0.0f, 0.6f, NAN, 7.0f};
+    assert_near(mtl_logloss(wm, 3, wm + 1, 3, wm + 2, 4), (2.0 * -log(0.9) + 0.5 * -log(0.8)) / 2.5,
+                1e-7);
+    const float w0[] = {0.0f, 0.0f, 0.0f};
+    assert_true(isnan(mtl_logloss(p, 1, y, 1, w0, 3))); // no weight at all
 }
 
 static void test_mse_mae(void **state) {
     (void)state;
     // errors -0.5, 0, 2 (the 4th item is unlabelled)
     const float pred[] = {1.0f, 2.0f, 3.0f, 100.0f}, y[] = {1.5f, 2.0f, 1.0f, NAN};
-    assert_near(mtl_mse_metric(pred, 1, y, 1, 4), 4.25 / 3.0, 1e-12);
-    assert_near(mtl_mae_metric(pred, 1, y, 1, 4), 2.5 / 3.0, 1e-12);
+    assert_near(mtl_mse_metric(pred, 1, y, 1, NULL, 4), 4.25 / 3.0, 1e-12);
+    assert_near(mtl_mae_metric(pred, 1, y, 1, NULL, 4), 2.5 / 3.0, 1e-12);
     // strided: [2 x 2] matrix, column 1 against column 0
     const float m[] = {1.0f, 4.0f, 2.0f, -1.0f};
-    assert_near(mtl_mse_metric(m + 1, 2, m, 2, 2), (9.0 + 9.0) / 2.0, 1e-12);
-    assert_near(mtl_mae_metric(m + 1, 2, m, 2, 2), 3.0, 1e-12);
+    assert_near(mtl_mse_metric(m + 1, 2, m, 2, NULL, 2), (9.0 + 9.0) / 2.0, 1e-12);
+    assert_near(mtl_mae_metric(m + 1, 2, m, 2, NULL, 2), 3.0, 1e-12);
     const float ynan[] = {NAN};
-    assert_true(isnan(mtl_mse_metric(pred, 1, ynan, 1, 1)));
-    assert_true(isnan(mtl_mae_metric(pred, 1, ynan, 1, 1)));
+    assert_true(isnan(mtl_mse_metric(pred, 1, ynan, 1, NULL, 1)));
+    assert_true(isnan(mtl_mae_metric(pred, 1, ynan, 1, NULL, 1)));
+    // weighted: errors -0.5 (w 2), 0 (w 0: dropped), 2 (w 0.5)
+    const float w[] = {2.0f, 0.0f, 0.5f, 1.0f};
+    assert_near(mtl_mse_metric(pred, 1, y, 1, w, 4), (2.0 * 0.25 + 0.5 * 4.0) / 2.5, 1e-12);
+    assert_near(mtl_mae_metric(pred, 1, y, 1, w, 4), (2.0 * 0.5 + 0.5 * 2.0) / 2.5, 1e-12);
 }
 
 static void test_gauc_hand(void **state) {

@@ -11,7 +11,8 @@
  *          uncertainty weighting: f_t = c_t exp(-s_t), c_t = 1/2 for
  *          regression, 1 for binary; otherwise f_t = 1)
  *    where loss_t is the weighted sum of per-sample BCE-with-logits or
- *    squared error over labelled samples, and ESMM's conversion task is the
+ *    squared error over labelled samples (per-task sample weights, some 0),
+ *    count_t the labelled samples' summed weight, and ESMM's conversion task is the
  *    BCE of pCTCVR = sigmoid(z_ctr) sigmoid(z_cvr) clamped to
  *    [1e-7, 1 - 1e-7]. Tasks with no label in the batch contribute nothing
  *    (as mtl_model_loss). L is computed by this file, in double.
@@ -240,8 +241,12 @@ static void fill_batch(mtl_batch *b, const mtl_model *m, const model_case *c, ui
                 (c->B == 1 ? t == sh->T - 1 : i > 0 && mtl_rng_uniform(&rng) < 0.25f))
                 y = NAN;
             b->labels[i * sh->T + t] = y;
+            /* per-task weights ([N, T] /weights), some 0 (the row is out of
+             * that task's loss; row 0 keeps every task's count above 0) */
+            float w = 0.5f + 1.5f * mtl_rng_uniform(&rng);
+            if (i > 0 && mtl_rng_uniform(&rng) < 0.15f) w = 0.0f;
+            b->weights[i * sh->T + t] = c->weights ? w : 1.0f;
         }
-        b->weights[i] = c->weights ? 0.5f + 1.5f * mtl_rng_uniform(&rng) : 1.0f;
     }
     /* lists of 0..3 ids (row 0's empty, row 1's with a repeated id) */
     assert_int_equal(mtl_batch_alloc_multi(b, sh->M, &err), MTL_OK);
@@ -278,24 +283,24 @@ static double ref_objective(const mtl_model *m, const double *z, const mtl_batch
     int T = m->T, B = b->n;
     double ls[MTL_MAX_TASKS] = {0};
     for (int i = 0; i < B; i++) {
-        double w = b->weights[i];
+        const float *w = b->weights + (size_t)i * (size_t)b->T;
         const float *y = b->labels + (size_t)i * (size_t)b->T;
         if (m->desc == model_of(K_ESMM)) {
             /* the click task is scored by pCTR (column 0) */
             int ctr = mtl_model_prediction_of_task(m, 0) == 0 ? 0 : 1, ctcvr = 1 - ctr;
-            if (!isnan(y[ctr])) ls[ctr] += w * bce_logit(z[i * 2], y[ctr]);
+            if (!isnan(y[ctr])) ls[ctr] += w[ctr] * bce_logit(z[i * 2], y[ctr]);
             if (!isnan(y[ctcvr])) {
                 double p = sigmoid(z[i * 2]) * sigmoid(z[i * 2 + 1]);
                 p = fmin(fmax(p, 1e-7), 1.0 - 1e-7);
-                ls[ctcvr] += -w * (y[ctcvr] * log(p) + (1.0 - y[ctcvr]) * log1p(-p));
+                ls[ctcvr] += -w[ctcvr] * (y[ctcvr] * log(p) + (1.0 - y[ctcvr]) * log1p(-p));
             }
             continue;
         }
         for (int t = 0; t < T; t++) {
             if (isnan(y[t])) continue;
             double zt = z[i * T + t];
-            ls[t] +=
-                w * (m->shape.task_regression[t] ? (zt - y[t]) * (zt - y[t]) : bce_logit(zt, y[t]));
+            ls[t] += w[t] * (m->shape.task_regression[t] ? (zt - y[t]) * (zt - y[t])
+                                                         : bce_logit(zt, y[t]));
         }
     }
     /* AITM's calibrator (Xi et al. 2021, eq. 6-7): alpha * max(p_t - p_{t-1}, 0)
@@ -310,8 +315,8 @@ static double ref_objective(const mtl_model *m, const double *z, const mtl_batch
             double sum = 0;
             for (int i = 0; i < B; i++)
                 if (!isnan(b->labels[(size_t)i * (size_t)b->T + (size_t)t]))
-                    sum +=
-                        b->weights[i] * fmax(sigmoid(z[i * T + t]) - sigmoid(z[i * T + prev]), 0);
+                    sum += b->weights[(size_t)i * (size_t)b->T + (size_t)t] *
+                           fmax(sigmoid(z[i * T + t]) - sigmoid(z[i * T + prev]), 0);
             calib += ref_cfg->aitm_calibration_weight * sum / count[t];
         }
     }
@@ -791,7 +796,8 @@ static void gradient_check(const model_case *c, grad_report *rep) {
     mtl_model_count_labels(m, &b, count);
     for (int t = 0; t < m->T; t++) {
         double want = 0;
-        for (int i = 0; i < b.n; i++) want += !isnan(b.labels[i * b.T + t]);
+        for (int i = 0; i < b.n; i++) /* the labelled rows' summed weight */
+            if (!isnan(b.labels[i * b.T + t])) want += b.weights[i * b.T + t];
         assert_true(count[t] == want);
     }
     memset(m->params.grads, 0, m->params.size * sizeof(float));

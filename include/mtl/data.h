@@ -8,7 +8,9 @@
  *   /sparse  int32   [N, S]  attrs: vocab_sizes int64 [S], names (S vlen UTF-8 strings)
  *   /dense   float32 [N, D]  attrs: names
  *   /labels  float32 [N, T]  attrs: names (task names); NaN = missing label
- *   /weights float32 [N]     optional sample weights (default 1)
+ *   /weights float32 [N] or [N, T]  optional sample weights (default 1): one
+ *            for every task, or one per task (0 drops the row from that
+ *            task's loss)
  *   /groups int64 [N]        optional group (user, session) of each row, for GAUC
  *   /multi/<field>           optional multi-valued categorical fields (tags,
  *            genres, a user's recent items), one group each: ids int32 [nnz]
@@ -60,7 +62,8 @@ typedef struct {
     uint16_t *sparse_u16; /* [n_rows x S] when every vocabulary has <= 65536 ids */
     float *dense;         /* [n_rows x D] */
     float *labels;        /* [n_rows x T] */
-    float *weights;       /* [n_rows] or NULL when the file has none */
+    float *weights;       /* [n_rows x weight_cols] or NULL when the file has none */
+    int weight_cols;      /* 1: /weights [N], T: [N, T] */
     int64_t *groups;      /* [n_rows] /groups (user or session ids for GAUC) or NULL */
     int has_groups;       /* the file has /groups (also set by header-only loads) */
     int64_t *vocab_sizes; /* [S] */
@@ -116,8 +119,9 @@ int mtl_meta_load(mtl_meta *meta, const char *path, mtl_error *err);
 typedef struct mtl_writer mtl_writer;
 int mtl_writer_open(mtl_writer **w, const char *path, int S, const char *const *sparse_names,
                     const int64_t *vocab_sizes, int D, const char *const *dense_names, int T,
-                    const char *const *task_names, int with_weights, mtl_error *err);
-/* Append n rows; dense/sparse may be NULL when D/S is 0, weights NULL when
+                    const char *const *task_names, int weight_cols, mtl_error *err);
+/* weight_cols: 0 no /weights, 1 /weights [N], T /weights [N, T].
+ * Append n rows; dense/sparse may be NULL when D/S is 0, weights NULL when
  * the writer has none. */
 int mtl_writer_append(mtl_writer *w, const int32_t *sparse, const float *dense, const float *labels,
                       const float *weights, int64_t n, mtl_error *err);
@@ -144,7 +148,8 @@ typedef struct {
     int32_t *sparse; /* [capacity x S] */
     float *dense;    /* [capacity x D] */
     float *labels;   /* [capacity x T] */
-    float *weights;  /* [capacity] (all 1 when the dataset has none) */
+    float *weights;  /* [capacity x T]: each row's weight per task (all 1 when the
+                        dataset has none) */
     /* [capacity x S], not owned: the row of each field's gradient table that
      * receives each id's gradient (embedding.h: a sparse table's compact rows);
      * NULL: the id's own row */

@@ -160,7 +160,8 @@ void mtl_dropout_backward(float *d, int d_ld, const float *mask, int B, int D);
 /* ---- losses over one task's column ----
  * logit/pred [B] with stride `ld` (a column of a [B x T] matrix), label [B]
  * with stride label_ld; NaN label = missing: no loss, no gradient, not
- * counted. weight [B] per-sample weights or NULL (1).
+ * counted. weight [B] with stride label_ld: per-sample weights (a column of
+ * the batch's [B x T] weights, like the label), or NULL (1).
  * Returns the SUM of (weighted) per-sample losses; *count += number of
  * non-missing labels. Writes dlogit[b] = grad_scale * weight * dloss/dlogit
  * (0 where missing); dlogit has stride dlogit_ld. dlogit may be NULL. */

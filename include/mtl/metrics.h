@@ -25,13 +25,16 @@ double mtl_auc(const float *score, size_t score_stride, const float *label, size
 double mtl_gauc(const float *score, size_t score_stride, const float *label, size_t label_stride,
                 const int64_t *group, size_t n, int64_t *n_groups);
 
-/* Mean binary cross-entropy of probabilities p (clamped to [1e-7, 1-1e-7]). */
+/* Mean binary cross-entropy of probabilities p (clamped to [1e-7, 1-1e-7]).
+ * weight: per-row weights with the label's stride, or NULL (all 1): the
+ * weighted mean sum w l / sum w over the labelled rows (weight 0: the row
+ * counts in neither sum). */
 double mtl_logloss(const float *p, size_t p_stride, const float *label, size_t label_stride,
-                   size_t n);
-/* Mean squared and mean absolute error. */
+                   const float *weight, size_t n);
+/* Mean squared and mean absolute error, weighted as mtl_logloss. */
 double mtl_mse_metric(const float *pred, size_t pred_stride, const float *label,
-                      size_t label_stride, size_t n);
+                      size_t label_stride, const float *weight, size_t n);
 double mtl_mae_metric(const float *pred, size_t pred_stride, const float *label,
-                      size_t label_stride, size_t n);
+                      size_t label_stride, const float *weight, size_t n);
 
 #endif

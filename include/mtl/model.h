@@ -190,13 +190,16 @@ void mtl_model_forward(mtl_model *m, const mtl_batch *b, int train);
 static inline const float *mtl_model_predictions(const mtl_model *m) {
     return m->act + m->preds;
 }
-/* Local labelled counts per task of this batch (what the ranks sum). */
+/* Per task, the summed weight of this batch's labelled rows (their number
+ * when the data has no /weights): what the ranks sum into global_count. */
 void mtl_model_count_labels(const mtl_model *m, const mtl_batch *b, double *count);
-/* Loss of the batch after forward. global_count[t] is the number of labelled
- * samples of task t in the GLOBAL batch (summed over ranks): gradients are
- * scaled by 1/global_count so that summing the ranks' gradients gives the
- * gradient of the mean loss. loss_sum[t] receives this rank's summed
- * (unweighted) per-sample loss of task t. Writes the logits' gradient, and
+/* Loss of the batch after forward. global_count[t] is the summed weight of
+ * the labelled samples of task t in the GLOBAL batch (summed over ranks):
+ * gradients are scaled by 1/global_count so that summing the ranks'
+ * gradients gives the gradient of the weighted mean loss
+ * sum_i w_it l_it / sum_i w_it (rows with a missing label or weight 0 count
+ * in neither sum). loss_sum[t] receives this rank's summed weighted
+ * per-sample loss of task t. Writes the logits' gradient, and
  * (uncertainty weighting) the log-variances' gradient; is_root adds the
  * regularizer's constant part once over all ranks. */
 void mtl_model_loss(mtl_model *m, const mtl_batch *b, const double *global_count, int is_root,

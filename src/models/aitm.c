@@ -93,7 +93,7 @@ static void loss(mtl_model *m, const mtl_batch *b, const float *scale, const dou
             if (isnan(b->labels[(size_t)r * (size_t)b->T + (size_t)t])) continue;
             float pt = pred[r * T + t], pp = pred[r * T + prev];
             if (pt <= pp) continue;
-            float g = c * (b->weights ? b->weights[r] : 1.0f);
+            float g = c * (b->weights ? b->weights[(size_t)r * (size_t)b->T + (size_t)t] : 1.0f);
             dlogits[r * T + t] += g * pt * (1.0f - pt);
             dlogits[r * T + prev] -= g * pp * (1.0f - pp);
         }

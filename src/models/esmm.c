@@ -46,10 +46,10 @@ static void loss(mtl_model *m, const mtl_batch *b, const float *scale, const dou
     const float *logits = m->act + m->logits;
     const float *pred = m->act + m->preds;
     float *dp = m->grad + m->preds; /* scratch: d loss / d pCTCVR */
-    loss_sum[ctr] = mtl_bce_logits(dlogits, 2, logits, 2, b->labels + ctr, b->T, b->weights, B,
-                                   scale[ctr], &cnt);
-    loss_sum[ctcvr] = mtl_bce_prob(dp + 2, 3, pred + 2, 3, b->labels + ctcvr, b->T, b->weights, B,
-                                   scale[ctcvr], &cnt);
+    loss_sum[ctr] = mtl_bce_logits(dlogits, 2, logits, 2, b->labels + ctr, b->T, b->weights + ctr,
+                                   B, scale[ctr], &cnt);
+    loss_sum[ctcvr] = mtl_bce_prob(dp + 2, 3, pred + 2, 3, b->labels + ctcvr, b->T,
+                                   b->weights + ctcvr, B, scale[ctcvr], &cnt);
     for (int i = 0; i < B; i++) {
         float pctr = pred[i * 3], pcvr = pred[i * 3 + 1], g = dp[i * 3 + 2];
         dlogits[i * 2] += g * pcvr * pctr * (1.0f - pctr);
