@@ -473,21 +473,26 @@ static void trainer_free(trainer *tr) {
     if (tr->streaming) mtl_stream_free(&tr->st);
 }
 
-/* Per task over this rank's training rows: the labelled count and sum, and
- * the first row whose label is neither 0 nor 1 (-1 if none). Streaming reads
- * the shard once here, chunk by chunk. */
+/* Per task over this rank's training rows: the labelled rows' summed weight
+ * and weighted label sum (the base rate the loss sees: a row of weight 0 is
+ * not in it), and the first row whose label is neither 0 nor 1 (-1 if none).
+ * Streaming reads the shard once here, chunk by chunk. */
 typedef struct {
     double sum[MTL_MAX_TASKS], count[MTL_MAX_TASKS];
     int64_t nonbinary_row[MTL_MAX_TASKS];
 } label_stats;
 
-static void scan_labels(const float *labels, int64_t n, int T, int64_t row0, label_stats *ls) {
+static void scan_labels(const mtl_dataset *ds, int64_t first, int64_t n, int T, label_stats *ls) {
+    const float *labels = ds->labels + first * T;
+    int64_t row0 = ds->row_begin + first;
     for (int64_t i = 0; i < n; i++)
         for (int t = 0; t < T; t++) {
             float y = labels[i * T + t];
             if (isnan(y)) continue;
-            ls->sum[t] += y;
-            ls->count[t] += 1;
+            const float *w = ds->weights ? ds->weights + (first + i) * ds->weight_cols : NULL;
+            double wt = !w ? 1.0 : w[ds->weight_cols > 1 ? t : 0];
+            ls->sum[t] += wt * y;
+            ls->count[t] += wt;
             if (y != 0.0f && y != 1.0f && ls->nonbinary_row[t] < 0) ls->nonbinary_row[t] = row0 + i;
         }
 }
@@ -500,7 +505,7 @@ static int train_label_stats(trainer *tr, int T, label_stats *ls, mtl_error *err
         for (int64_t c = 0; c < tr->st.n_chunks; c++) {
             mtl_dataset chunk;
             if (mtl_stream_load_chunk(&tr->st, c, &chunk, err) != MTL_OK) return MTL_ERR;
-            scan_labels(chunk.labels, chunk.n_rows, T, chunk.row_begin, ls);
+            scan_labels(&chunk, 0, chunk.n_rows, T, ls);
             mtl_dataset_free(&chunk);
         }
         return MTL_OK;
@@ -508,7 +513,7 @@ static int train_label_stats(trainer *tr, int T, label_stats *ls, mtl_error *err
     int64_t b0 = 0, n0 = ds->n_rows;
     if (tr->cfg->data_order_global)
         mtl_shard_range(ds->n_total, tr->d->rank, tr->d->world, &b0, &n0);
-    scan_labels(ds->labels + b0 * T, n0, T, ds->row_begin + b0, ls);
+    scan_labels(ds, b0, n0, T, ls);
     return MTL_OK;
 }
 

@@ -4,6 +4,7 @@ with h5py, as a user's script would.
 
 Usage: h5py_multi.py OUT.h5 [--rows N] [--seed S] [--layout multi|sparse|single]
                             [--bad KIND] [--groups G]
+                            [--task-weights real|01] [--zero-as-nan]
 
 --layout multi (default): /sparse with one field "user" (vocab 30), /dense
   with 2 columns, 2 tasks, and two multi-valued fields:
@@ -19,6 +20,14 @@ learns something.
 
 --groups G adds /groups int64 [N]: G user ids (for GAUC), drawn from their own
   generator so the rest of the file is the same with or without them.
+--task-weights adds /weights float32 [N, 2], one weight per task, from their
+  own generator (the rest of the file is the same with or without them):
+    real  click weights in [0.5, 2) with a tenth 0; buy weights 1 on clicked
+          rows and 0 elsewhere (a CVR loss over clicked impressions only);
+    01    click weights 1 with a sixth 0; buy as for real.
+--zero-as-nan (with --task-weights 01): no /weights; instead the labels whose
+  weight would be 0 are NaN (missing), which drops the same rows from each
+  task's loss: training must give the same model.
 --bad KIND writes a file the reader must reject (--layout multi):
   nonmonotone   /multi/genres/offsets: row 7's end below its start
   last          /multi/genres/offsets[N] != len(ids)
@@ -41,6 +50,8 @@ ap.add_argument("--seed", type=int, default=1)
 ap.add_argument("--layout", default="multi", choices=["multi", "sparse", "single"])
 ap.add_argument("--bad", default="")
 ap.add_argument("--groups", type=int, default=0)
+ap.add_argument("--task-weights", default="", choices=["", "real", "01"])
+ap.add_argument("--zero-as-nan", action="store_true")
 a = ap.parse_args()
 rng = np.random.default_rng(a.seed)
 N = a.rows
@@ -114,7 +125,20 @@ with h5py.File(a.out, "w") as f:
     p = 1 / (1 + np.exp(-(score - np.mean(score))))
     click = (rng.random(N) < p).astype(np.float32)
     buy = (click * (rng.random(N) < p)).astype(np.float32)
-    d = f.create_dataset("labels", data=np.stack([click, buy], axis=1))
+    labels = np.stack([click, buy], axis=1)
+    if a.task_weights:
+        wr = np.random.default_rng(a.seed + 2000)
+        if a.task_weights == "real":
+            w_click = wr.uniform(0.5, 2.0, size=N)
+            w_click[wr.random(N) < 0.1] = 0.0
+        else:
+            w_click = np.where(wr.random(N) < 1 / 6, 0.0, 1.0)
+        w = np.stack([w_click, click], axis=1).astype(np.float32)
+        if a.zero_as_nan:
+            labels[w == 0] = np.nan
+        else:
+            f.create_dataset("weights", data=w)
+    d = f.create_dataset("labels", data=labels)
     d.attrs["names"] = ["click", "buy"]
     if a.groups > 0:
         f.create_dataset("groups", data=np.random.default_rng(a.seed + 1000).integers(
