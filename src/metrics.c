@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "mtl/model.h"
 
 /* one labelled item for AUC: its group (0 for a plain AUC), score and class */
 typedef struct {
@@ -169,4 +172,78 @@ double mtl_mse_metric(const float *pred, size_t pred_stride, const float *label,
 double mtl_mae_metric(const float *pred, size_t pred_stride, const float *label,
                       size_t label_stride, const float *weight, size_t n) {
     return mean_error(pred, pred_stride, label, label_stride, weight, n, 1);
+}
+
+int mtl_gate_stats_init(mtl_gate_stats *s, int n_gates, const int *K, mtl_error *err) {
+    memset(s, 0, sizeof *s);
+    if (n_gates <= 0) return MTL_OK;
+    for (int g = 0; g < n_gates; g++) s->n += (size_t)K[g] + 2; /* weights, entropy, rows */
+    s->K = malloc((size_t)n_gates * sizeof *s->K);
+    s->at = malloc((size_t)n_gates * sizeof *s->at);
+    s->sums = calloc(s->n, sizeof *s->sums);
+    if (!s->K || !s->at || !s->sums) {
+        mtl_gate_stats_free(s);
+        return mtl_fail(err, MTL_HERE, "gate statistics: out of memory");
+    }
+    s->n_gates = n_gates;
+    size_t at = 0;
+    for (int g = 0; g < n_gates; g++) {
+        s->K[g] = K[g];
+        s->at[g] = at;
+        at += (size_t)K[g] + 2;
+    }
+    return MTL_OK;
+}
+
+void mtl_gate_stats_free(mtl_gate_stats *s) {
+    free(s->K);
+    free(s->at);
+    free(s->sums);
+    memset(s, 0, sizeof *s);
+}
+
+void mtl_gate_stats_reset(mtl_gate_stats *s) {
+    if (s->n) memset(s->sums, 0, s->n * sizeof *s->sums);
+}
+
+void mtl_gate_stats_add(mtl_gate_stats *s, int g, const float *w, size_t ld, int B) {
+    int K = s->K[g];
+    double *sum = s->sums + s->at[g]; /* [K] weights, then entropy, then rows */
+    for (int i = 0; i < B; i++) {
+        const float *row = w + (size_t)i * ld;
+        double h = 0.0;
+        for (int k = 0; k < K; k++) {
+            double x = row[k];
+            sum[k] += x;
+            if (x > 0.0) h -= x * log(x);
+        }
+        sum[K] += h;
+    }
+    sum[K + 1] += B;
+}
+
+double mtl_gate_stats_mean(const mtl_gate_stats *s, int g, double *mean_w, double *entropy) {
+    int K = s->K[g];
+    const double *sum = s->sums + s->at[g];
+    double rows = sum[K + 1];
+    for (int k = 0; k < K; k++) mean_w[k] = rows > 0 ? sum[k] / rows : NAN;
+    *entropy = rows > 0 ? sum[K] / rows : NAN;
+    return rows;
+}
+
+int mtl_gate_stats_init_model(mtl_gate_stats *s, const mtl_model *m, mtl_error *err) {
+    int *K = malloc(((size_t)m->n_gates + 1) * sizeof *K);
+    if (!K) return mtl_fail(err, MTL_HERE, "gate statistics: out of memory");
+    for (int g = 0; g < m->n_gates; g++) K[g] = m->gates[g].K;
+    int rc = mtl_gate_stats_init(s, m->n_gates, K, err);
+    free(K);
+    return rc;
+}
+
+void mtl_gate_stats_add_forward(mtl_gate_stats *s, const mtl_model *m, int B) {
+    for (int g = 0; g < s->n_gates; g++) {
+        const mtl_stack *st = &m->stacks[m->gates[g].stack];
+        const mtl_layer *head = &st->layer[st->n - 1]; /* softmax weights, in place of the logits */
+        mtl_gate_stats_add(s, g, m->act + head->z, (size_t)head->ld, B);
+    }
 }

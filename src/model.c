@@ -161,12 +161,14 @@ int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld
     return m->n_groups++;
 }
 
-int mtl_gate_add(mtl_model *m, int stack, const int *experts, int K, mtl_error *err) {
+int mtl_gate_add(mtl_model *m, const char *name, int stack, const int *experts, int K,
+                 mtl_error *err) {
     if (mtl_grow((void **)&m->gates, &m->cap_gates, m->n_gates + 1, sizeof(mtl_gate), "model", err))
         return MTL_ERR;
     if (K > MTL_MAX_GROUP || K < 1) return mtl_fail(err, MTL_HERE, "gate: %d experts", K);
     mtl_gate *g = &m->gates[m->n_gates];
     memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", name);
     g->stack = stack;
     g->K = K;
     memcpy(g->experts, experts, (size_t)K * sizeof *experts);

@@ -56,6 +56,46 @@ static void json_gauc(cJSON *f, const mtl_model *m, const char *prefix, const mt
             cJSON_AddNumberToObject(map, m->shape.task_names[t], (double)r->gauc_groups[t]);
 }
 
+/* What the gates learned (see mtl_gate_stats), keyed by gate name
+ * (mtl_gate): PREFIX_gates the mean weight of each expert, PREFIX_gate_entropy
+ * the mean entropy, PREFIX_gate_entropy_uniform that of a uniform gate, ln K. */
+static void json_gates(cJSON *f, const mtl_model *m, const char *prefix, const mtl_gate_stats *s) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_gates", prefix);
+    cJSON *weights = cJSON_AddObjectToObject(f, key);
+    snprintf(key, sizeof key, "%s_gate_entropy", prefix);
+    cJSON *entropy = cJSON_AddObjectToObject(f, key);
+    snprintf(key, sizeof key, "%s_gate_entropy_uniform", prefix);
+    cJSON *uniform = cJSON_AddObjectToObject(f, key);
+    double w[MTL_MAX_GROUP], h;
+    for (int g = 0; g < s->n_gates; g++) {
+        mtl_gate_stats_mean(s, g, w, &h);
+        cJSON *list = cJSON_AddArrayToObject(weights, m->gates[g].name);
+        for (int k = 0; k < s->K[g]; k++)
+            cJSON_AddItemToArray(list,
+                                 isfinite(w[k]) ? cJSON_CreateNumber(w[k]) : cJSON_CreateNull());
+        json_num(entropy, m->gates[g].name, h);
+        json_num(uniform, m->gates[g].name, log(s->K[g]));
+    }
+}
+
+/* "gates LABEL: income H=0.41/2.08 top e3 0.62 | marital ...": per gate its
+ * mean entropy over that of a uniform gate, and its most used expert (the
+ * index among the experts the gate mixes) with its mean weight */
+static void print_gates(const mtl_model *m, const char *label, const mtl_gate_stats *s) {
+    double w[MTL_MAX_GROUP], h;
+    printf("gates %s:", label);
+    for (int g = 0; g < s->n_gates; g++) {
+        mtl_gate_stats_mean(s, g, w, &h);
+        int top = 0;
+        for (int k = 1; k < s->K[g]; k++)
+            if (w[k] > w[top]) top = k;
+        printf("%s %s H=%.2f/%.2f top e%d %.2f", g ? " |" : "", m->gates[g].name, h, log(s->K[g]),
+               top, w[top]);
+    }
+    printf("\n");
+}
+
 /* <prefix>_loss, and <prefix>_auc (binary) or <prefix>_mse/_mae (regression);
  * the test split also says test_logloss. */
 static void json_eval(cJSON *f, const mtl_model *m, const char *prefix, const mtl_eval_result *r) {
@@ -74,6 +114,7 @@ static void json_eval(cJSON *f, const mtl_model *m, const char *prefix, const mt
         snprintf(key, sizeof key, "%s_mae", prefix);
         json_task_map(f, m, key, r->mae, 1);
     }
+    if (r->gates) json_gates(f, m, prefix, r->gates);
 }
 
 void mtl_report_start(int quiet, const mtl_model *m, const mtl_run_header *h) {
@@ -110,6 +151,7 @@ void mtl_report_epoch(FILE *metrics, int quiet, const mtl_model *m, const mtl_ep
         for (int t = 0; t < m->T; t++) printf(" %s %.4f", m->shape.task_names[t], e->train_loss[t]);
         if (e->valid) mtl_report_print_eval(m, "valid", e->valid);
         printf(" | %.0f samples/s | %.2f s\n", e->samples_per_sec, e->seconds);
+        if (e->valid && e->valid->gates) print_gates(m, "valid", e->valid->gates);
         fflush(stdout);
     }
     if (!metrics) return;
@@ -128,6 +170,7 @@ void mtl_report_test(int quiet, const mtl_model *m, const mtl_eval_result *test)
     printf("test");
     mtl_report_print_eval(m, "", test);
     printf("\n");
+    if (test->gates) print_gates(m, "test", test->gates);
 }
 
 static double ratio(double a, double b) {
@@ -151,6 +194,7 @@ void mtl_report_final(FILE *metrics, int quiet, const mtl_model *m, const mtl_fi
                 json_task_map(j, m, "test_mse", f->test->loss, 1);
                 json_task_map(j, m, "test_mae", f->test->mae, 1);
             }
+            if (f->test->gates) json_gates(j, m, "test", f->test->gates);
         }
         json_num(j, "train_samples_per_sec", samples_per_sec);
         json_num(j, "train_seconds", tp->train_seconds);

@@ -125,6 +125,7 @@ typedef struct {
     float *eval_weights, *all_weights; /* [n x T], [N x T]: /weights per task */
     int64_t *eval_groups, *all_groups; /* local [n], rank 0: [N] /groups for GAUC */
     int64_t eval_capacity, all_capacity;
+    mtl_gate_stats gates; /* what the gates learned over the evaluated rows (all ranks) */
     FILE *metrics;
     int streaming;
     mtl_stream st;
@@ -147,7 +148,8 @@ static void prepare_rows(trainer *tr) {
 
 /* Forward over rows [begin, begin+count) of ds in inference mode; rank 0
  * receives every rank's predictions and labels (tr->all_pred, all_labels)
- * and computes the metrics, which it broadcasts. */
+ * and computes the metrics, which it broadcasts. The gate statistics are
+ * summed over the ranks, so every rank holds those of all rows. */
 static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t count,
                      mtl_eval_result *res) {
     mtl_model *m = tr->m;
@@ -157,6 +159,7 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
     /* with row-sharded tables every forward fetches rows from the other
      * ranks: each rank makes as many as the busiest, the last ones empty */
     int64_t forwards = 0, all_forwards = 0;
+    mtl_gate_stats_reset(&tr->gates);
     if (tr->emb.n_sharded > 0)
         all_forwards =
             mtl_dist_max_int(tr->d, (int)mtl_embeddings_forwards(count, EVAL_CHUNK, m->max_batch));
@@ -174,6 +177,7 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
             prepare_rows(tr);
             forwards++;
             mtl_model_forward(m, &tr->batch, 0);
+            mtl_gate_stats_add_forward(&tr->gates, m, n);
             memcpy(tr->eval_pred + (done + c) * P, mtl_model_predictions(m),
                    (size_t)n * (size_t)P * sizeof(float));
             memcpy(tr->eval_labels + (done + c) * T, tr->batch.labels,
@@ -188,6 +192,7 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
         mtl_dataset_free(&chunk);
     }
     for (tr->batch.n = 0; forwards < all_forwards; forwards++) prepare_rows(tr);
+    if (tr->gates.n) mtl_dist_sum_doubles(tr->d, tr->gates.sums, tr->gates.n);
     int64_t total = ds->n_total;
     mtl_dist_gather_floats(tr->d, tr->eval_pred, count * P, tr->all_pred, total * P);
     mtl_dist_gather_floats(tr->d, tr->eval_labels, count * T, tr->all_labels, total * T);
@@ -217,6 +222,7 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
         }
     }
     mtl_dist_bcast_bytes(tr->d, res, sizeof *res, 0);
+    res->gates = tr->gates.n_gates > 0 ? &tr->gates : NULL; /* this rank's, after the bcast */
 }
 
 /* rows of split ds this rank evaluates */
@@ -422,6 +428,10 @@ static int shape_from_dataset(mtl_data_shape *sh, const mtl_dataset *ds, mtl_err
 
 static int alloc_eval(trainer *tr, int64_t local_rows, int64_t total_rows, mtl_error *err) {
     int P = tr->m->P, T = tr->m->T;
+    if (tr->gates.n_gates != tr->m->n_gates) {
+        mtl_gate_stats_free(&tr->gates);
+        if (mtl_gate_stats_init_model(&tr->gates, tr->m, err) != MTL_OK) return MTL_ERR;
+    }
     if (local_rows > tr->eval_capacity) {
         free(tr->eval_pred);
         free(tr->eval_labels);
@@ -469,6 +479,7 @@ static void trainer_free(trainer *tr) {
     free(tr->all_weights);
     free(tr->eval_groups);
     free(tr->all_groups);
+    mtl_gate_stats_free(&tr->gates);
     if (tr->metrics) fclose(tr->metrics);
     if (tr->streaming) mtl_stream_free(&tr->st);
 }

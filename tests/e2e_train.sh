@@ -3,6 +3,10 @@
 #  - a file written by h5py (gzip, chunked) trains, one rank and two;
 #  - the five models train; the metrics JSON lines have the documented keys,
 #    and stay JSON for task names with quotes, backslashes, tabs, non-ASCII;
+#  - MMoE, CGC and PLE report what their gates learned (valid_gates,
+#    test_gates, *_gate_entropy, *_gate_entropy_uniform; a "gates" console
+#    line per evaluation), each gate's mean weights summing to 1; the other
+#    models report none; 2 ranks give the 1-rank gate statistics;
 #  - 4 epochs straight == 2 epochs + --resume + 2 epochs, bit for bit;
 #  - --predict-out and `mtl_dist predict` write /predictions that agree;
 #  - ESMM writes pctr, pcvr, pctcvr; regression tasks report MSE/MAE;
@@ -22,6 +26,47 @@ ok() { echo "ok: $*"; }
 dist() { timeout 120 "$BIN/mtl_dist" "$@"; }
 mpi() { local n=$1; shift; timeout 120 "$MPI" -np "$n" --oversubscribe "$BIN/mtl_dist" "$@"; }
 json() { "$PY" -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(eval(sys.argv[2]))" "$@"; }
+# check_gates MODEL METRICS STDOUT: the gate statistics of a run on the
+# synthetic click log (tasks click, conversion; PLE: 2 levels)
+check_gates() {
+  local out
+  if out=$("$PY" - "$@" 2>&1 <<'PY'
+import json, math, sys
+model, metrics, stdout = sys.argv[1:4]
+lines = [json.loads(l) for l in open(metrics)]
+console = open(stdout).read().splitlines()
+tasks = ["click", "conversion"]
+want = {"mmoe": tasks, "cgc": tasks,
+        "ple": [f"levels.0.{t}" for t in tasks] + ["levels.0.shared"] + [f"levels.1.{t}" for t in tasks]}
+gate_lines = [l for l in console if l.startswith("gates")]
+if model not in want:
+    keys = sorted(k for l in lines for k in l if "gate" in k)
+    assert not keys, f"a model without gates writes {keys}"
+    assert not gate_lines, f"a model without gates prints {gate_lines}"
+    print("no gate keys, no gates line")
+    sys.exit(0)
+names = want[model]
+evals = [("valid", l) for l in lines if not l.get("final")] + [("test", lines[-1])]
+assert len(evals) == 3 and lines[-1].get("final"), "want 2 epoch lines and a final line"
+for prefix, line in evals:
+    gates, ent, uni = (line[f"{prefix}_{k}"] for k in ("gates", "gate_entropy", "gate_entropy_uniform"))
+    assert list(gates) == names and list(ent) == names and list(uni) == names, (prefix, list(gates))
+    for name, w in gates.items():
+        K = len(w)
+        assert abs(sum(w) - 1) <= 1e-4 and min(w) >= 0, (prefix, name, sum(w))
+        assert abs(uni[name] - math.log(K)) < 1e-12, (prefix, name, uni[name], K)
+        assert 0 <= ent[name] <= math.log(K) + 1e-9, (prefix, name, ent[name])
+assert [l.split(":")[0] for l in gate_lines] == ["gates valid"] * 2 + ["gates test"], gate_lines
+for name in names:
+    assert f" {name} H=" in gate_lines[-1], (name, gate_lines[-1])
+print(f"{len(names)} gates, weights sum to 1; {gate_lines[-1]}")
+PY
+  ); then
+    ok "$1: $out"
+  else
+    fail "$1 gate statistics: $out"
+  fi
+}
 
 echo "== a dataset written by h5py trains =="
 if "$PY" -c "import h5py" 2>/dev/null; then
@@ -74,10 +119,11 @@ echo "== every model trains and reports the documented keys =="
 for model in shared_bottom esmm mmoe cgc ple aitm; do
   extra=()
   [ "$model" = esmm ] && extra=(--ctr-task click --ctcvr-task conversion)
-  if ! dist --model "$model" "${D[@]}" "${extra[@]}" --epochs 2 --batch-size 128 --quiet \
-      --metrics-out "$WORK/$model.jsonl"; then
+  if ! dist --model "$model" "${D[@]}" "${extra[@]}" --epochs 2 --batch-size 128 \
+      --metrics-out "$WORK/$model.jsonl" >"$WORK/$model.out"; then
     fail "$model did not train"; continue
   fi
+  check_gates "$model" "$WORK/$model.jsonl" "$WORK/$model.out"
   keys=$(json "$WORK/$model.jsonl" "sorted(r[0].keys())")
   final=$(json "$WORK/$model.jsonl" "sorted(r[-1].keys())")
   for k in epoch train_loss valid_loss valid_auc samples_per_sec epoch_seconds; do
@@ -90,6 +136,40 @@ for model in shared_bottom esmm mmoe cgc ple aitm; do
   "$PY" -c "import sys; sys.exit(0 if 0.5 < float(sys.argv[1]) <= 1 else 1)" "$auc" ||
     fail "$model: test AUC $auc is not above chance"
   ok "$model trains (min test AUC $auc)"
+done
+
+echo "== gate statistics: 2 ranks = 1 rank (global order, 5 SGD steps, tol 1e-5) =="
+# the ranks sum their rows' gate weights: the 2-rank means are those of all
+# test rows, as on 1 rank; parameters differ by float32 rounding (~1e-7, see
+# e2e_dist.sh (c)), while one rank's half of the rows alone moves the means
+# by ~1e-3
+for model in mmoe cgc ple; do
+  G=(--model "$model" "${D[@]}" --epochs 1 --batch-size 256 --seed 5 --data-order global
+    --max-steps 5 --optimizer sgd --lr 0.1 --quiet)
+  if mpi 1 "${G[@]}" --metrics-out "$WORK/g1_$model.jsonl" &&
+     mpi 2 "${G[@]}" --metrics-out "$WORK/g2_$model.jsonl"; then
+    if out=$("$PY" - "$WORK/g1_$model.jsonl" "$WORK/g2_$model.jsonl" 2>&1 <<'PY'
+import json, sys
+a, b = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
+diff = 0.0
+for key in ("test_gates", "test_gate_entropy"):
+    assert a[key].keys() == b[key].keys() and a[key], (key, list(a[key]), list(b[key]))
+    for name in a[key]:
+        x, y = a[key][name], b[key][name]
+        x, y = (x, y) if isinstance(x, list) else ([x], [y])
+        assert len(x) == len(y), (key, name)
+        diff = max([diff] + [abs(u - v) for u, v in zip(x, y)])
+assert diff <= 1e-5, f"max |2 ranks - 1 rank| {diff:.3g}"
+print(f"max |diff| {diff:.2g} over {len(a['test_gates'])} gates")
+PY
+    ); then
+      ok "$model: 2-rank test gate statistics = 1-rank ($out)"
+    else
+      fail "$model: 2-rank test gate statistics differ from 1-rank: $out"
+    fi
+  else
+    fail "$model: gate statistics runs failed"
+  fi
 done
 
 echo "== metrics JSON: task names with quotes, backslashes, tabs and non-ASCII UTF-8 =="

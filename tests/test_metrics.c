@@ -1,5 +1,7 @@
 /* Tests for src/metrics.c: AUC against hand-computed cases (ties included)
- * and an O(n^2) pair-counting reference; logloss/MSE/MAE against hand values. */
+ * and an O(n^2) pair-counting reference; logloss/MSE/MAE against hand values;
+ * gate statistics against hand values. (The gate statistics of real models
+ * against a reference forward: tests/test_model.c, test_gate_stats.) */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -202,6 +204,59 @@ static void test_gauc_hand(void **state) {
     assert_int_equal(groups, 0);
 }
 
+/* Gate A mixes 2 experts: rows (1, 0), (1/2, 1/2), (1/4, 3/4) at stride 3
+ * (the third column is another gate's); gate B 3 experts, uniform, added one
+ * row at a time. Two "ranks" holding half the rows each, summed as
+ * mtl_dist_sum_doubles does, give the statistics of all rows. */
+static void test_gate_stats_hand(void **state) {
+    (void)state;
+    const float a[] = {1.0f, 0.0f, 9.0f, 0.5f, 0.5f, 9.0f, 0.25f, 0.75f, 9.0f};
+    const float third = 1.0f / 3.0f, b[] = {third, third, third};
+    const int K[] = {2, 3};
+    mtl_gate_stats s, r0, r1;
+    mtl_error err;
+    assert_int_equal(mtl_gate_stats_init(&s, 2, K, &err), MTL_OK);
+    assert_int_equal(s.n, 2 + 2 + 3 + 2);
+    double w[3], h;
+    assert_near(mtl_gate_stats_mean(&s, 0, w, &h), 0.0, 0.0); /* no rows yet: NaN */
+    assert_true(isnan(w[0]) && isnan(w[1]) && isnan(h));
+    mtl_gate_stats_add(&s, 0, a, 3, 3);
+    mtl_gate_stats_add(&s, 1, b, 3, 1);
+    mtl_gate_stats_add(&s, 1, b, 3, 1);
+    // entropy per row: 0 (0 ln 0 = 0), ln 2, -(1/4 ln 1/4 + 3/4 ln 3/4)
+    double h_a = (0.0 + log(2.0) - (0.25 * log(0.25) + 0.75 * log(0.75))) / 3.0;
+    assert_near(mtl_gate_stats_mean(&s, 0, w, &h), 3.0, 0.0);
+    assert_near(w[0], 1.75 / 3.0, 1e-12);
+    assert_near(w[1], 1.25 / 3.0, 1e-12);
+    assert_near(w[0] + w[1], 1.0, 1e-12);
+    assert_near(h, h_a, 1e-12);
+    assert_near(mtl_gate_stats_mean(&s, 1, w, &h), 2.0, 0.0);
+    for (int k = 0; k < 3; k++) assert_near(w[k], 1.0 / 3.0, 1e-7);
+    assert_near(h, log(3.0), 1e-6); /* uniform: the largest entropy, ln K */
+
+    assert_int_equal(mtl_gate_stats_init(&r0, 2, K, &err), MTL_OK);
+    assert_int_equal(mtl_gate_stats_init(&r1, 2, K, &err), MTL_OK);
+    mtl_gate_stats_add(&r0, 0, a, 3, 1);
+    mtl_gate_stats_add(&r1, 0, a + 3, 3, 2);
+    mtl_gate_stats_add(&r0, 1, b, 3, 1);
+    mtl_gate_stats_add(&r1, 1, b, 3, 1);
+    for (size_t i = 0; i < r0.n; i++) r0.sums[i] += r1.sums[i];
+    for (size_t i = 0; i < s.n; i++) assert_near(r0.sums[i], s.sums[i], 1e-15);
+
+    mtl_gate_stats_reset(&s);
+    assert_near(mtl_gate_stats_mean(&s, 1, w, &h), 0.0, 0.0);
+    assert_true(isnan(h));
+    mtl_gate_stats_free(&s);
+    mtl_gate_stats_free(&r0);
+    mtl_gate_stats_free(&r1);
+    assert_null(s.sums);
+    // a model without gates: nothing to sum
+    assert_int_equal(mtl_gate_stats_init(&s, 0, NULL, &err), MTL_OK);
+    assert_int_equal(s.n, 0);
+    mtl_gate_stats_reset(&s);
+    mtl_gate_stats_free(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auc_hand_cases),
@@ -212,6 +267,7 @@ int main(void) {
         cmocka_unit_test(test_gauc_hand),
         cmocka_unit_test(test_logloss),
         cmocka_unit_test(test_mse_mae),
+        cmocka_unit_test(test_gate_stats_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

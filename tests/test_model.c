@@ -45,7 +45,8 @@
  *    hand-computed MMoE and Shared-Bottom cases, predictions in (0, 1),
  *    ESMM's pCTCVR == pCTR * pCVR, deterministic inference that touches no
  *    parameter or buffer, row independence of inference, gradient
- *    accumulation over backward calls, configuration errors. */
+ *    accumulation over backward calls, configuration errors.
+ * 4. The gate statistics (metrics.h) against the reference's gates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mtl/metrics.h"
 #include "mtl/model.h"
 #include "test_models.h"
 #include "test_util.h"
@@ -371,6 +373,14 @@ static size_t relu_pattern(const mtl_model *m, int B, unsigned char *out, size_t
     return n;
 }
 
+/* Case c's model with randomized parameters (seed) and a batch (seed + 1000). */
+static mtl_model *make_case(const model_case *c, mtl_config *cfg, mtl_batch *b, uint64_t seed) {
+    mtl_model *m = make_model(c, cfg);
+    randomize_params(m, seed);
+    fill_batch(b, m, c, seed + 1000);
+    return m;
+}
+
 /* ------------------------------------------------------------------------ */
 /* the reference forward: double, from the papers' equations, parameters
  * looked up by name (so it also pins names and shapes)                     */
@@ -491,6 +501,34 @@ static double *ref_dnn(const ref_ctx *c, const char *name, const double *x, int 
     return (double *)cur;
 }
 
+/* When set (test_gate_stats), ref_experts records each gate's name, mean
+ * weights and mean entropy over the batch, in the order the gates mix. */
+#define REF_MAX_GATES 32
+typedef struct {
+    int n;
+    char name[REF_MAX_GATES][96];
+    int K[REF_MAX_GATES];
+    double mean[REF_MAX_GATES][64], entropy[REF_MAX_GATES];
+} ref_gates;
+static ref_gates *ref_gate_sink;
+
+static void ref_record_gate(const char *name, const double *g, int B, int K) {
+    ref_gates *r = ref_gate_sink;
+    if (!r) return;
+    assert_true(r->n < REF_MAX_GATES && K <= 64);
+    snprintf(r->name[r->n], sizeof r->name[r->n], "%s", name);
+    r->K[r->n] = K;
+    double h = 0.0;
+    for (int k = 0; k < K; k++) r->mean[r->n][k] = 0.0;
+    for (int i = 0; i < B; i++)
+        for (int k = 0; k < K; k++) {
+            double w = g[i * K + k];
+            r->mean[r->n][k] += w / B;
+            if (w > 0) h -= w * log(w) / B;
+        }
+    r->entropy[r->n++] = h;
+}
+
 static void ref_softmax(double *g, int B, int K) {
     for (int i = 0; i < B; i++) {
         double mx = g[i * K], s = 0;
@@ -539,6 +577,8 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
             int K = nspec + nshared;
             double *g = ref_dnn(c, name, task_in[t], in, mtl_task_units_at(&cfg->gate_units, t), K);
             ref_softmax(g, B, K);
+            snprintf(name, sizeof name, "%s%s", lp, m->shape.task_names[t]);
+            ref_record_gate(name, g, B, K);
             double *ex[64];
             int n = 0;
             for (int k = 0; k < nspec; k++) ex[n++] = spec[t][k];
@@ -550,6 +590,8 @@ static void ref_experts(const ref_ctx *c, const mtl_config *cfg, const double *x
             double *g = ref_dnn(c, name, shared_in, in,
                                 &cfg->gate_units.list[cfg->gate_units.n_lists == T + 1 ? T : 0], E);
             ref_softmax(g, B, E);
+            snprintf(name, sizeof name, "%sshared", lp);
+            ref_record_gate(name, g, B, E);
             next_shared = ref_mix(c, g, all, E, width);
         }
         for (int t = 0; t < T; t++) task_in[t] = next_task[t];
@@ -1104,10 +1146,8 @@ static void test_forward_reference(void **state) {
     for (int ci = 0; ci < N_GRAD_CASES; ci++) {
         const model_case *c = &grad_cases[ci];
         mtl_config cfg;
-        mtl_model *m = make_model(c, &cfg);
-        randomize_params(m, 3000 + (uint64_t)ci);
         mtl_batch b;
-        fill_batch(&b, m, c, 4000 + (uint64_t)ci);
+        mtl_model *m = make_case(c, &cfg, &b, 3000 + (uint64_t)ci);
         for (int train = 0; train <= 1; train++) {
             double ref[64 * MTL_MAX_TASKS];
             ref_forward(m, &cfg, &b, train, ref); /* before: train forward moves running stats */
@@ -1503,10 +1543,8 @@ static void test_predictions(void **state) {
     for (int ci = 0; ci < N_GRAD_CASES; ci++) {
         const model_case *c = &grad_cases[ci];
         mtl_config cfg;
-        mtl_model *m = make_model(c, &cfg);
-        randomize_params(m, 5000 + (uint64_t)ci);
         mtl_batch b;
-        fill_batch(&b, m, c, 6000 + (uint64_t)ci);
+        mtl_model *m = make_case(c, &cfg, &b, 5000 + (uint64_t)ci);
         int n = b.n * m->P;
         float *p1 = malloc((size_t)n * sizeof *p1);
         float *vals = malloc(m->params.size * sizeof *vals);
@@ -1552,6 +1590,53 @@ static void test_predictions(void **state) {
         mtl_batch_free(&b);
         mtl_model_free(m);
     }
+}
+
+/* What the gates learned (metrics.h) over an inference forward, for every
+ * case: one statistic per gate, named after its level and task, the mean
+ * weights summing to 1 and equal with the mean entropy to the double
+ * reference's softmax (float rounding: 1e-5); none without gates. */
+static void test_gate_stats(void **state) {
+    (void)state;
+    int checked = 0;
+    for (int ci = 0; ci < N_GRAD_CASES; ci++) {
+        const model_case *c = &grad_cases[ci];
+        mtl_config cfg;
+        mtl_batch b;
+        mtl_model *m = make_case(c, &cfg, &b, 7000 + (uint64_t)ci);
+        static ref_gates ref;
+        memset(&ref, 0, sizeof ref);
+        double logits[64 * MTL_MAX_TASKS];
+        ref_gate_sink = &ref;
+        ref_forward(m, &cfg, &b, 0, logits);
+        ref_gate_sink = NULL;
+        mtl_model_forward(m, &b, 0);
+        mtl_gate_stats s;
+        mtl_error err;
+        assert_int_equal(mtl_gate_stats_init_model(&s, m, &err), MTL_OK);
+        mtl_gate_stats_add_forward(&s, m, b.n);
+        int gated = kind_of(m) == K_MMOE || kind_of(m) == K_CGC || kind_of(m) == K_PLE;
+        assert_int_equal(s.n_gates, gated ? ref.n : 0);
+        assert_true(!gated || ref.n >= m->T);
+        for (int g = 0; g < s.n_gates; g++) {
+            double w[MTL_MAX_GROUP], h, sum = 0.0;
+            assert_string_equal(m->gates[g].name, ref.name[g]);
+            assert_int_equal(s.K[g], ref.K[g]);
+            assert_near(mtl_gate_stats_mean(&s, g, w, &h), b.n, 0.0);
+            for (int k = 0; k < s.K[g]; k++) {
+                assert_near(w[k], ref.mean[g][k], 1e-5);
+                sum += w[k];
+            }
+            assert_near(sum, 1.0, 1e-5);
+            assert_near(h, ref.entropy[g], 1e-5);
+            assert_true(h >= 0.0 && h <= log(s.K[g]) + 1e-6);
+            checked++;
+        }
+        mtl_gate_stats_free(&s);
+        mtl_batch_free(&b);
+        mtl_model_free(m);
+    }
+    assert_true(checked > 20);
 }
 
 /* Row i's inference prediction does not depend on the other rows of the
@@ -1724,6 +1809,7 @@ int main(void) {
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_forward_reference),
         cmocka_unit_test(test_predictions),
+        cmocka_unit_test(test_gate_stats),
         cmocka_unit_test(test_inference_row_independent),
         cmocka_unit_test(test_initial_values),
         cmocka_unit_test(test_backward_accumulates),

@@ -121,6 +121,10 @@ typedef struct {
 } mtl_group;
 
 typedef struct {
+    /* what reports call it: the task's name, or "shared" (PLE's shared
+     * gate), after the level's prefix "levels.L." when there are several
+     * (the gate's tensors: "levels.L.gates.T.*", "levels.L.gates.shared.*") */
+    char name[96];
     int stack; /* whose head gives the K logits */
     int K, D;  /* experts mixed, expert output width */
     int experts[MTL_MAX_GROUP];
@@ -248,7 +252,8 @@ int mtl_stack_add(mtl_model *m, const mtl_stack_spec *spec, mtl_error *err);
  * one group writing columns [0, n_out) at arena offset out with stride out_ld
  * (out_ld == 0: its own buffer). Call before registering parameters. */
 int mtl_group_add(mtl_model *m, const int *stacks, int n, size_t out, int out_ld, mtl_error *err);
-int mtl_gate_add(mtl_model *m, int stack, const int *experts, int K, mtl_error *err);
+int mtl_gate_add(mtl_model *m, const char *name, int stack, const int *experts, int K,
+                 mtl_error *err);
 /* The towers, one per task, every model's one tower builder: task t's DNN
  * (--tower-units, task t's list) reads in[t] (in_dim[t] wide, stride
  * in_dim[t]) into m->towers[t]; with head its logit goes to column t of the

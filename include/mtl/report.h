@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mtl/metrics.h"
 #include "mtl/model.h"
 
 /* The metrics of one evaluated split. */
@@ -18,6 +19,9 @@ typedef struct {
     int64_t gauc_groups[MTL_MAX_TASKS]; /* groups counted in gauc (metrics.h) */
     int has_gauc;
     double total; /* sum of loss-weighted per-task losses */
+    /* what the gates learned over the split's rows, one per gate of the
+     * model (m->gates); NULL: a model without gates */
+    const mtl_gate_stats *gates;
 } mtl_eval_result;
 
 /* Time and work of the training steps. Steady state: the steps after the

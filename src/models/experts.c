@@ -13,6 +13,7 @@
  *
  * All experts and gates of a level that read the same input are one group:
  * one GEMM. On the first level that is every expert and every gate. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,16 +174,28 @@ static int add_groups(mtl_model *m, int level, level_plan *L, const level_build 
     return MTL_OK;
 }
 
+/* The shared gate's name in reports: "<prefix>shared", or its tensors'
+ * "<prefix>gates.shared" when a task is called "shared". */
+static void shared_gate_name(const mtl_model *m, const level_build *b, char *name, size_t size) {
+    const char *what = "shared";
+    for (int t = 0; t < b->T; t++)
+        if (strcmp(m->shape.task_names[t], "shared") == 0) what = "gates.shared";
+    snprintf(name, size, "%s%s", b->prefix, what);
+}
+
 /* The mixtures (eq. 1-3, 5): task t's gate over t's experts and the shared
  * ones; the shared gate over all. task_gate[t] and *shared_gate (-1: none)
- * receive the gates, whose outputs the next level reads. */
+ * receive the gates, whose outputs the next level reads. Gates are named
+ * after their task (mtl_gate). */
 static int add_mixtures(mtl_model *m, level_plan *L, const level_build *b, int *task_gate,
                         int *shared_gate, mtl_error *err) {
+    char name[sizeof m->gates[0].name];
     for (int t = 0; t < b->T; t++) {
         int experts[MTL_MAX_GROUP], K = 0;
         for (int k = 0; k < b->num_specific; k++) experts[K++] = b->specific[t][k];
         for (int k = 0; k < b->num_shared; k++) experts[K++] = b->shared[k];
-        int g = mtl_gate_add(m, b->task_gate_stack[t], experts, K, err);
+        snprintf(name, sizeof name, "%s%s", b->prefix, m->shape.task_names[t]);
+        int g = mtl_gate_add(m, name, b->task_gate_stack[t], experts, K, err);
         if (g < 0) return MTL_ERR;
         L->gates[L->n_gates++] = g;
         task_gate[t] = g;
@@ -193,7 +206,8 @@ static int add_mixtures(mtl_model *m, level_plan *L, const level_build *b, int *
     for (int t = 0; t < b->T; t++)
         for (int k = 0; k < b->num_specific; k++) experts[K++] = b->specific[t][k];
     for (int k = 0; k < b->num_shared; k++) experts[K++] = b->shared[k];
-    int g = mtl_gate_add(m, b->shared_gate_stack, experts, K, err);
+    shared_gate_name(m, b, name, sizeof name);
+    int g = mtl_gate_add(m, name, b->shared_gate_stack, experts, K, err);
     if (g < 0) return MTL_ERR;
     L->gates[L->n_gates++] = g;
     *shared_gate = g;
