@@ -112,11 +112,33 @@ static int attr_read_strings(hid_t loc, const char *name, int n, char *out, size
     return rc;
 }
 
+/* Rows state_rank, state_rank + state_world, ... of a replicated sparse
+ * table's optimizer state, the rows this rank owns (params.h), in the file
+ * and in the rank's whole copy alike. */
+static int state_spaces(hid_t d, const mtl_tensor *t, hid_t *file_space, hid_t *mem_space) {
+    int64_t n = mtl_shard_rows(t->rows, t->state_rank, t->state_world);
+    if (n == 0 || t->rows == 1) return 1; /* nothing of it here (row 0 is rank 0's) */
+    hsize_t start[2] = {(hsize_t)t->state_rank, 0}, stride[2] = {(hsize_t)t->state_world, 1};
+    hsize_t count[2] = {(hsize_t)n, 1}, block[2] = {1, (hsize_t)t->cols};
+    hsize_t whole[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
+    *file_space = H5Dget_space(d);
+    *mem_space = H5Screate_simple(2, whole, NULL);
+    if (*file_space < 0 || *mem_space < 0 ||
+        H5Sselect_hyperslab(*file_space, H5S_SELECT_SET, start, stride, count, block) < 0 ||
+        H5Sselect_hyperslab(*mem_space, H5S_SELECT_SET, start, stride, count, block) < 0)
+        return -1;
+    return 0;
+}
+
 /* A row-sharded tensor's rows in the file: rows shard_rank, shard_rank +
  * shard_world, ... of the whole table (one strided hyperslab), and the
- * memory space of the rank's local rows. Whole tensors: H5S_ALL. */
-static int shard_spaces(hid_t d, const mtl_tensor *t, hid_t *file_space, hid_t *mem_space) {
+ * memory space of the rank's local rows; with `owned_state`, a replicated
+ * sparse table's owned optimizer rows (state_spaces). Whole tensors:
+ * H5S_ALL. */
+static int shard_spaces(hid_t d, const mtl_tensor *t, int owned_state, hid_t *file_space,
+                        hid_t *mem_space) {
     *file_space = *mem_space = H5S_ALL;
+    if (owned_state && t->state_world > 1) return state_spaces(d, t, file_space, mem_space);
     if (t->shard_world <= 1) return 0;
     if (t->local_rows == 0) return 1; /* nothing of it here */
     hsize_t start[2] = {(hsize_t)t->shard_rank, 0}, stride[2] = {(hsize_t)t->shard_world, 1};
@@ -138,10 +160,11 @@ static void close_spaces(hid_t file_space, hid_t mem_space) {
 /* this rank's rows (all of a whole tensor) into (write) or from dataset d: a
  * checkpoint written by any number of ranks holds whole tables, so a
  * row-sharded run resumes on another number of ranks by reading another
- * stride */
-static int transfer_rows(hid_t d, const mtl_tensor *t, float *block, int write) {
+ * stride. owned_state: only the optimizer rows this rank owns of a
+ * replicated sparse table (written by their owners). */
+static int transfer_rows(hid_t d, const mtl_tensor *t, float *block, int write, int owned_state) {
     hid_t fs, ms;
-    int sel = shard_spaces(d, t, &fs, &ms);
+    int sel = shard_spaces(d, t, owned_state, &fs, &ms);
     float *rows = block + t->offset;
     herr_t rc = sel < 0   ? -1
                 : sel > 0 ? 0
@@ -159,7 +182,7 @@ static int write_tensor(hid_t group, const mtl_tensor *t, const float *block, co
     hid_t d = space < 0 ? -1
                         : H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT,
                                      H5P_DEFAULT, H5P_DEFAULT);
-    int rc = d < 0 ? -1 : transfer_rows(d, t, (float *)block, 1);
+    int rc = d < 0 ? -1 : transfer_rows(d, t, (float *)block, 1, 0);
     if (d >= 0) H5Dclose(d);
     if (space >= 0) H5Sclose(space);
     return rc < 0 ? mtl_fail(err, path, "cannot write tensor %s", t->name) : MTL_OK;
@@ -366,6 +389,12 @@ static int layout_groups(const mtl_model *m, const float *best, const char **nam
     return best ? 4 : 3;
 }
 
+int mtl_checkpoint_has_rank_rows(const mtl_model *m) {
+    for (int i = 0; i < m->params.n; i++)
+        if (m->params.tensors[i].shard_world > 1 || m->params.tensors[i].state_world > 1) return 1;
+    return 0;
+}
+
 int mtl_checkpoint_add_rows(const char *tmp, const mtl_model *m, const float *best,
                             mtl_error *err) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -377,11 +406,12 @@ int mtl_checkpoint_add_rows(const char *tmp, const mtl_model *m, const float *be
     for (int g = 0; g < n && rc == MTL_OK; g++)
         for (int i = 0; i < m->params.n && rc == MTL_OK; i++) {
             const mtl_tensor *t = &m->params.tensors[i];
-            if (t->shard_world <= 1) continue;
+            int owned_state = (g == 1 || g == 2) && t->state_world > 1; /* optimizer/m, v */
+            if (t->shard_world <= 1 && !owned_state) continue;
             char name[256];
             snprintf(name, sizeof name, "%s/%s", names[g], t->name);
             hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-            if (d < 0 || transfer_rows(d, t, (float *)blocks[g], 1) < 0)
+            if (d < 0 || transfer_rows(d, t, (float *)blocks[g], 1, owned_state) < 0)
                 rc = mtl_fail(err, tmp, "cannot write rows of /%s", name);
             if (d >= 0) H5Dclose(d);
         }
@@ -548,7 +578,7 @@ static int read_block(hid_t f, const char *group, const mtl_params *p, float *bl
                           "/%s/%s: shape %s, the model needs [%lld x %lld] (checkpoint of "
                           "another model?)",
                           group, t->name, shape, (long long)t->rows, (long long)t->cols);
-        } else if (transfer_rows(d, t, block, 0) < 0) {
+        } else if (transfer_rows(d, t, block, 0, 0) < 0) {
             rc = mtl_fail(err, path, "/%s/%s: cannot read (truncated or corrupt checkpoint?)",
                           group, t->name);
         }

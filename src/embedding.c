@@ -16,6 +16,10 @@ static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_param
     st->m = P->m + t->offset;
     st->v = P->v + t->offset;
     st->sharded = t->shard_world > 1;
+    st->owned = !st->sharded && world > 1;
+    if (st->owned && t->state_world != world)
+        return mtl_fail(err, NULL, "%s: a model built for %d ranks, run on %d", t->name,
+                        t->state_world, world);
     /* the union of all ranks' ids can hold every rank's whole batch; a
      * sharded table's touched ids are this rank's only */
     int64_t cap = st->sharded ? max_rows : (int64_t)max_rows * world;
@@ -26,21 +30,23 @@ static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_param
     st->grad = mtl_alloc((size_t)st->cap * dim, sizeof *st->grad, "touched gradient rows", err);
     if (!st->slot_of || !st->ids || !st->grad) return MTL_ERR;
     memset(st->slot_of, 0xff, (size_t)t->rows * sizeof *st->slot_of); /* all -1 */
+    if (world > 1) { /* both kinds sort their ids by owner */
+        st->order = mtl_alloc((size_t)st->cap, sizeof *st->order, "owner order", err);
+        st->send_count = mtl_alloc((size_t)world, sizeof *st->send_count, "owner counts", err);
+        st->recv_count = mtl_alloc((size_t)world, sizeof *st->recv_count, "owner counts", err);
+        if (!st->order || !st->send_count || !st->recv_count) return MTL_ERR;
+    }
     if (!st->sharded) return MTL_OK;
     int64_t asked = (int64_t)max_rows * world;
     st->own_cap = (int)(asked < t->local_rows ? asked : t->local_rows);
     st->fetched = mtl_alloc((size_t)st->cap * dim, sizeof *st->fetched, "fetched rows", err);
-    st->order = mtl_alloc((size_t)st->cap, sizeof *st->order, "fetch order", err);
-    st->send_count = mtl_alloc((size_t)world, sizeof *st->send_count, "fetch counts", err);
-    st->recv_count = mtl_alloc((size_t)world, sizeof *st->recv_count, "fetch counts", err);
     st->asked_cap = (int)asked;
     st->asked = mtl_alloc((size_t)asked, sizeof *st->asked, "asked ids", err);
     st->own_slot_of = mtl_alloc((size_t)t->local_rows, sizeof *st->own_slot_of, "slots", err);
     st->own_ids = mtl_alloc((size_t)st->own_cap, sizeof *st->own_ids, "owned ids", err);
     st->own_grad =
         mtl_alloc((size_t)st->own_cap * dim, sizeof *st->own_grad, "owned gradient rows", err);
-    if (!st->fetched || !st->order || !st->send_count || !st->recv_count || !st->asked ||
-        !st->own_slot_of || !st->own_ids || !st->own_grad)
+    if (!st->fetched || !st->asked || !st->own_slot_of || !st->own_ids || !st->own_grad)
         return MTL_ERR;
     memset(st->own_slot_of, 0xff, (size_t)t->local_rows * sizeof *st->own_slot_of);
     return MTL_OK;
@@ -68,8 +74,8 @@ static int table_reserve(mtl_sparse_table *st, int64_t need, mtl_error *err) {
     size_t c = (size_t)cap, dim = (size_t)st->dim;
     if (resize(&st->ids, c, sizeof *st->ids, "touched ids", err) ||
         resize(&st->grad, c * dim, sizeof *st->grad, "touched gradient rows", err) ||
-        (st->sharded && (resize(&st->fetched, c * dim, sizeof *st->fetched, "fetched rows", err) ||
-                         resize(&st->order, c, sizeof *st->order, "fetch order", err))))
+        (st->order && resize(&st->order, c, sizeof *st->order, "owner order", err)) ||
+        (st->sharded && resize(&st->fetched, c * dim, sizeof *st->fetched, "fetched rows", err)))
         return MTL_ERR;
     st->cap = (int)cap;
     *st->model_grad = st->grad;
@@ -288,6 +294,18 @@ static double bytes_from_others(const int64_t *bytes, const mtl_dist *d) {
     return sum;
 }
 
+/* Counting sort of st's touched ids by owner rank (id mod P): send_count per
+ * owner, and order the positions in ids, owner after owner. scratch [P]. */
+static void sort_by_owner(mtl_sparse_table *st, int P, int *scratch) {
+    for (int r = 0; r < P; r++) st->send_count[r] = 0;
+    for (int i = 0; i < st->n; i++) st->send_count[st->ids[i] % P]++;
+    for (int r = 0, sum = 0; r < P; r++) {
+        scratch[r] = sum; /* where owner r's ids start */
+        sum += st->send_count[r];
+    }
+    for (int i = 0; i < st->n; i++) st->order[scratch[st->ids[i] % P]++] = i;
+}
+
 /* The row-sharded tables' exchanges are packed: for each rank, table after
  * table, so a step makes 4 collectives whatever the number of tables. */
 #define EACH_SHARDED(e, st, t)                                                                     \
@@ -299,16 +317,9 @@ static double bytes_from_others(const int64_t *bytes, const mtl_dist *d) {
 static int fetch_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     int P = d->world, K = e->n_sharded;
     int off[MTL_MAX_FIELDS] = {0}; /* running offsets per table */
-    /* counting sort of each table's ids by owner: st->order lists positions */
     EACH_SHARDED(e, st, t) {
-        for (int r = 0; r < P; r++) st->send_count[r] = 0;
-        for (int i = 0; i < st->n; i++) st->send_count[st->ids[i] % P]++;
-        for (int r = 0, sum = 0; r < P; r++) {
-            e->counts[r] = sum; /* scratch: where owner r's ids start */
-            sum += st->send_count[r];
-            e->counts[P + r * K + t] = st->send_count[r];
-        }
-        for (int i = 0; i < st->n; i++) st->order[e->counts[st->ids[i] % P]++] = i;
+        sort_by_owner(st, P, e->counts);
+        for (int r = 0; r < P; r++) e->counts[P + r * K + t] = st->send_count[r];
     }
     int *cnt_out = e->counts + P, *cnt_in = e->counts + P + P * K;
     mtl_dist_alltoall_ints(d, cnt_out, K, cnt_in);
@@ -437,60 +448,134 @@ int64_t mtl_embeddings_forwards(int64_t count, int64_t chunk_rows, int max_batch
 
 /* ---- replicated sparse tables ---- */
 
-/* This rank's rows of the replicated tables, packed table by table: ids,
- * then gradient rows. */
-static void pack(const mtl_embeddings *e, unsigned char *out) {
-    size_t off = 0;
-    for (int k = 0; k < e->n_tables; k++) {
-        const mtl_sparse_table *st = &e->tables[k];
-        if (st->sharded) continue;
-        size_t ids = (size_t)st->n_local * sizeof *st->ids;
-        size_t rows = (size_t)st->n_local * (size_t)st->dim * sizeof *st->grad;
-        memcpy(out + off, st->ids, ids);
-        memcpy(out + off + ids, st->grad, rows);
-        off += ids + rows;
+/* Owner computes (ZeRO stage 1 for embedding rows): every rank holds the
+ * whole table, but row id's optimizer state and update belong to rank
+ * id mod P. The exchange sends each touched (id, gradient row) to the id's
+ * owner (one all-to-all), which sums them in rank order into the union of
+ * its ids; the update moves those rows on the owner only, and every owner
+ * then sends its new rows to every rank (one all-gather). A rank so updates
+ * 1/P of the step's union of rows instead of all of it, and sums 1/P of the
+ * received rows; each row's sum and update are the ones a single replica
+ * would compute, bit for bit. */
+
+#define EACH_REPLICATED(e, st, k)                                                                  \
+    for (int k = 0; k < (e)->n_tables; k++)                                                        \
+        for (mtl_sparse_table *st = &(e)->tables[k]; st && !st->sharded; st = NULL)
+
+static size_t row_bytes(const mtl_sparse_table *st) {
+    return sizeof(int32_t) + (size_t)st->dim * sizeof(float);
+}
+
+/* Each rank's (id, row) pairs of a table, packed as ids then rows. */
+static unsigned char *pack_rows(unsigned char *out, const int32_t *ids, const int32_t *order,
+                                const float *rows, int n, int dim) {
+    int32_t *id_out = (int32_t *)(void *)out;
+    float *row_out = (float *)(void *)(out + (size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        int at = order ? order[i] : i;
+        id_out[i] = ids[at];
+        memcpy(row_out + (size_t)i * (size_t)dim, rows + (size_t)at * (size_t)dim,
+               (size_t)dim * sizeof(float));
     }
+    return out + (size_t)n * (sizeof(int32_t) + (size_t)dim * sizeof(float));
 }
 
 static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
-    int T = e->n_tables, P = d->world;
-    int mine[MTL_MAX_FIELDS];
-    for (int k = 0; k < T; k++) mine[k] = e->tables[k].sharded ? 0 : e->tables[k].n_local;
-    mtl_dist_allgather_ints(d, mine, T, e->counts);
+    int P = d->world, K = e->n_tables;
+    int *cnt_out = e->counts + P, *cnt_in = e->counts + P + P * K;
+    for (int k = 0; k < K; k++)
+        for (int r = 0; r < P; r++) cnt_out[r * K + k] = 0;
+    EACH_REPLICATED(e, st, k) {
+        sort_by_owner(st, P, e->counts);
+        for (int r = 0; r < P; r++) cnt_out[r * K + k] = st->send_count[r];
+    }
+    mtl_dist_alltoall_ints(d, cnt_out, K, cnt_in);
+    size_t out = 0, in = 0;
     for (int r = 0; r < P; r++) {
-        e->bytes_of[r] = 0;
-        for (int k = 0; k < T; k++)
-            e->bytes_of[r] += (int64_t)e->counts[r * T + k] *
-                              (int64_t)(sizeof(int32_t) + (size_t)e->tables[k].dim * sizeof(float));
+        e->send_bytes[r] = e->recv_bytes[r] = 0;
+        EACH_REPLICATED(e, st, k) {
+            e->send_bytes[r] += (int64_t)cnt_out[r * K + k] * (int64_t)row_bytes(st);
+            e->recv_bytes[r] += (int64_t)cnt_in[r * K + k] * (int64_t)row_bytes(st);
+        }
+        out += (size_t)e->send_bytes[r];
+        in += (size_t)e->recv_bytes[r];
     }
-    e->bytes_received += bytes_from_others(e->bytes_of, d);
-    size_t all = 0;
-    for (int r = 0; r < P; r++) all += (size_t)e->bytes_of[r];
-    if (bytes_reserve(e, (size_t)e->bytes_of[d->rank], all, err)) return MTL_ERR;
-    for (int k = 0; k < T; k++) { /* the union holds at most every rank's ids */
+    if (bytes_reserve(e, out, in, err)) return MTL_ERR;
+    EACH_REPLICATED(e, st, k) { /* the owned union holds at most what all ranks send */
         int64_t sum = 0;
-        for (int r = 0; r < P; r++) sum += e->counts[r * T + k];
-        if (!e->tables[k].sharded && table_reserve(&e->tables[k], sum, err)) return MTL_ERR;
+        for (int r = 0; r < P; r++) sum += cnt_in[r * K + k];
+        if (table_reserve(st, sum, err)) return MTL_ERR;
     }
-    pack(e, e->send);
-    mtl_dist_allgatherv_bytes(d, e->send, e->recv, e->bytes_of, e->mpi_scratch);
-    /* the union, in rank order: the same ids in the same order on every rank,
-     * and each row summed in the same order (rank 0's part first) */
-    for (int k = 0; k < T; k++)
-        if (!e->tables[k].sharded) forget_ids(&e->tables[k]);
-    const unsigned char *in = e->recv;
-    for (int r = 0; r < P; r++)
-        for (int k = 0; k < T; k++) {
-            mtl_sparse_table *st = &e->tables[k];
-            int cnt = e->counts[r * T + k], dim = st->dim;
-            const int32_t *ids = (const int32_t *)(const void *)in;
-            const float *rows = (const float *)(const void *)(in + (size_t)cnt * sizeof(int32_t));
+    unsigned char *o = e->send;
+    int off[MTL_MAX_FIELDS] = {0};
+    for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
+            int n = st->send_count[r];
+            o = pack_rows(o, st->ids, st->order + off[k], st->grad, n, st->dim);
+            off[k] += n;
+        }
+    mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
+    e->bytes_received += bytes_from_others(e->recv_bytes, d);
+    /* the owned union, in rank order: each row summed as one replica would */
+    EACH_REPLICATED(e, st, k) forget_ids(st);
+    const unsigned char *at = e->recv;
+    for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
+            int cnt = cnt_in[r * K + k], dim = st->dim;
+            const int32_t *ids = (const int32_t *)(const void *)at;
+            const float *rows = (const float *)(const void *)(at + (size_t)cnt * sizeof(int32_t));
             for (int i = 0; i < cnt; i++) {
                 float *restrict g = st->grad + (size_t)slot(st, ids[i]) * (size_t)dim;
                 const float *restrict x = rows + (size_t)i * (size_t)dim;
                 for (int j = 0; j < dim; j++) g[j] += x[j];
             }
-            in += (size_t)cnt * (sizeof(int32_t) + (size_t)dim * sizeof(float));
+            at += (size_t)cnt * row_bytes(st);
+        }
+    return MTL_OK;
+}
+
+/* After the owners' update: every rank gathers every owner's updated rows
+ * (ids, then values) and writes the others' into its copy of the table. */
+static int share_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
+    int T = e->n_tables, P = d->world;
+    int mine[MTL_MAX_FIELDS] = {0};
+    EACH_REPLICATED(e, st, k) mine[k] = st->n;
+    mtl_dist_allgather_ints(d, mine, T, e->counts);
+    size_t all = 0;
+    for (int r = 0; r < P; r++) {
+        e->bytes_of[r] = 0;
+        EACH_REPLICATED(e, st, k) {
+            e->bytes_of[r] += (int64_t)e->counts[r * T + k] * (int64_t)row_bytes(st);
+        }
+        all += (size_t)e->bytes_of[r];
+    }
+    e->bytes_received += bytes_from_others(e->bytes_of, d);
+    if (bytes_reserve(e, (size_t)e->bytes_of[d->rank], all, err)) return MTL_ERR;
+    unsigned char *o = e->send;
+    EACH_REPLICATED(e, st, k) {
+        /* the updated rows, gathered as (id, row) like gradients */
+        int32_t *ids = (int32_t *)(void *)o;
+        float *rows = (float *)(void *)(o + (size_t)st->n * sizeof(int32_t));
+        for (int i = 0; i < st->n; i++) {
+            ids[i] = st->ids[i];
+            memcpy(rows + (size_t)i * (size_t)st->dim,
+                   st->values + (size_t)st->ids[i] * (size_t)st->dim,
+                   (size_t)st->dim * sizeof(float));
+        }
+        o += (size_t)st->n * row_bytes(st);
+    }
+    mtl_dist_allgatherv_bytes(d, e->send, e->recv, e->bytes_of, e->mpi_scratch);
+    const unsigned char *at = e->recv;
+    for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
+            int cnt = e->counts[r * T + k];
+            size_t dim = (size_t)st->dim;
+            const int32_t *ids = (const int32_t *)(const void *)at;
+            const float *rows = (const float *)(const void *)(at + (size_t)cnt * sizeof(int32_t));
+            if (r != d->rank)
+                for (int i = 0; i < cnt; i++) {
+                    if (i + 8 < cnt) __builtin_prefetch(st->values + (size_t)ids[i + 8] * dim, 1);
+                    memcpy(st->values + (size_t)ids[i] * dim, rows + (size_t)i * dim,
+                           dim * sizeof(float));
+                }
+            at += (size_t)cnt * row_bytes(st);
         }
     return MTL_OK;
 }
@@ -508,11 +593,13 @@ int mtl_embeddings_all_finite(const mtl_embeddings *e, const mtl_dist *d) {
         ok = st->sharded ? mtl_all_finite(st->own_grad, (size_t)st->own_n * (size_t)st->dim)
                          : mtl_all_finite(st->grad, (size_t)st->n * (size_t)st->dim);
     }
-    if (e->n_sharded > 0) ok = !mtl_dist_max_int(d, !ok);
+    /* each rank sees its own rows' sums only */
+    if (e->n_tables > 0 && d->world > 1) ok = !mtl_dist_max_int(d, !ok);
     return ok;
 }
 
-void mtl_embeddings_update(mtl_embeddings *e, const mtl_optim *opt, float l2, int64_t step) {
+int mtl_embeddings_update(mtl_embeddings *e, const mtl_optim *opt, float l2, int64_t step,
+                          const mtl_dist *d, mtl_error *err) {
     for (int k = 0; k < e->n_tables; k++) {
         mtl_sparse_table *st = &e->tables[k];
         if (st->sharded)
@@ -522,4 +609,5 @@ void mtl_embeddings_update(mtl_embeddings *e, const mtl_optim *opt, float l2, in
             mtl_optim_update_rows(opt, st->values, st->m, st->v, st->dim, st->ids, st->grad, st->n,
                                   l2, step);
     }
+    return e->n_sharded < e->n_tables && d->world > 1 ? share_replicated(e, d, err) : MTL_OK;
 }

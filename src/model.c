@@ -351,6 +351,11 @@ static int register_embeddings(mtl_model *m, const mtl_config *cfg, mtl_error *e
              (cfg->embedding_sharding == MTL_SHARDING_AUTO && cfg->rank_memory_mb > 0 &&
               table_mb > cfg->shard_memory_share * cfg->rank_memory_mb)))
             mtl_params_shard(&m->params, m->emb[s], cfg->rank, cfg->world);
+        else if (m->params.tensors[m->emb[s]].sparse && cfg->world > 1) {
+            /* replicated: each row's optimizer state on its owner only */
+            m->params.tensors[m->emb[s]].state_rank = cfg->rank;
+            m->params.tensors[m->emb[s]].state_world = cfg->world;
+        }
     }
 
     return MTL_OK;

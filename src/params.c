@@ -52,6 +52,7 @@ int mtl_params_add(mtl_params *p, const char *name, int64_t rows, int64_t cols, 
     t->reg = reg;
     t->is_embedding = reg == MTL_REG_EMBEDDING;
     t->shard_world = 1;
+    t->state_world = 1;
     t->local_rows = rows;
     return p->n++;
 }

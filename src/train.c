@@ -274,8 +274,9 @@ static int save_checkpoint(trainer *tr, int64_t epoch, int64_t batch_in_epoch, m
         st.shape = tr->m->shape;
         rc = mtl_checkpoint_begin(path, tr->m, best, &st, tmp, sizeof tmp, err);
     }
-    if (tr->emb.n_sharded > 0) {
-        /* the other ranks add their rows of the row-sharded tables, one at a time */
+    if (mtl_checkpoint_has_rank_rows(tr->m)) {
+        /* the other ranks add their rows of the row-sharded tables and their
+         * owned optimizer rows of the replicated sparse ones, one at a time */
         mtl_dist_bcast_bytes(tr->d, tmp, sizeof tmp, 0);
         for (int r = 1; r < tr->d->world; r++) {
             int failed = mtl_dist_max_int(tr->d, rc != MTL_OK);
@@ -971,7 +972,9 @@ static void update(trainer *tr) {
     mtl_optim_update(&tr->opt, m->params.values, m->params.grads, m->params.m, m->params.v,
                      m->params.block_size, tr->pg.step);
     mtl_params_changed(&m->params);
-    mtl_embeddings_update(&tr->emb, &tr->opt, cfg->l2_embedding, tr->pg.step);
+    mtl_error err;
+    if (mtl_embeddings_update(&tr->emb, &tr->opt, cfg->l2_embedding, tr->pg.step, tr->d, &err))
+        mtl_dist_abort(tr->d, MTL_EXIT_FAILURE, err.msg);
 }
 
 typedef enum { STEP_DONE, STEP_SKIPPED, STEP_DIVERGED } step_result;

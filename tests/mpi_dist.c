@@ -1,6 +1,6 @@
 /* Multi-rank tests of src/dist.c and of data-parallel gradients, run under
  * mpiexec with 2 and 3 ranks (tests/CMakeLists.txt):
- *  - one global batch (37 rows, NaN labels, sample weights) split unevenly
+ *  - one global batch (37 rows, NaN labels, per-task sample weights) split unevenly
  *    over the ranks: the allreduced gradient equals the 1-rank gradient of the
  *    whole batch up to summation order, for every architecture;
  *  - the collectives: sums, the non-blocking sum, max, broadcasts, and the
@@ -142,8 +142,8 @@ static void make_global_batch(mtl_batch *b, int n, int regression1) {
                 y = mtl_rng_uniform(&rng) < 0.4f ? 1.0f : 0.0f;
             if (mtl_rng_uniform(&rng) < 0.15f || (t == 1 && i >= 25)) y = NAN;
             b->labels[i * T_ + t] = y;
+            b->weights[i * T_ + t] = 0.5f + mtl_rng_uniform(&rng); /* per task, [N, T] */
         }
-        b->weights[i] = 0.5f + mtl_rng_uniform(&rng);
     }
 }
 
@@ -152,7 +152,7 @@ static void copy_rows(mtl_batch *dst, const mtl_batch *src, int64_t begin, int64
     memcpy(dst->sparse, src->sparse + begin * S_, (size_t)count * S_ * sizeof(int32_t));
     memcpy(dst->dense, src->dense + begin * D_, (size_t)count * D_ * sizeof(float));
     memcpy(dst->labels, src->labels + begin * T_, (size_t)count * T_ * sizeof(float));
-    memcpy(dst->weights, src->weights + begin, (size_t)count * sizeof(float));
+    memcpy(dst->weights, src->weights + begin * T_, (size_t)count * T_ * sizeof(float));
 }
 
 /* One training step's gradient as train.c computes it, without the update. */
@@ -182,6 +182,8 @@ static void run_grad_case(const grad_case *gc) {
     mtl_data_shape shape;
     mtl_error err = {{0}};
     case_config(&cfg, gc);
+    cfg.rank = D.rank; /* replicated sparse tables: whose optimizer rows are whose */
+    cfg.world = D.world;
     case_shape(&shape, gc);
     int n = gc->global_batch > 0 ? gc->global_batch : D.world - 1;
 
@@ -231,6 +233,11 @@ static void run_grad_case(const grad_case *gc) {
     mtl_dist_sum_floats(&D, m->params.grads, m->params.block_size);
     require(mtl_embeddings_exchange(&E, &D, &err) == MTL_OK, "exchange", &err);
     scatter_sparse_rows(m, &E);
+    /* each rank holds the summed rows it owns (id mod world): their sum over
+     * the ranks is the whole tables' gradient (adding zeros is exact) */
+    if (E.n_tables > 0)
+        mtl_dist_sum_floats(&D, m->params.grads + m->params.block_size,
+                            m->params.replicated_size - m->params.block_size);
     mtl_embeddings_free(&E);
     mtl_dist_sum_doubles(&D, loss, T_);
 

@@ -44,15 +44,18 @@ typedef struct {
  * begin + commit. */
 int mtl_checkpoint_save(const char *path, const mtl_model *m, const float *best,
                         const mtl_ckpt_state *st, mtl_error *err);
-/* A checkpoint written by several ranks, for row-sharded tables (params.h):
- * rank 0 begins it (everything, and its own rows of the sharded tables) in
- * the temporary file tmp (capacity MTL_CKPT_TMP_MAX), the other ranks add
- * their rows one after another, and rank 0 commits (fsync and rename). No
- * rank holds more than its own rows. */
+/* A checkpoint written by several ranks, for row-sharded tables and for the
+ * optimizer state of replicated sparse tables, whose rows only their owners
+ * hold up to date (params.h): rank 0 begins it (everything, and its own rows
+ * of those tables) in the temporary file tmp (capacity MTL_CKPT_TMP_MAX), the
+ * other ranks add their rows one after another, and rank 0 commits (fsync
+ * and rename). No rank writes more than its own rows. */
 #define MTL_CKPT_TMP_MAX 1200
 int mtl_checkpoint_begin(const char *path, const mtl_model *m, const float *best,
                          const mtl_ckpt_state *st, char *tmp, size_t tmp_cap, mtl_error *err);
 int mtl_checkpoint_add_rows(const char *tmp, const mtl_model *m, const float *best, mtl_error *err);
+/* 1 if the other ranks have rows to add (the same answer on every rank) */
+int mtl_checkpoint_has_rank_rows(const mtl_model *m);
 int mtl_checkpoint_commit(const char *tmp, const char *path, mtl_error *err);
 /* Attributes only: what is needed to rebuild the model. Rejects files that
  * are not complete mtl_dist checkpoints. */

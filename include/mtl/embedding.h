@@ -13,10 +13,16 @@
  *             field) the compact row its gradient goes to (mtl_batch's
  *             grad_rows), which the unchanged input backward of layers.h
  *             accumulates into;
- *   exchange: every rank gathers every rank's (id, gradient row) pairs and
- *             sums them in rank order into the union of the ids, so every
- *             replica holds the same sum, bit for bit;
- *   update:   L2 and the optimizer on the union's rows only.
+ *   exchange: on one rank, the union of the ids; on P ranks each (id,
+ *             gradient row) pair goes to the id's owner, rank id mod P (one
+ *             all-to-all), which sums them in rank order into the union of
+ *             its ids: the sum any replica would compute, bit for bit;
+ *   update:   L2 and the optimizer on the union's rows only, each row on its
+ *             owner, which alone keeps the row's optimizer state (params.h
+ *             state_world; ZeRO stage 1 for embedding rows); the owners then
+ *             send the new rows to every rank (one all-gather), so all
+ *             replicas hold the same table. A rank so updates 1/P of the
+ *             union instead of all of it.
  *
  * A row-sharded table (--embedding-sharding row) keeps row i on rank i mod P
  * only, with its optimizer state, so a rank holds 1/P of it (TorchRec's
@@ -61,17 +67,21 @@ typedef struct {
     int32_t *slot_of;      /* [rows]: an id's compact row in this step, -1: untouched */
     int32_t *ids;          /* [cap]: this step's touched ids; after the exchange, the union */
     float *grad;           /* [cap x dim]: their gradient rows */
-    int n_local, n;        /* touched rows: by this rank, by all ranks */
+    int n_local, n;        /* touched rows: by this rank, after the exchange in the union */
     int cap;               /* of ids, grad (and fetched, order): grown for lists */
-    /* Row-sharded tables (sharded != 0): values, m and v hold this rank's rows
-     * (global row i at local row i / world); ids, grad and n stay this rank's
-     * own touched ids (n == n_local); and: */
-    int sharded;
-    float *fetched;  /* [max_rows x dim]: the fetched rows of ids, read by the forward */
-    int32_t *order;  /* [max_rows]: positions in ids, grouped by owner rank */
+    /* Replicated on several ranks (owned != 0): after the exchange, ids, grad
+     * and n are the union of the touched ids this rank owns (id mod world ==
+     * rank). Row-sharded (sharded != 0): values, m and v hold this rank's
+     * rows (global row i at local row i / world); ids, grad and n stay this
+     * rank's own touched ids (n == n_local). */
+    int owned, sharded;
+    /* both kinds on several ranks: */
+    int32_t *order;  /* [cap]: positions in ids, grouped by owner rank */
     int *send_count; /* [world]: ids sent to each owner */
-    int *recv_count; /* [world]: ids each rank asked of this one */
-    int32_t *asked;  /* [asked_cap]: those ids, rank after rank */
+    int *recv_count; /* [world]: ids each rank asked of this one (row-sharded) */
+    /* row-sharded only: */
+    float *fetched; /* [max_rows x dim]: the fetched rows of ids, read by the forward */
+    int32_t *asked; /* [asked_cap]: those ids, rank after rank */
     int n_asked, asked_cap;
     int32_t *own_slot_of; /* [local rows]: a local row's place in own_ids, -1: none */
     int32_t *own_ids;     /* [own_cap]: local rows with a gradient this step */
@@ -118,16 +128,19 @@ int mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b, mtl_error *err);
 /* collect, and with row-sharded tables fetch their rows from their owners:
  * collective then. Call before every forward. */
 int mtl_embeddings_prepare(mtl_embeddings *e, mtl_batch *b, const mtl_dist *d, mtl_error *err);
-/* Sum the ranks' gradient rows into the union of their ids (every rank gets
- * the same ids in the same order, and the same sums); for a row-sharded
- * table, into its owners' rows. Fails as collect. */
+/* Sum the ranks' gradient rows into their owners' union of ids (on one rank,
+ * the union of the batch's ids): replicated tables by owner id mod world,
+ * row-sharded tables into their owners' rows. Fails as collect. */
 int mtl_embeddings_exchange(mtl_embeddings *e, const mtl_dist *d, mtl_error *err);
 /* 1 if every summed gradient row is finite; the same answer on every rank
- * (collective when there are row-sharded tables). */
+ * (collective on several ranks). */
 int mtl_embeddings_all_finite(const mtl_embeddings *e, const mtl_dist *d);
-/* L2 (g += 2 l2 p) and the optimizer on the union's rows (row-sharded: on
- * this rank's rows); step as in mtl_optim_update. */
-void mtl_embeddings_update(mtl_embeddings *e, const mtl_optim *opt, float l2, int64_t step);
+/* L2 (g += 2 l2 p) and the optimizer on this rank's summed rows (its owned
+ * rows), step as in mtl_optim_update; then, on several ranks, every rank
+ * gets every owner's new rows of the replicated tables (collective). Fails
+ * only when growing the exchange buffers runs out of memory. */
+int mtl_embeddings_update(mtl_embeddings *e, const mtl_optim *opt, float l2, int64_t step,
+                          const mtl_dist *d, mtl_error *err);
 /* Forwards a rank with row-sharded tables makes to evaluate `count` rows in
  * batches of at most max_batch from chunks of chunk_rows: what every rank
  * must match with empty fetches. */

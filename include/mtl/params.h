@@ -46,6 +46,11 @@ typedef struct {
      * offset and size cover those rows only; laid out after everything else */
     int shard_rank, shard_world;
     int64_t local_rows;
+    /* a replicated sparse table on several ranks (state_world > 1): every
+     * rank holds all of it, but row i's optimizer state is kept and updated
+     * only on its owner, rank i mod state_world (embedding.h); this rank's
+     * m and v are valid at rows state_rank, state_rank + state_world, ... */
+    int state_rank, state_world;
 } mtl_tensor;
 
 typedef struct {
