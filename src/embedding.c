@@ -466,13 +466,14 @@ static size_t row_bytes(const mtl_sparse_table *st) {
     return sizeof(int32_t) + (size_t)st->dim * sizeof(float);
 }
 
-/* Each rank's (id, row) pairs of a table, packed as ids then rows. */
+/* The (id, row) pairs at positions order[0..n) of a table's touched ids,
+ * packed as ids then rows. */
 static unsigned char *pack_rows(unsigned char *out, const int32_t *ids, const int32_t *order,
                                 const float *rows, int n, int dim) {
     int32_t *id_out = (int32_t *)(void *)out;
     float *row_out = (float *)(void *)(out + (size_t)n * sizeof(int32_t));
     for (int i = 0; i < n; i++) {
-        int at = order ? order[i] : i;
+        int at = order[i];
         id_out[i] = ids[at];
         memcpy(row_out + (size_t)i * (size_t)dim, rows + (size_t)at * (size_t)dim,
                (size_t)dim * sizeof(float));
