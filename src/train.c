@@ -182,8 +182,9 @@ static void evaluate(trainer *tr, const mtl_dataset *ds, int64_t begin, int64_t 
                    (size_t)n * (size_t)P * sizeof(float));
             memcpy(tr->eval_labels + (done + c) * T, tr->batch.labels,
                    (size_t)n * (size_t)T * sizeof(float));
-            memcpy(tr->eval_weights + (done + c) * T, tr->batch.weights,
-                   (size_t)n * (size_t)T * sizeof(float));
+            if (chunk.weights) /* gathered and used only when the file has /weights */
+                memcpy(tr->eval_weights + (done + c) * T, tr->batch.weights,
+                       (size_t)n * (size_t)T * sizeof(float));
             if (chunk.groups)
                 memcpy(tr->eval_groups + done + c, chunk.groups + c, (size_t)n * sizeof(int64_t));
             c += n;
