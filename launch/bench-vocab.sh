@@ -22,7 +22,8 @@
 #
 # It prints a table: steady-state samples/s (the final metrics line's
 # steady_samples_per_sec: steps after the first 5; best of --repeat runs, as
-# other jobs only slow a run down), samples/s over the same vocabulary's
+# other jobs only slow a run down; a case's modes take turns, one run each per
+# round, so a busy spell hits them alike), samples/s over the same vocabulary's
 # 1-rank figure, bytes exchanged per step (exchange_bytes_per_step; "n/a" when
 # the binary does not report it), peak RSS per rank; then the issue's
 # acceptance ratios. Every run's metrics line is kept in --out.
@@ -136,33 +137,34 @@ except Exception:
 print("n/a" if v is None else v)' "$1" "$2"
 }
 
-# run_best RESULT LOG cmd...: run `repeat` times, keep the metrics line with
-# the best steady_samples_per_sec in RESULT (status in RESULT.status)
-run_best() {
+# run_try RESULT LOG cmd...: one run; its metrics line replaces RESULT's
+# when its steady_samples_per_sec is higher (status in RESULT.status: ok,
+# or why no run gave a figure). A case's modes take turns, round after round
+# (see the loop below), so that a busy spell on the machine slows every mode
+# alike rather than all repeats of one.
+run_try() {
   local result=$1 log=$2
   shift 2
-  local best=-1 status="failed" r rc sps
-  rm -f "$result" "$result.status"
-  for ((r = 0; r < repeat; r++)); do
-    rm -f "$result.try"
-    rc=0
-    timeout --kill-after=30 "$timeout_s" "$@" >"$log" 2>&1 || rc=$?
-    if [ $rc -ne 0 ] || [ ! -s "$result.try" ]; then # keep an earlier good run
-      if [ "$status" != "ok" ]; then
-        status="failed (exit $rc, see $log)"
-        [ $rc -eq 124 ] || [ $rc -eq 137 ] && status="timeout"
-        grep -q "unknown option" "$log" && status="n/a"
-      fi
-      break
+  local best=-1 status rc sps
+  status=$(cat "$result.status" 2>/dev/null || echo failed)
+  [ "$status" = "ok" ] && best=$(json_get "$result" steady_samples_per_sec)
+  rm -f "$result.try"
+  rc=0
+  timeout --kill-after=30 "$timeout_s" "$@" >"$log" 2>&1 || rc=$?
+  if [ $rc -ne 0 ] || [ ! -s "$result.try" ]; then # keep an earlier good run
+    if [ "$status" != "ok" ]; then
+      status="failed (exit $rc, see $log)"
+      [ $rc -eq 124 ] || [ $rc -eq 137 ] && status="timeout"
+      grep -q "unknown option" "$log" && status="n/a"
     fi
+  else
     sps=$(json_get "$result.try" steady_samples_per_sec)
     [ "$sps" = "n/a" ] && sps=0
     if "$PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)" "$sps" "$best"; then
-      best=$sps
       tail -1 "$result.try" >"$result"
       status="ok"
     fi
-  done
+  fi
   rm -f "$result.try"
   echo "$status" >"$result.status"
 }
@@ -171,7 +173,7 @@ mtl_run() { # CASE MODE RANKS [options...]
   local c=$1 mode=$2 ranks=$3
   shift 3
   local res="$out/$c-$mode.json"
-  run_best "$res" "$out/$c-$mode.log" env MTL_DIST="$build/mtl_dist" "$here/launch/local.sh" "$ranks" \
+  run_try "$res" "$out/$c-$mode.log" env MTL_DIST="$build/mtl_dist" "$here/launch/local.sh" "$ranks" \
     --model mmoe --train "$out/data-$c/train.h5" --embedding-dim 16 --batch-size 1024 --epochs 1 \
     --max-steps "$steps" --quiet --metrics-out "$res.try" ${upd[@]+"${upd[@]}"} "$@" \
     ${extra_args[@]+"${extra_args[@]}"}
@@ -179,14 +181,15 @@ mtl_run() { # CASE MODE RANKS [options...]
 
 torch_run() { # CASE
   local c=$1 res="$out/$1-torch.json"
-  # torch_vocab.py prints its metrics line to stdout: run_best reads RESULT.try
+  # torch_vocab.py prints its metrics line to stdout: run_try reads RESULT.try
   # shellcheck disable=SC2016
-  run_best "$res" "$out/$c-torch.log" bash -c \
+  run_try "$res" "$out/$c-torch.log" bash -c \
     '"$1" "$2" --train "$3" --embedding-dim 16 --batch-size 1024 --max-steps "$4" >"$5.try"' _ \
     "$PY" "$here/tests/bench/torch_vocab.py" "$out/data-$c/train.h5" "$steps" "$res"
 }
 
-skip() { # CASE MODE WHY
+skip() { # CASE MODE WHY (an earlier round's figure stays)
+  [ "$(cat "$out/$1-$2.json.status" 2>/dev/null)" = "ok" ] && return 0
   rm -f "$out/$1-$2.json"
   echo "$3" >"$out/$1-$2.json.status"
 }
@@ -196,7 +199,7 @@ echo "data: synthetic click log, $((rows * 4 / 5)) training rows, $fields catego
 echo "model: MMoE defaults, embedding_dim 16, batch 1024, Adam, $steps steps (steady state excludes the first 5)"
 echo "mtl_dist options: ${upd[*]:-(no --embedding-update in this binary)}${extra:+ $extra}; row sharding: $([ $have_rows -eq 1 ] && echo yes || echo 'n/a (no --embedding-sharding in this binary)')"
 echo "PyTorch reference: $([ $have_torch -eq 1 ] && "$PY" -c 'import torch; print("torch", torch.__version__, "1 thread, SparseAdam")' || echo 'not run (no python3-torch)')"
-echo "best of $repeat runs; other jobs on the machine only slow a run down"
+echo "best of $repeat runs per mode, the modes taking turns; other jobs on the machine only slow a run down"
 echo
 
 for c in $cases; do
@@ -208,26 +211,29 @@ for c in $cases; do
   # one replica: value and two Adam moments (sparse tables keep gradients
   # for the touched rows only)
   copy_mb=$((trows * 16 * 12 / 1048576 + 100))
-  if fits $copy_mb; then mtl_run "$c" 1rank 1; else skip "$c" 1rank "skipped (~$((copy_mb / 1024 + 1)) GB; --force)"; fi
-  if fits $((2 * copy_mb)); then
-    mtl_run "$c" 2rep 2
-  else
-    skip "$c" 2rep "skipped (~$((2 * copy_mb / 1024 + 1)) GB; --force)"
-  fi
-  if [ $have_rows -eq 0 ]; then
-    skip "$c" 2row "n/a"
-  elif fits $((copy_mb + 200)); then
-    mtl_run "$c" 2row 2 --embedding-sharding row
-  else
-    skip "$c" 2row "skipped (~$((copy_mb / 1024 + 1)) GB; --force)"
-  fi
-  if [ $have_torch -eq 0 ]; then
-    skip "$c" torch "not run"
-  elif fits $((trows * 16 * 12 / 1048576 + 400)); then
-    torch_run "$c"
-  else
-    skip "$c" torch "skipped (~$((trows * 16 * 12 / 1048576 / 1024 + 1)) GB; --force)"
-  fi
+  for m in 1rank 2rep 2row torch; do rm -f "$out/$c-$m.json" "$out/$c-$m.json.status"; done
+  for ((r = 0; r < repeat; r++)); do # the modes take turns (see run_try)
+    if fits $copy_mb; then mtl_run "$c" 1rank 1; else skip "$c" 1rank "skipped (~$((copy_mb / 1024 + 1)) GB; --force)"; fi
+    if fits $((2 * copy_mb)); then
+      mtl_run "$c" 2rep 2
+    else
+      skip "$c" 2rep "skipped (~$((2 * copy_mb / 1024 + 1)) GB; --force)"
+    fi
+    if [ $have_rows -eq 0 ]; then
+      skip "$c" 2row "n/a"
+    elif fits $((copy_mb + 200)); then
+      mtl_run "$c" 2row 2 --embedding-sharding row
+    else
+      skip "$c" 2row "skipped (~$((copy_mb / 1024 + 1)) GB; --force)"
+    fi
+    if [ $have_torch -eq 0 ]; then
+      skip "$c" torch "not run"
+    elif fits $((trows * 16 * 12 / 1048576 + 400)); then
+      torch_run "$c"
+    else
+      skip "$c" torch "skipped (~$((trows * 16 * 12 / 1048576 / 1024 + 1)) GB; --force)"
+    fi
+  done
 done
 
 # shellcheck disable=SC2086

@@ -25,7 +25,7 @@ static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_param
     int64_t cap = st->sharded ? max_rows : (int64_t)max_rows * world;
     st->cap = (int)(cap < t->rows ? cap : t->rows);
     size_t dim = (size_t)st->dim;
-    st->slot_of = mtl_alloc((size_t)t->rows, sizeof *st->slot_of, "embedding slots", err);
+    st->slot_of = mtl_alloc_huge((size_t)t->rows, sizeof *st->slot_of, "embedding slots", err);
     st->ids = mtl_alloc((size_t)st->cap, sizeof *st->ids, "touched ids", err);
     st->grad = mtl_alloc((size_t)st->cap * dim, sizeof *st->grad, "touched gradient rows", err);
     if (!st->slot_of || !st->ids || !st->grad) return MTL_ERR;
@@ -42,7 +42,7 @@ static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_param
     st->fetched = mtl_alloc((size_t)st->cap * dim, sizeof *st->fetched, "fetched rows", err);
     st->asked_cap = (int)asked;
     st->asked = mtl_alloc((size_t)asked, sizeof *st->asked, "asked ids", err);
-    st->own_slot_of = mtl_alloc((size_t)t->local_rows, sizeof *st->own_slot_of, "slots", err);
+    st->own_slot_of = mtl_alloc_huge((size_t)t->local_rows, sizeof *st->own_slot_of, "slots", err);
     st->own_ids = mtl_alloc((size_t)st->own_cap, sizeof *st->own_ids, "owned ids", err);
     st->own_grad =
         mtl_alloc((size_t)st->own_cap * dim, sizeof *st->own_grad, "owned gradient rows", err);

@@ -1,32 +1,8 @@
-#define _DEFAULT_SOURCE /* madvise */
 #include "mtl/params.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-/* Values and optimizer state of large tables: 2 MB-aligned with transparent
- * huge pages requested, and written once here. A step reads and updates
- * random rows of tables of up to GBs: with 4 KB pages each such row costs a
- * TLB miss, and the first touch of a page in the optimizer state a page
- * fault (measured: page clearing took most of a step at 1 M ids per field). */
-#define HUGE_PAGE ((size_t)2 << 20)
-static float *alloc_block(size_t n, const char *what, mtl_error *err) {
-    size_t bytes = n * sizeof(float);
-    if (n > ((size_t)-1 - HUGE_PAGE) / sizeof(float) || bytes < 4 * HUGE_PAGE)
-        return mtl_alloc(n, sizeof(float), what, err);
-    bytes = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    void *p = NULL;
-    if (posix_memalign(&p, HUGE_PAGE, bytes) != 0) {
-        mtl_fail(err, NULL, "%s: out of memory allocating %.1f MiB", what,
-                 (double)bytes / 1048576.0);
-        return NULL;
-    }
-    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: fine if refused */
-    memset(p, 0, bytes);
-    return p;
-}
 
 int mtl_params_add(mtl_params *p, const char *name, int64_t rows, int64_t cols, mtl_init init,
                    mtl_reg_kind reg, mtl_error *err) {
@@ -114,12 +90,12 @@ int mtl_params_finalize(mtl_params *p, int with_state, mtl_rng *rng, mtl_error *
         if (pass == 2) p->replicated_size = off;
     }
     p->size = off;
-    p->values = alloc_block(off, "parameters", err);
+    p->values = mtl_alloc_huge(off, sizeof(float), "parameters", err);
     p->grads = mtl_alloc(off, sizeof(float), "gradients", err);
     if (!p->values || !p->grads) return MTL_ERR;
     if (with_state) {
-        p->m = alloc_block(off, "optimizer state", err);
-        p->v = alloc_block(off, "optimizer state", err);
+        p->m = mtl_alloc_huge(off, sizeof(float), "optimizer state", err);
+        p->v = mtl_alloc_huge(off, sizeof(float), "optimizer state", err);
         if (!p->m || !p->v) return MTL_ERR;
     }
     for (int i = 0; i < p->n; i++)
