@@ -62,17 +62,19 @@ static inline uint64_t rotl64(uint64_t x, int k) {
     return (x << k) | (x >> (64 - k));
 }
 
+/* splitmix64's output function (Steele, Lea & Flood, OOPSLA 2014): the
+ * counter-th output of the generator seeded with key. */
+uint64_t mtl_splitmix64(uint64_t key, uint64_t counter) {
+    uint64_t t = key + (counter + 1) * 0x9e3779b97f4a7c15ULL;
+    t = (t ^ (t >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    t = (t ^ (t >> 27)) * 0x94d049bb133111ebULL;
+    return t ^ (t >> 31);
+}
+
 /* splitmix64 spreads any seed (0, 1, 2, ...) over the whole 256-bit state, so
  * nearby seeds give unrelated streams and the state is never all zero. */
 void mtl_rng_seed(mtl_rng *rng, uint64_t seed) {
-    uint64_t z = seed;
-    for (int i = 0; i < 4; i++) {
-        z += 0x9e3779b97f4a7c15ULL;
-        uint64_t t = z;
-        t = (t ^ (t >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        t = (t ^ (t >> 27)) * 0x94d049bb133111ebULL;
-        rng->s[i] = t ^ (t >> 31);
-    }
+    for (int i = 0; i < 4; i++) rng->s[i] = mtl_splitmix64(seed, (uint64_t)i);
 }
 
 uint64_t mtl_rng_next(mtl_rng *rng) {

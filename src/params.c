@@ -33,22 +33,30 @@ int mtl_params_add(mtl_params *p, const char *name, int64_t rows, int64_t cols, 
     return p->n++;
 }
 
-/* N(0, 1e-4): DeepCTR's init_std for embeddings */
-static float embedding_draw(mtl_rng *rng) {
-    return (float)(1e-4 * mtl_rng_normal(rng));
+/* Embedding tables, N(0, 1e-4) (DeepCTR's init_std), from a counter-based
+ * generator: row r's values depend only on the tensor's key and r, so a rank
+ * of a row-sharded table draws its own rows only, and every rank draws the
+ * same replicated table without a broadcast. Box-Muller on 24-bit uniforms,
+ * both values of a pair used (|z| < 5.8: the tail beyond is 1e-8). Tables of
+ * 10^7-10^8 rows are drawn in seconds rather than minutes (measured at 24 M x
+ * 16: 21.3 s -> 2.6 s on one rank). */
+static void init_embedding(float *x, const mtl_tensor *t, uint64_t key) {
+    int64_t cols = t->cols, step = t->shard_world, first = t->shard_rank;
+    for (int64_t local = 0; local < t->local_rows; local++) {
+        uint64_t r = (uint64_t)(local * step + first); /* the row in the whole table */
+        float *row = x + local * cols;
+        for (int64_t j = 0; j < cols; j += 2) {
+            uint64_t h = mtl_splitmix64(key, r * (uint64_t)cols + (uint64_t)j);
+            float u1 = (float)((h >> 40) + 1) * 0x1.0p-24f; /* (0, 1]: a finite log */
+            float u2 = (float)((h >> 16) & 0xffffff) * 0x1.0p-24f;
+            float radius = 1e-4f * sqrtf(-2.0f * logf(u1)), angle = 6.2831853f * u2;
+            row[j] = radius * cosf(angle);
+            if (j + 1 < cols) row[j + 1] = radius * sinf(angle);
+        }
+    }
 }
 
 static void init_tensor(float *x, const mtl_tensor *t, mtl_rng *rng) {
-    if (t->shard_world > 1) { /* only embedding tables are sharded */
-        /* the whole table's draws, this rank's rows kept: the same values as
-         * a replicated table, and the same generator state for what follows */
-        for (int64_t r = 0; r < t->rows; r++)
-            for (int64_t j = 0; j < t->cols; j++) {
-                float z = embedding_draw(rng);
-                if (r % t->shard_world == t->shard_rank) x[(r / t->shard_world) * t->cols + j] = z;
-            }
-        return;
-    }
     switch (t->init) {
     case MTL_INIT_ZEROS:
         memset(x, 0, t->size * sizeof *x);
@@ -69,8 +77,8 @@ static void init_tensor(float *x, const mtl_tensor *t, mtl_rng *rng) {
         }
         break;
     }
-    case MTL_INIT_EMBEDDING:
-        for (size_t i = 0; i < t->size; i++) x[i] = embedding_draw(rng);
+    case MTL_INIT_EMBEDDING: /* one key per table, the same on every rank */
+        init_embedding(x, t, mtl_rng_next(rng));
         break;
     }
 }

@@ -771,8 +771,10 @@ static void init_parameters(trainer *tr) {
     gather_train(tr, 0, (int)n_init);
     prepare_rows(tr);
     mtl_model_center_init(m, &tr->batch);
-    /* replicas start identical whatever each rank's generator did */
-    mtl_dist_bcast_floats(tr->d, m->params.values, m->params.replicated_size, 0);
+    /* replicas start identical: rank 0's centered biases; the embedding
+     * tables, GBs at large vocabularies, are drawn alike on every rank
+     * (params.c's counter-based draw) and need no broadcast */
+    mtl_dist_bcast_floats(tr->d, m->params.values, m->params.dense_size, 0);
     mtl_params_changed(&m->params);
     mtl_rng_seed(&m->dropout_rng, cfg->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)tr->d->rank + 1);
     memset(&tr->pg, 0, sizeof tr->pg);

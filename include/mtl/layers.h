@@ -31,6 +31,9 @@ typedef struct {
 } mtl_rng;
 
 void mtl_rng_seed(mtl_rng *rng, uint64_t seed);
+/* The counter-th output of splitmix64 seeded with key: a counter-based
+ * generator, for values that must not depend on the order they are drawn in. */
+uint64_t mtl_splitmix64(uint64_t key, uint64_t counter);
 uint64_t mtl_rng_next(mtl_rng *rng);
 /* uniform in [0, 1) with 24 random bits */
 float mtl_rng_uniform(mtl_rng *rng);
