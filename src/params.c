@@ -37,9 +37,10 @@ int mtl_params_add(mtl_params *p, const char *name, int64_t rows, int64_t cols, 
  * generator: row r's values depend only on the tensor's key and r, so a rank
  * of a row-sharded table draws its own rows only, and every rank draws the
  * same replicated table without a broadcast. Box-Muller on 24-bit uniforms,
- * both values of a pair used (|z| < 5.8: the tail beyond is 1e-8). Tables of
- * 10^7-10^8 rows are drawn in seconds rather than minutes (measured at 24 M x
- * 16: 21.3 s -> 2.6 s on one rank). */
+ * both values of a pair used (|z| < 5.8: the tail beyond is 1e-8). Measured
+ * start-up before the first step with 24 M rows x 16: 18.6 s -> 6.6 s on one
+ * rank (the rest is the kernel's first touch of the GBs of tables and Adam
+ * state). */
 static void init_embedding(float *x, const mtl_tensor *t, uint64_t key) {
     int64_t cols = t->cols, step = t->shard_world, first = t->shard_rank;
     for (int64_t local = 0; local < t->local_rows; local++) {
