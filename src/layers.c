@@ -27,6 +27,21 @@ MTL_INLINE v8f load8(const float *p) {
 MTL_INLINE void store8(float *p, v8f v) {
     __builtin_memcpy(p, &v, sizeof v);
 }
+/* 16 floats: one AVX-512 register, or two/four narrower ones in the other
+ * clones; an expert row of 16 (the default width) is one vector. */
+typedef float v16f __attribute__((vector_size(64)));
+MTL_INLINE v16f load16(const float *p) {
+    v16f v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+MTL_INLINE void store16(float *p, v16f v) {
+    __builtin_memcpy(p, &v, sizeof v);
+}
+MTL_INLINE v8f fold16(v16f v) { /* lanes j + lanes j+8 */
+    return __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+           __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+}
 typedef float v4f __attribute__((vector_size(16)));
 MTL_INLINE v4f load4(const float *p) {
     v4f v;
@@ -36,20 +51,37 @@ MTL_INLINE v4f load4(const float *p) {
 MTL_INLINE void store4(float *p, v4f v) {
     __builtin_memcpy(p, &v, sizeof v);
 }
-/* The lane sums of 8 vectors, as one vector: {sum(a[0]), ..., sum(a[7])}. */
-MTL_INLINE v8f hsum8x8(const v8f *a) {
+/* Lane-wise max; a NaN in b passes through (x > NaN is false). */
+typedef int v8i __attribute__((vector_size(32)));
+MTL_INLINE v8f max8v(v8f a, v8f b) {
+    v8i gt = a > b;
+    return (v8f)(((v8i)a & gt) | ((v8i)b & ~gt));
+}
+MTL_INLINE v8f combine8(v8f a, v8f b, int use_max) {
+    return use_max ? max8v(a, b) : a + b;
+}
+/* The lane sums (or maxima) of 8 vectors, as one vector:
+ * {sum(a[0]), ..., sum(a[7])}. Each sum is ((x0+x1)+(x2+x3))+((x4+x5)+(x6+x7)),
+ * the order hsum8 uses for one vector, so a row's sum does not depend on
+ * whether it went alone or with 7 others. */
+MTL_INLINE v8f reduce8x8(const v8f *a, int use_max) {
     v8f p[4], q[2];
     for (int i = 0; i < 4; i++) /* [x0+x1, y0+y1, x2+x3, y2+y3, ...] of a[2i], a[2i+1] */
-        p[i] = __builtin_shufflevector(a[2 * i], a[2 * i + 1], 0, 8, 2, 10, 4, 12, 6, 14) +
-               __builtin_shufflevector(a[2 * i], a[2 * i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+        p[i] = combine8(__builtin_shufflevector(a[2 * i], a[2 * i + 1], 0, 8, 2, 10, 4, 12, 6, 14),
+                        __builtin_shufflevector(a[2 * i], a[2 * i + 1], 1, 9, 3, 11, 5, 13, 7, 15),
+                        use_max);
     for (int i = 0; i < 2; i++) /* quarter sums of four vectors */
-        q[i] = __builtin_shufflevector(p[2 * i], p[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
-               __builtin_shufflevector(p[2 * i], p[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
-    return __builtin_shufflevector(q[0], q[1], 0, 1, 2, 3, 8, 9, 10, 11) +
-           __builtin_shufflevector(q[0], q[1], 4, 5, 6, 7, 12, 13, 14, 15);
+        q[i] = combine8(__builtin_shufflevector(p[2 * i], p[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13),
+                        __builtin_shufflevector(p[2 * i], p[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15),
+                        use_max);
+    return combine8(__builtin_shufflevector(q[0], q[1], 0, 1, 2, 3, 8, 9, 10, 11),
+                    __builtin_shufflevector(q[0], q[1], 4, 5, 6, 7, 12, 13, 14, 15), use_max);
+}
+MTL_INLINE v8f hsum8x8(const v8f *a) {
+    return reduce8x8(a, 0);
 }
 MTL_INLINE float hsum8(v8f v) {
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
 #include <math.h>
@@ -182,6 +214,17 @@ MTL_HOT void mtl_relu_forward(float *x, int x_ld, int B, int D) {
     }
 }
 
+MTL_HOT void mtl_bias_relu_forward(float *x, int x_ld, const float *b, int B, int D) {
+    for (int i = 0; i < B; i++) {
+        float *restrict r = x + (size_t)i * x_ld;
+        const float *restrict bb = b;
+        for (int j = 0; j < D; j++) {
+            float v = r[j] + bb[j];
+            r[j] = v < 0.0f ? 0.0f : v; /* as mtl_relu_forward: a NaN stays NaN */
+        }
+    }
+}
+
 MTL_HOT void mtl_relu_backward(float *d, int d_ld, const float *y, int y_ld, int B, int D) {
     for (int i = 0; i < B; i++) {
         float *restrict dr = d + (size_t)i * d_ld;
@@ -234,19 +277,39 @@ MTL_HOT static void dsigmoid_rows(float *d, int d_ld, const float *y, int y_ld, 
 
 /* ReLU's backward and the bias gradient in one pass: db needs exactly the
  * masked rows ReLU's backward writes, so it is summed while each row is in
- * registers instead of by a second pass over dz (mtl_bias_backward). The
- * rows are added in the same order as there: the sums are bit-identical. */
+ * registers instead of by a second pass over dz (mtl_bias_backward). A block
+ * of 16 (or 8) columns keeps its sums in a register over all rows: summed
+ * row by row through db, each row's add would wait for the last one's store
+ * (an expert is 16 wide). The rows are added in the same order as
+ * mtl_bias_backward's: the sums are bit-identical. */
+typedef int v16i __attribute__((vector_size(64)));
 MTL_HOT static void drelu_bias_rows(float *d, int d_ld, const float *y, int y_ld, float *db, int B,
                                     int D) {
-    for (int i = 0; i < B; i++) {
-        float *restrict dr = d + (size_t)i * d_ld;
-        const float *restrict yr = y + (size_t)i * y_ld;
-        float *restrict acc = db;
-        for (int j = 0; j < D; j++) {
-            float v = yr[j] > 0.0f ? dr[j] : 0.0f;
-            dr[j] = v;
-            acc[j] += v;
+    int j = 0;
+#define DRELU_BIAS_BLOCKS(W, VF, VI, LOAD, STORE)                                                  \
+    for (; j + (W) <= D; j += (W)) {                                                               \
+        VF acc = LOAD(db + j);                                                                     \
+        for (int i = 0; i < B; i++) {                                                              \
+            float *dr = d + (size_t)i * (size_t)d_ld + j;                                          \
+            VI on = LOAD(y + (size_t)i * (size_t)y_ld + j) > 0.0f;                                 \
+            VF v = (VF)((VI)LOAD(dr) & on);                                                        \
+            STORE(dr, v);                                                                          \
+            acc += v;                                                                              \
+        }                                                                                          \
+        STORE(db + j, acc);                                                                        \
+    }
+    DRELU_BIAS_BLOCKS(16, v16f, v16i, load16, store16)
+    DRELU_BIAS_BLOCKS(8, v8f, v8i, load8, store8)
+#undef DRELU_BIAS_BLOCKS
+    for (; j < D; j++) {
+        float acc = db[j];
+        for (int i = 0; i < B; i++) {
+            float *dr = d + (size_t)i * (size_t)d_ld + j;
+            float v = y[(size_t)i * (size_t)y_ld + j] > 0.0f ? *dr : 0.0f;
+            *dr = v;
+            acc += v;
         }
+        db[j] = acc;
     }
 }
 
@@ -332,14 +395,10 @@ void mtl_sigmoid_forward(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
-/* K is the number of experts (a handful), so these run per row with scalar
- * loops; y may alias x and dx may alias dy (each element is read before the
- * same element is written). */
 /* exp of 8 values <= 0 (softmax after subtracting the row's max): Cephes'
  * expf (Moshier), a degree-6 polynomial on [-ln2/2, ln2/2] times 2^n, within
  * 2 ulp of expf; inputs below -87 give exp(-87), which is 0 next to the
  * row's max term exp(0) = 1. */
-typedef int v8i __attribute__((vector_size(32)));
 MTL_INLINE v8f exp8_nonpositive(v8f x) {
     const v8f lo = {-87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f};
     v8i below = x < lo; /* all ones where true: a branch-free select */
@@ -366,30 +425,93 @@ MTL_INLINE float max8(v8f v) {
     return m;
 }
 
-/* y may alias x. Gates mix 1..16 experts: those rows are one or two vectors. */
+/* A row of K <= 16 values as two vectors, lanes past K filled with `pad`:
+ * a load or a few moves where K is a constant. */
+MTL_INLINE v8f row_lo(const float *r, int K, float pad) {
+    if (K >= 8) return load8(r);
+    v8f v;
+    for (int k = 0; k < 8; k++) v[k] = k < K ? r[k] : pad;
+    return v;
+}
+MTL_INLINE v8f row_hi(const float *r, int K, float pad) {
+    if (K >= 16) return load8(r + 8);
+    v8f v;
+    for (int k = 0; k < 8; k++) v[k] = k + 8 < K ? r[k + 8] : pad;
+    return v;
+}
+MTL_INLINE void store_row(float *r, int K, v8f lo, v8f hi) {
+    if (K >= 8)
+        store8(r, lo);
+    else
+        for (int k = 0; k < K; k++) r[k] = lo[k];
+    if (K >= 16)
+        store8(r + 8, hi);
+    else
+        for (int k = 0; k + 8 < K; k++) r[k + 8] = hi[k];
+}
+
+/* exp(x - m) of one row's two vectors (x <= m), lanes past K zero. */
+MTL_INLINE void exp_row(v8f lo, v8f hi, float m, int K, v8f *elo, v8f *ehi) {
+    v8i keep_lo, keep_hi;
+    for (int k = 0; k < 8; k++) {
+        keep_lo[k] = k < K ? -1 : 0;
+        keep_hi[k] = k + 8 < K ? -1 : 0;
+    }
+    *elo = (v8f)((v8i)exp8_nonpositive(lo - m) & keep_lo);
+    *ehi = K > 8 ? (v8f)((v8i)exp8_nonpositive(hi - m) & keep_hi) : (v8f){0};
+}
+
+/* softmax(x) of rows of K <= 16 values. A row alone is a
+ * serial chain: max across lanes, exp, sum across lanes, divide. Eight rows
+ * at a time turn the 16 horizontal reductions into two 8x8 ones and one
+ * divide, and their exps overlap; the sums add in the same order either way
+ * (reduce8x8), so a row's result does not depend on its place in the batch. */
+MTL_INLINE void softmax_rows(float *y, int y_ld, const float *x, int x_ld, int B, int K) {
+    const float pad = -INFINITY;
+    int i = 0;
+    for (; i + 8 <= B; i += 8) {
+        v8f lo[8], hi[8], top[8], sum[8];
+        for (int r = 0; r < 8; r++) {
+            const float *xr = x + (size_t)(i + r) * (size_t)x_ld;
+            lo[r] = row_lo(xr, K, pad);
+            hi[r] = K > 8 ? row_hi(xr, K, pad) : lo[r];
+            top[r] = max8v(lo[r], hi[r]);
+        }
+        v8f m = reduce8x8(top, 1);
+        for (int r = 0; r < 8; r++) {
+            exp_row(lo[r], hi[r], m[r], K, &lo[r], &hi[r]);
+            sum[r] = lo[r] + hi[r];
+        }
+        v8f inv = 1.0f / hsum8x8(sum); /* each sum >= 1: the max term is exp(0) */
+        for (int r = 0; r < 8; r++)
+            store_row(y + (size_t)(i + r) * (size_t)y_ld, K, lo[r] * inv[r], hi[r] * inv[r]);
+    }
+    for (; i < B; i++) {
+        const float *xr = x + (size_t)i * (size_t)x_ld;
+        v8f lo = row_lo(xr, K, pad), hi = K > 8 ? row_hi(xr, K, pad) : lo;
+        exp_row(lo, hi, max8(max8v(lo, hi)), K, &lo, &hi);
+        float inv = 1.0f / hsum8(lo + hi);
+        store_row(y + (size_t)i * (size_t)y_ld, K, lo * inv, hi * inv);
+    }
+}
+
+/* y may alias x. Gates mix a handful of experts: K <= 16 takes the vector
+ * bodies, compiled for the usual K as constants (8: MMoE's and a CGC/PLE
+ * task's gate of 4 + 4 experts; 12: PLE's shared gate), wider rows a scalar
+ * loop. */
 MTL_HOT void mtl_softmax_forward(float *y, int y_ld, const float *x, int x_ld, int B, int K) {
-    if (K <= 0) return;
+    if (K == 8)
+        softmax_rows(y, y_ld, x, x_ld, B, 8);
+    else if (K == 12)
+        softmax_rows(y, y_ld, x, x_ld, B, 12);
+    else if (K == 16)
+        softmax_rows(y, y_ld, x, x_ld, B, 16);
+    else if (K > 0 && K < 16)
+        softmax_rows(y, y_ld, x, x_ld, B, K);
+    if (K <= 16) return;
     for (int i = 0; i < B; i++) {
         const float *xr = x + (size_t)i * x_ld;
         float *yr = y + (size_t)i * y_ld;
-        if (K == 8) { /* the default MMoE/CGC/PLE gate: one vector */
-            v8f a = load8(xr);
-            v8f e = exp8_nonpositive(a - max8(a));
-            store8(yr, e * (1.0f / hsum8(e)));
-            continue;
-        }
-        if (K <= 16) {
-            v8f a, b;
-            for (int k = 0; k < 8; k++) a[k] = k < K ? xr[k] : -INFINITY;
-            for (int k = 0; k < 8; k++) b[k] = k + 8 < K ? xr[k + 8] : -INFINITY;
-            float ma = max8(a), mb = max8(b), m = ma > mb ? ma : mb;
-            v8f ea = exp8_nonpositive(a - m), eb = exp8_nonpositive(b - m);
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += k < 8 ? ea[k] : eb[k - 8];
-            float inv = 1.0f / s; /* s >= 1: the max term is exp(0) */
-            for (int k = 0; k < K; k++) yr[k] = (k < 8 ? ea[k] : eb[k - 8]) * inv;
-            continue;
-        }
         float m = xr[0];
         for (int k = 1; k < K; k++) m = xr[k] > m ? xr[k] : m;
         float s = 0.0f;
@@ -403,8 +525,49 @@ MTL_HOT void mtl_softmax_forward(float *y, int y_ld, const float *x, int x_ld, i
     }
 }
 
+/* dx = y * (dy - <dy, y>) per row (the softmax Jacobian-vector product);
+ * rows of K <= 16 as in softmax_rows, 8 at a time. dx may alias dy. */
+MTL_INLINE void softmax_backward_rows(float *dx, int dx_ld, const float *dy, int dy_ld,
+                                      const float *y, int y_ld, int B, int K) {
+    int i = 0;
+    for (; i + 8 <= B; i += 8) {
+        v8f dlo[8], dhi[8], ylo[8], yhi[8], prod[8];
+        for (int r = 0; r < 8; r++) {
+            const float *dyr = dy + (size_t)(i + r) * (size_t)dy_ld;
+            const float *yr = y + (size_t)(i + r) * (size_t)y_ld;
+            dlo[r] = row_lo(dyr, K, 0.0f);
+            ylo[r] = row_lo(yr, K, 0.0f);
+            dhi[r] = K > 8 ? row_hi(dyr, K, 0.0f) : (v8f){0};
+            yhi[r] = K > 8 ? row_hi(yr, K, 0.0f) : (v8f){0};
+            prod[r] = dlo[r] * ylo[r] + dhi[r] * yhi[r];
+        }
+        v8f dot = hsum8x8(prod);
+        for (int r = 0; r < 8; r++)
+            store_row(dx + (size_t)(i + r) * (size_t)dx_ld, K, ylo[r] * (dlo[r] - dot[r]),
+                      yhi[r] * (dhi[r] - dot[r]));
+    }
+    for (; i < B; i++) {
+        const float *dyr = dy + (size_t)i * (size_t)dy_ld;
+        const float *yr = y + (size_t)i * (size_t)y_ld;
+        v8f dlo = row_lo(dyr, K, 0.0f), ylo = row_lo(yr, K, 0.0f);
+        v8f dhi = K > 8 ? row_hi(dyr, K, 0.0f) : (v8f){0};
+        v8f yhi = K > 8 ? row_hi(yr, K, 0.0f) : (v8f){0};
+        float dot = hsum8(dlo * ylo + dhi * yhi);
+        store_row(dx + (size_t)i * (size_t)dx_ld, K, ylo * (dlo - dot), yhi * (dhi - dot));
+    }
+}
+
 MTL_HOT void mtl_softmax_backward(float *dx, int dx_ld, const float *dy, int dy_ld, const float *y,
                                   int y_ld, int B, int K) {
+    if (K == 8)
+        softmax_backward_rows(dx, dx_ld, dy, dy_ld, y, y_ld, B, 8);
+    else if (K == 12)
+        softmax_backward_rows(dx, dx_ld, dy, dy_ld, y, y_ld, B, 12);
+    else if (K == 16)
+        softmax_backward_rows(dx, dx_ld, dy, dy_ld, y, y_ld, B, 16);
+    else if (K > 0 && K < 16)
+        softmax_backward_rows(dx, dx_ld, dy, dy_ld, y, y_ld, B, K);
+    if (K <= 16) return;
     for (int i = 0; i < B; i++) {
         const float *dyr = dy + (size_t)i * dy_ld;
         const float *yr = y + (size_t)i * y_ld;
@@ -443,6 +606,12 @@ MTL_INLINE void mixture_forward_rows(float *out, int out_ld, const float *gate, 
             continue;
         }
         int j = 0;
+        if (D == 16) {
+            v16f acc = g[0] * load16(expert[0] + row);
+            for (int k = 1; k < K; k++) acc += g[k] * load16(expert[k] + row);
+            store16(o, acc);
+            continue;
+        }
         if (D % 8 == 0)
             for (; j < D; j += 8) { /* the row's sum stays in a register over k */
                 v8f acc = g[0] * load8(expert[0] + row + j);
@@ -489,6 +658,24 @@ MTL_INLINE void mixture_backward_rows(float *dgate, int dgate_ld, float *const *
         float *dg = dgate + (size_t)i * dgate_ld;
         size_t row = (size_t)i * (size_t)expert_ld;
         int k = 0;
+        if (D == 16) { /* a row is one vector */
+            v16f dv = load16(d);
+            for (; k + 8 <= K; k += 8) {
+                v8f acc[8];
+                for (int u = 0; u < 8; u++) {
+                    float *restrict de = dexpert[k + u] + row;
+                    acc[u] = fold16(dv * load16(expert[k + u] + row));
+                    store16(de, load16(de) + g[k + u] * dv);
+                }
+                store8(dg + k, load8(dg + k) + hsum8x8(acc));
+            }
+            for (; k < K; k++) {
+                float *restrict de = dexpert[k] + row;
+                dg[k] += hsum8(fold16(dv * load16(expert[k] + row)));
+                store16(de, load16(de) + g[k] * dv);
+            }
+            continue;
+        }
         if (D % 8 == 0)
             for (; k + 8 <= K; k += 8) { /* 8 experts: 8 dot products, one reduction */
                 v8f acc[8];

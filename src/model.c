@@ -447,18 +447,28 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
 
 /* ---- execution ---- */
 
+/* Hidden layers add their bias in ReLU's pass over the product (one pass
+ * instead of two), unless centering or batch norm comes in between. */
+static int bias_with_relu(const mtl_model *m) {
+    return m->activation == MTL_ACT_RELU && !m->batch_norm && !m->centering;
+}
+
 void mtl_group_forward(mtl_model *m, const mtl_group *g, int B) {
     float *out = m->act + g->out;
+    int members_add = bias_with_relu(m); /* in mtl_stack_forward */
     mtl_dense_forward_plan(&g->gemm, out, m->act + g->in, g->W,
-                           g->n_biased == g->n_out ? g->bias : NULL, B);
-    if (g->n_biased > 0 && g->n_biased < g->n_out)
+                           !members_add && g->n_biased == g->n_out ? g->bias : NULL, B);
+    if (!members_add && g->n_biased > 0 && g->n_biased < g->n_out)
         mtl_bias_forward(out, g->out_ld, g->bias, B, g->n_biased);
 }
 
 void mtl_group_backward(mtl_model *m, const mtl_group *g, int B) {
     const float *dout = m->grad + g->out;
     mtl_dense_backward_plan(&g->gemm, m->grad + g->in, g->dW, NULL, dout, m->act + g->in, g->W, B);
-    if (g->n_biased > 0) mtl_bias_backward(g->dbias, dout, g->out_ld, B, g->n_biased);
+    /* without batch norm each member summed its bias gradient (a slice of the
+     * group's) with its activation's backward: mtl_stack_backward */
+    if (g->n_biased > 0 && m->batch_norm)
+        mtl_bias_backward(g->dbias, dout, g->out_ld, B, g->n_biased);
 }
 
 /* Data-dependent initialization (Kraehenbuehl et al., ICLR 2016; Salimans &
@@ -486,24 +496,35 @@ void mtl_model_center_init(mtl_model *m, const mtl_batch *b) {
     m->centering = 0;
 }
 
+/* A hidden layer's [centering,] [batch norm,] activation on its product z,
+ * which holds the bias. */
+static void hidden_forward(mtl_model *m, const mtl_layer *L, float *z, int B, int train) {
+    if (m->centering) center_columns(z, L->ld, L->bias, B, L->out_dim);
+    if (m->batch_norm) {
+        if (train)
+            mtl_batchnorm_forward_train(z, L->ld, m->act + L->xhat, m->act + L->invstd, L->rmean,
+                                        L->rvar, z, L->ld, L->gam, L->bet, B, L->out_dim,
+                                        BN_MOMENTUM, BN_EPS);
+        else
+            mtl_batchnorm_forward_infer(z, L->ld, z, L->ld, L->gam, L->bet, L->rmean, L->rvar, B,
+                                        L->out_dim, BN_EPS);
+    }
+    mtl_activation_forward(m->activation, z, L->ld, B, L->out_dim);
+}
+
 void mtl_stack_forward(mtl_model *m, mtl_stack *s, int B, int train) {
     for (int i = 0; i < s->n; i++) {
         mtl_layer *L = &s->layer[i];
         const float *in = i == 0 ? m->act + s->in : m->act + s->layer[i - 1].z;
         float *z = m->act + L->z;
-        if (!(i == 0 && s->fused)) mtl_dense_forward_plan(&L->gemm, z, in, L->W, L->bias, B);
+        int add_bias = L->hidden && bias_with_relu(m);
+        if (!(i == 0 && s->fused))
+            mtl_dense_forward_plan(&L->gemm, z, in, L->W, add_bias ? NULL : L->bias, B);
         if (!L->hidden) continue;
-        if (m->centering) center_columns(z, L->ld, L->bias, B, L->out_dim);
-        if (m->batch_norm) {
-            if (train)
-                mtl_batchnorm_forward_train(z, L->ld, m->act + L->xhat, m->act + L->invstd,
-                                            L->rmean, L->rvar, z, L->ld, L->gam, L->bet, B,
-                                            L->out_dim, BN_MOMENTUM, BN_EPS);
-            else
-                mtl_batchnorm_forward_infer(z, L->ld, z, L->ld, L->gam, L->bet, L->rmean, L->rvar,
-                                            B, L->out_dim, BN_EPS);
-        }
-        mtl_activation_forward(m->activation, z, L->ld, B, L->out_dim);
+        if (add_bias)
+            mtl_bias_relu_forward(z, L->ld, L->bias, B, L->out_dim);
+        else
+            hidden_forward(m, L, z, B, train);
         if (train && m->dropout > 0)
             mtl_dropout_forward(z, L->ld, m->act + L->mask, B, L->out_dim, m->dropout,
                                 &m->dropout_rng);
@@ -518,8 +539,9 @@ void mtl_stack_backward(mtl_model *m, mtl_stack *s, int B) {
         if (L->hidden) {
             if (m->dropout > 0) mtl_dropout_backward(dz, L->ld, m->act + L->mask, B, L->out_dim);
             /* the bias gradient with the activation's backward (one pass over dz),
-             * unless batch norm changes dz afterwards or the group owns the bias */
-            int own_bias = !m->batch_norm && !(i == 0 && s->fused);
+             * unless batch norm changes dz afterwards; a fused first layer's
+             * bias is its slice of the group's (checked in resolve_views) */
+            int own_bias = !m->batch_norm;
             mtl_activation_bias_backward(m->activation, dz, L->ld, m->act + L->z, L->ld,
                                          own_bias ? L->dbias : NULL, B, L->out_dim);
             if (own_bias) db = NULL;

@@ -387,6 +387,25 @@ static void test_softmax(void **state) {
     for (int bi = 0; bi < N_BATCH_SIZES; bi++)
         for (int ki = 0; ki < 6; ki++) softmax_case(batch_sizes[bi], Ks[ki], &st);
 
+    /* rows go 8 at a time and the rest one by one: a row's result must not
+     * depend on which (the same additions in the same order), bit for bit */
+    for (int ki = 0; ki < 6; ki++) {
+        int K = Ks[ki], B = 11;
+        float *x = alloc_fill((size_t)B * K, 0), *y = alloc_fill((size_t)B * K, 0);
+        float *dy = alloc_fill((size_t)B * K, 0), *dx = alloc_fill((size_t)B * K, 0);
+        for (int k = 0; k < B * K; k++) x[k] = frand(&st, -4, 4), dy[k] = frand(&st, -1, 1);
+        mtl_softmax_forward(y, K, x, K, B, K);
+        mtl_softmax_backward(dx, K, dy, K, y, K, B, K);
+        for (int i = 0; i < B; i++) {
+            float y1[20], dx1[20];
+            mtl_softmax_forward(y1, K, x + i * K, K, 1, K);
+            mtl_softmax_backward(dx1, K, dy + i * K, K, y1, K, 1, K);
+            assert_memory_equal(y1, y + i * K, sizeof(float) * (size_t)K);
+            assert_memory_equal(dx1, dx + i * K, sizeof(float) * (size_t)K);
+        }
+        free(x), free(y), free(dy), free(dx);
+    }
+
     /* huge logits: the max subtraction keeps everything finite */
     float x[3] = {1000.0f, 999.0f, -1000.0f}, y[3];
     mtl_softmax_forward(y, 3, x, 3, 1, 3);
@@ -655,9 +674,11 @@ static void test_activation_bias_backward(void **state) {
     (void)state;
     uint64_t st = 21;
     const int acts[] = {MTL_ACT_RELU, MTL_ACT_TANH, MTL_ACT_SIGMOID};
+    /* widths: one 8-column block, one 16-column block, 16 + 5 and 16 + 8 + 5 */
+    const int Ds[] = {8, 16, 21, 29};
     for (int a = 0; a < 3; a++)
-        for (int bi = 0; bi < N_BATCH_SIZES; bi++) {
-            int B = batch_sizes[bi], D = 21, ld = 24;
+        for (int bi = 0; bi < N_BATCH_SIZES * 4; bi++) {
+            int B = batch_sizes[bi % N_BATCH_SIZES], D = Ds[bi / N_BATCH_SIZES], ld = D + 3;
             float *y = alloc_fill((size_t)B * ld, 0), *d = alloc_fill((size_t)B * ld, 0);
             float *d2 = alloc_fill((size_t)B * ld, 0);
             float *db = alloc_fill((size_t)D, 0.25f), *db2 = alloc_fill((size_t)D, 0.25f);
@@ -672,6 +693,29 @@ static void test_activation_bias_backward(void **state) {
             assert_memory_equal(db, db2, sizeof(float) * (size_t)D);
             free(y), free(d), free(d2), free(db), free(db2);
         }
+}
+
+/* The bias and ReLU in one pass: the same floats as mtl_bias_forward then
+ * mtl_relu_forward (one addition, one comparison per element). */
+static void test_bias_relu_forward(void **state) {
+    (void)state;
+    uint64_t st = 23;
+    for (int bi = 0; bi < N_BATCH_SIZES; bi++) {
+        int B = batch_sizes[bi], D = 21, ld = 24;
+        float *x = alloc_fill((size_t)B * ld, SENTINEL), *x2 = alloc_fill((size_t)B * ld, SENTINEL);
+        float *b = alloc_fill((size_t)D, 0);
+        for (int j = 0; j < D; j++) b[j] = frand(&st, -1, 1);
+        for (int i = 0; i < B; i++)
+            for (int j = 0; j < D; j++) x[i * ld + j] = x2[i * ld + j] = frand(&st, -1, 1);
+        x[ld - 1] = x2[ld - 1] = NAN;  /* past D: untouched */
+        if (D > 1) x[1] = x2[1] = NAN; /* a NaN stays NaN, as through ReLU */
+        mtl_bias_relu_forward(x, ld, b, B, D);
+        mtl_bias_forward(x2, ld, b, B, D);
+        mtl_relu_forward(x2, ld, B, D);
+        assert_memory_equal(x, x2, sizeof(float) * (size_t)B * ld);
+        assert_true(isnan(x[1]));
+        free(x), free(x2), free(b);
+    }
 }
 
 static void test_mixture(void **state) {
@@ -1333,6 +1377,7 @@ int main(void) {
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_bias),
         cmocka_unit_test(test_activation_bias_backward),
+        cmocka_unit_test(test_bias_relu_forward),
         cmocka_unit_test(test_mixture),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_attention),

@@ -71,6 +71,9 @@ void mtl_bias_backward(float *db, const float *dout, int dout_ld, int B, int n);
 /* ---- ReLU, in place on a [B x D] slice ----
  * backward: d *= (y > 0), with y the forward output. */
 void mtl_relu_forward(float *x, int x_ld, int B, int D);
+/* x = relu(x + b) in one pass: a hidden layer's bias and activation after a
+ * product without bias */
+void mtl_bias_relu_forward(float *x, int x_ld, const float *b, int B, int D);
 void mtl_relu_backward(float *d, int d_ld, const float *y, int y_ld, int B, int D);
 
 /* ---- hidden activation (mtl_activation: relu, tanh, sigmoid), in place
