@@ -455,10 +455,13 @@ static int bias_with_relu(const mtl_model *m) {
 
 void mtl_group_forward(mtl_model *m, const mtl_group *g, int B) {
     float *out = m->act + g->out;
-    int members_add = bias_with_relu(m); /* in mtl_stack_forward */
+    int with_relu = bias_with_relu(m);
     mtl_dense_forward_plan(&g->gemm, out, m->act + g->in, g->W,
-                           !members_add && g->n_biased == g->n_out ? g->bias : NULL, B);
-    if (!members_add && g->n_biased > 0 && g->n_biased < g->n_out)
+                           !with_relu && g->n_biased == g->n_out ? g->bias : NULL, B);
+    if (g->n_biased == 0) return;
+    if (with_relu) /* the biased members' columns, side by side: their layers' ReLU too */
+        mtl_bias_relu_forward(out, g->out_ld, g->bias, B, g->n_biased);
+    else if (g->n_biased < g->n_out)
         mtl_bias_forward(out, g->out_ld, g->bias, B, g->n_biased);
 }
 
@@ -521,9 +524,10 @@ void mtl_stack_forward(mtl_model *m, mtl_stack *s, int B, int train) {
         if (!(i == 0 && s->fused))
             mtl_dense_forward_plan(&L->gemm, z, in, L->W, add_bias ? NULL : L->bias, B);
         if (!L->hidden) continue;
-        if (add_bias)
-            mtl_bias_relu_forward(z, L->ld, L->bias, B, L->out_dim);
-        else
+        if (add_bias) {
+            if (!(i == 0 && s->fused)) /* else done by the group */
+                mtl_bias_relu_forward(z, L->ld, L->bias, B, L->out_dim);
+        } else
             hidden_forward(m, L, z, B, train);
         if (train && m->dropout > 0)
             mtl_dropout_forward(z, L->ld, m->act + L->mask, B, L->out_dim, m->dropout,
