@@ -1282,6 +1282,24 @@ static void test_losses_extreme(void **state) {
         }
     assert_int_equal(n, 8);
 
+    /* bce_logits' exp and log1p run in float: against the double formula over
+     * z in [-40, 40], loss and gradient within a few float ulps (1e-6
+     * relative), also where s(z) - y is far below 1's ulp (|z| > 17) */
+    for (int k = 0; k <= 800; k++)
+        for (int yi = 0; yi <= 1; yi++) {
+            float z = -40.0f + 0.1f * (float)k, y = (float)yi;
+            double zd = z, ez = exp(-fabs(zd)), num = zd >= 0 ? 1.0 : ez;
+            double want_loss = fmax(zd, 0.0) - zd * yi + log1p(ez);
+            double want_grad = ((num - yi) - yi * ez) / (1.0 + ez); /* s(z) - y, no cancellation */
+            double loss = mtl_bce_logits(&d, 1, &z, 1, &y, 1, NULL, 1, 1.0f, &n);
+            if (rel_err(loss, want_loss, 1e-30) > 1e-6 || rel_err(d, want_grad, 1e-30) > 1e-6) {
+                print_error(
+                    "bce_logits(z=%g, y=%d): loss %.9g (want %.9g), grad %.9g (want %.9g)\n",
+                    (double)z, yi, loss, want_loss, (double)d, want_grad);
+                fail();
+            }
+        }
+
     /* bce_prob at and beyond the clamp: loss and gradient of the clamped p */
     const float ps[4] = {0.0f, 1.0f, -0.5f, 1.5f};
     for (int k = 0; k < 4; k++)
