@@ -14,8 +14,12 @@
 #define BN_MOMENTUM 0.01f
 #define BN_EPS MTL_BN_EPS
 
+/* Regions start on a cache line (16 floats; the arena itself is aligned),
+ * so a row of 16 floats at a 16-aligned column of a 16-aligned width (an
+ * expert's output in its level's buffer) is one line, not two. */
 size_t mtl_arena_add(mtl_model *m, int cols) {
-    size_t off = m->arena_size;
+    size_t off = (m->arena_size + MTL_ARENA_ALIGN - 1) / MTL_ARENA_ALIGN * MTL_ARENA_ALIGN;
+    m->arena_size = off;
     m->arena_size += (size_t)m->max_batch * (size_t)cols;
     return off;
 }
@@ -439,8 +443,8 @@ int mtl_model_finish(mtl_model *m, const mtl_config *cfg, mtl_error *err) {
     mtl_rng_seed(&m->dropout_rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     if (resolve_views(m, err)) return MTL_ERR;
     if (make_plans(m, (mtl_gemm_backend)cfg->gemm, cfg->threads, err)) return MTL_ERR;
-    m->act = mtl_alloc(m->arena_size, sizeof(float), "activations", err);
-    m->grad = mtl_alloc(m->arena_size, sizeof(float), "activation gradients", err);
+    m->act = mtl_alloc_huge(m->arena_size, sizeof(float), "activations", err);
+    m->grad = mtl_alloc_huge(m->arena_size, sizeof(float), "activation gradients", err);
     if (!m->act || !m->grad) return MTL_ERR;
     return bind_gates(m, err);
 }

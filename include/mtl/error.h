@@ -29,8 +29,9 @@ int mtl_fail_prefix(mtl_error *err, const char *fmt, ...) __attribute__((format(
 
 /* calloc that reports what it was for; returns NULL with err filled. */
 void *mtl_alloc(size_t count, size_t size, const char *what, mtl_error *err);
-/* mtl_alloc for tables of up to GBs read at random rows: zeroed, on
- * transparent huge pages when large (error.c says why); free() frees it. */
+/* mtl_alloc for tables of up to GBs read at random rows, and for blocks that
+ * want cache-line alignment: zeroed, 64-byte aligned, on transparent huge
+ * pages when large (error.c says why); free() frees it. */
 void *mtl_alloc_huge(size_t count, size_t size, const char *what, mtl_error *err);
 
 #endif

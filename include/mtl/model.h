@@ -228,6 +228,9 @@ double mtl_model_flops_per_sample(const mtl_model *m);
 const char *mtl_model_prediction_name(const mtl_model *m, int col);
 
 /* ---- building blocks for the files of src/models ---- */
+/* A [max_batch x cols] region of the activation arena (and its twin in the
+ * gradient arena): its offset, a multiple of MTL_ARENA_ALIGN floats. */
+#define MTL_ARENA_ALIGN 16
 size_t mtl_arena_add(mtl_model *m, int cols);
 /* A stack: hidden layers (dense + bias, [BN], activation, [dropout]) and, if
  * head > 0, a linear head without bias (a gate's logits; with logit_head a

@@ -159,9 +159,14 @@ static int add_groups(mtl_model *m, int level, level_plan *L, const level_build 
     int gs = level == 0 ? 0 : T;
     for (int k = 0; k < b->num_shared; k++) members[gs][n_members[gs]++] = b->shared[k];
     if (b->shared_gate_stack >= 0) members[gs][n_members[gs]++] = b->shared_gate_stack;
-    int total = 0;
-    for (int gi = 0; gi < n_inputs; gi++)
-        for (int i = 0; i < n_members[gi]; i++) total += m->stacks[members[gi][i]].layer[0].out_dim;
+    /* the groups side by side, each from a 16-float column (experts first in
+     * a group: each expert's 16 outputs of a row on one cache line) */
+    int width[MTL_MAX_TASKS + 1] = {0}, total = 0;
+    for (int gi = 0; gi < n_inputs; gi++) {
+        for (int i = 0; i < n_members[gi]; i++)
+            width[gi] += m->stacks[members[gi][i]].layer[0].out_dim;
+        total += (width[gi] + MTL_ARENA_ALIGN - 1) / MTL_ARENA_ALIGN * MTL_ARENA_ALIGN;
+    }
     size_t level_buf = mtl_arena_add(m, total);
     int col = 0;
     for (int gi = 0; gi < n_inputs; gi++) {
@@ -169,7 +174,7 @@ static int add_groups(mtl_model *m, int level, level_plan *L, const level_build 
         int g = mtl_group_add(m, members[gi], n_members[gi], level_buf + (size_t)col, total, err);
         if (g < 0) return MTL_ERR;
         L->groups[L->n_groups++] = g;
-        col += m->groups[g].n_out;
+        col += (width[gi] + MTL_ARENA_ALIGN - 1) / MTL_ARENA_ALIGN * MTL_ARENA_ALIGN;
     }
     return MTL_OK;
 }
