@@ -681,6 +681,14 @@ static int open_data(trainer *tr, mtl_error *err) {
 
 /* The batch shares, the model, the optimizer and every buffer of the run:
  * nothing is allocated after this. */
+/* The rows a forward takes: micro-batches of MICRO_ROWS rows, except with
+ * batch norm (its statistics are over the whole local batch) and BLAS threads
+ * (they need big products). Training and predict score in the same pieces: on
+ * OpenBLAS a row's rounding depends on the rows beside it in a product. */
+static int micro_rows(const mtl_config *cfg, int capacity) {
+    return cfg->batch_norm || cfg->threads > 1 || capacity < MICRO_ROWS ? capacity : MICRO_ROWS;
+}
+
 static int build(trainer *tr, mtl_error *err) {
     const mtl_config *cfg = tr->cfg;
     const mtl_dist *d = tr->d;
@@ -705,10 +713,7 @@ static int build(trainer *tr, mtl_error *err) {
         tr->steps_per_epoch = mtl_dist_max_int(d, (int)mine);
     }
 
-    /* micro-batches of MICRO_ROWS rows, except with batch norm (its statistics
-     * are over the whole local batch) and BLAS threads (they need big products) */
-    int micro =
-        cfg->batch_norm || cfg->threads > 1 || capacity < MICRO_ROWS ? capacity : MICRO_ROWS;
+    int micro = micro_rows(cfg, capacity);
     /* the model learns this rank's place in the job (row-sharded tables) */
     mtl_config job = *cfg;
     job.rank = d->rank;
@@ -1297,7 +1302,7 @@ static int predict(trainer *tr, mtl_config *cfg, mtl_error *err) {
         return MTL_EXIT_USAGE;
     }
     int capacity = (int)((cfg->batch_size + d->world - 1) / d->world);
-    rc = mtl_model_create(&tr->m, cfg, &st.shape, capacity, err);
+    rc = mtl_model_create(&tr->m, cfg, &st.shape, micro_rows(cfg, capacity), err);
     if (rc == MTL_OK)
         rc = mtl_checkpoint_load_tensors(cfg->checkpoint_path, tr->m, 0, NULL, NULL, err);
     if (rc == MTL_OK)
