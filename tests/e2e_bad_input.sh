@@ -56,8 +56,12 @@ run_case() {
     fi
     local before after rc=0 t0
     before=$(cd "$o" && find . | sort)
+    # each case its own TMPDIR: Open MPI's session directory lives there, and
+    # cases running side by side raced on one (a case ending removed it while
+    # another's mkdir was under way: "Error: File exists", the run exiting 1)
+    mkdir -p "$dir/tmp"
     t0=$(date +%s%N)
-    timeout -k 5 60 "${cmd[@]}" "${args[@]}" >"$dir/stdout" 2>"$dir/stderr" </dev/null || rc=$?
+    TMPDIR=$dir/tmp timeout -k 5 60 "${cmd[@]}" "${args[@]}" >"$dir/stdout" 2>"$dir/stderr" </dev/null || rc=$?
     local ms=$((($(date +%s%N) - t0) / 1000000))
     after=$(cd "$o" && find . | sort)
     local msg
