@@ -294,16 +294,30 @@ static double bytes_from_others(const int64_t *bytes, const mtl_dist *d) {
     return sum;
 }
 
+/* How many rows ahead a loop over a large table's rows prefetches: enough
+ * for the misses to overlap, few enough that the lines are still cached. */
+enum { ROWS_AHEAD = 8 };
+
+/* Row id's owner, id mod P, and its row there, id / P. A division costs
+ * 10-40 cycles and a step makes several per touched id; rank counts are
+ * mostly powers of two, where a mask and a shift do. */
+static inline int owner_of(int32_t id, int P) {
+    return (P & (P - 1)) == 0 ? (int)((uint32_t)id & (uint32_t)(P - 1)) : (int)(id % P);
+}
+static inline int32_t local_row(int32_t id, int P) {
+    return (P & (P - 1)) == 0 ? (int32_t)((uint32_t)id >> __builtin_ctz((unsigned)P)) : id / P;
+}
+
 /* Counting sort of st's touched ids by owner rank (id mod P): send_count per
  * owner, and order the positions in ids, owner after owner. scratch [P]. */
 static void sort_by_owner(mtl_sparse_table *st, int P, int *scratch) {
     for (int r = 0; r < P; r++) st->send_count[r] = 0;
-    for (int i = 0; i < st->n; i++) st->send_count[st->ids[i] % P]++;
+    for (int i = 0; i < st->n; i++) st->send_count[owner_of(st->ids[i], P)]++;
     for (int r = 0, sum = 0; r < P; r++) {
         scratch[r] = sum; /* where owner r's ids start */
         sum += st->send_count[r];
     }
-    for (int i = 0; i < st->n; i++) st->order[scratch[st->ids[i] % P]++] = i;
+    for (int i = 0; i < st->n; i++) st->order[scratch[owner_of(st->ids[i], P)]++] = i;
 }
 
 /* The row-sharded tables' exchanges are packed: for each rank, table after
@@ -313,10 +327,14 @@ static void sort_by_owner(mtl_sparse_table *st, int P, int *scratch) {
         for (mtl_sparse_table *st = (e)->sharded[t]; st; st = NULL)
 
 /* Send the touched ids to their owners, who answer with the rows; the rows
- * land in st->fetched at each id's slot. */
+ * land in st->fetched at each id's slot. The ids this rank owns take no
+ * part in the exchanges: their rows are copied from the table straight to
+ * their slots (on P ranks 1/P of the rows; through MPI they were packed,
+ * copied to itself and unpacked, twice). */
 static int fetch_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
-    int P = d->world, K = e->n_sharded;
-    int off[MTL_MAX_FIELDS] = {0}; /* running offsets per table */
+    int P = d->world, K = e->n_sharded, me = d->rank;
+    int off[MTL_MAX_FIELDS] = {0};  /* running offsets per table: in order */
+    int seen[MTL_MAX_FIELDS] = {0}; /* and in asked */
     EACH_SHARDED(e, st, t) {
         sort_by_owner(st, P, e->counts);
         for (int r = 0; r < P; r++) e->counts[P + r * K + t] = st->send_count[r];
@@ -337,27 +355,38 @@ static int fetch_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     if (bytes_reserve(e, n_ids_out > n_rows_out ? n_ids_out : n_rows_out,
                       n_ids_in > n_rows_in ? n_ids_in : n_rows_in, err))
         return MTL_ERR;
-    /* ids out, by owner then table */
+    /* ids out to the other owners, by owner then table */
     int32_t *ids_out = (int32_t *)(void *)e->send;
-    EACH_SHARDED(e, st, t) off[t] = 0;
     for (int r = 0; r < P; r++) {
         e->send_bytes[r] = e->recv_bytes[r] = 0;
         EACH_SHARDED(e, st, t) {
-            for (int i = 0; i < st->send_count[r]; i++) *ids_out++ = st->ids[st->order[off[t]++]];
-            st->recv_count[r] = cnt_in[r * K + t];
-            e->send_bytes[r] += (int64_t)st->send_count[r] * (int64_t)sizeof(int32_t);
-            e->recv_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)sizeof(int32_t);
+            st->recv_count[r] = cnt_in[r * K + t]; /* [me]: send_count[me] */
+            if (r != me) {
+                for (int i = 0; i < st->send_count[r]; i++)
+                    *ids_out++ = st->ids[st->order[off[t] + i]];
+                e->send_bytes[r] += (int64_t)st->send_count[r] * (int64_t)sizeof(int32_t);
+                e->recv_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)sizeof(int32_t);
+            }
+            off[t] += st->send_count[r];
         }
     }
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
     e->bytes_received += bytes_from_others(e->recv_bytes, d);
-    /* the asked ids, table by table in rank order; the rows they ask for */
+    /* the asked ids as rows of this rank, table by table in rank order (its
+     * own among them, for the push's sums in rank order); the rows they ask for */
     const int32_t *ids_in = (const int32_t *)(const void *)e->recv;
-    EACH_SHARDED(e, st, t) st->n_asked = 0;
+    EACH_SHARDED(e, st, t) off[t] = st->n_asked = 0;
     for (int r = 0; r < P; r++) EACH_SHARDED(e, st, t) {
-            memcpy(st->asked + st->n_asked, ids_in, (size_t)st->recv_count[r] * sizeof(int32_t));
-            ids_in += st->recv_count[r];
+            int32_t *to = st->asked + st->n_asked;
+            if (r == me) {
+                for (int i = 0; i < st->send_count[r]; i++)
+                    to[i] = local_row(st->ids[st->order[off[t] + i]], P);
+            } else {
+                for (int i = 0; i < st->recv_count[r]; i++) to[i] = local_row(ids_in[i], P);
+                ids_in += st->recv_count[r];
+            }
             st->n_asked += st->recv_count[r];
+            off[t] += st->send_count[r];
         }
     float *rows_out = (float *)(void *)e->send;
     EACH_SHARDED(e, st, t) off[t] = 0;
@@ -365,11 +394,29 @@ static int fetch_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
         e->send_bytes[r] = e->recv_bytes[r] = 0;
         EACH_SHARDED(e, st, t) {
             size_t dim = (size_t)st->dim;
-            for (int i = 0; i < st->recv_count[r]; i++, rows_out += dim)
-                memcpy(rows_out, st->values + (size_t)(st->asked[off[t]++] / P) * dim,
-                       dim * sizeof(float));
-            e->send_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)(dim * sizeof(float));
-            e->recv_bytes[r] += (int64_t)st->send_count[r] * (int64_t)(dim * sizeof(float));
+            const int32_t *asked = st->asked + seen[t];
+            int n = st->recv_count[r];
+            /* a large table's rows are cache misses: ask for them ahead */
+            for (int i = 0; i < n && i < ROWS_AHEAD; i++)
+                __builtin_prefetch(st->values + (size_t)asked[i] * dim);
+            if (r == me) { /* own rows: from the table to their slots */
+                for (int i = 0; i < n; i++) {
+                    if (i + ROWS_AHEAD < n)
+                        __builtin_prefetch(st->values + (size_t)asked[i + ROWS_AHEAD] * dim);
+                    memcpy(st->fetched + (size_t)st->order[off[t] + i] * dim,
+                           st->values + (size_t)asked[i] * dim, dim * sizeof(float));
+                }
+            } else {
+                for (int i = 0; i < n; i++, rows_out += dim) {
+                    if (i + ROWS_AHEAD < n)
+                        __builtin_prefetch(st->values + (size_t)asked[i + ROWS_AHEAD] * dim);
+                    memcpy(rows_out, st->values + (size_t)asked[i] * dim, dim * sizeof(float));
+                }
+                e->send_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)(dim * sizeof(float));
+                e->recv_bytes[r] += (int64_t)st->send_count[r] * (int64_t)(dim * sizeof(float));
+            }
+            seen[t] += st->recv_count[r];
+            off[t] += st->send_count[r];
         }
     }
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
@@ -378,18 +425,22 @@ static int fetch_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     EACH_SHARDED(e, st, t) off[t] = 0;
     for (int r = 0; r < P; r++) EACH_SHARDED(e, st, t) {
             size_t dim = (size_t)st->dim;
-            for (int i = 0; i < st->send_count[r]; i++, rows_in += dim)
-                memcpy(st->fetched + (size_t)st->order[off[t]++] * dim, rows_in,
-                       dim * sizeof(float));
+            if (r != me)
+                for (int i = 0; i < st->send_count[r]; i++, rows_in += dim)
+                    memcpy(st->fetched + (size_t)st->order[off[t] + i] * dim, rows_in,
+                           dim * sizeof(float));
+            off[t] += st->send_count[r];
         }
     return MTL_OK;
 }
 
 /* The gradient rows to their owners, in the order the ids were sent; each
- * owner sums them in rank order into its own rows' union. */
+ * owner sums them in rank order into its own rows' union, its own rows read
+ * where they are. */
 static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
-    int P = d->world;
-    int off[MTL_MAX_FIELDS] = {0};
+    int P = d->world, me = d->rank;
+    int off[MTL_MAX_FIELDS] = {0};  /* running offsets per table: in order */
+    int seen[MTL_MAX_FIELDS] = {0}; /* and in asked */
     size_t out_bytes = 0, in_bytes = 0;
     EACH_SHARDED(e, st, t) {
         out_bytes += (size_t)st->n * (size_t)st->dim * sizeof(float);
@@ -397,15 +448,18 @@ static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     }
     if (bytes_reserve(e, out_bytes, in_bytes, err)) return MTL_ERR;
     float *out = (float *)(void *)e->send;
-    EACH_SHARDED(e, st, t) off[t] = 0;
     for (int r = 0; r < P; r++) {
         e->send_bytes[r] = e->recv_bytes[r] = 0;
         EACH_SHARDED(e, st, t) {
             size_t dim = (size_t)st->dim;
-            for (int i = 0; i < st->send_count[r]; i++, out += dim)
-                memcpy(out, st->grad + (size_t)st->order[off[t]++] * dim, dim * sizeof(float));
-            e->send_bytes[r] += (int64_t)st->send_count[r] * (int64_t)(dim * sizeof(float));
-            e->recv_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)(dim * sizeof(float));
+            if (r != me) {
+                for (int i = 0; i < st->send_count[r]; i++, out += dim)
+                    memcpy(out, st->grad + (size_t)st->order[off[t] + i] * dim,
+                           dim * sizeof(float));
+                e->send_bytes[r] += (int64_t)st->send_count[r] * (int64_t)(dim * sizeof(float));
+                e->recv_bytes[r] += (int64_t)st->recv_count[r] * (int64_t)(dim * sizeof(float));
+            }
+            off[t] += st->send_count[r];
         }
     }
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
@@ -418,15 +472,26 @@ static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     const float *in = (const float *)(const void *)e->recv;
     for (int r = 0; r < P; r++) EACH_SHARDED(e, st, t) {
             size_t dim = (size_t)st->dim;
-            for (int i = 0; i < st->recv_count[r]; i++, in += dim) {
-                int32_t local = st->asked[off[t]++] / P;
+            const int32_t *asked = st->asked + seen[t];
+            int n = st->recv_count[r];
+            for (int i = 0; i < n && i < ROWS_AHEAD; i++)
+                __builtin_prefetch(st->own_slot_of + asked[i]);
+            for (int i = 0; i < n; i++) {
+                if (i + ROWS_AHEAD < n) __builtin_prefetch(st->own_slot_of + asked[i + ROWS_AHEAD]);
+                int32_t local = asked[i];
                 float *restrict g =
                     st->own_grad + (size_t)slot_in(st->own_slot_of, st->own_ids, st->own_grad,
                                                    &st->own_n, st->dim, local) *
                                        dim;
                 const float *restrict x = in;
+                if (r == me)
+                    x = st->grad + (size_t)st->order[off[t] + i] * dim;
+                else
+                    in += dim;
                 for (size_t j = 0; j < dim; j++) g[j] += x[j];
             }
+            seen[t] += st->recv_count[r];
+            off[t] += st->send_count[r];
         }
     return MTL_OK;
 }
@@ -482,7 +547,7 @@ static unsigned char *pack_rows(unsigned char *out, const int32_t *ids, const in
 }
 
 static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
-    int P = d->world, K = e->n_tables;
+    int P = d->world, K = e->n_tables, me = d->rank;
     int *cnt_out = e->counts + P, *cnt_in = e->counts + P + P * K;
     for (int k = 0; k < K; k++)
         for (int r = 0; r < P; r++) cnt_out[r * K + k] = 0;
@@ -507,11 +572,18 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
         for (int r = 0; r < P; r++) sum += cnt_in[r * K + k];
         if (table_reserve(st, sum, err)) return MTL_ERR;
     }
-    unsigned char *o = e->send;
+    /* this rank's own rows are packed after the others' and stay out of the
+     * exchange: the union below is built in st->grad, over them */
+    size_t own_bytes = (size_t)e->send_bytes[me];
+    e->send_bytes[me] = e->recv_bytes[me] = 0;
+    unsigned char *o = e->send, *own = e->send + out - own_bytes;
     int off[MTL_MAX_FIELDS] = {0};
     for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
             int n = st->send_count[r];
-            o = pack_rows(o, st->ids, st->order + off[k], st->grad, n, st->dim);
+            if (r == me)
+                own = pack_rows(own, st->ids, st->order + off[k], st->grad, n, st->dim);
+            else
+                o = pack_rows(o, st->ids, st->order + off[k], st->grad, n, st->dim);
             off[k] += n;
         }
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
@@ -519,16 +591,24 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
     /* the owned union, in rank order: each row summed as one replica would */
     EACH_REPLICATED(e, st, k) forget_ids(st);
     const unsigned char *at = e->recv;
+    own = e->send + out - own_bytes;
     for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
             int cnt = cnt_in[r * K + k], dim = st->dim;
-            const int32_t *ids = (const int32_t *)(const void *)at;
-            const float *rows = (const float *)(const void *)(at + (size_t)cnt * sizeof(int32_t));
+            const unsigned char *from = r == me ? own : at;
+            const int32_t *ids = (const int32_t *)(const void *)from;
+            const float *rows = (const float *)(const void *)(from + (size_t)cnt * sizeof(int32_t));
+            for (int i = 0; i < cnt && i < ROWS_AHEAD; i++)
+                __builtin_prefetch(st->slot_of + ids[i]);
             for (int i = 0; i < cnt; i++) {
+                if (i + ROWS_AHEAD < cnt) __builtin_prefetch(st->slot_of + ids[i + ROWS_AHEAD]);
                 float *restrict g = st->grad + (size_t)slot(st, ids[i]) * (size_t)dim;
                 const float *restrict x = rows + (size_t)i * (size_t)dim;
                 for (int j = 0; j < dim; j++) g[j] += x[j];
             }
-            at += (size_t)cnt * row_bytes(st);
+            if (r == me)
+                own += (size_t)cnt * row_bytes(st);
+            else
+                at += (size_t)cnt * row_bytes(st);
         }
     return MTL_OK;
 }

@@ -81,7 +81,7 @@ typedef struct {
     int *recv_count; /* [world]: ids each rank asked of this one (row-sharded) */
     /* row-sharded only: */
     float *fetched; /* [max_rows x dim]: the fetched rows of ids, read by the forward */
-    int32_t *asked; /* [asked_cap]: those ids, rank after rank */
+    int32_t *asked; /* [asked_cap]: those ids as rows of this rank (id / world), rank after rank */
     int n_asked, asked_cap;
     int32_t *own_slot_of; /* [local rows]: a local row's place in own_ids, -1: none */
     int32_t *own_ids;     /* [own_cap]: local rows with a gradient this step */
