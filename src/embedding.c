@@ -208,10 +208,15 @@ void mtl_embeddings_free(mtl_embeddings *e) {
     memset(e, 0, sizeof *e);
 }
 
-/* Forget the last step's ids: slot_of is back to all -1 at O(touched) cost. */
-static void forget_ids(mtl_sparse_table *st) {
-    for (int i = 0; i < st->n; i++) st->slot_of[st->ids[i]] = -1;
-    st->n = st->n_local = 0;
+/* How many rows ahead a loop over a large table's rows prefetches: enough
+ * for the misses to overlap, few enough that the lines are still cached. */
+enum { ROWS_AHEAD = 8 };
+
+/* A slot map back to all -1 at O(touched) cost. Done as soon as a step's
+ * map is complete, while its lines are still in the cache: in a table of
+ * 10^6 rows or more, each is a cache miss a step later. */
+static void clear_slots(int32_t *slot_of, const int32_t *ids, int n) {
+    for (int i = 0; i < n; i++) slot_of[ids[i]] = -1;
 }
 
 /* The compact row of id in (slot_of, ids, grad, n), a new zeroed one if the
@@ -247,7 +252,7 @@ static int collect_lists(mtl_embeddings *e, mtl_sparse_table *st, const mtl_batc
     const int32_t *ids = b->multi_ids[j];
     int32_t *rows = e->multi_grad_rows[j];
     for (int64_t k = off[0]; k < off[b->n]; k++) {
-        if (k + 8 < off[b->n]) __builtin_prefetch(st->slot_of + ids[k + 8]);
+        if (k + ROWS_AHEAD < off[b->n]) __builtin_prefetch(st->slot_of + ids[k + ROWS_AHEAD]);
         rows[k] = slot(st, ids[k]);
     }
     e->multi_table_rows[j] = st->sharded ? rows : b->multi_ids[j];
@@ -266,17 +271,18 @@ int mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b, mtl_error *err) {
     if (e->n_sharded) memcpy(e->table_rows, b->sparse, bytes);
     for (int k = 0; k < e->n_tables; k++) {
         mtl_sparse_table *st = &e->tables[k];
-        forget_ids(st);
+        st->n = st->n_local = 0; /* slot_of is all -1 */
         int s = st->field;
         if (s >= S && collect_lists(e, st, b, s - S, err)) return MTL_ERR;
         for (int i = 0; i < n && s < S; i++) {
             size_t at = (size_t)i * (size_t)S + (size_t)s;
-            if (i + 8 < n) /* slot_of of a large table: a cache miss per id, overlapped */
-                __builtin_prefetch(st->slot_of + b->sparse[at + 8 * (size_t)S]);
+            if (i + ROWS_AHEAD < n) /* slot_of of a large table: a cache miss per id */
+                __builtin_prefetch(st->slot_of + b->sparse[at + ROWS_AHEAD * (size_t)S]);
             e->grad_rows[at] = slot(st, b->sparse[at]);
             if (st->sharded) e->table_rows[at] = e->grad_rows[at];
         }
         st->n_local = st->n;
+        clear_slots(st->slot_of, st->ids, st->n); /* the rows now say where an id went */
     }
     b->grad_rows = e->grad_rows;
     b->table_rows = e->n_sharded ? e->table_rows : NULL;
@@ -293,10 +299,6 @@ static double bytes_from_others(const int64_t *bytes, const mtl_dist *d) {
         if (r != d->rank) sum += (double)bytes[r];
     return sum;
 }
-
-/* How many rows ahead a loop over a large table's rows prefetches: enough
- * for the misses to overlap, few enough that the lines are still cached. */
-enum { ROWS_AHEAD = 8 };
 
 /* Row id's owner, id mod P, and its row there, id / P. A division costs
  * 10-40 cycles and a step makes several per touched id; rank counts are
@@ -464,11 +466,7 @@ static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     }
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
     e->bytes_received += bytes_from_others(e->recv_bytes, d);
-    EACH_SHARDED(e, st, t) {
-        for (int i = 0; i < st->own_n; i++) st->own_slot_of[st->own_ids[i]] = -1;
-        st->own_n = 0;
-        off[t] = 0;
-    }
+    EACH_SHARDED(e, st, t) off[t] = st->own_n = 0; /* own_slot_of is all -1 */
     const float *in = (const float *)(const void *)e->recv;
     for (int r = 0; r < P; r++) EACH_SHARDED(e, st, t) {
             size_t dim = (size_t)st->dim;
@@ -493,6 +491,7 @@ static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
             seen[t] += st->recv_count[r];
             off[t] += st->send_count[r];
         }
+    EACH_SHARDED(e, st, t) clear_slots(st->own_slot_of, st->own_ids, st->own_n);
     return MTL_OK;
 }
 
@@ -589,7 +588,7 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
     e->bytes_received += bytes_from_others(e->recv_bytes, d);
     /* the owned union, in rank order: each row summed as one replica would */
-    EACH_REPLICATED(e, st, k) forget_ids(st);
+    EACH_REPLICATED(e, st, k) st->n = 0; /* slot_of is all -1 */
     const unsigned char *at = e->recv;
     own = e->send + out - own_bytes;
     for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
@@ -610,6 +609,7 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
             else
                 at += (size_t)cnt * row_bytes(st);
         }
+    EACH_REPLICATED(e, st, k) clear_slots(st->slot_of, st->ids, st->n);
     return MTL_OK;
 }
 
@@ -652,7 +652,8 @@ static int share_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *err
             const float *rows = (const float *)(const void *)(at + (size_t)cnt * sizeof(int32_t));
             if (r != d->rank)
                 for (int i = 0; i < cnt; i++) {
-                    if (i + 8 < cnt) __builtin_prefetch(st->values + (size_t)ids[i + 8] * dim, 1);
+                    if (i + ROWS_AHEAD < cnt)
+                        __builtin_prefetch(st->values + (size_t)ids[i + ROWS_AHEAD] * dim, 1);
                     memcpy(st->values + (size_t)ids[i] * dim, rows + (size_t)i * dim,
                            dim * sizeof(float));
                 }

@@ -64,7 +64,7 @@ typedef struct {
      * fetched rows: moved with them when a batch's lists make them grow */
     float **model_grad, **model_rows;
     float *values, *m, *v; /* the table and its optimizer state: views into the blocks */
-    int32_t *slot_of;      /* [rows]: an id's compact row in this step, -1: untouched */
+    int32_t *slot_of;      /* [rows]: -1, but for an id's compact row while a map is built */
     int32_t *ids;          /* [cap]: this step's touched ids; after the exchange, the union */
     float *grad;           /* [cap x dim]: their gradient rows */
     int n_local, n;        /* touched rows: by this rank, after the exchange in the union */
@@ -83,7 +83,7 @@ typedef struct {
     float *fetched; /* [max_rows x dim]: the fetched rows of ids, read by the forward */
     int32_t *asked; /* [asked_cap]: those ids as rows of this rank (id / world), rank after rank */
     int n_asked, asked_cap;
-    int32_t *own_slot_of; /* [local rows]: a local row's place in own_ids, -1: none */
+    int32_t *own_slot_of; /* [local rows]: -1, but a row's place in own_ids while built */
     int32_t *own_ids;     /* [own_cap]: local rows with a gradient this step */
     float *own_grad;      /* [own_cap x dim] */
     int own_n, own_cap;
