@@ -575,7 +575,8 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
      * exchange: the union below is built in st->grad, over them */
     size_t own_bytes = (size_t)e->send_bytes[me];
     e->send_bytes[me] = e->recv_bytes[me] = 0;
-    unsigned char *o = e->send, *own = e->send + out - own_bytes;
+    unsigned char *const own_start = e->send + out - own_bytes;
+    unsigned char *o = e->send, *own = own_start;
     int off[MTL_MAX_FIELDS] = {0};
     for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
             int n = st->send_count[r];
@@ -590,7 +591,7 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
     /* the owned union, in rank order: each row summed as one replica would */
     EACH_REPLICATED(e, st, k) st->n = 0; /* slot_of is all -1 */
     const unsigned char *at = e->recv;
-    own = e->send + out - own_bytes;
+    own = own_start;
     for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
             int cnt = cnt_in[r * K + k], dim = st->dim;
             const unsigned char *from = r == me ? own : at;

@@ -679,8 +679,6 @@ static int open_data(trainer *tr, mtl_error *err) {
     return MTL_EXIT_OK;
 }
 
-/* The batch shares, the model, the optimizer and every buffer of the run:
- * nothing is allocated after this. */
 /* The rows a forward takes: micro-batches of MICRO_ROWS rows, except with
  * batch norm (its statistics are over the whole local batch) and BLAS threads
  * (they need big products). Training and predict score in the same pieces: on
@@ -689,6 +687,8 @@ static int micro_rows(const mtl_config *cfg, int capacity) {
     return cfg->batch_norm || cfg->threads > 1 || capacity < MICRO_ROWS ? capacity : MICRO_ROWS;
 }
 
+/* The batch shares, the model, the optimizer and every buffer of the run:
+ * nothing is allocated after this. */
 static int build(trainer *tr, mtl_error *err) {
     const mtl_config *cfg = tr->cfg;
     const mtl_dist *d = tr->d;
