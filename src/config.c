@@ -85,6 +85,7 @@ void mtl_config_defaults(mtl_config *cfg) {
     cfg->quiet = 0;
     cfg->embedding_sharding = MTL_SHARDING_AUTO;
     cfg->shard_memory_share = 0.25f;
+    cfg->shard_min_rows = 1000;
     cfg->rank = 0;
     cfg->world = 1;
     cfg->rank_memory_mb = 0;
@@ -242,6 +243,7 @@ static const key_def keys[] = {
     K_FN("embedding_update", set_embedding_update),
     K_FN("embedding_sharding", set_embedding_sharding),
     K_FLT("shard_memory_share", KT_FLOAT, shard_memory_share, 0.0, 1.0, 1, 0),
+    K_I64("shard_min_rows", shard_min_rows, 1, INT64_MAX),
     K_INT("batch_size", batch_size, 1, 100000000),
     K_INT("epochs", epochs, 1, 1000000000),
     {.name = "seed", .type = KT_U64, .offset = FIELD(seed)},
@@ -1071,9 +1073,11 @@ static const char usage_text[] =
     "                                batch-size x (d+1)/2d rows (default auto)\n"
     "  --embedding-sharding MODE     replicated, row or auto: row spreads a sparse\n"
     "                                table's rows (and optimizer state) over the\n"
-    "                                ranks; auto = row when a table would take more\n"
-    "                                than --shard-memory-share of a rank's memory\n"
-    "                                (default auto)\n"
+    "                                ranks; auto = row, on several ranks, for a\n"
+    "                                sparse table of at least --shard-min-rows rows\n"
+    "                                or taking more than --shard-memory-share of a\n"
+    "                                rank's memory (default auto)\n"
+    "  --shard-min-rows N            >= 1 (default 1000)\n"
     "  --shard-memory-share X        in (0, 1] (default 0.25)\n"
     "  --batch-size N                global batch over all ranks, 1..100000000\n"
     "                                (default 1024)\n"

@@ -791,11 +791,15 @@ static void test_embedding_update(void **state) {
     mtl_config_defaults(&c);
     assert_int_equal(c.embedding_sharding, MTL_SHARDING_AUTO);
     assert_true(c.shard_memory_share == 0.25f);
+    assert_true(c.shard_min_rows == 1000);
     EXPECT_OK(PARSE(&c, &e, "--train", "x.h5", "--embedding-sharding", "row",
-                    "--shard-memory-share", "0.5"),
+                    "--shard-memory-share", "0.5", "--shard-min-rows", "100000"),
               &e);
     assert_int_equal(c.embedding_sharding, MTL_SHARDING_ROW);
     assert_true(c.shard_memory_share == 0.5f);
+    assert_true(c.shard_min_rows == 100000);
+    EXPECT_FAIL("--shard-min-rows: 0 is out of range (1..9223372036854775807)", "--shard-min-rows",
+                "0");
     EXPECT_FAIL("--embedding-sharding: 'column' is not an embedding sharding (auto, replicated, "
                 "row)",
                 "--embedding-sharding", "column");

@@ -1284,17 +1284,22 @@ static void test_sparse_tables(void **state) {
         check_layout(m);
         mtl_model_free(m);
     }
-    /* row sharding on rank 1 of 3: forced, or auto when the table's values and
-     * Adam state (5000 x 4 x 4 bytes x 3 = 0.23 MB) exceed the share */
+    /* row sharding on rank 1 of 3: forced, or auto when the table (5000 rows)
+     * has at least min_rows rows, or when its values and Adam state (5000 x 4
+     * x 4 bytes x 3 = 0.23 MB) exceed the share of the rank's memory */
     const struct {
         int sharding;
         double rank_mb;
+        int64_t min_rows;
         int sharded;
-    } cases[] = {{MTL_SHARDING_ROW, 0, 1},
-                 {MTL_SHARDING_REPLICATED, 0.1, 0},
-                 {MTL_SHARDING_AUTO, 0.5, 1},
-                 {MTL_SHARDING_AUTO, 100, 0},
-                 {MTL_SHARDING_AUTO, 0, 0}};
+    } cases[] = {{MTL_SHARDING_ROW, 0, 1000000, 1},
+                 {MTL_SHARDING_REPLICATED, 0.1, 1, 0},
+                 {MTL_SHARDING_AUTO, 0.5, 1000000, 1},
+                 {MTL_SHARDING_AUTO, 100, 1000000, 0},
+                 {MTL_SHARDING_AUTO, 0, 1000000, 0},
+                 {MTL_SHARDING_AUTO, 100, 5000, 1},
+                 {MTL_SHARDING_AUTO, 0, 5001, 0},
+                 {MTL_SHARDING_AUTO, 0, 0, 1}}; /* 0: the default, 1000 */
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         mtl_config_defaults(&cfg);
         cfg.model = model_of(K_MMOE);
@@ -1302,6 +1307,7 @@ static void test_sparse_tables(void **state) {
         cfg.rank = 1;
         cfg.world = 3;
         cfg.rank_memory_mb = cases[c].rank_mb;
+        if (cases[c].min_rows > 0) cfg.shard_min_rows = cases[c].min_rows;
         mtl_model *m = NULL;
         mtl_error err = {{0}};
         assert_int_equal(mtl_model_create(&m, &cfg, &sh, 32, &err), MTL_OK);

@@ -93,6 +93,7 @@ typedef struct {
     int embedding_update;     /* mtl_embedding_update */
     int embedding_sharding;   /* mtl_embedding_sharding */
     float shard_memory_share; /* auto: shard a table above this share of a rank's memory */
+    int64_t shard_min_rows;   /* auto: and shard a table of at least this many rows */
     int batch_size;           /* global batch, over all ranks */
     int epochs;
     uint64_t seed;
