@@ -14,10 +14,11 @@
 # issue measured 60; at 1M ids the first steps still touch rows for the first
 # time, so a steady figure needs more: 60 steps gave 55k where 150 give 130k).
 # Modes: 1 rank; 2 ranks with replicated tables (sparse exchange, where the
-# binary has it); 2 ranks with row-sharded tables (--embedding-sharding row,
-# "n/a" when the binary does not know it); and, when `import torch` works,
-# the PyTorch reference tests/bench/torch_vocab.py (same model, same file,
-# nn.Embedding(sparse=True) + SparseAdam, 1 thread). --embedding-update sparse
+# binary has it; --embedding-sharding replicated where it has that); 2 ranks
+# with row-sharded tables (--embedding-sharding row, what auto picks for
+# these tables; "n/a" when the binary does not know it); and, when `import
+# torch` works, the PyTorch reference tests/bench/torch_vocab.py (same model,
+# same file, nn.Embedding(sparse=True) + SparseAdam, 1 thread). --embedding-update sparse
 # is passed when mtl_dist --help lists it.
 #
 # It prints a table: steady-state samples/s (the final metrics line's
@@ -105,7 +106,8 @@ help=$("$build/mtl_dist" --help 2>&1 || true)
 upd=()
 grep -q -- "--embedding-update" <<<"$help" && upd=(--embedding-update sparse)
 have_rows=0
-grep -q -- "--embedding-sharding" <<<"$help" && have_rows=1
+rep=() # replicated tables: forced, as auto row-shards the large ones
+grep -q -- "--embedding-sharding" <<<"$help" && have_rows=1 && rep=(--embedding-sharding replicated)
 have_torch=0
 if [ $torch -eq 1 ] && "$PY" -c "import torch, h5py" >/dev/null 2>&1; then have_torch=1; fi
 # shellcheck disable=SC2206
@@ -215,7 +217,7 @@ for c in $cases; do
   for ((r = 0; r < repeat; r++)); do # the modes take turns (see run_try)
     if fits $copy_mb; then mtl_run "$c" 1rank 1; else skip "$c" 1rank "skipped (~$((copy_mb / 1024 + 1)) GB; --force)"; fi
     if fits $((2 * copy_mb)); then
-      mtl_run "$c" 2rep 2
+      mtl_run "$c" 2rep 2 ${rep[@]+"${rep[@]}"}
     else
       skip "$c" 2rep "skipped (~$((2 * copy_mb / 1024 + 1)) GB; --force)"
     fi
