@@ -18,8 +18,8 @@
 # with row-sharded tables (--embedding-sharding row, what auto picks for
 # these tables; "n/a" when the binary does not know it); and, when `import
 # torch` works, the PyTorch reference tests/bench/torch_vocab.py (same model,
-# same file, nn.Embedding(sparse=True) + SparseAdam, 1 thread). --embedding-update sparse
-# is passed when mtl_dist --help lists it.
+# same file, nn.Embedding(sparse=True) + SparseAdam, 1 thread).
+# --embedding-update sparse is passed when mtl_dist --help lists it.
 #
 # It prints a table: steady-state samples/s (the final metrics line's
 # steady_samples_per_sec: steps after the first 5; best of --repeat runs, as
