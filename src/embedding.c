@@ -6,6 +6,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- the id maps ---- */
+
+/* Room for `ids` ids at most half full: a free slot is then never far. The
+ * map must be empty (it is between a step's uses). */
+static int id_map_reserve(mtl_id_map *map, int64_t ids, mtl_error *err) {
+    uint64_t size = 16;
+    while (size < 2 * (uint64_t)ids) size *= 2;
+    if (map->slot && size <= (uint64_t)map->mask + 1) return MTL_OK;
+    if (size > ((uint64_t)1 << 31))
+        return mtl_fail(err, NULL, "id map: more than 2^30 ids in a step");
+    free(map->slot);
+    map->slot = mtl_alloc((size_t)size, sizeof *map->slot, "id map", err);
+    if (!map->slot) return MTL_ERR;
+    memset(map->slot, 0xff, (size_t)size * sizeof *map->slot); /* all ids -1 */
+    map->mask = (uint32_t)(size - 1);
+    map->shift = 32 - __builtin_ctzll(size);
+    return MTL_OK;
+}
+
+/* Fibonacci hashing: ids of a field are mostly small and dense (a fitted
+ * vocabulary, or Zipf-hot ids first), which the golden-ratio multiply
+ * spreads over the top bits. */
+static inline uint32_t id_hash(const mtl_id_map *map, int32_t id) {
+    return ((uint32_t)id * 0x9e3779b1u) >> map->shift;
+}
+
+/* Where id is in map, or the free slot where it goes. */
+static inline mtl_id_slot *id_map_at(const mtl_id_map *map, int32_t id) {
+    uint32_t h = id_hash(map, id);
+    while (map->slot[h].id != id && map->slot[h].id >= 0) h = (h + 1) & map->mask;
+    return &map->slot[h];
+}
+
 /* Allocate a table's buffers; returns the bytes one rank may send of it. */
 static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_params *P, int field,
                       int max_rows, int world, mtl_error *err) {
@@ -25,11 +58,9 @@ static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_param
     int64_t cap = st->sharded ? max_rows : (int64_t)max_rows * world;
     st->cap = (int)(cap < t->rows ? cap : t->rows);
     size_t dim = (size_t)st->dim;
-    st->slot_of = mtl_alloc_huge((size_t)t->rows, sizeof *st->slot_of, "embedding slots", err);
     st->ids = mtl_alloc((size_t)st->cap, sizeof *st->ids, "touched ids", err);
     st->grad = mtl_alloc((size_t)st->cap * dim, sizeof *st->grad, "touched gradient rows", err);
-    if (!st->slot_of || !st->ids || !st->grad) return MTL_ERR;
-    memset(st->slot_of, 0xff, (size_t)t->rows * sizeof *st->slot_of); /* all -1 */
+    if (!st->ids || !st->grad || id_map_reserve(&st->slot_of, st->cap, err)) return MTL_ERR;
     if (world > 1) { /* both kinds sort their ids by owner */
         st->order = mtl_alloc((size_t)st->cap, sizeof *st->order, "owner order", err);
         st->send_count = mtl_alloc((size_t)world, sizeof *st->send_count, "owner counts", err);
@@ -42,13 +73,12 @@ static int init_table(mtl_sparse_table *st, const mtl_tensor *t, const mtl_param
     st->fetched = mtl_alloc((size_t)st->cap * dim, sizeof *st->fetched, "fetched rows", err);
     st->asked_cap = (int)asked;
     st->asked = mtl_alloc((size_t)asked, sizeof *st->asked, "asked ids", err);
-    st->own_slot_of = mtl_alloc_huge((size_t)t->local_rows, sizeof *st->own_slot_of, "slots", err);
     st->own_ids = mtl_alloc((size_t)st->own_cap, sizeof *st->own_ids, "owned ids", err);
     st->own_grad =
         mtl_alloc((size_t)st->own_cap * dim, sizeof *st->own_grad, "owned gradient rows", err);
-    if (!st->fetched || !st->asked || !st->own_slot_of || !st->own_ids || !st->own_grad)
+    if (!st->fetched || !st->asked || !st->own_ids || !st->own_grad ||
+        id_map_reserve(&st->own_slot_of, st->own_cap, err))
         return MTL_ERR;
-    memset(st->own_slot_of, 0xff, (size_t)t->local_rows * sizeof *st->own_slot_of);
     return MTL_OK;
 }
 
@@ -75,7 +105,8 @@ static int table_reserve(mtl_sparse_table *st, int64_t need, mtl_error *err) {
     if (resize(&st->ids, c, sizeof *st->ids, "touched ids", err) ||
         resize(&st->grad, c * dim, sizeof *st->grad, "touched gradient rows", err) ||
         (st->order && resize(&st->order, c, sizeof *st->order, "owner order", err)) ||
-        (st->sharded && resize(&st->fetched, c * dim, sizeof *st->fetched, "fetched rows", err)))
+        (st->sharded && resize(&st->fetched, c * dim, sizeof *st->fetched, "fetched rows", err)) ||
+        id_map_reserve(&st->slot_of, cap, err))
         return MTL_ERR;
     st->cap = (int)cap;
     *st->model_grad = st->grad;
@@ -90,7 +121,8 @@ static int asked_reserve(mtl_sparse_table *st, int64_t need, mtl_error *err) {
     size_t c = (size_t)need, dim = (size_t)st->dim;
     if (resize(&st->asked, c, sizeof *st->asked, "asked ids", err) ||
         resize(&st->own_ids, c, sizeof *st->own_ids, "owned ids", err) ||
-        resize(&st->own_grad, c * dim, sizeof *st->own_grad, "owned gradient rows", err))
+        resize(&st->own_grad, c * dim, sizeof *st->own_grad, "owned gradient rows", err) ||
+        id_map_reserve(&st->own_slot_of, need, err))
         return MTL_ERR;
     st->asked_cap = st->own_cap = (int)need;
     return MTL_OK;
@@ -176,7 +208,7 @@ fail:
 void mtl_embeddings_free(mtl_embeddings *e) {
     for (int k = 0; e->tables && k < e->n_tables; k++) {
         mtl_sparse_table *st = &e->tables[k];
-        free(st->slot_of);
+        free(st->slot_of.slot);
         free(st->ids);
         free(st->grad);
         free(st->fetched);
@@ -184,7 +216,7 @@ void mtl_embeddings_free(mtl_embeddings *e) {
         free(st->send_count);
         free(st->recv_count);
         free(st->asked);
-        free(st->own_slot_of);
+        free(st->own_slot_of.slot);
         free(st->own_ids);
         free(st->own_grad);
     }
@@ -248,28 +280,30 @@ static inline void zero_row(float *row, size_t dim) {
     }
 }
 
-/* A slot map back to all -1 at O(touched) cost. Done as soon as a step's
- * map is complete, while its lines are still in the cache: in a table of
- * 10^6 rows or more, each is a cache miss a step later. */
-static void clear_slots(int32_t *slot_of, const int32_t *ids, int n) {
-    for (int i = 0; i < n; i++) slot_of[ids[i]] = -1;
+/* A map back to empty at O(ids) cost: its ids removed last first. With
+ * linear probing, removing an id can cut the probe path to one inserted
+ * after it, never to one inserted before; in reverse order every id is
+ * still found where it was put. */
+static void clear_slots(mtl_id_map *map, const int32_t *ids, int n) {
+    for (int i = n - 1; i >= 0; i--) id_map_at(map, ids[i])->id = -1;
 }
 
-/* The compact row of id in (slot_of, ids, grad, n), a new zeroed one if the
+/* The compact row of id in (map, ids, grad, n), a new zeroed one if the
  * step has not touched it yet. */
-static inline int32_t slot_in(int32_t *slot_of, int32_t *ids, float *grad, int *n, int dim,
+static inline int32_t slot_in(mtl_id_map *map, int32_t *ids, float *grad, int *n, int dim,
                               int32_t id) {
-    int32_t k = slot_of[id];
-    if (k >= 0) return k;
-    k = (*n)++;
-    slot_of[id] = k;
+    mtl_id_slot *e = id_map_at(map, id);
+    if (e->id == id) return e->row;
+    int32_t k = (*n)++;
+    e->id = id;
+    e->row = k;
     ids[k] = id;
     zero_row(grad + (size_t)k * (size_t)dim, (size_t)dim);
     return k;
 }
 
 static inline int32_t slot(mtl_sparse_table *st, int32_t id) {
-    return slot_in(st->slot_of, st->ids, st->grad, &st->n, st->dim, id);
+    return slot_in(&st->slot_of, st->ids, st->grad, &st->n, st->dim, id);
 }
 
 /* Field j's lists: every id of the batch is touched; its compact row per
@@ -287,10 +321,7 @@ static int collect_lists(mtl_embeddings *e, mtl_sparse_table *st, const mtl_batc
     if (table_reserve(st, nnz, err)) return MTL_ERR;
     const int32_t *ids = b->multi_ids[j];
     int32_t *rows = e->multi_grad_rows[j];
-    for (int64_t k = off[0]; k < off[b->n]; k++) {
-        if (k + ROWS_AHEAD < off[b->n]) __builtin_prefetch(st->slot_of + ids[k + ROWS_AHEAD]);
-        rows[k] = slot(st, ids[k]);
-    }
+    for (int64_t k = off[0]; k < off[b->n]; k++) rows[k] = slot(st, ids[k]);
     e->multi_table_rows[j] = st->sharded ? rows : b->multi_ids[j];
     return MTL_OK;
 }
@@ -307,18 +338,16 @@ int mtl_embeddings_collect(mtl_embeddings *e, mtl_batch *b, mtl_error *err) {
     if (e->n_sharded) memcpy(e->table_rows, b->sparse, bytes);
     for (int k = 0; k < e->n_tables; k++) {
         mtl_sparse_table *st = &e->tables[k];
-        st->n = st->n_local = 0; /* slot_of is all -1 */
+        st->n = st->n_local = 0; /* slot_of is empty */
         int s = st->field;
         if (s >= S && collect_lists(e, st, b, s - S, err)) return MTL_ERR;
         for (int i = 0; i < n && s < S; i++) {
             size_t at = (size_t)i * (size_t)S + (size_t)s;
-            if (i + ROWS_AHEAD < n) /* slot_of of a large table: a cache miss per id */
-                __builtin_prefetch(st->slot_of + b->sparse[at + ROWS_AHEAD * (size_t)S]);
             e->grad_rows[at] = slot(st, b->sparse[at]);
             if (st->sharded) e->table_rows[at] = e->grad_rows[at];
         }
         st->n_local = st->n;
-        clear_slots(st->slot_of, st->ids, st->n); /* the rows now say where an id went */
+        clear_slots(&st->slot_of, st->ids, st->n); /* the rows now say where an id went */
     }
     b->grad_rows = e->grad_rows;
     b->table_rows = e->n_sharded ? e->table_rows : NULL;
@@ -500,20 +529,16 @@ static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
     }
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
     e->bytes_received += bytes_from_others(e->recv_bytes, d);
-    EACH_SHARDED(e, st, t) off[t] = st->own_n = 0; /* own_slot_of is all -1 */
+    EACH_SHARDED(e, st, t) off[t] = st->own_n = 0; /* own_slot_of is empty */
     const float *in = (const float *)(const void *)e->recv;
     for (int r = 0; r < P; r++) EACH_SHARDED(e, st, t) {
             size_t dim = (size_t)st->dim;
             const int32_t *asked = st->asked + seen[t];
             int n = st->recv_count[r];
-            for (int i = 0; i < n && i < ROWS_AHEAD; i++)
-                __builtin_prefetch(st->own_slot_of + asked[i]);
             for (int i = 0; i < n; i++) {
-                if (i + ROWS_AHEAD < n) __builtin_prefetch(st->own_slot_of + asked[i + ROWS_AHEAD]);
-                int32_t local = asked[i];
                 float *restrict g =
-                    st->own_grad + (size_t)slot_in(st->own_slot_of, st->own_ids, st->own_grad,
-                                                   &st->own_n, st->dim, local) *
+                    st->own_grad + (size_t)slot_in(&st->own_slot_of, st->own_ids, st->own_grad,
+                                                   &st->own_n, st->dim, asked[i]) *
                                        dim;
                 const float *restrict x = in;
                 if (r == me)
@@ -525,7 +550,7 @@ static int push_sharded(mtl_embeddings *e, const mtl_dist *d, mtl_error *err) {
             seen[t] += st->recv_count[r];
             off[t] += st->send_count[r];
         }
-    EACH_SHARDED(e, st, t) clear_slots(st->own_slot_of, st->own_ids, st->own_n);
+    EACH_SHARDED(e, st, t) clear_slots(&st->own_slot_of, st->own_ids, st->own_n);
     return MTL_OK;
 }
 
@@ -622,7 +647,7 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
     mtl_dist_alltoallv_bytes(d, e->send, e->send_bytes, e->recv, e->recv_bytes, e->mpi_scratch);
     e->bytes_received += bytes_from_others(e->recv_bytes, d);
     /* the owned union, in rank order: each row summed as one replica would */
-    EACH_REPLICATED(e, st, k) st->n = 0; /* slot_of is all -1 */
+    EACH_REPLICATED(e, st, k) st->n = 0; /* slot_of is empty */
     const unsigned char *at = e->recv;
     own = own_start;
     for (int r = 0; r < P; r++) EACH_REPLICATED(e, st, k) {
@@ -630,10 +655,7 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
             const unsigned char *from = r == me ? own : at;
             const int32_t *ids = (const int32_t *)(const void *)from;
             const float *rows = (const float *)(const void *)(from + (size_t)cnt * sizeof(int32_t));
-            for (int i = 0; i < cnt && i < ROWS_AHEAD; i++)
-                __builtin_prefetch(st->slot_of + ids[i]);
             for (int i = 0; i < cnt; i++) {
-                if (i + ROWS_AHEAD < cnt) __builtin_prefetch(st->slot_of + ids[i + ROWS_AHEAD]);
                 float *restrict g = st->grad + (size_t)slot(st, ids[i]) * (size_t)dim;
                 const float *restrict x = rows + (size_t)i * (size_t)dim;
                 for (int j = 0; j < dim; j++) g[j] += x[j];
@@ -643,7 +665,7 @@ static int exchange_replicated(mtl_embeddings *e, const mtl_dist *d, mtl_error *
             else
                 at += (size_t)cnt * row_bytes(st);
         }
-    EACH_REPLICATED(e, st, k) clear_slots(st->slot_of, st->ids, st->n);
+    EACH_REPLICATED(e, st, k) clear_slots(&st->slot_of, st->ids, st->n);
     return MTL_OK;
 }
 

@@ -59,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mtl/embedding.h"
 #include "mtl/metrics.h"
 #include "mtl/model.h"
 #include "test_models.h"
@@ -1257,6 +1258,69 @@ static void check_layout(const mtl_model *m) {
     assert_true(total == p->size);
 }
 
+/* collect: every (row, field) of a batch points at a compact row holding
+ * its id, the compact rows are the batch's distinct ids in first-touch
+ * order, zeroed; and the id maps are empty again after each step (ids
+ * removed in the wrong order would leave stale entries behind: a later step
+ * would find an id it has not touched yet). Ids of 0..199999 collide in the
+ * maps of 1024 slots and repeat, and the steps share some ids. */
+static void test_collect_ids(void **state) {
+    (void)state;
+    enum { ROWS = 512, STEPS = 4 };
+    mtl_config cfg;
+    mtl_data_shape sh;
+    small_shape(&sh, 2, 0);
+    sh.vocab_sizes[0] = 200000;
+    sh.vocab_sizes[1] = 3000;
+    mtl_config_defaults(&cfg);
+    cfg.model = model_of(K_MMOE);
+    cfg.embedding_update = MTL_EMBEDDING_SPARSE;
+    mtl_model *m = NULL;
+    mtl_error err = {{0}};
+    assert_int_equal(mtl_model_create(&m, &cfg, &sh, ROWS, &err), MTL_OK);
+    mtl_embeddings E;
+    assert_int_equal(mtl_embeddings_init(&E, m, ROWS, 1, &err), MTL_OK);
+    assert_int_equal(E.n_tables, 3);
+    mtl_batch b;
+    assert_int_equal(mtl_batch_alloc(&b, ROWS, sh.S, sh.D, sh.T, &err), MTL_OK);
+    uint64_t rng = 12345;
+    for (int step = 0; step < STEPS; step++) {
+        b.n = ROWS - 37 * step;
+        for (int i = 0; i < b.n; i++)
+            for (int s = 0; s < sh.S; s++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                uint32_t r = (uint32_t)(rng >> 33);
+                /* field 0: multiples of 1024 (and neighbours) across the
+                 * table; field 1: a few hundred hot ids; field 2: all 7 */
+                b.sparse[(size_t)i * sh.S + s] =
+                    s == 0   ? (int32_t)(((r % 190) * 1024 + r % 3) % 200000)
+                    : s == 1 ? (int32_t)(r % 300)
+                             : (int32_t)(r % 7);
+            }
+        assert_int_equal(mtl_embeddings_collect(&E, &b, &err), MTL_OK);
+        for (int s = 0; s < sh.S; s++) {
+            const mtl_sparse_table *st = E.of_field[s];
+            int distinct = 0;
+            for (int i = 0; i < b.n; i++) {
+                int32_t id = b.sparse[(size_t)i * sh.S + s];
+                int32_t row = b.grad_rows[(size_t)i * sh.S + s];
+                assert_true(row >= 0 && row < st->n);
+                assert_int_equal(st->ids[row], id);
+                int first = 1; /* the first touch of id gets the next row */
+                for (int j = 0; j < i && first; j++) first = b.sparse[(size_t)j * sh.S + s] != id;
+                if (first) assert_int_equal(row, distinct++);
+            }
+            assert_int_equal(st->n, distinct);
+            assert_int_equal(st->n_local, distinct);
+            for (size_t j = 0; j < (size_t)st->n * (size_t)st->dim; j++)
+                assert_true(st->grad[j] == 0.0f);
+        }
+    }
+    mtl_batch_free(&b);
+    mtl_embeddings_free(&E);
+    mtl_model_free(m);
+}
+
 /* --embedding-update: auto makes sparse exactly the tables of more than
  * batch-size (d + 1) / 2d rows (640 here); dense and sparse force it either
  * way. */
@@ -1817,6 +1881,7 @@ static void test_create_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sparse_tables),
+        cmocka_unit_test(test_collect_ids),
         cmocka_unit_test(test_param_names),
         cmocka_unit_test(test_param_stability),
         cmocka_unit_test(test_group_adjacency),
