@@ -351,9 +351,10 @@ static int register_embeddings(mtl_model *m, const mtl_config *cfg, mtl_error *e
          * more than a share of a rank's memory. Rows: a large table's rows are
          * cache misses on every rank, so fetching them from their owners adds
          * little, while the owners' update and memory halve (bench-vocab.sh,
-         * 2 ranks: row-sharded 1-11% faster than replicated at 1k rows per
-         * field, 3-20% at 100k, 34-35% at 1M); a table of a few hundred rows stays
-         * in every rank's cache, where replicas look rows up locally. */
+         * 2 ranks: row-sharded never slower than replicated; 1-11% faster at
+         * 1k rows per field, 3-21% at 100k, 0-35% at 1M); a table of a few
+         * hundred rows stays in every rank's cache, where replicas look rows
+         * up locally. */
         double table_mb = 3.0 * (double)vocab * m->dims[s] * 4.0 / 1048576.0;
         int auto_row =
             vocab >= cfg->shard_min_rows ||
