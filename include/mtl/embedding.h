@@ -82,7 +82,7 @@ typedef struct {
     int32_t *ids;          /* [cap]: this step's touched ids; after the exchange, the union */
     float *grad;           /* [cap x dim]: their gradient rows */
     int n_local, n;        /* touched rows: by this rank, after the exchange in the union */
-    int cap;               /* of ids, grad (and fetched, order): grown for lists */
+    int cap;               /* of ids, grad, slot_of (and fetched, order): grown for lists */
     /* Replicated on several ranks (owned != 0): after the exchange, ids, grad
      * and n are the union of the touched ids this rank owns (id mod world ==
      * rank). Row-sharded (sharded != 0): values, m and v hold this rank's
